@@ -1,0 +1,61 @@
+"""The library functions the CLI calls: validate a sheet and build its config, prepare a run, dry-run.
+
+Kept apart from `cli.py` so the commands stay thin and these stay testable without click.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from .config import RunConfig, load_config
+from .errors import ConfigError
+from .models import PromptSheet
+from .sheet import read_prompt_sheet
+
+
+def load_run_inputs(
+    sheet_path: Path, *, config_path: Path | None, overrides: Mapping[str, Any]
+) -> tuple[PromptSheet, RunConfig]:
+    """The validated sheet and the config merged from YAML < settings sheet < flags < environment."""
+    reading = read_prompt_sheet(sheet_path)
+    sheet = reading.require()
+    config = load_config(
+        config_path=config_path,
+        settings=sheet.settings,
+        settings_locations=reading.settings_locations,
+        overrides=overrides,
+    )
+    if config.execution == "batch":
+        raise ConfigError(
+            "execution: batch (--batch) is not available in this version yet; run in real-time mode (the default)"
+        )
+    return sheet, config
+
+
+def prepare_run(
+    sheet_path: Path,
+    *,
+    config_path: Path | None,
+    overrides: Mapping[str, Any],
+    stop: threading.Event | None = None,
+    stream: TextIO = sys.stderr,
+):
+    """A ready pipeline (validated sheet, config, provider, progress observer); nothing written yet."""
+    from .pipeline import ReportGenerationPipeline
+    from .progress import PlainProgress
+
+    sheet, config = load_run_inputs(sheet_path, config_path=config_path, overrides=overrides)
+    observer = PlainProgress(stream, interval_s=config.progress_interval_s, quiet=config.quiet)
+    return ReportGenerationPipeline(config, sheet, observer=observer, stop=stop)
+
+
+def dry_run(sheet_path: Path, *, config_path: Path | None, overrides: Mapping[str, Any]) -> str:
+    """Render every prompt and estimate tokens and cost, sending nothing."""
+    from .dryrun import estimate_run
+
+    sheet, config = load_run_inputs(sheet_path, config_path=config_path, overrides=overrides)
+    return estimate_run(sheet, config)

@@ -1,0 +1,181 @@
+"""The `report-pipeline` command: parse flags, build one RunConfig, call one library function.
+
+Every error this package raises on purpose is turned into a message and an exit
+code here, in one place; no traceback reaches a user for bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import EXIT_INTERRUPTED, ConfigError, PromptSheetError, ReportPipelineError, exit_code_for
+
+
+def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Map our typed errors to a message on stderr and their exit code."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except PromptSheetError as error:
+            click.echo(f"error: {error}", err=True)
+            click.echo("Fix these in the workbook, then run `report-pipeline validate` again.", err=True)
+            sys.exit(error.exit_code)
+        except ReportPipelineError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(exit_code_for(error))
+
+    return wrapper
+
+
+def _split(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="report-pipeline")
+def cli() -> None:
+    """Turn an analyst's prompt sheet (.xlsx) into a finished report by running every prompt through an LLM."""
+
+
+@cli.command()
+@click.argument("sheet", type=click.Path(path_type=Path))
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML run config (see config/example.yaml).")
+@click.option("--provider", type=click.Choice(["offline", "openai", "azure"]), help="offline needs no key and no network.")
+@click.option("--model", help="Model name sent to the endpoint.")
+@click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 for Ollama.")
+@click.option("--sequential", is_flag=True, help="Run one task at a time (same outputs; for debugging).")
+@click.option("--objectives", help="Only these objectives: ids or 1-based positions, e.g. 1,3.")
+@click.option("--max-concurrency", type=int, help="Most LLM calls in flight at once (max_concurrent_requests).")
+@click.option("--output", "output_dir", type=click.Path(path_type=Path), help="Output root (default: output/).")
+@click.option("--resume", "resume", metavar="RUN_ID", help="Continue an interrupted run (needs the ledger).")
+@click.option("--no-cache", is_flag=True, help="Do not reuse completed calls from the ledger.")
+@click.option("--dry-run", is_flag=True, help="Validate, render every prompt, estimate tokens and cost; send nothing.")
+@click.option("--no-progress", is_flag=True, help="Plain lines only (the default when not on a terminal).")
+@click.option("--quiet", is_flag=True, help="Only warnings, errors and the final line.")
+@click.option("--limit", type=int, help="Only the first N enabled tasks in sheet order.")
+@click.option("--batch", is_flag=True, help="Send calls through the provider's Batch API (half price, slower).")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@_handle_errors
+def run(sheet: Path, config_path: Path | None, sequential: bool, objectives: str | None, **flags: Any) -> None:
+    """Run every enabled task of SHEET and write the report under OUTPUT/<run_id>/."""
+    from .app import dry_run, prepare_run
+
+    overrides = {
+        "provider": flags["provider"],
+        "model": flags["model"],
+        "base_url": flags["base_url"],
+        "max_concurrent_requests": flags["max_concurrency"],
+        "output_dir": flags["output_dir"],
+        "objectives": _split(objectives),
+        "limit": flags["limit"],
+        "log_level": flags["log_level"],
+    }
+    if sequential:
+        overrides.update(run_objectives_concurrent=False, run_task_concurrent=False)
+    if flags["no_cache"]:
+        overrides["cache"] = False
+    if flags["no_progress"]:
+        overrides["progress"] = "off"
+    if flags["quiet"]:
+        overrides["quiet"] = True
+    if flags["batch"]:
+        overrides["execution"] = "batch"
+    if flags["resume"]:
+        raise ConfigError("--resume needs the run ledger, which this version does not have yet; start a new run")
+    stop = threading.Event()
+    if flags["dry_run"]:
+        click.echo(dry_run(sheet, config_path=config_path, overrides=overrides))
+        return
+    pipeline = prepare_run(sheet, config_path=config_path, overrides=overrides, stop=stop, stream=sys.stderr)
+    with _stop_on_signals(stop):
+        result = pipeline.run()
+    sys.exit(result.exit_code)
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """First Ctrl-C or SIGTERM: stop scheduling and drain. Second: leave at once (outputs are atomic)."""
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            os._exit(EXIT_INTERRUPTED)
+        stop.set()
+        click.echo("stopping: finishing the calls in flight (Ctrl-C again to quit at once)", err=True)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@cli.command()
+@click.argument("sheet", type=click.Path(path_type=Path))
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Also check this run config.")
+@_handle_errors
+def validate(sheet: Path, config_path: Path | None) -> None:
+    """Report every problem in SHEET at once, with sheet, row and column."""
+    from .app import load_run_inputs
+
+    loaded_sheet, config = load_run_inputs(sheet, config_path=config_path, overrides={})
+    click.echo(
+        f"{sheet}: OK: {len(loaded_sheet.objectives)} objectives, {len(loaded_sheet.tasks)} tasks, "
+        f"{len(loaded_sheet.data_sources)} data sources"
+    )
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+@_handle_errors
+def init(directory: Path, force: bool) -> None:
+    """Write a starter workbook and config into DIRECTORY to edit."""
+    from .starter import write_starter
+
+    written = write_starter(directory, force=force)
+    for path in written:
+        click.echo(f"wrote {path}")
+    config = next((p for p in written if p.suffix == ".yaml"), None)
+    click.echo(f"next: report-pipeline run {written[0]}" + (f" --config {config}" if config else ""))
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path))
+@click.option("--provider", type=click.Choice(["offline", "openai", "azure"]))
+@click.option("--base-url")
+@_handle_errors
+def models(config_path: Path | None, provider: str | None, base_url: str | None) -> None:
+    """List the models the endpoint offers."""
+    from .config import load_config
+    from .providers.factory import make_provider
+
+    config = load_config(config_path=config_path, overrides={"provider": provider, "base_url": base_url})
+    client = make_provider(config)
+    try:
+        for name in client.list_models():
+            click.echo(name)
+    finally:
+        client.close()
+
+
+def main() -> None:
+    cli(prog_name="report-pipeline")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""One validated, frozen `RunConfig`, built once from YAML, the `settings` sheet, CLI flags
+and the environment (in that order of precedence), then passed into constructors.
+
+This is the only module that reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+from .models import STEP_NAMES
+
+ProviderName = Literal["offline", "openai", "azure"]
+
+
+class Price(BaseModel):
+    """US dollars per million tokens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    batch_input: float | None = Field(default=None, ge=0)
+    batch_output: float | None = Field(default=None, ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, *, batch: bool = False) -> float:
+        rate_in, rate_out = self.input, self.output
+        if batch:
+            rate_in = self.batch_input if self.batch_input is not None else self.input / 2
+            rate_out = self.batch_output if self.batch_output is not None else self.output / 2
+        return (prompt_tokens * rate_in + completion_tokens * rate_out) / 1_000_000
+
+
+DEFAULT_PRICES: dict[str, Price] = {
+    "gpt-4o-mini": Price(input=0.15, output=0.60),
+    "gpt-4o": Price(input=2.50, output=10.00),
+    "gpt-4.1-mini": Price(input=0.40, output=1.60),
+    "gpt-4.1": Price(input=2.00, output=8.00),
+}
+
+
+def _split_list(value: Any) -> Any:
+    """Accept `a, b` from a spreadsheet cell or a CLI flag as well as a YAML list."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class RunConfig(BaseModel):
+    """Everything a run needs to know. Frozen: build a new one with `with_overrides`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    # what the report is
+    project_name: str = "Report"
+    # which model, where
+    provider: ProviderName = "offline"
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    azure_api_version: str | None = None
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    max_tokens: int = Field(default=800, ge=1, le=200_000)
+    steps: tuple[str, ...] = ("generate",)
+    # concurrency
+    run_objectives_concurrent: bool = True
+    run_task_concurrent: bool = True
+    max_objective_workers: int = Field(default=4, ge=1, le=512)
+    max_task_workers: int = Field(default=8, ge=1, le=1024)
+    max_concurrent_requests: int = Field(default=16, ge=1, le=4096)
+    requests_per_minute: float | None = Field(default=None, ge=0)
+    tokens_per_minute: float | None = Field(default=None, ge=0)
+    # failure handling
+    max_retries: int = Field(default=6, ge=0, le=50)
+    request_timeout_s: float = Field(default=60.0, gt=0)
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    # outputs
+    output_dir: Path = Path("output")
+    cache: bool = True
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    progress: Literal["auto", "on", "off"] = "auto"
+    progress_interval_s: float = Field(default=10.0, gt=0)
+    quiet: bool = False
+    rss_warn_mb: float = Field(default=1024.0, gt=0)
+    # selection (usually from flags)
+    objectives: tuple[str, ...] | None = None
+    limit: int | None = Field(default=None, ge=1)
+    # the offline provider: an optional per-call delay, seeded, to make runs visible
+    offline_latency_ms: float = Field(default=0.0, ge=0)
+    offline_seed: int = 0
+    execution: Literal["realtime", "batch"] = "realtime"
+
+    @field_validator("steps", "objectives", mode="before")
+    @classmethod
+    def _lists_from_text(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("steps")
+    @classmethod
+    def _known_steps(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return validate_steps(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("provider", "progress", "execution", mode="before")
+    @classmethod
+    def _lower_choice(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("requests_per_minute", "tokens_per_minute", "max_cost_usd", "limit", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _base_url_shape(self) -> RunConfig:
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return self
+
+    # -- derived values -------------------------------------------------------------
+
+    @property
+    def objective_slots(self) -> int:
+        """How many objectives may be active at once."""
+        return self.max_objective_workers if self.run_objectives_concurrent else 1
+
+    @property
+    def task_slots(self) -> int:
+        """How many tasks of one objective may run at once."""
+        return self.max_task_workers if self.run_task_concurrent else 1
+
+    @property
+    def sequential(self) -> bool:
+        return not self.run_objectives_concurrent and not self.run_task_concurrent
+
+    def price_for(self, model: str) -> Price | None:
+        return self.prices.get(model)
+
+    def with_overrides(self, **changes: Any) -> RunConfig:
+        """A new validated config with `changes` applied (a frozen model cannot be edited)."""
+        data = self.model_dump()
+        data["api_key"] = self.api_key
+        data.update(changes)
+        return _validate(data, source="override")
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as JSON-safe data with every secret removed (for run.json)."""
+        data = self.model_dump(mode="json", exclude={"api_key"})
+        data["api_key"] = "***" if self.api_key else None
+        return data
+
+
+def validate_steps(steps: tuple[str, ...]) -> tuple[str, ...]:
+    """Steps must be known, unique, start with generate and keep chain order."""
+    if not steps:
+        raise ValueError("steps must list at least `generate`")
+    unknown = [s for s in steps if s not in STEP_NAMES]
+    if unknown:
+        raise ValueError(f"unknown step {unknown[0]!r}: choose from {', '.join(STEP_NAMES)}")
+    if steps[0] != "generate":
+        raise ValueError("steps must start with `generate`")
+    if len(set(steps)) != len(steps):
+        raise ValueError("a step is listed twice")
+    return tuple(sorted(steps, key=STEP_NAMES.index))
+
+
+# keys a user may not set from a file or a sheet
+_FORBIDDEN_KEYS = {"api_key": "never put a key in a file: set the environment variable named by api_key_env"}
+
+
+def _describe(error: ValidationError, source: str, locations: Mapping[str, str] | None) -> str:
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item["loc"]) or "config"
+        key = str(item["loc"][0]) if item["loc"] else ""
+        where = (locations or {}).get(key, source)
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key {loc!r}: check its spelling against config/example.yaml")
+        else:
+            value = item.get("input")
+            shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
+            lines.append(f"{where}: {loc}: {item['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def _validate(
+    data: Mapping[str, Any], *, source: str, locations: Mapping[str, str] | None = None
+) -> RunConfig:
+    try:
+        return RunConfig.model_validate(dict(data))
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source, locations)) from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A config file as a mapping, with a message naming the file when it is not one."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: fix the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of key: value")
+    return data
+
+
+def load_config(
+    *,
+    config_path: Path | None = None,
+    settings: Mapping[str, Any] | None = None,
+    settings_locations: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> RunConfig:
+    """Merge YAML < settings sheet < CLI flags < environment (secrets), validate once.
+
+    `settings_locations` maps a settings key to where it sits (`settings!B4`) so a
+    bad value names its cell; `overrides` holds only the flags the user gave.
+    """
+    env = os.environ if environ is None else environ
+    merged: dict[str, Any] = {}
+    locations: dict[str, str] = {}
+    layers: list[tuple[str, Mapping[str, Any], Mapping[str, str] | None]] = []
+    if config_path is not None:
+        layers.append((str(config_path), read_yaml(config_path), None))
+    if settings:
+        layers.append(("settings sheet", settings, settings_locations))
+    if overrides:
+        layers.append(("command line", {k: v for k, v in overrides.items() if v is not None}, None))
+    for source, layer, where in layers:
+        for key, value in layer.items():
+            if key in _FORBIDDEN_KEYS:
+                place = (where or {}).get(key, source)
+                raise ConfigError(f"{place}: {key!r}: {_FORBIDDEN_KEYS[key]}")
+            merged[key] = value
+            locations[key] = (where or {}).get(key, source)
+    config = _validate(merged, source="config", locations=locations)
+    if config.provider != "offline":
+        key = env.get(config.api_key_env)
+        if key:
+            config = config.model_copy(update={"api_key": SecretStr(key)})
+    return config

@@ -1,0 +1,62 @@
+"""`run --dry-run`: render every prompt and price the run before spending anything."""
+
+from __future__ import annotations
+
+from .config import RunConfig
+from .data import DataStore
+from .models import PromptSheet
+from .plan import build_plan
+from .providers.offline import estimate_tokens
+from .results import ReportStructureManager
+from .runner import TaskRunner
+from .steps import DEFAULT_SYSTEM_PROMPT
+
+_CHECK_ANSWER_TOKENS = 200
+
+
+def estimate_run(sheet: PromptSheet, config: RunConfig) -> str:
+    """A per-objective table of calls, tokens and an upper-bound cost; raises if any prompt fails to render."""
+    plan = build_plan(sheet, objectives=config.objectives, limit=config.limit)
+    runner = TaskRunner(
+        config=config, sheet=sheet, plan=plan, data=DataStore(sheet.data_sources),
+        results=ReportStructureManager(plan), call=_never_called,
+    )
+    lines = [f"dry run of {sheet.path}: nothing is sent", ""]
+    lines.append(f"{'objective':<28} {'tasks':>5} {'calls':>6} {'prompt tok':>11} {'max out tok':>12} {'max cost $':>11}")
+    totals = [0, 0, 0, 0, 0.0]
+    unpriced: set[str] = set()
+    for objective in plan.objectives:
+        row = [0, 0, 0, 0, 0.0]
+        for key in plan.tasks_by_objective[objective.objective_id]:
+            task = plan.tasks[key]
+            placeholders = {ref: f"[text of {ref}, written during the run]" for ref in (*plan.parents[key], *task.depends_on)}
+            prompt = runner.render(task, placeholders)
+            system = objective.system_prompt or DEFAULT_SYSTEM_PROMPT
+            max_out = task.max_tokens or config.max_tokens
+            model = task.model[0] if task.model else config.model
+            row[0] += 1
+            for step in task.steps or config.steps:
+                prompt_tokens = estimate_tokens(system + prompt) + (0 if step == "generate" else max_out)
+                out_tokens = _CHECK_ANSWER_TOKENS if step == "check" else max_out
+                row[1] += 1
+                row[2] += prompt_tokens
+                row[3] += out_tokens
+                price = config.price_for(model)
+                if price is None:
+                    unpriced.add(model)
+                else:
+                    row[4] += price.cost(prompt_tokens, out_tokens)
+        totals = [a + b for a, b in zip(totals, row)]
+        lines.append(f"{objective.title[:28]:<28} {row[0]:>5} {row[1]:>6} {row[2]:>11,} {row[3]:>12,} {row[4]:>11.4f}")
+    lines.append(f"{'total':<28} {totals[0]:>5} {totals[1]:>6} {totals[2]:>11,} {totals[3]:>12,} {totals[4]:>11.4f}")
+    lines.append("")
+    lines.append("Tokens are estimated at 4 characters a token; output is counted at max_tokens, so the cost is an upper bound.")
+    if unpriced:
+        lines.append(f"No price in config `prices` for: {', '.join(sorted(unpriced))} (counted as $0).")
+    if config.max_cost_usd is not None and totals[4] > config.max_cost_usd:
+        lines.append(f"Warning: the upper bound passes max_cost_usd = {config.max_cost_usd}; the run stops there (exit 3).")
+    return "\n".join(lines)
+
+
+def _never_called(request):  # pragma: no cover - a dry run renders, it never calls
+    raise AssertionError("a dry run must not call the model")

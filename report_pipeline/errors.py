@@ -1,0 +1,149 @@
+"""Typed errors, each knowing the exit code the CLI gives it.
+
+    ReportPipelineError
+    ├── InputError                     exit 2: bad input, nothing was run
+    │   ├── PromptSheetError           the workbook (carries every SheetProblem)
+    │   ├── ConfigError                a config key, file or flag
+    │   └── LedgerError                the ledger file is corrupt or foreign
+    ├── ProviderError                  exit 1 when it fails one task
+    │   ├── AuthError                  exit 2: 401/403, the whole run stops
+    │   ├── RateLimited                429 after every retry
+    │   └── TransientProviderError     5xx, timeouts, dropped connections after every retry
+    ├── BudgetExceeded                 exit 3: max_cost_usd reached
+    └── Interrupted                    exit 130: Ctrl-C / SIGTERM
+
+The CLI maps these to exit codes in one place (`exit_code_for`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_TASKS_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_BUDGET = 3
+EXIT_INTERRUPTED = 130
+
+
+class ReportPipelineError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    exit_code: int = EXIT_TASKS_FAILED
+
+
+class InputError(ReportPipelineError):
+    """Bad input or config: nothing was run."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+@dataclass(frozen=True)
+class SheetProblem:
+    """One problem in a workbook, located so an analyst can find and fix it.
+
+    `row` is the spreadsheet row number (1 = header row) and `column` the
+    column header, so the message reads like `tasks!C7 (prompt): ...`.
+    """
+
+    sheet: str
+    message: str
+    row: int | None = None
+    column: str | None = None
+    cell: str | None = None  # e.g. "C7" when the column letter is known
+
+    def __str__(self) -> str:
+        where = self.sheet
+        if self.cell:
+            where += f"!{self.cell}"
+        elif self.row is not None:
+            where += f"!row {self.row}"
+        if self.column:
+            where += f" ({self.column})"
+        return f"{where}: {self.message}"
+
+
+class PromptSheetError(InputError):
+    """The workbook has problems; `problems` lists every one of them."""
+
+    def __init__(self, path: object, problems: list[SheetProblem]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"{path}: {count} {noun} in the prompt sheet:\n{lines}")
+
+
+class ConfigError(InputError):
+    """A config key, file or flag is wrong; the message names the key."""
+
+
+class LedgerError(InputError):
+    """The ledger file cannot be used (corrupt, foreign, or locked)."""
+
+
+class RunLocked(InputError):
+    """Another run is writing to the same output folder."""
+
+
+class ProviderError(ReportPipelineError):
+    """A call to the model failed; fails one task unless a subclass says more."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        attempts: int = 1,
+        objective_id: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.attempts = attempts
+        self.objective_id = objective_id
+        self.task_id = task_id
+
+    def __str__(self) -> str:
+        where = ""
+        if self.objective_id and self.task_id:
+            where = f"[{self.objective_id}.{self.task_id}] "
+        status = f"HTTP {self.status_code}: " if self.status_code else ""
+        return f"{where}{status}{self.message}"
+
+
+class AuthError(ProviderError):
+    """401/403: the key is wrong or lacks access; the whole run stops."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class RateLimited(ProviderError):
+    """Still 429 after every retry."""
+
+
+class TransientProviderError(ProviderError):
+    """5xx, timeout or dropped connection, still failing after every retry."""
+
+
+class BudgetExceeded(ReportPipelineError):
+    """max_cost_usd was reached: nothing new is sent."""
+
+    exit_code = EXIT_BUDGET
+
+
+class Interrupted(ReportPipelineError):
+    """The run was stopped by Ctrl-C or SIGTERM."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The one place that turns an error into a process exit code."""
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(error, ReportPipelineError):
+        return error.exit_code
+    return EXIT_TASKS_FAILED

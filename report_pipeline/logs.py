@@ -1,0 +1,63 @@
+"""Run logging: one `run.log` per run with thread names, and a filter that keeps secrets out.
+
+The filter runs on every handler we attach, so a key inside an exception message or
+a URL is replaced before any line is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+LOGGER_NAME = "report_pipeline"
+LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
+REDACTED = "***"
+
+
+class SecretFilter(logging.Filter):
+    """Replaces every known secret in a record's final message (args included) with ***."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s and len(s) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        clean = redact(message, self._secrets)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self._secrets)
+        return True
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+@contextmanager
+def run_log(path: Path, *, level: str, secrets: Iterable[str] = ()) -> Iterator[logging.Handler]:
+    """Attach a file handler for one run's `run.log`, removed (and flushed) at the end."""
+    logger = logging.getLogger(LOGGER_NAME)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(level)
+    handler.addFilter(SecretFilter(secrets))
+    previous_level = logger.level
+    logger.setLevel(min(logging.getLevelName(level), logger.level or logging.WARNING))
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+        handler.close()

@@ -1,0 +1,189 @@
+"""Plain value types shared by every stage: the parsed sheet and the task results.
+
+They hold data only; reading, planning and writing live in their own modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+STEP_NAMES: tuple[str, ...] = ("generate", "refine", "check")
+TaskStatus = Literal["done", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A row of the `data` sheet: a table on disk the prompts may attach."""
+
+    name: str
+    path: Path  # resolved against the workbook's folder
+    sheet: str | None = None
+    columns: tuple[str, ...] = ()
+    filter: str | None = None
+    chart: str | None = None  # "line" or "bar": render a chart of this table
+    x: str | None = None  # chart's x column
+    y: tuple[str, ...] = ()  # chart's y column(s)
+    row: int = 0  # spreadsheet row, for messages
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A chapter of the report (a row of the `objectives` sheet)."""
+
+    objective_id: str
+    title: str
+    description: str = ""
+    enabled: bool = True
+    system_prompt: str = ""
+    mode: str = "tasks"  # "tasks", or "outline": the model proposes the sections
+    index: int = 0  # position in the sheet, 0-based: the report order
+    row: int = 0
+
+
+@dataclass(frozen=True)
+class Task:
+    """One prompt of a chapter (a row of the `tasks` sheet)."""
+
+    objective_id: str
+    task_id: str
+    prompt: str
+    title: str = ""
+    data: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    steps: tuple[str, ...] | None = None  # None: the config's default
+    model: tuple[str, ...] | None = None  # None: the config's model
+    temperature: float | None = None
+    max_tokens: int | None = None
+    enabled: bool = True
+    merge: str = "collect_all"  # with several models: collect_all, first_success, best
+    include_table: bool = False  # put the attached data tables in the report
+    index: int = 0  # position in the tasks sheet, 0-based
+    row: int = 0
+
+    @property
+    def key(self) -> str:
+        """`OBJ.TASK`: the id dependencies, the ledger and results use."""
+        return f"{self.objective_id}.{self.task_id}"
+
+
+@dataclass(frozen=True)
+class PromptSheet:
+    """A validated workbook: everything the pipeline needs, nothing more."""
+
+    path: Path
+    objectives: tuple[Objective, ...]
+    tasks: tuple[Task, ...]
+    data_sources: dict[str, DataSource] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    prompts: dict[str, str] = field(default_factory=dict)  # optional `prompts` sheet
+
+    def objective(self, objective_id: str) -> Objective:
+        for objective in self.objectives:
+            if objective.objective_id == objective_id:
+                return objective
+        raise KeyError(objective_id)
+
+    def tasks_of(self, objective_id: str) -> list[Task]:
+        return [t for t in self.tasks if t.objective_id == objective_id]
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """What one LLM call cost: a step of a task's chain."""
+
+    step: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    attempts: int = 1
+    latency_s: float = 0.0
+    cached: bool = False
+    started_at: float = 0.0  # unix time
+    finished_at: float = 0.0
+    thread: str = ""
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """The outcome of one task, as it goes into results.csv and the report."""
+
+    objective_id: str
+    task_id: str
+    title: str
+    status: TaskStatus
+    error: str = ""
+    text: str = ""
+    model: str = ""
+    steps: tuple[str, ...] = ()
+    calls: tuple[CallRecord, ...] = ()
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    thread: str = ""
+    check_verdict: str = ""
+    check_notes: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.objective_id}.{self.task_id}"
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(c.prompt_tokens for c in self.calls)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(c.completion_tokens for c in self.calls)
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(c.cost_usd for c in self.calls)
+
+    @property
+    def attempts(self) -> int:
+        return sum(c.attempts for c in self.calls)
+
+    @property
+    def cached(self) -> bool:
+        return bool(self.calls) and all(c.cached for c in self.calls)
+
+    @property
+    def duration_s(self) -> float:
+        if not self.started_at or not self.finished_at:
+            return 0.0
+        return max(0.0, self.finished_at - self.started_at)
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """An objective with its task results, in sheet order: what writers render."""
+
+    objective: Objective
+    results: tuple[TaskResult, ...]
+    number: int  # 1-based position among the chapters of this run
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """Everything a report writer needs, already in sheet order."""
+
+    project_name: str
+    run_id: str
+    generated_at: float  # unix time
+    provider: str
+    model: str
+    chapters: tuple[Chapter, ...]
+
+    def all_results(self) -> list[TaskResult]:
+        return [r for chapter in self.chapters for r in chapter.results]
+
+
+# results.csv and every objective CSV share these columns, in this order (DESIGN.md)
+RESULT_COLUMNS: tuple[str, ...] = (
+    "objective_id", "task_id", "title", "status", "error", "text", "model", "steps",
+    "prompt_tokens", "completion_tokens", "cost_usd", "attempts", "cached",
+    "started_at", "finished_at", "duration_s",
+)
+CHECK_COLUMNS: tuple[str, ...] = ("check_verdict", "check_notes")

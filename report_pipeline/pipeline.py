@@ -1,0 +1,318 @@
+"""`ReportGenerationPipeline`: a validated sheet and config in, a run folder of outputs out.
+
+The order of work: plan and provider first (bad input fails before anything is
+written), then the run folder and its log, then the scheduler, then the reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import RunConfig
+from .data import DataStore
+from .errors import EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_OK, EXIT_TASKS_FAILED
+from .logs import run_log
+from .models import PromptSheet, Task, TaskResult
+from .monitor import ResourceMonitor
+from .plan import Plan, build_plan
+from .providers import Provider
+from .providers.factory import make_provider
+from .results import ReportStructureManager
+from .runner import TaskRunner
+from .scheduler import Halt, Scheduler, SchedulerHooks, make_executors
+from .writers import (
+    ResultsCsvAppender,
+    atomic_write_text,
+    objective_csv_name,
+    write_docx,
+    write_markdown,
+    write_objective_csv,
+    write_xlsx,
+)
+
+log = logging.getLogger("report_pipeline.pipeline")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished (or stopped) run produced and how it ended."""
+
+    run_id: str
+    run_dir: Path
+    status: str  # done, failed, interrupted, budget, aborted
+    exit_code: int
+    counts: dict[str, int]
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    duration_s: float
+    results: tuple[TaskResult, ...] = ()
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable and unique enough for one output folder: `20261122-140501-3f9a`."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+class RunObserver:
+    """Hooks for progress displays; the default does nothing."""
+
+    def run_started(self, plan: Plan, run_dir: Path) -> None: ...
+    def task_started(self, task: Task) -> None: ...
+    def task_finished(self, result: TaskResult) -> None: ...
+    def objective_finished(self, objective_id: str, results: tuple[TaskResult, ...]) -> None: ...
+    def run_finished(self, result: RunResult) -> None: ...
+
+
+class ReportGenerationPipeline:
+    """Runs every task of a prompt sheet through the provider, concurrently, and writes the report."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        prompt_sheet: PromptSheet,
+        data: DataStore | None = None,
+        *,
+        provider: Provider | None = None,
+        observer: RunObserver | None = None,
+        stop: threading.Event | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.config = config
+        self.sheet = prompt_sheet
+        self.data = data or DataStore(prompt_sheet.data_sources)
+        self.plan = build_plan(prompt_sheet, objectives=config.objectives, limit=config.limit)
+        self._own_provider = provider is None
+        self.provider = provider or make_provider(config)  # a missing key fails here, before any output
+        self.observer = observer or RunObserver()
+        self.stop = stop or threading.Event()
+        self.run_id = run_id or new_run_id()
+        self.run_dir = Path(config.output_dir) / self.run_id
+        self.results = ReportStructureManager(self.plan)
+        self._with_check = any("check" in (t.steps or config.steps) for t in self.plan.tasks.values())
+
+    def run(self) -> RunResult:
+        self.run_dir.mkdir(parents=True, exist_ok=False)
+        (self.run_dir / "objectives").mkdir()
+        started = time.time()
+        secrets_to_hide = [self.config.api_key.get_secret_value()] if self.config.api_key else []
+        with run_log(self.run_dir / "run.log", level=self.config.log_level, secrets=secrets_to_hide):
+            log.info(
+                "run %s: %d objective(s), %d task(s), provider %s, model %s, sheet %s",
+                self.run_id, len(self.plan.objectives), self.plan.task_count,
+                self.provider.name, self.config.model, self.sheet.path,
+            )
+            self.observer.run_started(self.plan, self.run_dir)
+            with ResourceMonitor(rss_warn_mb=self.config.rss_warn_mb) as monitor:
+                halt = self._execute()
+            result = self._finish(started, halt, monitor.stats.as_dict())
+            log.info(
+                "run %s %s: %s; tokens %d in / %d out; cost $%.4f; %.1f s",
+                self.run_id, result.status, _counts_text(result.counts), result.prompt_tokens,
+                result.completion_tokens, result.cost_usd, result.duration_s,
+            )
+        if self._own_provider:
+            self.provider.close()
+        self.observer.run_finished(result)
+        return result
+
+    # -- the run ------------------------------------------------------------------
+
+    def _execute(self) -> Halt | None:
+        config = self.config
+        appender = ResultsCsvAppender(self.run_dir / "results.csv", with_check=self._with_check)
+        runner = TaskRunner(
+            config=config, sheet=self.sheet, plan=self.plan, data=self.data,
+            results=self.results, call=self.provider.complete,
+        )
+        task_threads = min(config.objective_slots * config.task_slots, max(config.max_concurrent_requests, config.task_slots))
+        objective_pool, task_pool = make_executors(
+            config.objective_slots, task_threads,
+            sequential_objectives=not config.run_objectives_concurrent,
+            sequential_tasks=not config.run_task_concurrent,
+        )
+
+        def task_finished(result: TaskResult) -> None:
+            appender.append(result)
+            log.info("task %s %s%s", result.key, result.status, f": {result.error}" if result.error else "")
+            self.observer.task_finished(result)
+
+        hooks = SchedulerHooks(
+            task_started=self._task_started,
+            task_finished=task_finished,
+            objective_started=lambda objective_id: log.info("objective %s started", objective_id),
+            objective_finished=self._objective_finished,
+        )
+        scheduler = Scheduler(
+            self.plan, runner, lambda r: self.results.record(r).objective_finished,
+            objective_slots=config.objective_slots, task_slots=config.task_slots,
+            objective_executor=objective_pool, task_executor=task_pool,
+            hooks=hooks, stop=self.stop,
+        )
+        try:
+            return scheduler.run()
+        finally:
+            task_pool.shutdown(wait=True, cancel_futures=True)
+            objective_pool.shutdown(wait=True)
+            appender.close()
+
+    def _task_started(self, task: Task) -> None:
+        log.debug("task %s started", task.key)
+        self.observer.task_started(task)
+
+    def _objective_finished(self, objective_id: str) -> None:
+        """Runs on the objective pool the moment the chapter's last task settles."""
+        objective = self.sheet.objective(objective_id)
+        results = self.results.objective_results(objective_id)
+        path = self.run_dir / "objectives" / objective_csv_name(objective.index + 1, objective.title)
+        write_objective_csv(path, results, with_check=self._with_check)
+        done = sum(r.status == "done" for r in results)
+        log.info("objective %s finished: %d/%d tasks done, wrote %s", objective_id, done, len(results), path.name)
+        self.observer.objective_finished(objective_id, results)
+
+    def _finish(self, started: float, halt: Halt | None, resources: dict[str, Any]) -> RunResult:
+        finished = time.time()
+        results = self.results.all_results()
+        counts = {s: sum(r.status == s for r in results) for s in ("done", "failed", "skipped")}
+        counts["total"] = self.plan.task_count
+        status, exit_code = _outcome(counts, halt)
+        view = self.results.report_view(
+            project_name=self.config.project_name, run_id=self.run_id, generated_at=finished,
+            provider=self.provider.name, model=self.config.model,
+        )
+        outputs = {
+            "report_md": self.run_dir / "report.md",
+            "report_docx": self.run_dir / "report.docx",
+            "report_xlsx": self.run_dir / "report.xlsx",
+            "results_csv": self.run_dir / "results.csv",
+            "run_json": self.run_dir / "run.json",
+            "run_log": self.run_dir / "run.log",
+        }
+        write_markdown(outputs["report_md"], view)
+        write_docx(outputs["report_docx"], view)
+        write_xlsx(outputs["report_xlsx"], view)
+        run = RunResult(
+            run_id=self.run_id,
+            run_dir=self.run_dir,
+            status=status,
+            exit_code=exit_code,
+            counts=counts,
+            prompt_tokens=sum(r.prompt_tokens for r in results),
+            completion_tokens=sum(r.completion_tokens for r in results),
+            cost_usd=sum(r.cost_usd for r in results),
+            duration_s=finished - started,
+            results=tuple(results),
+            outputs={k: str(v) for k, v in outputs.items()},
+        )
+        manifest = build_manifest(run, self, started=started, finished=finished, halt=halt, resources=resources)
+        atomic_write_text(outputs["run_json"], json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        return run
+
+
+def _outcome(counts: dict[str, int], halt: Halt | None) -> tuple[str, int]:
+    if halt is not None:
+        return {
+            "budget": ("budget", EXIT_BUDGET),
+            "auth": ("aborted", EXIT_BAD_INPUT),
+            "interrupted": ("interrupted", EXIT_INTERRUPTED),
+        }[halt.reason]
+    if counts["failed"] or counts["skipped"]:
+        return "failed", EXIT_TASKS_FAILED
+    return "done", EXIT_OK
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return f"{counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped of {counts['total']}"
+
+
+def _iso(ts: float) -> str | None:
+    if not ts:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def build_manifest(
+    run: RunResult,
+    pipeline: ReportGenerationPipeline,
+    *,
+    started: float,
+    finished: float,
+    halt: Halt | None,
+    resources: dict[str, Any],
+) -> dict[str, Any]:
+    """run.json: everything a person or a script needs to know about the run, no secrets."""
+    tasks = []
+    for r in run.results:
+        tasks.append({
+            "objective_id": r.objective_id,
+            "task_id": r.task_id,
+            "status": r.status,
+            "error": r.error or None,
+            "model": r.model or None,
+            "steps": list(r.steps),
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens,
+            "cost_usd": round(r.cost_usd, 6),
+            "attempts": r.attempts,
+            "cached": r.cached,
+            "started_at": _iso(r.started_at),
+            "finished_at": _iso(r.finished_at),
+            "duration_s": round(r.duration_s, 3),
+            "thread": r.thread or None,
+            "calls": [
+                {
+                    "step": c.step, "model": c.model, "prompt_tokens": c.prompt_tokens,
+                    "completion_tokens": c.completion_tokens, "cost_usd": round(c.cost_usd, 6),
+                    "attempts": c.attempts, "latency_s": round(c.latency_s, 4), "cached": c.cached,
+                    "started_at": _iso(c.started_at), "finished_at": _iso(c.finished_at), "thread": c.thread,
+                }
+                for c in r.calls
+            ],
+        })
+    objectives = []
+    for objective in pipeline.plan.objectives:
+        mine = [r for r in run.results if r.objective_id == objective.objective_id]
+        objectives.append({
+            "objective_id": objective.objective_id,
+            "title": objective.title,
+            "csv": f"objectives/{objective_csv_name(objective.index + 1, objective.title)}",
+            "done": sum(r.status == "done" for r in mine),
+            "failed": sum(r.status == "failed" for r in mine),
+            "skipped": sum(r.status == "skipped" for r in mine),
+        })
+    return {
+        "schema_version": 1,
+        "tool": "report-pipeline",
+        "version": __version__,
+        "run_id": run.run_id,
+        "status": run.status,
+        "exit_code": run.exit_code,
+        "halt_reason": halt.message if halt else None,
+        "sheet": str(pipeline.sheet.path),
+        "started_at": _iso(started),
+        "finished_at": _iso(finished),
+        "duration_s": round(run.duration_s, 3),
+        "counts": run.counts,
+        "tokens": {"prompt": run.prompt_tokens, "completion": run.completion_tokens,
+                   "total": run.prompt_tokens + run.completion_tokens},
+        "cost_usd": round(run.cost_usd, 6),
+        "provider": pipeline.provider.name,
+        "model": pipeline.config.model,
+        "resources": resources,
+        "outputs": {k: Path(v).name for k, v in run.outputs.items()},
+        "objectives": objectives,
+        "tasks": tasks,
+        "config": pipeline.config.redacted(),
+    }

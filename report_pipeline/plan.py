@@ -1,0 +1,159 @@
+"""Pure planning: which tasks run, what waits for what, in which order objectives start.
+
+Everything here is a function of plain data, tested without threads; the scheduler
+only follows the plan.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .dependencies import expand_dependencies
+from .errors import ConfigError
+from .models import Objective, PromptSheet, Task
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The tasks of one run and the edges between them, all keyed by `OBJ.TASK`."""
+
+    objectives: tuple[Objective, ...]  # selected and enabled, in sheet order
+    tasks: dict[str, Task]  # key -> task, in report order (objective order, then task order)
+    tasks_by_objective: dict[str, tuple[str, ...]]
+    parents: dict[str, tuple[str, ...]]  # key -> keys it waits for (planned ones only)
+    children: dict[str, tuple[str, ...]]
+    missing: dict[str, tuple[str, ...]] = field(default_factory=dict)  # deps outside this run
+    admission_order: tuple[str, ...] = ()  # objective ids, dependencies first
+
+    @property
+    def task_count(self) -> int:
+        return len(self.tasks)
+
+    def objective_of(self, key: str) -> str:
+        return self.tasks[key].objective_id
+
+
+def select_objectives(objectives: Sequence[Objective], selection: Sequence[str] | None) -> list[Objective]:
+    """The objectives `--objectives` names, by id or by 1-based position in the sheet.
+
+    An id wins over a position, so a sheet whose ids are numbers behaves as it reads.
+    """
+    enabled = [o for o in objectives if o.enabled]
+    if not selection:
+        return enabled
+    by_id = {o.objective_id: o for o in objectives}
+    chosen: set[str] = set()
+    for token in selection:
+        token = token.strip()
+        if token in by_id:
+            objective = by_id[token]
+        elif token.isdigit() and 1 <= int(token) <= len(objectives):
+            objective = objectives[int(token) - 1]
+        else:
+            known = ", ".join(o.objective_id for o in objectives[:12])
+            raise ConfigError(
+                f"--objectives: no objective {token!r}: give objective ids ({known}) "
+                f"or positions 1..{len(objectives)}"
+            )
+        if not objective.enabled:
+            raise ConfigError(
+                f"--objectives: objective {objective.objective_id!r} is disabled in the sheet: enable it first"
+            )
+        chosen.add(objective.objective_id)
+    return [o for o in enabled if o.objective_id in chosen]
+
+
+def build_plan(
+    sheet: PromptSheet,
+    *,
+    objectives: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> Plan:
+    """Select enabled objectives and tasks, then wire dependencies among what was selected."""
+    selected = select_objectives(sheet.objectives, objectives)
+    selected_ids = {o.objective_id for o in selected}
+    position = {o.objective_id: i for i, o in enumerate(sheet.objectives)}
+    runnable = [t for t in sheet.tasks if t.enabled and t.objective_id in selected_ids]
+    if limit is not None:
+        runnable = runnable[:limit]
+    runnable.sort(key=lambda t: (position[t.objective_id], t.index))
+    tasks = {t.key: t for t in runnable}
+    kept_objectives = tuple(o for o in selected if any(t.objective_id == o.objective_id for t in runnable))
+
+    expanded = expand_dependencies([t for t in sheet.tasks if t.enabled])
+    parents: dict[str, tuple[str, ...]] = {}
+    missing: dict[str, tuple[str, ...]] = {}
+    children: dict[str, list[str]] = {key: [] for key in tasks}
+    for key in tasks:
+        deps = expanded.get(key, ())
+        parents[key] = tuple(d for d in deps if d in tasks)
+        outside = tuple(d for d in deps if d not in tasks)
+        if outside:
+            missing[key] = outside
+        for parent in parents[key]:
+            children[parent].append(key)
+
+    by_objective: dict[str, list[str]] = {o.objective_id: [] for o in kept_objectives}
+    for key, task in tasks.items():
+        by_objective[task.objective_id].append(key)
+
+    return Plan(
+        objectives=kept_objectives,
+        tasks=tasks,
+        tasks_by_objective={k: tuple(v) for k, v in by_objective.items()},
+        parents=parents,
+        children={k: tuple(v) for k, v in children.items()},
+        missing=missing,
+        admission_order=admission_order(kept_objectives, tasks, parents),
+    )
+
+
+def admission_order(
+    objectives: Sequence[Objective], tasks: dict[str, Task], parents: dict[str, tuple[str, ...]]
+) -> tuple[str, ...]:
+    """Objectives in the order they should start: an objective after every objective
+    it waits on, sheet order otherwise (Kahn's algorithm with a sheet-order heap).
+
+    Objectives that wait on each other through different tasks (a cycle between
+    chapters, not between tasks) cannot be ordered; they follow in sheet order, and
+    the scheduler's deadlock breaker admits past the slot limit if it must.
+    """
+    index = {o.objective_id: i for i, o in enumerate(objectives)}
+    needs: dict[str, set[str]] = {o.objective_id: set() for o in objectives}
+    for key, deps in parents.items():
+        mine = tasks[key].objective_id
+        for dep in deps:
+            theirs = tasks[dep].objective_id
+            if theirs != mine:
+                needs[mine].add(theirs)
+    waiting_on = {obj: len(deps) for obj, deps in needs.items()}
+    unblocks: dict[str, list[str]] = {obj: [] for obj in needs}
+    for obj, deps in needs.items():
+        for dep in deps:
+            unblocks[dep].append(obj)
+    heap = [(index[obj], obj) for obj, n in waiting_on.items() if n == 0]
+    heapq.heapify(heap)
+    order: list[str] = []
+    placed: set[str] = set()
+    while len(order) < len(needs):
+        if not heap:  # a cycle between chapters: take the first remaining in sheet order
+            obj = min((o for o in needs if o not in placed), key=index.__getitem__)
+            heapq.heappush(heap, (index[obj], obj))
+        _, obj = heapq.heappop(heap)
+        if obj in placed:
+            continue
+        placed.add(obj)
+        order.append(obj)
+        for later in unblocks[obj]:
+            waiting_on[later] -= 1
+            if waiting_on[later] == 0 and later not in placed:
+                heapq.heappush(heap, (index[later], later))
+    return tuple(order)
+
+
+def sheet_order_key(plan: Plan):
+    """Sort key that puts results in report order whatever order they finished in."""
+    rank = {key: i for i, key in enumerate(plan.tasks)}
+    return lambda key: rank[key]

@@ -1,0 +1,117 @@
+"""Plain progress lines for cron logs, CI and pipes: no control characters, one line per event.
+
+    objective 3/12 "Grid" done: 6/6 tasks, 41 s
+    progress 120/480 tasks (25%): 118 done, 2 failed, 0 skipped; 3 min elapsed, ETA 9 min
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from .models import Task, TaskResult
+from .pipeline import RunObserver, RunResult
+from .plan import Plan
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class PlainProgress(RunObserver):
+    """Writes a line per finished objective and an overall line every `interval_s` seconds."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        interval_s: float = 10.0,
+        quiet: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stream = stream
+        self._interval_s = interval_s
+        self._quiet = quiet
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._plan: Plan | None = None
+        self._started = 0.0
+        self._last_line = 0.0
+        self._objective_started: dict[str, float] = {}
+        self._objectives_done = 0
+        self._counts = {"done": 0, "failed": 0, "skipped": 0}
+
+    def _say(self, line: str) -> None:
+        if not self._quiet:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def run_started(self, plan: Plan, run_dir: Path) -> None:
+        self._plan = plan
+        self._started = self._last_line = self._clock()
+        self._say(f"run {run_dir.name}: {len(plan.objectives)} objectives, {plan.task_count} tasks -> {run_dir}")
+
+    def task_started(self, task: Task) -> None:
+        with self._lock:
+            self._objective_started.setdefault(task.objective_id, self._clock())
+
+    def task_finished(self, result: TaskResult) -> None:
+        with self._lock:
+            self._counts[result.status] += 1
+            now = self._clock()
+            due = now - self._last_line >= self._interval_s
+            if due:
+                self._last_line = now
+        if due:
+            self._say(self.overall_line())
+
+    def overall_line(self) -> str:
+        assert self._plan is not None
+        total = self._plan.task_count
+        finished = sum(self._counts.values())
+        elapsed = self._clock() - self._started
+        eta = ""
+        if 0 < finished < total:
+            eta = f", ETA {format_duration(elapsed / finished * (total - finished))}"
+        percent = 100 * finished / total if total else 100
+        return (
+            f"progress {finished}/{total} tasks ({percent:.0f}%): {self._counts['done']} done, "
+            f"{self._counts['failed']} failed, {self._counts['skipped']} skipped; "
+            f"{format_duration(elapsed)} elapsed{eta}"
+        )
+
+    def objective_finished(self, objective_id: str, results: tuple[TaskResult, ...]) -> None:
+        assert self._plan is not None
+        with self._lock:
+            self._objectives_done += 1
+            number = self._objectives_done
+            began = self._objective_started.get(objective_id, self._clock())
+        title = next((o.title for o in self._plan.objectives if o.objective_id == objective_id), objective_id)
+        done = sum(r.status == "done" for r in results)
+        failed = sum(r.status == "failed" for r in results)
+        skipped = sum(r.status == "skipped" for r in results)
+        extra = "".join(
+            f", {n} {label}" for n, label in ((failed, "failed"), (skipped, "skipped")) if n
+        )
+        self._say(
+            f'objective {number}/{len(self._plan.objectives)} "{title}" done: '
+            f"{done}/{len(results)} tasks{extra}, {format_duration(self._clock() - began)}"
+        )
+
+    def run_finished(self, result: RunResult) -> None:
+        c = result.counts
+        line = (
+            f"run {result.run_id} {result.status}: {c['done']} done, {c['failed']} failed, "
+            f"{c['skipped']} skipped of {c['total']} tasks; tokens {result.prompt_tokens + result.completion_tokens:,}; "
+            f"cost ${result.cost_usd:.4f}; {format_duration(result.duration_s)}; report {result.run_dir / 'report.md'}"
+        )
+        self._stream.write(line + "\n")  # the final line is printed even with --quiet
+        self._stream.flush()

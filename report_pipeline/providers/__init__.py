@@ -1,0 +1,5 @@
+"""Model providers behind one interface (`Provider`)."""
+
+from .base import ChatRequest, ChatResponse, Provider
+
+__all__ = ["ChatRequest", "ChatResponse", "Provider"]

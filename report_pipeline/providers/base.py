@@ -1,0 +1,62 @@
+"""The interface every provider implements, so the pipeline never knows which it talks to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion to make. `label` (e.g. `OBJ.TASK.generate`) is for logs only."""
+
+    model: str
+    messages: tuple[dict[str, str], ...]
+    temperature: float = 0.2
+    max_tokens: int = 800
+    response_format: dict[str, Any] | None = None
+    label: str = ""
+
+    def sampling(self) -> dict[str, Any]:
+        """Every parameter that can change the answer (the cache key hashes these)."""
+        params: dict[str, Any] = {
+            "model": self.model,
+            "messages": [dict(m) for m in self.messages],
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+        if self.response_format is not None:
+            params["response_format"] = self.response_format
+        return params
+
+
+@dataclass(frozen=True)
+class ChatResponse:
+    """The text and the bill of one completed call."""
+
+    text: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    attempts: int = 1
+    latency_s: float = 0.0
+    finish_reason: str = "stop"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A chat model endpoint, shared by every worker thread (must be thread-safe)."""
+
+    name: str
+
+    def complete(self, request: ChatRequest) -> ChatResponse:
+        """Make one call, with this provider's own retries; raise ProviderError on failure."""
+        ...
+
+    def list_models(self) -> list[str]:
+        ...
+
+    def close(self) -> None:
+        ...

@@ -1,0 +1,506 @@
+"""The `openai` provider: any OpenAI-compatible endpoint through the official SDK, shared by every thread.
+
+One `openai.OpenAI` (or `AzureOpenAI`) client and one connection pool serve all
+worker threads. The SDK runs with `max_retries=0`: this class owns retries, so
+that a 429 slows every thread (a shared cool-down), not only the one that got it.
+
+`complete()` is a ladder of small steps, one concern each:
+
+    complete            retries: classify each failure, back off, give up with a typed error
+    _attempt            one send: in-flight slot → throttle (cool-down, limits, pace) → budget → HTTP
+    _classify           an SDK exception → retryable `_Failure` or a final ProviderError
+    _read_answer        the JSON body → text, tokens, finish reason (tolerant of thin servers)
+
+Secrets: the key is only ever handed to the SDK; every message we raise or log
+passes through `_scrub`, which replaces the key's value with `***`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import openai
+
+from ..budget import CostMeter
+from ..config import RunConfig
+from ..errors import (
+    AuthError,
+    ConfigError,
+    ProviderError,
+    RateLimited,
+    TransientProviderError,
+)
+from ..ratelimit import (
+    HeaderPacer,
+    InFlightLimit,
+    RateLimiter,
+    Sleeper,
+    SleeperLike,
+    Stopped,
+    Throttle,
+    Ticket,
+    sleep_for,
+)
+from ..retry import ErrorKind, RetryPolicy, backoff_delay, parse_retry_after, should_retry
+from .base import ChatRequest, ChatResponse
+
+__all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "estimate_tokens"]
+
+log = logging.getLogger("report_pipeline.provider")
+
+#: Where `provider: openai` goes without a base_url (passed explicitly, so the
+#: SDK does not read OPENAI_BASE_URL behind config.py's back).
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# Connecting should be quick even when answering is not.
+_CONNECT_TIMEOUT_S = 10.0
+# OpenAI's rule of thumb, and the simulator's: tokens ≈ characters / 4, plus
+# a few per message for role and separators.
+_CHARS_PER_TOKEN = 4
+_TOKENS_PER_MESSAGE = 4
+# The server message in an exception is cut here: a 400 may echo a whole prompt.
+_MAX_MESSAGE_CHARS = 500
+
+EventHook = Callable[..., None]
+
+
+def estimate_tokens(request: ChatRequest) -> int:
+    """What one call counts against a tokens-per-minute limit, before it is sent.
+
+    The prompt by the chars/4 rule plus `max_tokens`: OpenAI reserves the
+    completion's maximum against the limit when the call arrives, not what the
+    model ends up writing.
+    """
+    prompt = 0
+    for message in request.messages:
+        content = str(message.get("content") or "")
+        prompt += -(-len(content) // _CHARS_PER_TOKEN) + _TOKENS_PER_MESSAGE
+    return prompt + request.max_tokens
+
+
+@dataclass(eq=False)
+class _Failure(Exception):
+    """One attempt failed in a way worth retrying."""
+
+    kind: ErrorKind
+    reason: str  # short, for logs and events: "HTTP 503", "timeout", ...
+    message: str  # the server's words (scrubbed)
+    status_code: int | None = None
+    retry_after: float | None = None
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.status_code == 429
+
+
+@dataclass(frozen=True)
+class _Answer:
+    text: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    request_id: str | None
+
+
+class OpenAIProvider:
+    """A chat endpoint reached through the `openai` SDK; thread-safe, one per run.
+
+    Build it once and share it: it holds the connection pool, the in-flight
+    limit, the rate limiter, the shared cool-down and the cost meter. A 401/403
+    stops it for good: that call and every later one raise AuthError without
+    sending anything.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_event: EventHook | None = None,
+        sleeper: SleeperLike | None = None,
+        rand: Callable[[], float] = random.random,
+        wall_clock: Callable[[], float] = time.time,
+        meter: CostMeter | None = None,
+    ) -> None:
+        if config.provider not in ("openai", "azure"):
+            raise ConfigError(f"provider: OpenAIProvider serves 'openai' and 'azure', not {config.provider!r}")
+        self.name = config.provider
+        self._config = config
+        self._key = _require_key(config)
+        _check_azure(config)
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._rand = rand
+        self._on_event = on_event
+        self._sleeper = sleeper or Sleeper()
+        self._policy = RetryPolicy(max_retries=config.max_retries)
+        self._meter = meter or CostMeter(config.max_cost_usd)
+        self._in_flight = InFlightLimit(config.max_concurrent_requests)
+        self._throttle = Throttle(
+            limiter=RateLimiter(
+                config.requests_per_minute, config.tokens_per_minute, clock=clock, sleeper=self._sleeper
+            ),
+            pacer=HeaderPacer(clock=clock),
+            clock=clock,
+            sleeper=self._sleeper,
+        )
+        self._stop_lock = threading.Lock()
+        self._stopped: ProviderError | None = None
+        timeout = httpx2.Timeout(
+            config.request_timeout_s, connect=min(_CONNECT_TIMEOUT_S, config.request_timeout_s)
+        )
+        size = config.max_concurrent_requests
+        self._http = httpx2.Client(
+            limits=httpx2.Limits(max_connections=size, max_keepalive_connections=size),
+            timeout=timeout,
+            follow_redirects=True,
+        )
+        try:
+            self._client = self._build_client(timeout)
+        except (openai.OpenAIError, ValueError) as error:
+            self._http.close()
+            raise ConfigError(self._scrub(f"provider: {config.provider}: {error}")) from None
+
+    # -- public ----------------------------------------------------------------
+
+    @property
+    def spent_usd(self) -> float:
+        """Dollars spent by this provider's calls so far."""
+        return self._meter.spent
+
+    @property
+    def meter(self) -> CostMeter:
+        return self._meter
+
+    @property
+    def throttle(self) -> Throttle:
+        return self._throttle
+
+    @property
+    def in_flight(self) -> InFlightLimit:
+        return self._in_flight
+
+    @property
+    def aborted(self) -> bool:
+        """True once an auth failure has stopped the provider."""
+        return isinstance(self._stopped, AuthError)
+
+    def complete(self, request: ChatRequest) -> ChatResponse:
+        """Make one call with retries; raise ProviderError (or a subclass) or BudgetExceeded."""
+        self._raise_if_stopped()
+        tokens = estimate_tokens(request)
+        started = self._clock()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                answer = self._attempt(request, tokens)
+            except _Failure as failure:
+                if attempt > self._policy.max_retries:
+                    raise self._gave_up(failure, attempt) from None
+                self._back_off(request, failure, attempt)
+                continue
+            except ProviderError as error:
+                error.attempts = attempt
+                raise
+            return self._response(request, answer, attempt, started)
+
+    def list_models(self) -> list[str]:
+        """Model ids the endpoint offers (`report-pipeline models`)."""
+        self._raise_if_stopped()
+        try:
+            return sorted(model.id for model in self._client.models.list())
+        except openai.APIError as error:
+            failure = self._classify(error)
+        raise ProviderError(
+            f"could not list models ({failure.reason}): {failure.message}",
+            status_code=failure.status_code,
+        )
+
+    def close(self) -> None:
+        """Stop: wake every waiting thread, refuse new calls, close the connection pool."""
+        with self._stop_lock:
+            if self._stopped is None:
+                self._stopped = ProviderError("the provider was closed; no more calls are sent")
+        self._throttle.stop()
+        self._client.close()
+        self._http.close()
+
+    def __enter__(self) -> OpenAIProvider:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider(provider={self.name!r}, base_url={str(self._client.base_url)!r})"
+
+    # -- one attempt -----------------------------------------------------------
+
+    def _attempt(self, request: ChatRequest, tokens: int) -> _Answer:
+        with self._in_flight.slot():
+            try:
+                ticket = self._throttle.acquire(tokens)
+            except Stopped:
+                self._raise_if_stopped()
+                raise ProviderError("the provider was stopped; no more calls are sent") from None
+            return self._send(request, ticket)
+
+    def _send(self, request: ChatRequest, ticket: Ticket) -> _Answer:
+        """Send once; every booked ticket is observed exactly once, answered or not."""
+        headers: Mapping[str, str] = {}
+        admitted = True
+        try:
+            self._raise_if_stopped()
+            self._meter.check()
+            try:
+                raw = self._client.chat.completions.with_raw_response.create(**_params(request))
+            except openai.APIStatusError as error:
+                headers = error.response.headers
+                admitted = error.status_code != 429
+                raise self._classify(error) from None
+            except openai.APIError as error:
+                raise self._classify(error) from None
+            headers = raw.http_response.headers
+            return self._read_answer(raw.http_response, request)
+        finally:
+            self._throttle.observe(headers, ticket, admitted=admitted)
+
+    def _read_answer(self, response: httpx2.Response, request: ChatRequest) -> _Answer:
+        """Text, tokens and finish reason from a 2xx body; a body we cannot read is retried.
+
+        Read from the JSON rather than the SDK's model so that thin servers
+        (no `usage`, no `created`, content as parts) still work.
+        """
+        try:
+            data = json.loads(response.content)
+            choice = data["choices"][0]
+            message = choice["message"]
+            text = _content_text(message.get("content"))
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise _Failure("malformed", "malformed response", "the answer was not the JSON expected") from None
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        return _Answer(
+            text=text,
+            model=str(data.get("model") or request.model),
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
+            finish_reason=str(choice.get("finish_reason") or "stop"),
+            request_id=response.headers.get("x-request-id"),
+        )
+
+    # -- failures --------------------------------------------------------------
+
+    def _classify(self, error: openai.APIError) -> _Failure:
+        """Turn an SDK error into a retryable `_Failure`, or raise the final ProviderError."""
+        if isinstance(error, openai.APIStatusError):
+            status = error.status_code
+            message = self._scrub(_server_message(error))
+            if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
+                raise self._abort(status, message)
+            if status == 429 and _error_code(error) == "insufficient_quota":
+                raise self._abort(status, message, quota=True)
+            if not should_retry(status, "status"):
+                raise ProviderError(message, status_code=status)
+            retry_after = parse_retry_after(error.response.headers, self._wall_clock())
+            return _Failure("status", f"HTTP {status}", message, status, retry_after)
+        if isinstance(error, openai.APITimeoutError):
+            limit = self._config.request_timeout_s
+            return _Failure("timeout", "timeout", f"no answer within request_timeout_s={limit:g}")
+        if isinstance(error, openai.APIConnectionError):
+            return _Failure("connection", "connection error", self._scrub(_cause_text(error)))
+        if isinstance(error, openai.APIResponseValidationError):
+            return _Failure("malformed", "malformed response", self._scrub(error.message))
+        raise ProviderError(self._scrub(f"{type(error).__name__}: {error}"))
+
+    def _abort(self, status: int, message: str, *, quota: bool = False) -> AuthError:
+        """Stop every thread: the key is wrong, lacks access or has no quota left."""
+        env = self._config.api_key_env
+        if quota:
+            advice = "the account has no quota left: check the plan and billing, then re-run"
+        else:
+            advice = f"check the key in ${env} and that it may use model {self._config.model!r}"
+        error = AuthError(self._scrub(f"{message} — {advice}; the run stops"), status_code=status)
+        with self._stop_lock:
+            if self._stopped is None:
+                self._stopped = error
+        log.error("%s: HTTP %s, stopping every call", self.name, status)
+        self._throttle.stop()
+        return error
+
+    def _raise_if_stopped(self) -> None:
+        stopped = self._stopped
+        if stopped is None:
+            return
+        if isinstance(stopped, AuthError):
+            raise AuthError(stopped.message, status_code=stopped.status_code, attempts=0)
+        raise ProviderError(stopped.message)
+
+    def _back_off(self, request: ChatRequest, failure: _Failure, attempt: int) -> None:
+        """Wait before the next attempt: a 429 holds every thread, anything else only this one."""
+        delay = backoff_delay(attempt, self._policy, failure.retry_after, self._rand)
+        label = request.label or request.model
+        log.warning(
+            "%s: attempt %d of %d failed (%s); retrying in %.2fs",
+            label, attempt, self._policy.max_retries + 1, failure.reason, delay,
+        )
+        self._emit("retry", label=request.label, attempt=attempt, reason=failure.reason, delay=delay)
+        if failure.rate_limited:
+            self._throttle.rate_limited(delay)  # the next acquire() waits it out, with everyone
+        else:
+            try:
+                sleep_for(delay, self._clock, self._sleeper)
+            except Stopped:
+                pass  # stopped meanwhile: said just below
+        self._raise_if_stopped()
+
+    def _gave_up(self, failure: _Failure, attempts: int) -> ProviderError:
+        what = f"{failure.reason} after {attempts} attempts: {failure.message}"
+        if failure.rate_limited:
+            return RateLimited(
+                f"still rate limited {what}; lower max_concurrent_requests or requests_per_minute",
+                status_code=429,
+                attempts=attempts,
+            )
+        return TransientProviderError(what, status_code=failure.status_code, attempts=attempts)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _response(self, request: ChatRequest, answer: _Answer, attempts: int, started: float) -> ChatResponse:
+        price = self._config.price_for(request.model) or self._config.price_for(answer.model)
+        cost = price.cost(answer.prompt_tokens, answer.completion_tokens) if price else 0.0
+        self._meter.add(cost)
+        return ChatResponse(
+            text=answer.text,
+            model=answer.model,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            cost_usd=cost,
+            attempts=attempts,
+            latency_s=self._clock() - started,
+            finish_reason=answer.finish_reason,
+            extra={"request_id": answer.request_id} if answer.request_id else {},
+        )
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(kind, **fields)
+        except Exception:  # a progress display must never fail a call
+            log.exception("on_event hook failed for %r", kind)
+
+    def _scrub(self, text: str) -> str:
+        """Last line of defence: the key's value never leaves this class in a message."""
+        return text.replace(self._key, "***") if self._key else text
+
+    def _build_client(self, timeout: httpx2.Timeout) -> openai.OpenAI:
+        config = self._config
+        common: dict[str, Any] = {
+            "api_key": self._key,
+            "max_retries": 0,  # we own retries (STYLE.md rule 9)
+            "timeout": timeout,
+            "http_client": self._http,
+        }
+        if config.provider == "azure":
+            return openai.AzureOpenAI(
+                azure_endpoint=config.base_url, api_version=config.azure_api_version, **common
+            )
+        return openai.OpenAI(base_url=config.base_url or DEFAULT_BASE_URL, **common)
+
+
+def _require_key(config: RunConfig) -> str:
+    key = config.api_key.get_secret_value() if config.api_key is not None else ""
+    if key:
+        return key
+    env = config.api_key_env
+    raise ConfigError(
+        f"api_key_env: no API key: the environment variable {env} is not set. "
+        f"Set it (export {env}=...), or run with --provider offline to try the pipeline without a model. "
+        f"For a local server (Ollama, vLLM, llama.cpp) any value works, e.g. export {env}=local"
+    )
+
+
+def _check_azure(config: RunConfig) -> None:
+    """Azure needs its endpoint and API version from our config (the SDK would read the environment)."""
+    if config.provider != "azure":
+        return
+    if not config.base_url:
+        raise ConfigError(
+            "base_url: provider azure needs your resource endpoint, e.g. https://NAME.openai.azure.com"
+        )
+    if not config.azure_api_version:
+        raise ConfigError("azure_api_version: provider azure needs an API version, e.g. 2024-10-21")
+
+
+def _params(request: ChatRequest) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "model": request.model,
+        "messages": [dict(m) for m in request.messages],
+        "temperature": request.temperature,
+        # Always sent: llama.cpp without it writes until the context is full.
+        "max_tokens": request.max_tokens,
+    }
+    if request.response_format is not None:
+        params["response_format"] = request.response_format
+    return params
+
+
+def _content_text(content: object) -> str:
+    """Message content as text: a string, null (a refusal or an empty answer), or text parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    raise TypeError("unexpected content type")
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _server_message(error: openai.APIStatusError) -> str:
+    """The server's own words: `error.message` in the OpenAI shape, `detail` in FastAPI's, else the body."""
+    body = error.body
+    text: object = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            text = inner.get("message") or inner.get("detail")
+        elif isinstance(inner, str):
+            text = inner
+        text = text or body.get("detail")
+    elif isinstance(body, str) and body.strip():
+        text = body.strip()
+    message = str(text) if text else f"{error.response.reason_phrase or 'error'} (no message from the server)"
+    if len(message) > _MAX_MESSAGE_CHARS:
+        message = message[:_MAX_MESSAGE_CHARS] + "…"
+    return message
+
+
+def _error_code(error: openai.APIStatusError) -> str | None:
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("code") is not None:
+            return str(inner.get("code"))
+    return error.code
+
+
+def _cause_text(error: openai.APIError) -> str:
+    """Why a connection failed, from the transport error the SDK wrapped."""
+    cause = error.__cause__
+    if cause is None:
+        return error.message
+    detail = str(cause) or type(cause).__name__
+    return f"{type(cause).__name__}: {detail}"

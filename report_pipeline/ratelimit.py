@@ -1,0 +1,626 @@
+"""Pacing shared by every worker thread, so the run approaches a server's limits without crossing them.
+
+The pieces, each thread-safe and each taking its clock and sleeper as arguments
+(tests drive them with a fake clock, no real sleeps):
+
+    InFlightLimit   at most `max_concurrent_requests` calls on the wire, across all pools
+    RateLimiter     the run config's requests_per_minute / tokens_per_minute (GCRA)
+    CoolDown        after a 429, *every* thread waits out the server's retry-after
+    HeaderPacer     learns the server's limit from `x-ratelimit-*` headers and paces at it
+    Throttle        the one gate a call passes just before it is sent: all of the above
+                    under one lock, so a reserved send time satisfies every limit at once
+
+Why pace on a learned rate rather than on `remaining`: servers disagree on what
+`x-ratelimit-reset-*` means. OpenAI reports the time until its bucket is full
+again; our simulator (a sliding-window log) the time until its oldest entry
+expires. Either way `remaining` is stale by the time the answer arrives, since
+the calls in flight have used some of it and the window has meanwhile freed
+some. What both agree on is the long-run rate, `limit / window`, with `window`
+the longest `reset` seen (the reset of the first call into an empty window, or
+of a drained bucket). Sending evenly at slightly less than that rate keeps
+every window below its limit whatever the server's bookkeeping, so 429s stay
+rare and throughput stays near the limit. A 429 that still happens lowers the
+pace (multiplicatively, at most once per window) and successes raise it back
+slowly: another client sharing the key shows up as 429s, and we settle on our
+share. The very first call is sent alone (a *probe*) so the rate is known
+before the other threads start: without it, N threads against a limit of L
+would open the run with N - L rejections.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+from .retry import header
+
+__all__ = [
+    "CoolDown",
+    "Gcra",
+    "HeaderPacer",
+    "InFlightLimit",
+    "RateLimiter",
+    "ServerLimit",
+    "Sleeper",
+    "SleeperLike",
+    "Stopped",
+    "Throttle",
+    "Ticket",
+    "parse_reset",
+    "sleep_for",
+]
+
+Clock = Callable[[], float]
+
+# Pace at this share of a learned server limit: the margin absorbs thread wake-up
+# jitter and network reordering, which can otherwise squeeze one call too many
+# into a window.
+DEFAULT_HEADROOM = 0.03
+# How long the other threads wait for the probe's answer before going anyway.
+DEFAULT_PROBE_TIMEOUT_S = 2.0
+# A 429 while pacing multiplies the pace by this (once per window)...
+_DECREASE = 0.8
+# ...never below this share of the learned limit...
+_MIN_FACTOR = 0.3
+# ...and each admitted call gives back this much of it.
+_RECOVERY = 0.002
+# A reset longer than a day is not a rate window (some servers send epoch times).
+_MAX_RESET_S = 86_400.0
+
+
+class Stopped(Exception):
+    """The throttle was stopped (auth failure, close, Ctrl-C): nothing more may be sent."""
+
+
+class SleeperLike(Protocol):
+    """What the waiting code needs from a sleeper; tests pass a fake that advances a clock."""
+
+    @property
+    def interrupted(self) -> bool: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+    def wake_all(self) -> None: ...
+
+    def interrupt(self) -> None: ...
+
+
+class Sleeper:
+    """A sleep every waiting thread shares, which can be cut short.
+
+    `wake_all()` ends the current sleeps early so sleepers re-check what they are
+    waiting for (the probe answered); `interrupt()` also makes every later sleep
+    return at once, so a stopping run does not sit out a 60 s cool-down.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._generation = 0
+        self._interrupted = False
+
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupted
+
+    def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with self._condition:
+            generation = self._generation
+            self._condition.wait_for(
+                lambda: self._interrupted or self._generation != generation, timeout=seconds
+            )
+
+    def wake_all(self) -> None:
+        with self._condition:
+            self._generation += 1
+            self._condition.notify_all()
+
+    def interrupt(self) -> None:
+        with self._condition:
+            self._interrupted = True
+            self._condition.notify_all()
+
+
+def sleep_for(seconds: float, clock: Clock, sleeper: SleeperLike) -> None:
+    """Sleep the whole of `seconds` (a wake-up only re-checks), raising Stopped if interrupted."""
+    _sleep_until(clock() + seconds, clock, sleeper)
+
+
+def _sleep_until(deadline: float, clock: Clock, sleeper: SleeperLike) -> None:
+    """Sleep until `clock()` reaches `deadline`, raising Stopped if interrupted."""
+    while True:
+        if sleeper.interrupted:
+            raise Stopped("stopped while waiting to send")
+        left = deadline - clock()
+        if left <= 0:
+            return
+        sleeper.sleep(left)
+
+
+# ---------------------------------------------------------------------------
+# In-flight limit
+# ---------------------------------------------------------------------------
+
+
+class InFlightLimit:
+    """At most `limit` calls on the wire at once, however many pools and threads ask.
+
+    A BoundedSemaphore plus counters the pacer and the progress display can read.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        self.limit = limit
+        self._semaphore = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._peak = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def peak(self) -> int:
+        return self._peak
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        self._semaphore.acquire()
+        with self._lock:
+            self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+            self._semaphore.release()
+
+
+# ---------------------------------------------------------------------------
+# GCRA and the configured limits
+# ---------------------------------------------------------------------------
+
+
+class Gcra:
+    """Generic cell rate algorithm: `rate` units per second, up to `burst` units at once.
+
+    It keeps one number, the theoretical arrival time (`tat`): when the bucket
+    would be empty again. A send of n units may go once `tat - tolerance <= now`
+    and moves `tat` on by n / rate, so over any interval T at most
+    `burst + rate * T` units go, and a send larger than the burst is allowed
+    (when the bucket is full) and paid back by waiting. Not thread-safe: its
+    owner holds the lock. Reservations may be in the future: `earliest` says
+    when, `commit` books it.
+    """
+
+    def __init__(self, rate: float, burst: float = 1.0) -> None:
+        self._tat = -math.inf
+        self.burst = max(1.0, burst)
+        self.set_rate(rate)
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    def set_rate(self, rate: float) -> None:
+        if not rate > 0 or not math.isfinite(rate):
+            raise ValueError(f"rate must be a positive number, got {rate!r}")
+        self._rate = rate
+        self._interval = 1.0 / rate
+        self._tolerance = (self.burst - 1.0) * self._interval
+
+    def earliest(self, now: float) -> float:
+        """The first time at or after `now` when the next send conforms."""
+        return max(now, self._tat - self._tolerance)
+
+    def commit(self, at: float, units: float = 1.0) -> None:
+        """Book a send of `units` at time `at` (which `earliest` allowed)."""
+        self._tat = max(self._tat, at) + units * self._interval
+
+
+def _per_minute(limit: float | None, burst_s: float) -> Gcra | None:
+    """A GCRA that never puts more than `limit` units in any 60 s window.
+
+    The burst is `burst_s` worth of the limit (at least 1 unit); the steady rate is
+    lowered by the burst so a burst followed by a full minute at the steady rate
+    still adds up to `limit`. None or 0 means no limit.
+    """
+    if limit is None or limit <= 0:
+        return None
+    burst = max(1.0, math.floor(limit * burst_s / 60.0))
+    return Gcra(rate=(limit - (burst - 1.0)) / 60.0, burst=burst)
+
+
+class RateLimiter:
+    """The run config's `requests_per_minute` and `tokens_per_minute`, for every thread.
+
+    Hand-written (≈40 lines on top of `Gcra`) rather than a dependency: we need
+    reservations that a `Throttle` can combine with other limits under one lock,
+    and an injectable clock; the libraries we looked at (pyrate-limiter, limits)
+    sleep inside and read the clock themselves. Short bursts of one second's
+    worth are allowed; the average stays under the limit.
+    """
+
+    def __init__(
+        self,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        *,
+        burst_s: float = 1.0,
+        clock: Clock = time.monotonic,
+        sleeper: SleeperLike | None = None,
+    ) -> None:
+        self._requests = _per_minute(requests_per_minute, burst_s)
+        self._tokens = _per_minute(tokens_per_minute, burst_s)
+        self._clock = clock
+        self._sleeper = sleeper or Sleeper()
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self._requests is not None or self._tokens is not None
+
+    def earliest(self, now: float, tokens: float) -> float:
+        """When a call of `tokens` may go, without booking it."""
+        with self._lock:
+            return self._earliest(now)
+
+    def commit(self, at: float, tokens: float) -> None:
+        with self._lock:
+            self._commit(at, tokens)
+
+    def reserve(self, tokens: float) -> float:
+        """Book the earliest allowed send time for a call of `tokens` and return it."""
+        with self._lock:
+            at = self._earliest(self._clock())
+            self._commit(at, tokens)
+            return at
+
+    def acquire(self, tokens: float) -> float:
+        """Block until a call of `tokens` may be sent; return the seconds waited."""
+        start = self._clock()
+        _sleep_until(self.reserve(tokens), self._clock, self._sleeper)
+        return self._clock() - start
+
+    def _earliest(self, now: float) -> float:
+        # A token GCRA only asks whether the bucket has room for *a* call; the
+        # size of this one is paid for afterwards (see `Gcra`).
+        return max([now, *(g.earliest(now) for g in (self._requests, self._tokens) if g is not None)])
+
+    def _commit(self, at: float, tokens: float) -> None:
+        if self._requests is not None:
+            self._requests.commit(at, 1.0)
+        if self._tokens is not None:
+            self._tokens.commit(at, tokens)
+
+
+# ---------------------------------------------------------------------------
+# Cool-down
+# ---------------------------------------------------------------------------
+
+
+class CoolDown:
+    """After a 429, every thread waits until the server's retry-after has passed.
+
+    A rate limit is shared by all threads, so the thread that got the 429 is not
+    the only one that would get the next: `trigger` moves one shared deadline
+    (only ever later), and `wait` (called before each send) sleeps until it.
+    """
+
+    def __init__(self, *, clock: Clock = time.monotonic, sleeper: SleeperLike | None = None) -> None:
+        self._clock = clock
+        self._sleeper = sleeper or Sleeper()
+        self._lock = threading.Lock()
+        self._until = -math.inf
+        self.triggers = 0
+
+    @property
+    def until(self) -> float:
+        return self._until
+
+    def trigger(self, seconds: float) -> float:
+        """Hold every sender for `seconds` from now (or longer, if already held); returns the deadline."""
+        with self._lock:
+            self.triggers += 1
+            self._until = max(self._until, self._clock() + max(0.0, seconds))
+            return self._until
+
+    def remaining(self) -> float:
+        return max(0.0, self._until - self._clock())
+
+    def wait(self) -> float:
+        """Sleep until the cool-down has passed (re-checking: it may be extended meanwhile)."""
+        start = self._clock()
+        while True:
+            deadline = self._until
+            if deadline <= self._clock():
+                return self._clock() - start
+            _sleep_until(deadline, self._clock, self._sleeper)
+
+
+# ---------------------------------------------------------------------------
+# Pacing from x-ratelimit-* headers
+# ---------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_reset(value: str | None) -> float | None:
+    """An `x-ratelimit-reset-*` value in seconds: "1s", "120ms", "6m0s", "0.5s", "1h2m3.5s" or "0.5".
+
+    Those are Go durations (OpenAI prints them); a bare number is seconds. None
+    for anything else, negative, or longer than a day (an epoch timestamp is not
+    a rate window).
+    """
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+        position = 0
+        for match in _DURATION_PART.finditer(text):
+            if match.start() != position:
+                return None
+            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            position = match.end()
+        if position == 0 or position != len(text):
+            return None
+    if not math.isfinite(seconds) or seconds < 0 or seconds > _MAX_RESET_S:
+        return None
+    return seconds
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """One booked send: its order, when it may go and the tokens it was booked for."""
+
+    seq: int
+    at: float
+    tokens: float
+
+
+class ServerLimit:
+    """What the server has told us about one of its limits (requests or tokens).
+
+    `limit` is `x-ratelimit-limit-*` when sent, else the most ever seen free
+    (remaining + this call). `window` is the longest `x-ratelimit-reset-*` seen:
+    the reset of a call into an empty window (sliding log) or of an empty
+    bucket (OpenAI); shorter resets only mean part of the window is used. The
+    pace is `factor * limit / window` units per second, once both are known.
+    """
+
+    def __init__(self, name: str, headroom: float) -> None:
+        self.name = name
+        self.limit: float | None = None
+        self.window = 0.0
+        self.ceiling = 1.0 - headroom
+        self.factor = self.ceiling
+        self._gcra: Gcra | None = None
+
+    @property
+    def rate(self) -> float | None:
+        """Units per second we pace at, or None while the limit is unknown."""
+        if not self.limit or self.window <= 0:
+            return None
+        return self.factor * self.limit / self.window
+
+    def learn(self, limit: float | None, remaining: float | None, reset: float | None, units: float, admitted: bool) -> None:
+        if limit is not None and limit > 0:
+            self.limit = limit
+        elif admitted and remaining is not None:
+            self.limit = max(self.limit or 0.0, remaining + units)
+        if reset is not None and reset > 0:
+            self.window = max(self.window, reset)
+        if admitted:
+            self.factor = min(self.ceiling, self.factor + _RECOVERY)
+        self._update()
+
+    def slow_down(self) -> None:
+        self.factor = max(_MIN_FACTOR, self.factor * _DECREASE)
+        self._update()
+
+    def earliest(self, now: float) -> float:
+        return now if self._gcra is None else self._gcra.earliest(now)
+
+    def commit(self, at: float, units: float) -> None:
+        if self._gcra is not None:
+            self._gcra.commit(at, units)
+
+    def _update(self) -> None:
+        rate = self.rate
+        if rate is None:
+            self._gcra = None
+        elif self._gcra is None:
+            self._gcra = Gcra(rate)
+        else:
+            self._gcra.set_rate(rate)
+
+
+class HeaderPacer:
+    """Learns the server's limits from `x-ratelimit-*` headers and spaces sends evenly under them.
+
+    `observe(headers)` after every answer (429s included); `earliest`/`commit`
+    under the `Throttle` lock before every send. Servers that send no such
+    headers (llama.cpp, most local servers) are never paced.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock = time.monotonic,
+        headroom: float = DEFAULT_HEADROOM,
+        probe_timeout_s: float = DEFAULT_PROBE_TIMEOUT_S,
+    ) -> None:
+        if not 0 <= headroom < 1:
+            raise ValueError("headroom is a fraction in [0, 1)")
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.requests = ServerLimit("requests", headroom)
+        self.tokens = ServerLimit("tokens", headroom)
+        self._probe_timeout_s = probe_timeout_s
+        self._probe_deadline: float | None = None  # set when the probe is booked
+        self._probe_answered = probe_timeout_s <= 0
+        self._seq = 0
+        self._last_slow_down = -math.inf
+
+    @property
+    def pacing(self) -> bool:
+        return self.requests.rate is not None or self.tokens.rate is not None
+
+    def blocked_until(self, now: float) -> float | None:
+        """While the probe is out, when the others may stop waiting for it (else None)."""
+        with self._lock:
+            if self._probe_answered or self._probe_deadline is None:
+                return None
+            if now >= self._probe_deadline:
+                self._probe_answered = True
+                return None
+            return self._probe_deadline
+
+    def earliest(self, now: float, tokens: float) -> float:
+        with self._lock:
+            return max(self.requests.earliest(now), self.tokens.earliest(now))
+
+    def commit(self, at: float, tokens: float) -> Ticket:
+        with self._lock:
+            self._seq += 1
+            if self._probe_deadline is None:
+                self._probe_deadline = at + self._probe_timeout_s
+            self.requests.commit(at, 1.0)
+            self.tokens.commit(at, tokens)
+            return Ticket(self._seq, at, tokens)
+
+    def observe(self, headers: Mapping[str, str], ticket: Ticket | None = None, *, admitted: bool = True) -> bool:
+        """Learn from one answer's headers; True if this ended the probe (wake the waiters).
+
+        `admitted` is False for a 429: that call used nothing, so its `remaining`
+        says nothing about the limit. Call it for every booked send, even one that
+        failed without an answer (empty headers), so the probe always ends.
+        """
+        tokens = ticket.tokens if ticket is not None else 0.0
+        with self._lock:
+            for limit, units in ((self.requests, 1.0), (self.tokens, tokens)):
+                limit.learn(
+                    _number(header(headers, f"x-ratelimit-limit-{limit.name}")),
+                    _number(header(headers, f"x-ratelimit-remaining-{limit.name}")),
+                    parse_reset(header(headers, f"x-ratelimit-reset-{limit.name}")),
+                    units,
+                    admitted,
+                )
+            ended_probe = not self._probe_answered
+            self._probe_answered = True
+            return ended_probe
+
+    def rate_limited(self) -> None:
+        """A 429 arrived: we are pacing too fast for what the server now allows; slow down.
+
+        At most once per window: the 429s of one burst are one signal, not ten.
+        """
+        with self._lock:
+            now = self._clock()
+            window = max(self.requests.window, self.tokens.window, 1.0)
+            if now - self._last_slow_down < window:
+                return
+            self._last_slow_down = now
+            for limit in (self.requests, self.tokens):
+                if limit.rate is not None:
+                    limit.slow_down()
+
+
+# ---------------------------------------------------------------------------
+# The gate
+# ---------------------------------------------------------------------------
+
+
+class Throttle:
+    """The one gate every call passes just before it is sent.
+
+    `acquire(tokens)` waits out any cool-down and the probe, then books the
+    earliest time that satisfies the configured limiter and the learned pace at
+    once (under one lock, so two limits cannot each be met by a different time),
+    sleeps until then and returns the `Ticket`. If a 429 started a cool-down
+    while it slept, the booking is dropped and it queues again, so threads that
+    were paced before the 429 do not all fire the moment it ends.
+    """
+
+    def __init__(
+        self,
+        *,
+        limiter: RateLimiter | None = None,
+        pacer: HeaderPacer | None = None,
+        cool_down: CoolDown | None = None,
+        clock: Clock = time.monotonic,
+        sleeper: SleeperLike | None = None,
+    ) -> None:
+        self._clock = clock
+        self._sleeper = sleeper or Sleeper()
+        self.limiter = limiter or RateLimiter(clock=clock, sleeper=self._sleeper)
+        self.pacer = pacer or HeaderPacer(clock=clock)
+        self.cool_down = cool_down or CoolDown(clock=clock, sleeper=self._sleeper)
+        self._lock = threading.Lock()
+
+    @property
+    def sleeper(self) -> SleeperLike:
+        return self._sleeper
+
+    def acquire(self, tokens: float) -> Ticket:
+        while True:
+            if self._sleeper.interrupted:
+                raise Stopped("stopped before sending")
+            ticket: Ticket | None = None
+            with self._lock:
+                now = self._clock()
+                hold = max(self.cool_down.until, self.pacer.blocked_until(now) or -math.inf)
+                if hold <= now:
+                    at = max(
+                        now,
+                        self.limiter.earliest(now, tokens),
+                        self.pacer.earliest(now, tokens),
+                    )
+                    self.limiter.commit(at, tokens)
+                    ticket = self.pacer.commit(at, tokens)
+            if ticket is None:
+                _sleep_until(hold, self._clock, self._sleeper)
+                continue
+            _sleep_until(ticket.at, self._clock, self._sleeper)
+            if self.cool_down.until <= ticket.at:
+                return ticket
+
+    def observe(self, headers: Mapping[str, str], ticket: Ticket | None = None, *, admitted: bool = True) -> None:
+        """Learn from an answer (call once per ticket, even with no headers)."""
+        if self.pacer.observe(headers, ticket, admitted=admitted):
+            self._sleeper.wake_all()
+
+    def rate_limited(self, seconds: float) -> None:
+        """A 429: hold every thread for `seconds` and slow the learned pace."""
+        self.cool_down.trigger(seconds)
+        self.pacer.rate_limited()
+
+    def stop(self) -> None:
+        """Wake every waiting thread and refuse further sends (`Stopped`)."""
+        self._sleeper.interrupt()

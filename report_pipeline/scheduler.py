@@ -1,0 +1,302 @@
+"""One scheduler for every mode: objectives and tasks on two bounded pools, driven by completions.
+
+The loop runs on the calling thread and owns all scheduling state, so no lock is
+needed for it. Workers only run a task and post its result on a queue. A task is
+submitted when its last parent finishes (a countdown, O(1) per completion), so no
+thread ever waits on another task. Sequential mode is the same loop with inline
+executors.
+
+    objective pool (max_objective_workers, "objective_N"): objective-level work,
+        e.g. writing that chapter's CSV the moment its last task finishes
+    task pool ("task_N"): one task's step chain (generate -> refine -> check)
+
+`objective_slots` bounds how many objectives are active at once (1 when
+run_objectives_concurrent is off); `task_slots` bounds how many tasks of one
+objective run at once (1 when run_task_concurrent is off).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .errors import AuthError, BudgetExceeded
+from .models import Task, TaskResult
+from .plan import Plan
+
+log = logging.getLogger("report_pipeline.scheduler")
+
+TaskRunner = Callable[[Task], TaskResult]
+
+
+class InlineExecutor(Executor):
+    """Runs each submission at once on the caller's thread: sequential mode, same loop."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # noqa: BLE001 - the future carries it, as a pool's would
+            future.set_exception(error)
+        return future
+
+
+@dataclass(frozen=True)
+class Halt:
+    """Why the run stopped scheduling new work early."""
+
+    reason: str  # "budget", "auth", "interrupted"
+    message: str
+    error: BaseException | None = None
+
+
+@dataclass
+class SchedulerHooks:
+    """Callbacks the pipeline gives the scheduler; all run on the loop's thread
+    except `objective_finished`, which runs on the objective pool."""
+
+    task_started: Callable[[Task], None] = lambda task: None
+    task_finished: Callable[[TaskResult], None] = lambda result: None
+    objective_started: Callable[[str], None] = lambda objective_id: None
+    objective_finished: Callable[[str], None] = lambda objective_id: None
+
+
+@dataclass
+class _ObjectiveState:
+    ready: deque[str] = field(default_factory=deque)
+    running: int = 0
+    left: int = 0
+    admitted: bool = False
+
+
+class Scheduler:
+    """Runs a plan's tasks on bounded pools in dependency order; never blocks a worker on a future."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        run_task: TaskRunner,
+        record: Callable[[TaskResult], bool],
+        *,
+        objective_slots: int,
+        task_slots: int,
+        objective_executor: Executor,
+        task_executor: Executor,
+        hooks: SchedulerHooks | None = None,
+        stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._plan = plan
+        self._run_task = run_task
+        self._record = record  # stores a result; True when it finished its objective
+        self._objective_slots = objective_slots
+        self._task_slots = task_slots
+        self._objective_executor = objective_executor
+        self._task_executor = task_executor
+        self._hooks = hooks or SchedulerHooks()
+        self._stop = stop or threading.Event()
+        self._clock = clock
+        self._events: queue.Queue[tuple[str, TaskResult | None, BaseException | None]] = queue.Queue()
+        self._waiting = {key: len(parents) for key, parents in plan.parents.items()}
+        self._objectives = {
+            obj: _ObjectiveState(left=len(keys)) for obj, keys in plan.tasks_by_objective.items()
+        }
+        self._pending_admission = deque(plan.admission_order)
+        self._active = 0
+        self._in_flight = 0
+        self._finished: set[str] = set()
+        self._running: set[str] = set()
+        self._objective_futures: list[Future[Any]] = []
+        self.halt: Halt | None = None
+
+    # -- the loop -----------------------------------------------------------------
+
+    def run(self, *, grace_s: float = 30.0) -> Halt | None:
+        """Run until every task has a result, or until a halt and the in-flight tasks drain."""
+        for key, outside in self._plan.missing.items():
+            reason = f"depends on {', '.join(outside)}, which is not part of this run"
+            self._settle(key, self._skipped(key, reason))
+        self._admit()
+        self._dispatch()
+        deadline: float | None = None
+        while len(self._finished) < len(self._plan.tasks):
+            if self._stop.is_set() and self.halt is None:
+                self.halt = Halt("interrupted", "interrupted: stopped before this task started")
+            if self.halt is not None:
+                self._skip_unstarted()
+                if self._in_flight == 0:
+                    break
+                if deadline is None:
+                    deadline = time.monotonic() + grace_s
+            if self._in_flight == 0 and len(self._finished) < len(self._plan.tasks):
+                self._break_deadlock()
+                continue
+            timeout = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
+            try:
+                key, result, error = self._events.get(timeout=timeout)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    log.warning("grace period over: %d task(s) still in flight are abandoned", self._in_flight)
+                    break
+                continue
+            self._in_flight -= 1
+            self._running.discard(key)
+            self._objectives[self._plan.objective_of(key)].running -= 1
+            if error is not None:
+                result = self._after_error(key, error)
+            assert result is not None
+            self._settle(key, result)
+            if self.halt is None:
+                self._admit()
+                self._dispatch()
+        for future in self._objective_futures:
+            future.result()
+        return self.halt
+
+    # -- steps of the loop ----------------------------------------------------------
+
+    def _admit(self) -> None:
+        """Start objectives in admission order while there are free objective slots."""
+        while self._pending_admission and self._active < self._objective_slots:
+            self._admit_one(self._pending_admission.popleft())
+
+    def _admit_one(self, objective_id: str) -> None:
+        state = self._objectives[objective_id]
+        if state.admitted:
+            return
+        state.admitted = True
+        if state.left == 0:  # settled before it started (all skipped): its finish already fired
+            return
+        self._active += 1
+        self._hooks.objective_started(objective_id)
+        for key in self._plan.tasks_by_objective[objective_id]:
+            if self._waiting[key] == 0 and key not in self._finished:
+                state.ready.append(key)
+
+    def _dispatch(self) -> None:
+        """Submit ready tasks of active objectives, at most `task_slots` running per objective."""
+        for objective_id, state in self._objectives.items():
+            while state.admitted and state.ready and state.running < self._task_slots and self.halt is None:
+                key = state.ready.popleft()
+                state.running += 1
+                self._in_flight += 1
+                self._running.add(key)
+                task = self._plan.tasks[key]
+                self._hooks.task_started(task)
+                self._task_executor.submit(self._work, task)
+
+    def _work(self, task: Task) -> None:
+        """Runs on a task thread: one task, its result (or error) posted to the loop."""
+        try:
+            self._events.put((task.key, self._run_task(task), None))
+        except BaseException as error:  # noqa: BLE001 - reported to the loop, never kills a worker
+            self._events.put((task.key, None, error))
+
+    def _after_error(self, key: str, error: BaseException) -> TaskResult:
+        """Turn a task's escaped error into its result; budget and auth errors halt the run."""
+        now = self._clock()
+        task = self._plan.tasks[key]
+        base = TaskResult(
+            objective_id=task.objective_id,
+            task_id=task.task_id,
+            title=task.title,
+            status="failed",
+            error=f"{type(error).__name__}: {error}",
+            started_at=now,
+            finished_at=now,
+            thread=threading.current_thread().name,
+        )
+        if isinstance(error, BudgetExceeded):
+            if self.halt is None:
+                self.halt = Halt("budget", "budget: max_cost_usd reached before this task was sent", error)
+            return replace(base, status="skipped", error=self.halt.message if self.halt.reason == "budget" else str(error))
+        if isinstance(error, AuthError):
+            if self.halt is None:
+                self.halt = Halt("auth", f"aborted: {error}", error)
+            return base
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            self._stop.set()
+        log.error("task %s failed: %s", key, base.error)
+        return base
+
+    def _settle(self, key: str, result: TaskResult) -> None:
+        """Record a final result, then release or skip its dependents."""
+        if key in self._finished:
+            return
+        self._finished.add(key)
+        objective_done = self._record(result)
+        self._hooks.task_finished(result)
+        state = self._objectives[self._plan.objective_of(key)]
+        state.left -= 1
+        for child in self._plan.children.get(key, ()):
+            if child in self._finished:
+                continue
+            if result.status != "done":
+                self._settle(child, self._skipped(child, f"dependency {key} {result.status}"))
+                continue
+            self._waiting[child] -= 1
+            if self._waiting[child] == 0:
+                child_state = self._objectives[self._plan.objective_of(child)]
+                if child_state.admitted:
+                    child_state.ready.append(child)
+        if objective_done:
+            self._objective_done(result.objective_id)
+
+    def _objective_done(self, objective_id: str) -> None:
+        state = self._objectives[objective_id]
+        if state.admitted:
+            self._active -= 1
+        future = self._objective_executor.submit(self._hooks.objective_finished, objective_id)
+        self._objective_futures.append(future)
+
+    def _skip_unstarted(self) -> None:
+        """After a halt, every task not yet started gets its final result: skipped with the reason."""
+        assert self.halt is not None
+        for key in self._plan.tasks:
+            if key in self._finished or key in self._running:
+                continue
+            self._settle(key, self._skipped(key, self.halt.message))
+
+    def _break_deadlock(self) -> None:
+        """Nothing runs and work is left: admit the next objective past the slot limit.
+
+        This only happens when chapters wait on each other through different tasks;
+        anything else left over is a planning bug, reported rather than hung on.
+        """
+        if self._pending_admission:
+            self._admit_one(self._pending_admission.popleft())
+            self._dispatch()
+            return
+        stuck = [k for k in self._plan.tasks if k not in self._finished]
+        raise RuntimeError(f"scheduler deadlock: {len(stuck)} task(s) can never start: {stuck[:5]}")
+
+    def _skipped(self, key: str, reason: str) -> TaskResult:
+        task = self._plan.tasks[key]
+        now = self._clock()
+        return TaskResult(
+            objective_id=task.objective_id,
+            task_id=task.task_id,
+            title=task.title,
+            status="skipped",
+            error=reason,
+            started_at=now,
+            finished_at=now,
+        )
+
+
+def make_executors(objective_slots: int, task_threads: int, *, sequential_objectives: bool, sequential_tasks: bool) -> tuple[Executor, Executor]:
+    """The two pools: named, bounded by config, inline where that level is sequential."""
+    objective_executor: Executor
+    task_executor: Executor
+    if sequential_objectives and sequential_tasks:
+        return InlineExecutor(), InlineExecutor()
+    objective_executor = ThreadPoolExecutor(max_workers=max(1, objective_slots), thread_name_prefix="objective")
+    task_executor = ThreadPoolExecutor(max_workers=max(1, task_threads), thread_name_prefix="task")
+    return objective_executor, task_executor

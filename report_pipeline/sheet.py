@@ -1,0 +1,760 @@
+"""Read a prompt sheet (.xlsx) and find every problem in it at once.
+
+An analyst fixes a workbook in one sitting only if the validator lists every
+problem, each located (`tasks!C7 (prompt): ...`) and saying what to do. So
+nothing here stops at the first problem: each step adds to a shared list and
+carries on with what it could read, and only a problem-free workbook becomes
+a `PromptSheet`.
+
+The steps, in data order: open the file; read each sheet's header and rows;
+turn rows into `Objective`, `Task`, `DataSource`, settings and step prompts
+(checking each cell's type); then the checks across sheets (references,
+dependencies, data files, templates). Rows that are disabled (or whose
+objective is) get the cell checks but not the deep ones: an analyst parks
+half-written rows that way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openpyxl import load_workbook
+from openpyxl.utils import column_index_from_string, get_column_letter
+
+from .config import RunConfig, validate_steps
+from .data import source_problems
+from .dependencies import dependency_problems, expand_dependencies
+from .errors import PromptSheetError, SheetProblem
+from .models import DataSource, Objective, PromptSheet, Task
+from .templates import TemplateFacts, analyse_template, make_environment, syntax_problem
+
+__all__ = [
+    "MERGE_CHOICES",
+    "MODE_CHOICES",
+    "CHART_CHOICES",
+    "STEP_PROMPT_NAMES",
+    "SheetReading",
+    "load_prompt_sheet",
+    "read_prompt_sheet",
+    "validate_sheet",
+]
+
+MODE_CHOICES: tuple[str, ...] = ("tasks", "outline")
+MERGE_CHOICES: tuple[str, ...] = ("collect_all", "first_success", "best")
+CHART_CHOICES: tuple[str, ...] = ("line", "bar")
+STEP_PROMPT_NAMES: tuple[str, ...] = ("refine", "check", "outline", "judge")
+
+_TRUE_WORDS = frozenset({"true", "yes", "y", "1"})
+_FALSE_WORDS = frozenset({"false", "no", "n", "0"})
+_DATA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_LIST_SEPARATORS = re.compile(r"[,;\n]")
+# settings a workbook may never hold (config.py says why when loading)
+_FORBIDDEN_SETTINGS = {"api_key": "never put a key in a workbook: set the environment variable named by api_key_env"}
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """A sheet's name and its columns (headers are matched after `_normalise`)."""
+
+    name: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    needed: bool = True
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+_SPECS: tuple[_Spec, ...] = (
+    _Spec("objectives", ("objective_id", "title"), ("description", "enabled", "system_prompt", "mode")),
+    _Spec(
+        "tasks",
+        ("objective_id", "task_id", "prompt"),
+        ("title", "data", "depends_on", "steps", "model", "temperature", "max_tokens", "enabled", "merge", "include_table"),
+    ),
+    _Spec("data", ("name", "path"), ("sheet", "columns", "filter", "chart", "x", "y"), needed=False),
+    _Spec("settings", ("key", "value"), needed=False),
+    _Spec("prompts", ("name", "template"), needed=False),
+)
+_SHEET_RANK = {spec.name: rank for rank, spec in enumerate(_SPECS)}
+
+
+# -- the result ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SheetReading:
+    """Everything reading a workbook learns.
+
+    `sheet` is None whenever `problems` is not empty. `settings_locations` maps
+    each settings key to its value cell (`settings!B4`), so `config.load_config`
+    can name the cell of a bad value; it is filled even when there are problems.
+    """
+
+    path: Path
+    sheet: PromptSheet | None
+    problems: tuple[SheetProblem, ...]
+    settings_locations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def require(self) -> PromptSheet:
+        """The sheet, or a `PromptSheetError` listing every problem."""
+        if self.sheet is None or self.problems:
+            raise PromptSheetError(self.path, list(self.problems))
+        return self.sheet
+
+
+def read_prompt_sheet(path: Path | str) -> SheetReading:
+    """Read and validate a workbook; never raises for a bad workbook, only reports."""
+    return _Reader(Path(path)).read()
+
+
+def validate_sheet(path: Path | str) -> tuple[PromptSheet | None, list[SheetProblem]]:
+    """Every problem in the workbook at once; the sheet is None when there are any."""
+    reading = read_prompt_sheet(path)
+    return reading.sheet, list(reading.problems)
+
+
+def load_prompt_sheet(path: Path | str) -> PromptSheet:
+    """The validated sheet, or `PromptSheetError(path, problems)`."""
+    return read_prompt_sheet(path).require()
+
+
+# -- cells and rows -------------------------------------------------------------------------
+
+
+def _normalise(name: Any) -> str:
+    """`" Task ID "` and `task-id` both read as `task_id`: analysts type headers by hand."""
+    if name is None:
+        return ""
+    return re.sub(r"[\s\-]+", "_", str(name).strip()).lower()
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return value
+
+
+def _as_text(value: Any) -> str:
+    """A cell as text; a whole number reads `1`, never `1.0` (Excel stores 1 as a float)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def _show(value: Any) -> str:
+    """A cell for a message: text quoted (so blanks and spaces show), numbers as typed."""
+    return repr(value) if isinstance(value, str) else _as_text(value)
+
+
+def _split(value: Any) -> tuple[str, ...]:
+    """A comma-separated cell as its parts (semicolons and new lines also separate)."""
+    if value is None:
+        return ()
+    return tuple(part.strip() for part in _LIST_SEPARATORS.split(_as_text(value)) if part.strip())
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One non-blank row: its known columns' cleaned values and where each sits."""
+
+    sheet: str  # the sheet's title as in the workbook, for messages
+    number: int  # spreadsheet row number (1 is the header)
+    values: Mapping[str, Any]
+    letters: Mapping[str, str]
+
+    def get(self, column: str) -> Any:
+        return self.values.get(column)
+
+    def text(self, column: str) -> str:
+        return _as_text(self.values.get(column))
+
+    def cell(self, column: str) -> str | None:
+        letter = self.letters.get(column)
+        return f"{letter}{self.number}" if letter else None
+
+
+@dataclass(frozen=True)
+class _Table:
+    spec: _Spec
+    title: str
+    rows: tuple[_Row, ...]
+    columns: Mapping[str, str]  # known column -> letter
+
+
+class _Problems:
+    """The growing list of problems, with helpers that locate a message at a row's cell."""
+
+    def __init__(self) -> None:
+        self._items: list[SheetProblem] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def add(self, sheet: str, message: str, *, row: int | None = None, column: str | None = None, cell: str | None = None) -> None:
+        self._items.append(SheetProblem(sheet=sheet, message=message, row=row, column=column, cell=cell))
+
+    def at(self, row: _Row, column: str, message: str) -> None:
+        self.add(row.sheet, message, row=row.number, column=column, cell=row.cell(column))
+
+    def sorted(self) -> tuple[SheetProblem, ...]:
+        """Sheet order, then row, then column: the order an analyst reads the workbook in."""
+
+        def key(problem: SheetProblem) -> tuple[int, int, int]:
+            rank = _SHEET_RANK.get(_normalise(problem.sheet), -1)
+            letters = re.match(r"[A-Z]+", problem.cell or "")
+            return rank, problem.row or 0, column_index_from_string(letters.group()) if letters else 0
+
+        return tuple(sorted(self._items, key=key))
+
+
+# -- reading the workbook ----------------------------------------------------------------
+
+
+def _not_a_workbook(path: Path, error: Exception) -> str:
+    """Say what the file looks like instead, so the fix is obvious."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(2048)
+    except OSError:
+        head = b""
+    suffix = path.suffix.lower()
+    if head.startswith(b"\xd0\xcf\x11\xe0") or suffix == ".xls":
+        return "this is an old Excel .xls file — open it in Excel and save it as .xlsx"
+    if suffix == ".csv" or (head and b"\x00" not in head and b"," in head and not head.startswith(b"PK")):
+        return "this is CSV text, not an .xlsx workbook — the prompt sheet needs the sheets objectives and tasks (report-pipeline init DIR writes a starter)"
+    if not head:
+        return "the file is empty — it is not an .xlsx workbook"
+    return f"not an .xlsx workbook ({type(error).__name__}: {error}) — save it from Excel as .xlsx"
+
+
+class _Reader:
+    """One validation of one workbook: the problems list is its state."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problems = _Problems()
+        self.file_label = path.name or str(path)
+        self._tables: dict[str, _Table] = {}
+
+    # -- step 1: the file and its sheets ------------------------------------------------
+
+    def read(self) -> SheetReading:
+        tables = self._read_workbook()
+        if tables is None:
+            return SheetReading(self.path, None, self.problems.sorted())
+        self._tables = tables
+        objectives = self._objectives(tables.get("objectives"))
+        tasks = self._tasks(tables.get("tasks"), objectives)
+        sources = self._data_sources(tables.get("data"))
+        settings, locations = self._settings(tables.get("settings"))
+        prompts = self._step_prompts(tables.get("prompts"))
+        if "objectives" in tables and "tasks" in tables:
+            self._check_across(objectives, tasks, sources, settings)
+        problems = self.problems.sorted()
+        sheet = None
+        if not problems:
+            sheet = PromptSheet(
+                path=self.path,
+                objectives=tuple(objectives),
+                tasks=tuple(tasks),
+                data_sources=sources,
+                settings=settings,
+                prompts=prompts,
+            )
+        return SheetReading(self.path, sheet, problems, locations)
+
+    def _read_workbook(self) -> dict[str, _Table] | None:
+        if not self.path.exists():
+            self.problems.add(self.file_label, f"file not found: {self.path} — check the path")
+            return None
+        if self.path.is_dir():
+            self.problems.add(self.file_label, f"{self.path} is a folder — give the path of the .xlsx workbook")
+            return None
+        try:
+            workbook = load_workbook(self.path, read_only=True, data_only=True)
+        except Exception as error:  # zip, XML, format: all mean "this is not a workbook we can read"
+            self.problems.add(self.file_label, _not_a_workbook(self.path, error))
+            return None
+        try:
+            return self._read_sheets(workbook)
+        except Exception as error:  # read-only mode parses lazily, so a broken file can fail here
+            self.problems.add(self.file_label, _not_a_workbook(self.path, error))
+            return None
+        finally:
+            workbook.close()  # read-only workbooks keep the file open until closed
+
+    def _read_sheets(self, workbook: Any) -> dict[str, _Table]:
+        by_name: dict[str, Any] = {}
+        for worksheet in workbook.worksheets:
+            name = _normalise(worksheet.title)
+            if name in by_name:
+                self.problems.add(worksheet.title, f"two sheets are named {name!r} — rename or delete one")
+                continue
+            by_name[name] = worksheet
+        tables: dict[str, _Table] = {}
+        for spec in _SPECS:
+            worksheet = by_name.get(spec.name)
+            if worksheet is None:
+                if spec.needed:
+                    have = ", ".join(workbook.sheetnames) or "none"
+                    self.problems.add(
+                        spec.name,
+                        f"missing sheet {spec.name!r} — add a sheet named {spec.name} with the columns "
+                        f"{', '.join(spec.required)} (the workbook has: {have})",
+                    )
+                continue
+            table = self._read_table(worksheet, spec)
+            if table is not None:
+                tables[spec.name] = table
+        return tables
+
+    def _read_table(self, worksheet: Any, spec: _Spec) -> _Table | None:
+        title = worksheet.title
+        if hasattr(worksheet, "reset_dimensions"):
+            # some writers store a wrong used-range; without this, read-only mode trusts it
+            worksheet.reset_dimensions()
+        rows = worksheet.iter_rows(values_only=True)
+        header = next(rows, None)
+        if header is None or all(_clean(value) is None for value in header):
+            self.problems.add(
+                title, f"the sheet is empty — put the column names ({', '.join(spec.required)}, ...) in row 1", row=1
+            )
+            return None
+        positions = self._header(title, spec, header)
+        if positions is None:
+            return None
+        letters = {name: get_column_letter(index + 1) for name, index in positions.items()}
+        table_rows = []
+        for number, values in enumerate(rows, start=2):
+            cells = {name: _clean(values[index]) if index < len(values) else None for name, index in positions.items()}
+            if all(value is None for value in cells.values()):
+                continue  # fully blank rows are spacing, not data
+            table_rows.append(_Row(title, number, cells, letters))
+        return _Table(spec, title, tuple(table_rows), letters)
+
+    def _header(self, title: str, spec: _Spec, header: Sequence[Any]) -> dict[str, int] | None:
+        """Known column -> position; None (after reporting) when a required one is missing."""
+        positions: dict[str, int] = {}
+        unknown: list[tuple[str, int]] = []
+        for index, value in enumerate(header):
+            name = _normalise(value)
+            if not name:
+                continue
+            if name in positions:
+                first = get_column_letter(positions[name] + 1)
+                self.problems.add(
+                    title,
+                    f"column {name} appears twice ({first} and {get_column_letter(index + 1)}) — keep one",
+                    row=1,
+                    column=name,
+                    cell=f"{get_column_letter(index + 1)}1",
+                )
+            elif name in spec.columns:
+                positions[name] = index
+            else:
+                unknown.append((name, index))
+        for name, index in unknown:
+            # extra columns are the analyst's notes; a near-miss of ours is a typo worth a word
+            close = difflib.get_close_matches(name, [c for c in spec.columns if c not in positions], n=1, cutoff=0.8)
+            if close:
+                self.problems.add(
+                    title,
+                    f"unknown column {name!r} — did you mean {close[0]}? Rename it (otherwise it is ignored)",
+                    row=1,
+                    column=name,
+                    cell=f"{get_column_letter(index + 1)}1",
+                )
+        missing = [name for name in spec.required if name not in positions]
+        for name in missing:
+            self.problems.add(
+                title,
+                f"missing required column — add a header cell named {name} in row 1",
+                row=1,
+                column=name,
+            )
+        return None if missing else positions
+
+    # -- step 2: cells --------------------------------------------------------------------
+
+    def _flag(self, row: _Row, column: str, default: bool) -> bool:
+        value = row.get(column)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        word = _as_text(value).lower()
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+        self.problems.at(row, column, f"{_show(value)} is not TRUE or FALSE — write TRUE, FALSE, yes, no, 1 or 0")
+        return default
+
+    def _choice(self, row: _Row, column: str, choices: Sequence[str], default: str | None) -> str | None:
+        value = row.get(column)
+        if value is None:
+            return default
+        word = _normalise(value)
+        if word in choices:
+            return word
+        self.problems.at(row, column, f"{_show(value)} is not a {column} — use one of {', '.join(choices)}")
+        return default
+
+    def _number(self, row: _Row, column: str, low: float, high: float) -> float | None:
+        value = row.get(column)
+        if value is None:
+            return None
+        number = None
+        if not isinstance(value, bool):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = None
+        if number is None or not (low <= number <= high):
+            self.problems.at(row, column, f"{_show(value)} is not a number from {low:g} to {high:g} — e.g. 0.2, or leave it blank")
+            return None
+        return number
+
+    def _whole(self, row: _Row, column: str, minimum: int) -> int | None:
+        value = row.get(column)
+        if value is None:
+            return None
+        number = None
+        if not isinstance(value, bool):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = None
+        if number is None or not number.is_integer() or number < minimum:
+            self.problems.at(row, column, f"{_show(value)} is not a whole number of at least {minimum} — e.g. 800, or leave it blank")
+            return None
+        return int(number)
+
+    def _identifier(self, row: _Row, column: str, *, required: bool, no_dots: bool) -> str:
+        text = row.text(column)
+        if not text:
+            if required:
+                self.problems.at(row, column, f"empty {column} — give this row an id, or delete the row")
+            return ""
+        bad = "," if not no_dots else ",."
+        if any(char in text for char in bad):
+            shown = "a comma or a dot" if no_dots else "a comma"
+            self.problems.at(row, column, f"{text!r} contains {shown}, which depends_on uses as separators — choose another id")
+            return ""
+        return text
+
+    # -- step 3: each sheet -----------------------------------------------------------------
+
+    def _objectives(self, table: _Table | None) -> list[Objective]:
+        if table is None:
+            return []
+        if not table.rows:
+            self.problems.add(table.title, "no objectives — add at least one row under the header", row=2)
+        objectives: list[Objective] = []
+        first_row: dict[str, int] = {}
+        for row in table.rows:
+            enabled = self._flag(row, "enabled", True)
+            mode = self._choice(row, "mode", MODE_CHOICES, "tasks") or "tasks"
+            objective_id = self._identifier(row, "objective_id", required=enabled, no_dots=True)
+            title = row.text("title")
+            if enabled and not title:
+                self.problems.at(row, "title", "empty title — give the chapter a title, or set enabled to FALSE")
+            if not objective_id:
+                continue
+            if objective_id in first_row:
+                self.problems.at(
+                    row, "objective_id", f"duplicate objective_id {objective_id!r} (first at row {first_row[objective_id]}) — ids must be unique"
+                )
+                continue
+            first_row[objective_id] = row.number
+            objectives.append(
+                Objective(
+                    objective_id=objective_id,
+                    title=title,
+                    description=row.text("description"),
+                    enabled=enabled,
+                    system_prompt=row.text("system_prompt"),
+                    mode=mode,
+                    index=len(objectives),
+                    row=row.number,
+                )
+            )
+        return objectives
+
+    def _steps(self, row: _Row) -> tuple[str, ...] | None:
+        parts = tuple(part.lower() for part in _split(row.get("steps")))
+        if not parts:
+            return None
+        try:
+            return validate_steps(parts)
+        except ValueError as error:
+            self.problems.at(row, "steps", f"{error} (e.g. generate, refine, check)")
+            return None
+
+    def _models(self, row: _Row) -> tuple[str, ...] | None:
+        models = _split(row.get("model"))
+        if len(set(models)) != len(models):
+            self.problems.at(row, "model", "a model is listed twice — list each once")
+        return tuple(dict.fromkeys(models)) or None
+
+    def _tasks(self, table: _Table | None, objectives: Sequence[Objective]) -> list[Task]:
+        if table is None:
+            return []
+        if not table.rows:
+            self.problems.add(table.title, "no tasks — add at least one row under the header", row=2)
+        objective_enabled = {o.objective_id: o.enabled for o in objectives}
+        tasks: list[Task] = []
+        first_row: dict[tuple[str, str], int] = {}
+        for row in table.rows:
+            own = self._flag(row, "enabled", True)
+            objective_id = self._identifier(row, "objective_id", required=own, no_dots=True)
+            task_id = self._identifier(row, "task_id", required=own, no_dots=False)
+            enabled = own and objective_enabled.get(objective_id, True)  # a disabled chapter disables its tasks
+            prompt = row.text("prompt")
+            if enabled and not prompt:
+                self.problems.at(row, "prompt", "empty prompt — write one or set enabled to FALSE")
+            task = Task(
+                objective_id=objective_id,
+                task_id=task_id,
+                prompt=prompt,
+                title=row.text("title"),
+                data=_split(row.get("data")),
+                depends_on=_split(row.get("depends_on")),
+                steps=self._steps(row),
+                model=self._models(row),
+                temperature=self._number(row, "temperature", 0.0, 2.0),
+                max_tokens=self._whole(row, "max_tokens", 1),
+                enabled=enabled,
+                merge=self._choice(row, "merge", MERGE_CHOICES, "collect_all") or "collect_all",
+                include_table=self._flag(row, "include_table", False),
+                index=len(tasks),
+                row=row.number,
+            )
+            if not objective_id or not task_id:
+                continue
+            key = (objective_id, task_id)
+            if key in first_row:
+                self.problems.at(
+                    row, "task_id", f"duplicate task {task.key} (first at row {first_row[key]}) — task ids must be unique within an objective"
+                )
+                continue
+            first_row[key] = row.number
+            if objective_id not in objective_enabled and own:
+                known = ", ".join(objective_enabled) or "none"
+                self.problems.at(
+                    row, "objective_id", f"unknown objective {objective_id!r} — add it to the objectives sheet (known: {known})"
+                )
+            tasks.append(task)
+        return tasks
+
+    def _data_sources(self, table: _Table | None) -> dict[str, DataSource]:
+        if table is None:
+            return {}
+        sources: dict[str, DataSource] = {}
+        rows: dict[str, _Row] = {}
+        for row in table.rows:
+            name = row.text("name")
+            if not name:
+                self.problems.at(row, "name", "empty name — name the table so prompts can use it as data.NAME")
+                continue
+            if not _DATA_NAME.match(name):
+                self.problems.at(row, "name", f"{name!r} cannot be used as data.NAME — use letters, digits and _ only (e.g. sales_2024)")
+                continue
+            if name in sources:
+                self.problems.at(row, "name", f"duplicate data source {name!r} (first at row {rows[name].number}) — names must be unique")
+                continue
+            path_text = row.text("path")
+            if not path_text:
+                self.problems.at(row, "path", "empty path — give the CSV or XLSX file, relative to the workbook's folder")
+                continue
+            chart = self._choice(row, "chart", CHART_CHOICES, None)
+            x, y = row.text("x") or None, _split(row.get("y"))
+            if chart and (not x or not y):
+                self.problems.at(row, "chart", f"chart {chart} needs x and y — name the x column and one or more y columns")
+            path = Path(path_text).expanduser()
+            sources[name] = DataSource(
+                name=name,
+                path=path if path.is_absolute() else self.path.parent / path,
+                sheet=row.text("sheet") or None,
+                columns=tuple(part.strip("`").strip() for part in _split(row.get("columns"))),
+                filter=row.text("filter") or None,
+                chart=chart,
+                x=x,
+                y=y,
+                row=row.number,
+            )
+            rows[name] = row
+        for name, source in sources.items():
+            for column, message in source_problems(source):
+                self.problems.at(rows[name], column, message)
+        return sources
+
+    def _settings(self, table: _Table | None) -> tuple[dict[str, Any], dict[str, str]]:
+        """Raw settings, blank values skipped (a cleared value means "use the default")."""
+        settings: dict[str, Any] = {}
+        locations: dict[str, str] = {}
+        if table is None:
+            return settings, locations
+        known = tuple(RunConfig.model_fields)
+        for row in table.rows:
+            key = _normalise(row.get("key"))
+            if not key:
+                self.problems.at(row, "key", "empty key — name the setting (e.g. model), or clear the row")
+                continue
+            if key in locations:
+                self.problems.at(row, "key", f"{key} is set twice (first at {locations[key]}) — keep one row")
+                continue
+            if key in _FORBIDDEN_SETTINGS:
+                self.problems.at(row, "key", f"{key}: {_FORBIDDEN_SETTINGS[key]}")
+                continue
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" — did you mean {close[0]}?" if close else " — check its spelling against config/example.yaml"
+                self.problems.at(row, "key", f"unknown setting {key!r}{hint}")
+                continue
+            value = row.get("value")
+            locations[key] = f"{row.sheet}!{row.cell('value')}"
+            if value is not None:
+                settings[key] = value
+        return settings, locations
+
+    def _step_prompts(self, table: _Table | None) -> dict[str, str]:
+        prompts: dict[str, str] = {}
+        if table is None:
+            return prompts
+        for row in table.rows:
+            name = _normalise(row.get("name"))
+            if name not in STEP_PROMPT_NAMES:
+                shown = repr(row.text("name")) if name else "empty name"
+                self.problems.at(row, "name", f"{shown} is not a step prompt — use one of {', '.join(STEP_PROMPT_NAMES)}")
+                continue
+            if name in prompts:
+                self.problems.at(row, "name", f"prompt {name} is given twice — keep one row")
+                continue
+            template = row.text("template")
+            if not template:
+                self.problems.at(row, "template", f"empty template for {name} — write one, or delete the row to use the built-in prompt")
+                continue
+            problem = syntax_problem(template)
+            if problem:
+                self.problems.at(row, "template", problem)
+                continue
+            prompts[name] = template
+        return prompts
+
+    # -- step 4: across sheets --------------------------------------------------------------
+
+    def _check_across(
+        self,
+        objectives: Sequence[Objective],
+        tasks: Sequence[Task],
+        sources: Mapping[str, DataSource],
+        settings: Mapping[str, Any],
+    ) -> None:
+        by_key = {task.key: task for task in tasks}
+        enabled = [task for task in tasks if task.enabled]
+        if tasks and not enabled:
+            self.problems.add(
+                self._tables["tasks"].title, "every task is disabled (or in a disabled objective) — enable at least one", row=2
+            )
+        self._check_empty_objectives(objectives, tasks)
+        for task, message in dependency_problems(tasks, objectives):
+            if task.enabled:
+                self._at_task(task, "depends_on", message)
+        self._check_disabled_dependencies(enabled, by_key, objectives, tasks)
+        for task in enabled:
+            for name in task.data:
+                if name not in sources:
+                    known = ", ".join(sources) or "none: add a data sheet"
+                    self._at_task(task, "data", f"unknown data source {name!r} — add it to the data sheet (known: {known})")
+        self._check_templates(objectives, enabled, sources, settings)
+
+    def _at_row(self, sheet: str, row: int, column: str, message: str) -> None:
+        """Locate a message by sheet name and row number (for checks that hold models, not rows)."""
+        table = self._tables.get(sheet)
+        letter = table.columns.get(column) if table else None
+        title = table.title if table else sheet
+        self.problems.add(title, message, row=row, column=column, cell=f"{letter}{row}" if letter else None)
+
+    def _at_task(self, task: Task, column: str, message: str) -> None:
+        self._at_row("tasks", task.row, column, message)
+
+    def _check_empty_objectives(self, objectives: Sequence[Objective], tasks: Sequence[Task]) -> None:
+        with_tasks = {task.objective_id for task in tasks if task.enabled}
+        for objective in objectives:
+            if objective.enabled and objective.mode == "tasks" and objective.objective_id not in with_tasks:
+                self._at_row(
+                    "objectives",
+                    objective.row,
+                    "objective_id",
+                    f"objective {objective.objective_id} has no enabled tasks — add rows to the tasks sheet, "
+                    "set mode to outline, or set enabled to FALSE",
+                )
+
+    def _check_disabled_dependencies(
+        self,
+        enabled: Sequence[Task],
+        by_key: Mapping[str, Task],
+        objectives: Sequence[Objective],
+        tasks: Sequence[Task],
+    ) -> None:
+        """An enabled task cannot wait for work that will never run."""
+        chapters = {objective.objective_id: objective for objective in objectives}
+        running = {task.objective_id for task in tasks if task.enabled}
+        for task in enabled:
+            for entry in task.depends_on:
+                target = by_key.get(entry)
+                if target is not None and not target.enabled and entry != task.key:
+                    chapter = chapters.get(target.objective_id)
+                    why = f"is in disabled objective {target.objective_id}" if chapter and not chapter.enabled else "is disabled"
+                    self._at_task(task, "depends_on", f"depends on {entry}, which {why} — enable it or remove it from depends_on")
+                elif target is None and entry in chapters and entry != task.objective_id:
+                    chapter = chapters[entry]
+                    if not chapter.enabled:
+                        self._at_task(task, "depends_on", f"depends on objective {entry}, which is disabled — enable it or remove it from depends_on")
+                    elif entry not in running and chapter.mode == "tasks":
+                        self._at_task(task, "depends_on", f"depends on objective {entry}, which has no enabled tasks — enable one or remove it from depends_on")
+
+    def _check_templates(
+        self,
+        objectives: Sequence[Objective],
+        enabled: Sequence[Task],
+        sources: Mapping[str, DataSource],
+        settings: Mapping[str, Any],
+    ) -> None:
+        """Check each enabled prompt; a template shared by many rows is parsed once."""
+        environment = make_environment()
+        facts: dict[str, TemplateFacts] = {}
+        expanded = expand_dependencies(enabled)
+        chapter_ids = {objective.objective_id for objective in objectives}
+        for task in enabled:
+            if not task.prompt:
+                continue
+            if task.prompt not in facts:
+                facts[task.prompt] = analyse_template(task.prompt, environment=environment)
+            keys = set(expanded.get(task.key, ())) | {entry for entry in task.depends_on if entry in chapter_ids}
+            for message in facts[task.prompt].problems(
+                data_names=tuple(sources), dependency_keys=keys, settings_keys=tuple(settings)
+            ):
+                self._at_task(task, "prompt", message)

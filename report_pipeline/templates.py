@@ -1,0 +1,401 @@
+"""Prompt templates: a Jinja sandbox, the context contract, and static checks.
+
+A prompt cell is analyst text, so it renders in `ImmutableSandboxedEnvironment`
+with `StrictUndefined`: `{{ ''.__class__ }}` is an error, not an escape, and a
+typo is an error, not a silently empty prompt. Jinja's default globals
+(`range`, `dict`, `lipsum`, `cycler`, `joiner`, `namespace`) are removed: a
+prompt needs none of them and each is surface to attack.
+
+The context (the contract in DESIGN.md), with every value read-only:
+
+    objective   objective_id, title, description
+    task        task_id, title
+    data        NAME -> that table as Markdown (data.NAME or data["NAME"])
+    results     "OBJ.TASK" -> a dependency's text; "OBJ" -> that chapter's texts, joined
+    project     name
+    settings    the settings sheet's key -> value
+"""
+
+from __future__ import annotations
+
+import difflib
+import operator
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from jinja2 import StrictUndefined, Template, meta, nodes
+from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .models import Objective, Task
+
+__all__ = [
+    "CONTEXT_FIELDS",
+    "CONTEXT_NAMES",
+    "PromptRenderer",
+    "TemplateFacts",
+    "TemplateRenderError",
+    "TableSource",
+    "analyse_template",
+    "build_context",
+    "make_environment",
+    "render_prompt",
+    "syntax_problem",
+    "template_problems",
+]
+
+CONTEXT_NAMES: tuple[str, ...] = ("objective", "task", "data", "results", "project", "settings")
+# the fixed fields of the record-like variables; data/results/settings keys come from the sheet
+CONTEXT_FIELDS: dict[str, tuple[str, ...]] = {
+    "objective": ("objective_id", "title", "description"),
+    "task": ("task_id", "title"),
+    "project": ("name",),
+}
+# HTML-only or internals-dumping filters have no place in a prompt
+_REMOVED_FILTERS = ("pprint", "xmlattr", "urlize")
+# `"a" * 10**10` would allocate gigabytes; cap what one operator may build
+_MAX_PRODUCT_LENGTH = 1_000_000
+_MAX_POWER_EXPONENT = 1_000
+
+
+class TemplateRenderError(ValueError):
+    """A prompt cannot be rendered: bad syntax, an unknown name, or a blocked access."""
+
+
+class _PromptSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus a cap on `*` and `**` so a prompt cannot exhaust memory."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "**":
+            if isinstance(right, (int, float)) and abs(right) > _MAX_POWER_EXPONENT:
+                raise SecurityError(f"exponent {right} is too large for a prompt")
+            return operator.pow(left, right)
+        for sized, count in ((left, right), (right, left)):
+            if isinstance(sized, (str, list, tuple)) and isinstance(count, int):
+                if len(sized) * count > _MAX_PRODUCT_LENGTH:
+                    raise SecurityError("a repeated value would be too long for a prompt")
+        return operator.mul(left, right)
+
+
+def make_environment() -> ImmutableSandboxedEnvironment:
+    """The one sandbox configuration every prompt is parsed and rendered with."""
+    environment = _PromptSandbox(
+        undefined=StrictUndefined,
+        autoescape=False,
+        extensions=(),
+        keep_trailing_newline=True,
+    )
+    environment.globals.clear()
+    for name in _REMOVED_FILTERS:
+        environment.filters.pop(name, None)
+    return environment
+
+
+# -- the context ----------------------------------------------------------------------
+
+
+class _ReadOnly:
+    """A read-only record or mapping for templates: `x.key` and `x["key"]` both work.
+
+    It has no public methods, so a key such as `items` or `keys` is a key (a
+    dict would answer with its method); unknown keys give a StrictUndefined
+    whose message names the known ones. Names starting with `_` never reach it:
+    the sandbox blocks them first.
+    """
+
+    __slots__ = ("_label", "_names", "_get")
+
+    def __init__(self, label: str, names: Collection[str], get: Callable[[str], Any]) -> None:
+        self._label = label
+        self._names = tuple(names)
+        self._get = get
+
+    def _missing(self, key: object) -> StrictUndefined:
+        known = ", ".join(self._names) or "none"
+        return StrictUndefined(hint=f"{self._label} has no {key!r} (known: {known})", name=str(key))
+
+    def __getitem__(self, key: object) -> Any:
+        if isinstance(key, str) and key in self._names:
+            return self._get(key)
+        return self._missing(key)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return f"<{self._label}: {', '.join(self._names)}>"
+
+
+def _record(label: str, values: Mapping[str, Any]) -> _ReadOnly:
+    frozen = dict(values)
+    return _ReadOnly(label, tuple(frozen), frozen.__getitem__)
+
+
+class TableSource(Protocol):
+    """What `build_context` needs from a data store: names, and a table as Markdown."""
+
+    @property
+    def names(self) -> tuple[str, ...]: ...
+
+    def markdown(self, name: str) -> str: ...
+
+
+def _with_chapters(results: Mapping[str, str]) -> dict[str, str]:
+    """Add `OBJ` -> that objective's texts joined, in the order given (sheet order)."""
+    chapters: dict[str, list[str]] = {}
+    for key, text in results.items():
+        objective_id, _, task_id = key.partition(".")
+        if task_id:
+            chapters.setdefault(objective_id, []).append(text)
+    combined = dict(results)
+    for objective_id, texts in chapters.items():
+        combined.setdefault(objective_id, "\n\n".join(texts))
+    return combined
+
+
+def build_context(
+    *,
+    objective: Objective,
+    task: Task,
+    project_name: str,
+    data: TableSource | Mapping[str, str] | None = None,
+    results: Mapping[str, str] | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The variables one prompt sees.
+
+    `data` is a `DataStore` (tables are turned into Markdown only when a prompt
+    uses them, so unused files are never read) or a ready name -> Markdown
+    mapping. `results` maps each dependency's `OBJ.TASK` key to its text, in
+    sheet order; `results["OBJ"]` is derived from it.
+    """
+    if data is None:
+        tables: _ReadOnly = _record("data", {})
+    elif isinstance(data, Mapping):
+        tables = _record("data", data)
+    else:
+        tables = _ReadOnly("data", data.names, data.markdown)
+    return {
+        "objective": _record(
+            "objective",
+            {"objective_id": objective.objective_id, "title": objective.title, "description": objective.description},
+        ),
+        "task": _record("task", {"task_id": task.task_id, "title": task.title}),
+        "data": tables,
+        "results": _record("results", _with_chapters(results or {})),
+        "project": _record("project", {"name": project_name}),
+        "settings": _record("settings", settings or {}),
+    }
+
+
+# -- compile and render ------------------------------------------------------------------
+
+
+def _syntax_message(error: TemplateSyntaxError, source: str) -> str:
+    line_no = error.lineno or 1
+    lines = source.splitlines()
+    line = lines[line_no - 1].strip() if 0 < line_no <= len(lines) else ""
+    shown = f" — line {line_no} reads: {line}" if line else ""
+    return f"template syntax error on line {line_no}: {error.message}{shown}"
+
+
+class PromptRenderer:
+    """Compiles each distinct template once and renders it from any thread.
+
+    Jinja templates are safe to render concurrently; only the cache needs a
+    lock, and compiling happens outside it (two threads may both compile a new
+    template once; the first stored wins).
+    """
+
+    def __init__(self) -> None:
+        self._environment = make_environment()
+        self._compiled: dict[str, Template] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def environment(self) -> ImmutableSandboxedEnvironment:
+        return self._environment
+
+    def compile(self, source: str) -> Template:
+        with self._lock:
+            cached = self._compiled.get(source)
+        if cached is not None:
+            return cached
+        try:
+            template = self._environment.from_string(source)
+        except TemplateSyntaxError as error:
+            raise TemplateRenderError(_syntax_message(error, source)) from None
+        with self._lock:
+            return self._compiled.setdefault(source, template)
+
+    def render(self, template: str | Template, context: Mapping[str, Any]) -> str:
+        compiled = self.compile(template) if isinstance(template, str) else template
+        try:
+            return compiled.render(context)
+        except SecurityError as error:
+            raise TemplateRenderError(f"blocked by the template sandbox: {error}") from None
+        except TemplateError as error:
+            raise TemplateRenderError(f"cannot render the prompt: {error.message or error}") from None
+        except Exception as error:  # a table that fails to load, 1/0, ...: still this prompt's failure
+            raise TemplateRenderError(f"cannot render the prompt: {error}") from error
+
+
+def render_prompt(
+    template: str | Template, context: Mapping[str, Any], *, renderer: PromptRenderer | None = None
+) -> str:
+    """Render a prompt; pass the run's shared `renderer` so each source compiles once.
+
+    Without a renderer a string compiles afresh (fine for a one-off call); a
+    compiled `Template` from `PromptRenderer.compile` needs none.
+    """
+    return (renderer or PromptRenderer()).render(template, context)
+
+
+# -- static checks ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TemplateFacts:
+    """What a template refers to, found once per distinct source and checked per task."""
+
+    syntax_error: str | None = None
+    unknown_names: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = ()  # attributes/keys starting with `_`
+    fields: tuple[tuple[str, str], ...] = ()  # (variable, key) of objective/task/project/settings
+    data_keys: tuple[str, ...] = ()
+    result_keys: tuple[str, ...] = ()
+
+    def problems(
+        self,
+        *,
+        data_names: Collection[str],
+        dependency_keys: Collection[str],
+        settings_keys: Collection[str] | None = None,
+    ) -> list[str]:
+        if self.syntax_error:
+            return [self.syntax_error]
+        problems = [_unknown_name_message(name) for name in self.unknown_names]
+        problems += [f"{text} is not allowed in a prompt: names starting with _ are blocked" for text in self.blocked]
+        for variable, key in self.fields:
+            known = CONTEXT_FIELDS.get(variable)
+            if variable == "settings":
+                if settings_keys is not None and key not in settings_keys:
+                    problems.append(
+                        f"settings.{key} is not in the settings sheet — add a row with key {key} "
+                        f"(known: {', '.join(settings_keys) or 'none'})"
+                    )
+            elif known is not None and key not in known:
+                problems.append(f"{variable} has no field {key!r}{_did_you_mean(key, known)} — use {', '.join(known)}")
+        for key in self.data_keys:
+            if key not in data_names:
+                problems.append(
+                    f"unknown data source {key!r}{_did_you_mean(key, data_names)} in data.{key} — "
+                    f"add it to the data sheet (known: {', '.join(sorted(data_names)) or 'none'})"
+                )
+        for key in self.result_keys:
+            if key not in dependency_keys:
+                problems.append(f'results["{key}"] is not a dependency of this task — add {key} to its depends_on')
+        return problems
+
+
+def _did_you_mean(name: str, known: Collection[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_name_message(name: str) -> str:
+    return f"unknown variable {name!r}{_did_you_mean(name, CONTEXT_NAMES)} — a prompt may use {', '.join(CONTEXT_NAMES)}"
+
+
+def _key_of(node: nodes.Getattr | nodes.Getitem) -> str | None:
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None  # a computed key (`data[name]`) cannot be checked before the run
+
+
+def _describe_access(node: nodes.Getattr | nodes.Getitem, key: str) -> str:
+    return f".{key}" if isinstance(node, nodes.Getattr) else f"[{key!r}]"
+
+
+def analyse_template(source: str, *, environment: ImmutableSandboxedEnvironment | None = None) -> TemplateFacts:
+    """Parse once and collect what the template uses (`jinja2.meta` plus an AST walk)."""
+    environment = environment or make_environment()
+    try:
+        tree = environment.parse(source)
+        # the code generator behind find_undeclared_variables also rejects unknown filters/tests
+        undeclared = meta.find_undeclared_variables(tree)
+    except TemplateSyntaxError as error:
+        return TemplateFacts(syntax_error=_syntax_message(error, source))
+    # names a template assigns itself ({% set data = ... %}) are not the context's
+    assigned = {node.name for node in tree.find_all(nodes.Name) if node.ctx in ("store", "param")}
+    blocked: dict[str, None] = {}
+    fields: dict[tuple[str, str], None] = {}
+    data_keys: dict[str, None] = {}
+    result_keys: dict[str, None] = {}
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        key = _key_of(node)
+        if key is None:
+            continue
+        if key.startswith("_"):
+            blocked[_describe_access(node, key)] = None
+            continue
+        target = node.node
+        if not isinstance(target, nodes.Name) or target.name in assigned:
+            continue
+        if target.name == "data":
+            data_keys[key] = None
+        elif target.name == "results":
+            result_keys[key] = None
+        elif target.name in CONTEXT_FIELDS or target.name == "settings":
+            fields[(target.name, key)] = None
+    return TemplateFacts(
+        unknown_names=tuple(sorted(set(undeclared) - set(CONTEXT_NAMES))),
+        blocked=tuple(blocked),
+        fields=tuple(fields),
+        data_keys=tuple(data_keys),
+        result_keys=tuple(result_keys),
+    )
+
+
+def template_problems(
+    source: str,
+    *,
+    data_names: Collection[str],
+    dependency_keys: Collection[str],
+    settings_keys: Collection[str] | None = None,
+) -> list[str]:
+    """Everything wrong with one prompt that can be known before the run.
+
+    `dependency_keys` is the task's expanded depends_on (`OBJ.TASK` keys) plus
+    any whole objectives it lists (`OBJ`), which `results["OBJ"]` may use.
+    `settings_keys`, when given, also checks `settings.KEY`.
+    """
+    return analyse_template(source).problems(
+        data_names=data_names, dependency_keys=dependency_keys, settings_keys=settings_keys
+    )
+
+
+def syntax_problem(source: str) -> str | None:
+    """Only the syntax check: for templates whose variables the caller defines (step prompts)."""
+    try:
+        make_environment().parse(source)
+    except TemplateSyntaxError as error:
+        return _syntax_message(error, source)
+    return None

@@ -1,0 +1,56 @@
+"""Small text helpers the report writers (Markdown, Word, Excel) share."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+from report_pipeline.models import Chapter, ReportView, TaskResult
+
+# XML 1.0 forbids these code points; lxml (python-docx) and openpyxl refuse
+# them outright, and an LLM reply or a data cell can contain one.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+_WHITESPACE_RUN = re.compile(r"\s+")
+
+STATUS_LABELS = {"failed": "Failed", "skipped": "Skipped"}
+NO_REASON = "no reason recorded"
+
+
+def xml_safe(text: str) -> str:
+    """`text` without the control characters XML (hence .docx and .xlsx) cannot hold."""
+    return _XML_ILLEGAL.sub("", text)
+
+
+def one_line(text: str) -> str:
+    """Collapse newlines and runs of spaces: for headings and table cells."""
+    return _WHITESPACE_RUN.sub(" ", text).strip()
+
+
+def display_datetime(unix_time: float) -> str:
+    """`2024-05-01 12:00 UTC`: the report's "generated" line."""
+    return datetime.fromtimestamp(unix_time, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def chapter_heading(chapter: Chapter) -> str:
+    """`3. Market size`: the numbered chapter title used in every report format."""
+    return f"{chapter.number}. {one_line(chapter.objective.title) or chapter.objective.objective_id}"
+
+
+def task_heading(result: TaskResult) -> str:
+    """The task's title, or its id when the sheet gave none."""
+    return one_line(result.title) or result.task_id
+
+
+def problem_note(result: TaskResult) -> tuple[str, str]:
+    """(label, reason) for a failed or skipped task: ("Failed", "HTTP 400: ...")."""
+    return STATUS_LABELS.get(result.status, result.status.title()), result.error.strip() or NO_REASON
+
+
+def problems(report: ReportView) -> list[tuple[Chapter, TaskResult]]:
+    """Every failed or skipped task with its chapter, in report order: the appendix rows."""
+    return [
+        (chapter, result)
+        for chapter in report.chapters
+        for result in chapter.results
+        if result.status != "done"
+    ]

@@ -1,0 +1,142 @@
+"""report.md: the whole report as one Markdown file, chapters in sheet order."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from report_pipeline.models import Chapter, ReportView, TaskResult
+from report_pipeline.writers._text import (
+    chapter_heading,
+    display_datetime,
+    one_line,
+    problem_note,
+    problems,
+    task_heading,
+)
+from report_pipeline.writers.atomic import atomic_write_text
+
+__all__ = ["APPENDIX_TITLE", "render_markdown", "write_markdown"]
+
+APPENDIX_TITLE = "Appendix: failed or skipped tasks"
+
+# Task texts sit under "### task"; their own headings must nest below it.
+_TEXT_HEADING_LEVEL = 4
+_MAX_HEADING_LEVEL = 6
+_ATX_HEADING = re.compile(r"^( {0,3})(#{1,6})(?=\s|$)")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def render_markdown(report: ReportView) -> str:
+    """The report as Markdown: title block, contents, one `##` per chapter, appendix."""
+    blocks = [_front_matter(report), _contents(report)]
+    for chapter in report.chapters:
+        blocks.extend(_chapter(chapter))
+    if problems(report):
+        blocks.append(_appendix(report))
+    return "\n\n".join(blocks) + "\n"
+
+
+def write_markdown(path: str | os.PathLike[str], report: ReportView) -> Path:
+    """Render `report` and write it to `path` atomically (UTF-8); return the path."""
+    return atomic_write_text(path, render_markdown(report))
+
+
+def _front_matter(report: ReportView) -> str:
+    return "\n".join(
+        [
+            f"# {one_line(report.project_name) or 'Report'}",
+            "",
+            f"- Generated: {display_datetime(report.generated_at)}",
+            f"- Run: `{report.run_id}`",
+            f"- Provider: {report.provider}, model: {report.model}",
+        ]
+    )
+
+
+def _contents(report: ReportView) -> str:
+    lines = ["## Contents", ""]
+    lines += [chapter_heading(chapter) for chapter in report.chapters]
+    if problems(report):
+        lines.append(f"- {APPENDIX_TITLE}")
+    if not report.chapters:
+        lines.append("_No chapters in this run._")
+    return "\n".join(lines)
+
+
+def _chapter(chapter: Chapter) -> list[str]:
+    blocks = [f"## {chapter_heading(chapter)}"]
+    for result in chapter.results:
+        blocks.append(f"### {task_heading(result)}")
+        blocks.append(_task_body(result))
+    return blocks
+
+
+def _task_body(result: TaskResult) -> str:
+    if result.status != "done":
+        label, reason = problem_note(result)
+        quoted = [f"> {line}" if line else ">" for line in reason.splitlines()]
+        quoted[0] = f"> **{label}:** {quoted[0][2:]}"
+        return "\n".join(quoted)
+    text = result.text.strip()
+    if not text:
+        return "_(The model returned no text.)_"
+    return _nest_headings(text)
+
+
+def _nest_headings(text: str) -> str:
+    """Shift the text's own `#` headings so the highest becomes `####`.
+
+    An LLM often starts with `# Summary`; left alone that would outrank the
+    chapter headings and break the report's outline. Relative levels are kept,
+    and fenced code blocks are left untouched.
+    """
+    lines = text.split("\n")
+    levels = [len(m.group(2)) for m in _heading_matches(lines)]
+    if not levels or min(levels) >= _TEXT_HEADING_LEVEL:
+        return text
+    shift = _TEXT_HEADING_LEVEL - min(levels)
+    out = []
+    fence: str | None = None
+    for line in lines:
+        fence, in_code = _fence_state(line, fence)
+        match = None if in_code else _ATX_HEADING.match(line)
+        if match:
+            level = min(len(match.group(2)) + shift, _MAX_HEADING_LEVEL)
+            line = match.group(1) + "#" * level + line[match.end():]
+        out.append(line)
+    return "\n".join(out)
+
+
+def _heading_matches(lines: list[str]) -> list[re.Match[str]]:
+    matches = []
+    fence: str | None = None
+    for line in lines:
+        fence, in_code = _fence_state(line, fence)
+        if not in_code and (match := _ATX_HEADING.match(line)):
+            matches.append(match)
+    return matches
+
+
+def _fence_state(line: str, fence: str | None) -> tuple[str | None, bool]:
+    """(open fence after this line, whether this line is code or a fence)."""
+    match = _FENCE.match(line)
+    if fence is None:
+        return (match.group(1)[0] * 3, True) if match else (None, False)
+    if match and match.group(1).startswith(fence):
+        return None, True
+    return fence, True
+
+
+def _appendix(report: ReportView) -> str:
+    lines = [f"## {APPENDIX_TITLE}", "", "| Objective | Task | Status | Reason |", "| --- | --- | --- | --- |"]
+    for chapter, result in problems(report):
+        _, reason = problem_note(result)
+        cells = [chapter_heading(chapter), f"{task_heading(result)} ({result.key})", result.status, reason]
+        lines.append("| " + " | ".join(_table_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _table_cell(text: str) -> str:
+    return one_line(text).replace("|", "\\|")
