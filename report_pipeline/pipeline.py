@@ -146,7 +146,7 @@ class ReportGenerationPipeline:
 
         def task_finished(result: TaskResult) -> None:
             appender.append(result)
-            log.info("task %s %s%s", result.key, result.status, f": {result.error}" if result.error else "")
+            log.debug("task %s settled as %s%s", result.key, result.status, f": {result.error}" if result.error else "")
             self.observer.task_finished(result)
 
         hooks = SchedulerHooks(

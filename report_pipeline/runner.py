@@ -102,6 +102,7 @@ class TaskRunner:
             return self._failed(task, steps, model, calls, started, thread, str(error))
         except ValueError as error:  # template render errors
             return self._failed(task, steps, model, calls, started, thread, f"prompt: {error}")
+        log.info("task %s done: %d call(s), %.2f s", task.key, len(calls), self._clock() - started)
         return TaskResult(
             objective_id=task.objective_id,
             task_id=task.task_id,

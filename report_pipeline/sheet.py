@@ -155,6 +155,8 @@ def _as_text(value: Any) -> str:
         return "TRUE" if value else "FALSE"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, dt.datetime) and value.time() == dt.time(0):
+        return value.date().isoformat()  # Excel has no date type: a date is a midnight datetime
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     return str(value).strip()
@@ -254,6 +256,9 @@ class _Reader:
         self.problems = _Problems()
         self.file_label = path.name or str(path)
         self._tables: dict[str, _Table] = {}
+        # objectives named by an enabled task row, even a row too broken to become a Task,
+        # so one bad row does not also report its chapter as empty
+        self._claimed: set[str] = set()
 
     # -- step 1: the file and its sheets ------------------------------------------------
 
@@ -531,6 +536,8 @@ class _Reader:
             objective_id = self._identifier(row, "objective_id", required=own, no_dots=True)
             task_id = self._identifier(row, "task_id", required=own, no_dots=False)
             enabled = own and objective_enabled.get(objective_id, True)  # a disabled chapter disables its tasks
+            if enabled:
+                self._claimed.add(objective_id or row.text("objective_id"))
             prompt = row.text("prompt")
             if enabled and not prompt:
                 self.problems.at(row, "prompt", "empty prompt — write one or set enabled to FALSE")
@@ -701,7 +708,7 @@ class _Reader:
         self._at_row("tasks", task.row, column, message)
 
     def _check_empty_objectives(self, objectives: Sequence[Objective], tasks: Sequence[Task]) -> None:
-        with_tasks = {task.objective_id for task in tasks if task.enabled}
+        with_tasks = {task.objective_id for task in tasks if task.enabled} | self._claimed
         for objective in objectives:
             if objective.enabled and objective.mode == "tasks" and objective.objective_id not in with_tasks:
                 self._at_row(

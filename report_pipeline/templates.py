@@ -290,7 +290,9 @@ class TemplateFacts:
         if self.syntax_error:
             return [self.syntax_error]
         problems = [_unknown_name_message(name) for name in self.unknown_names]
-        problems += [f"{text} is not allowed in a prompt: names starting with _ are blocked" for text in self.blocked]
+        if self.blocked:
+            verb = "is" if len(self.blocked) == 1 else "are"
+            problems.append(f"{', '.join(self.blocked)} {verb} not allowed in a prompt: names starting with _ are blocked")
         for variable, key in self.fields:
             known = CONTEXT_FIELDS.get(variable)
             if variable == "settings":
@@ -334,6 +336,14 @@ def _describe_access(node: nodes.Getattr | nodes.Getitem, key: str) -> str:
     return f".{key}" if isinstance(node, nodes.Getattr) else f"[{key!r}]"
 
 
+def _in_text_order(node: nodes.Node) -> Iterator[nodes.Node]:
+    """Every node, children first and left to right: `a.b.c` yields `a.b` before `a.b.c`,
+    so findings are listed in the order the analyst wrote them."""
+    for child in node.iter_child_nodes():
+        yield from _in_text_order(child)
+    yield node
+
+
 def analyse_template(source: str, *, environment: ImmutableSandboxedEnvironment | None = None) -> TemplateFacts:
     """Parse once and collect what the template uses (`jinja2.meta` plus an AST walk)."""
     environment = environment or make_environment()
@@ -349,7 +359,9 @@ def analyse_template(source: str, *, environment: ImmutableSandboxedEnvironment 
     fields: dict[tuple[str, str], None] = {}
     data_keys: dict[str, None] = {}
     result_keys: dict[str, None] = {}
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+    for node in _in_text_order(tree):
+        if not isinstance(node, (nodes.Getattr, nodes.Getitem)):
+            continue
         key = _key_of(node)
         if key is None:
             continue

@@ -1,0 +1,14 @@
+"""Shared fixtures: a real simulator on 127.0.0.1, and a clean environment for each test."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.simulator_support import make_simulator, simulator  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def _no_real_keys(monkeypatch):
+    """Tests never see a developer's real key, and never reach a real endpoint by accident."""
+    for name in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)

@@ -1,0 +1,153 @@
+"""The command line as a user types it: exit codes, messages, and nothing written on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from report_pipeline.cli import cli
+from tests.workbooks import make_workbook, simple_workbook
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "prompt_sheets" / "energy_transition.xlsx"
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_run_example_workbook_offline_writes_a_complete_report(tmp_path):
+    result = invoke("run", EXAMPLE, "--provider", "offline", "--output", tmp_path, "--no-progress")
+    assert result.exit_code == 0, result.output
+    (run_dir,) = list(tmp_path.iterdir())
+    for name in ("report.md", "report.docx", "report.xlsx", "results.csv", "run.json", "run.log"):
+        assert (run_dir / name).stat().st_size > 0, name
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["status"] == "done"
+    assert manifest["counts"]["done"] == manifest["counts"]["total"] >= 20
+    assert len(list((run_dir / "objectives").glob("*.csv"))) >= 6
+    assert "done:" in result.output and "\x1b" not in result.output
+
+
+def test_validate_reports_every_problem_with_exit_2_and_no_traceback(tmp_path):
+    sheet = make_workbook(
+        tmp_path / "bad",
+        objectives=[{"objective_id": "a", "title": "A"}, {"objective_id": "a", "title": "A again"}],
+        tasks=[
+            {"objective_id": "a", "task_id": "1", "prompt": ""},
+            {"objective_id": "zz", "task_id": "2", "prompt": "hello {{ nope }}"},
+        ],
+    )
+    result = invoke("validate", sheet)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "objectives!" in result.output and "duplicate" in result.output.lower()
+    assert "tasks!C2 (prompt)" in result.output
+    assert "zz" in result.output and "nope" in result.output
+
+
+def test_validate_accepts_the_example_workbook():
+    result = invoke("validate", EXAMPLE)
+    assert result.exit_code == 0
+    assert "OK" in result.output
+
+
+def test_run_refuses_an_invalid_sheet_and_writes_nothing(tmp_path):
+    sheet = make_workbook(tmp_path / "bad", objectives=[{"objective_id": "a", "title": "A"}], tasks=[{"objective_id": "a", "task_id": "1", "prompt": ""}])
+    out = tmp_path / "out"
+    result = invoke("run", sheet, "--output", out)
+    assert result.exit_code == 2
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_not_an_xlsx_is_exit_2_with_a_clear_message(tmp_path):
+    fake = tmp_path / "notes.xlsx"
+    fake.write_text("this is not a workbook")
+    result = invoke("validate", fake)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "notes.xlsx" in result.output
+
+
+def test_unknown_config_key_is_exit_2_naming_the_key(tmp_path):
+    sheet = simple_workbook(tmp_path / "wb", 1, 1)
+    config = tmp_path / "c.yaml"
+    config.write_text("max_task_workrs: 4\n")
+    result = invoke("run", sheet, "--config", config, "--output", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "max_task_workrs" in result.output
+
+
+def test_wrong_type_in_settings_sheet_names_the_cell(tmp_path):
+    sheet = simple_workbook(tmp_path / "wb", 1, 1, settings={"max_task_workers": "lots"})
+    result = invoke("run", sheet, "--output", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "max_task_workers" in result.output and "settings!B2" in result.output
+
+
+def test_openai_provider_without_key_is_exit_2_naming_the_env_var(tmp_path):
+    sheet = simple_workbook(tmp_path / "wb", 1, 1)
+    out = tmp_path / "out"
+    result = invoke("run", sheet, "--provider", "openai", "--output", out)
+    assert result.exit_code == 2
+    assert "OPENAI_API_KEY" in result.output and "--provider offline" in result.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_flags_beat_the_settings_sheet_which_beats_the_yaml(tmp_path):
+    sheet = simple_workbook(tmp_path / "wb", 1, 1, settings={"project_name": "From sheet", "model": "sheet-model"})
+    config = tmp_path / "c.yaml"
+    config.write_text("project_name: From yaml\nmodel: yaml-model\ntemperature: 0.7\n")
+    result = invoke("run", sheet, "--config", config, "--model", "flag-model", "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    (run_dir,) = list((tmp_path / "out").iterdir())
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["config"]["project_name"] == "From sheet"
+    assert manifest["config"]["model"] == "flag-model"
+    assert manifest["config"]["temperature"] == 0.7
+
+
+def test_dry_run_prices_the_run_and_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    result = invoke("run", EXAMPLE, "--dry-run", "--output", out)
+    assert result.exit_code == 0, result.output
+    assert "nothing is sent" in result.output and "total" in result.output
+    assert not out.exists()
+
+
+def test_limit_runs_only_the_first_tasks(tmp_path):
+    sheet = simple_workbook(tmp_path / "wb", 3, 3)
+    result = invoke("run", sheet, "--limit", "4", "--output", tmp_path / "out", "--quiet")
+    assert result.exit_code == 0, result.output
+    (run_dir,) = list((tmp_path / "out").iterdir())
+    assert json.loads((run_dir / "run.json").read_text())["counts"]["total"] == 4
+    assert result.output.strip().count("\n") == 0  # --quiet: only the final line
+
+
+def test_sequential_flag_runs_and_matches(tmp_path):
+    sheet = simple_workbook(tmp_path / "wb", 2, 2)
+    result = invoke("run", sheet, "--sequential", "--output", tmp_path / "out")
+    assert result.exit_code == 0
+    (run_dir,) = list((tmp_path / "out").iterdir())
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["config"]["run_objectives_concurrent"] is False
+    assert {t["thread"] for t in manifest["tasks"]} == {"MainThread"}
+
+
+def test_init_writes_a_starter_that_runs(tmp_path):
+    target = tmp_path / "starter"
+    result = invoke("init", target)
+    assert result.exit_code == 0, result.output
+    again = invoke("init", target)
+    assert again.exit_code == 2 and "would overwrite" in again.output
+    sheet = next(target.glob("*.xlsx"))
+    run = invoke("run", sheet, "--config", target / "config.yaml", "--output", tmp_path / "out")
+    assert run.exit_code == 0, run.output
+
+
+def test_batch_mode_is_a_clear_error_for_now(tmp_path):
+    sheet = simple_workbook(tmp_path / "wb", 1, 1)
+    result = invoke("run", sheet, "--batch", "--output", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "real-time" in result.output
