@@ -521,7 +521,7 @@ def to_markdown(frame: pd.DataFrame, *, max_rows: int = DEFAULT_MAX_ROWS) -> str
     ]
     shown = frame.head(max_rows)
     for row in shown.itertuples(index=False, name=None):
-        cells = (_escape(_format_cell(value, whole[name])) for name, value in zip(columns, row))
+        cells = (_escape(_format_cell(value, whole[name])) for name, value in zip(columns, row, strict=True))
         lines.append("| " + " | ".join(cells) + " |")
     total = len(frame)
     if total == 0:

@@ -57,14 +57,13 @@ def format_cycle(keys: Sequence[str]) -> str:
     return " -> ".join([*keys, keys[0]])
 
 
-def _suggestion(entry: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(entry, known, n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
+def _suggestion(entry: str, task: Task, known: Sequence[str]) -> str:
+    close = [c for c in difflib.get_close_matches(entry, known, n=3) if c not in (task.key, task.objective_id)]
+    return f" (did you mean {close[0]}?)" if close else ""  # never suggest the task itself
 
 
-def _reference_problems(task: Task, task_keys: set[str], objective_ids: set[str]) -> list[str]:
+def _reference_problems(task: Task, task_keys: set[str], objective_ids: set[str], known: Sequence[str]) -> list[str]:
     problems = []
-    known = sorted((task_keys | objective_ids) - {task.key, task.objective_id})  # never suggest itself
     for entry in task.depends_on:
         if entry == task.key:
             problems.append(f"task {task.key} depends on itself — remove {entry} from depends_on")
@@ -75,7 +74,7 @@ def _reference_problems(task: Task, task_keys: set[str], objective_ids: set[str]
             )
         elif entry not in task_keys and entry not in objective_ids:
             problems.append(
-                f"unknown dependency {entry!r}{_suggestion(entry, known)} — "
+                f"unknown dependency {entry!r}{_suggestion(entry, task, known)} — "
                 "use OBJ.TASK for a task or an objective_id for a whole chapter"
             )
     return problems
@@ -116,9 +115,10 @@ def dependency_problems(tasks: Sequence[Task], objectives: Sequence[Objective]) 
     objective_ids = {objective.objective_id for objective in objectives}
     by_key = {task.key: task for task in tasks}
     position = {task.key: i for i, task in enumerate(tasks)}
+    known = sorted(task_keys | objective_ids)  # once: suggestions for 10,000 tasks must not sort 10,000 times
     problems: list[tuple[Task, str]] = []
     for task in tasks:
-        problems.extend((task, message) for message in _reference_problems(task, task_keys, objective_ids))
+        problems.extend((task, message) for message in _reference_problems(task, task_keys, objective_ids, known))
     for cycle in _find_cycles(expand_dependencies(tasks), position):
         problems.append(
             (by_key[cycle[0]], f"dependency cycle: {format_cycle(cycle)} — each waits for the next; remove one of these dependencies")

@@ -203,6 +203,7 @@ class ReportGenerationPipeline:
         write_markdown(outputs["report_md"], view)
         write_docx(outputs["report_docx"], view)
         write_xlsx(outputs["report_xlsx"], view)
+        finished = time.time()  # the run's duration includes writing its reports
         run = RunResult(
             run_id=self.run_id,
             run_dir=self.run_dir,

@@ -65,11 +65,11 @@ DEFAULT_HEADROOM = 0.03
 # How long the other threads wait for the probe's answer before going anyway.
 DEFAULT_PROBE_TIMEOUT_S = 2.0
 # A 429 while pacing multiplies the pace by this (once per window)...
-_DECREASE = 0.8
+_DECREASE = 0.9
 # ...never below this share of the learned limit...
 _MIN_FACTOR = 0.3
 # ...and each admitted call gives back this much of it.
-_RECOVERY = 0.002
+_RECOVERY = 0.003
 # A reset longer than a day is not a rate window (some servers send epoch times).
 _MAX_RESET_S = 86_400.0
 
@@ -605,7 +605,8 @@ class Throttle:
                     self.limiter.commit(at, tokens)
                     ticket = self.pacer.commit(at, tokens)
             if ticket is None:
-                _sleep_until(hold, self._clock, self._sleeper)
+                # One sleep, not a loop: a wake-up (the probe answered) means look again.
+                self._sleeper.sleep(hold - self._clock())
                 continue
             _sleep_until(ticket.at, self._clock, self._sleeper)
             if self.cool_down.until <= ticket.at:

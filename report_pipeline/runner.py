@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .config import RunConfig
@@ -20,33 +20,28 @@ from .plan import Plan
 from .providers.base import ChatRequest, ChatResponse
 from .results import ReportStructureManager
 from .steps import DEFAULT_STEP_PROMPTS, DEFAULT_SYSTEM_PROMPT, parse_check
-from .templates import build_context, render_prompt
+from .templates import PromptRenderer, build_context
 
 log = logging.getLogger("report_pipeline.runner")
 
 CallFn = Callable[[ChatRequest], ChatResponse]
 
 
-class AttachedTables(Mapping[str, str]):
-    """`data.NAME` in a template: tables load on first use and the names used are remembered,
-    so attached tables the template did not place can be appended to the prompt."""
+class AttachedTables:
+    """`data.NAME` in a template: a table turns into Markdown on first use, and the names used
+    are remembered so attached tables the template did not place can be appended to the prompt."""
 
-    def __init__(self, store: DataStore, names: tuple[str, ...]) -> None:
+    def __init__(self, store: DataStore) -> None:
         self._store = store
-        self._names = names
         self.used: set[str] = set()
 
-    def __getitem__(self, name: str) -> str:
-        if name not in self._names:
-            raise KeyError(name)
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._store.names
+
+    def markdown(self, name: str) -> str:
         self.used.add(name)
         return self._store.markdown(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
 
 
 class TaskRunner:
@@ -71,7 +66,7 @@ class TaskRunner:
         self._call = call
         self._clock = clock
         self._objectives: dict[str, Objective] = {o.objective_id: o for o in sheet.objectives}
-        self._data_names = tuple(sheet.data_sources)
+        self._renderer = PromptRenderer()  # each distinct template compiles once per run
         self._step_prompts = {**DEFAULT_STEP_PROMPTS, **{k: v for k, v in sheet.prompts.items() if k in DEFAULT_STEP_PROMPTS}}
 
     def __call__(self, task: Task) -> TaskResult:
@@ -123,7 +118,7 @@ class TaskRunner:
 
     def render(self, task: Task, dependency_texts: Mapping[str, str] | None = None) -> str:
         """The task's prompt with its data and dependency texts; unplaced attached tables appended."""
-        tables = AttachedTables(self._data, self._data_names)
+        tables = AttachedTables(self._data)
         context = build_context(
             objective=self._objectives[task.objective_id],
             task=task,
@@ -132,7 +127,7 @@ class TaskRunner:
             project_name=self._config.project_name,
             settings=self._sheet.settings,
         )
-        prompt = render_prompt(task.prompt, context)
+        prompt = self._renderer.render(task.prompt, context)
         extra = [name for name in task.data if name not in tables.used]
         for name in extra:
             prompt += f"\n\nData: {name}\n\n{self._data.markdown(name)}"
@@ -155,7 +150,7 @@ class TaskRunner:
             user = prompt
         else:
             context: dict[str, Any] = {"prompt": prompt, "draft": draft}
-            user = render_prompt(self._step_prompts[step], context)
+            user = self._renderer.render(self._step_prompts[step], context)
         return ChatRequest(
             model=model,
             messages=({"role": "system", "content": system}, {"role": "user", "content": user}),

@@ -457,13 +457,18 @@ class _Reader:
         return int(number)
 
     def _identifier(self, row: _Row, column: str, *, required: bool, no_dots: bool) -> str:
+        """An id cell as text, or "" after reporting why it cannot be used.
+
+        depends_on splits on commas, and a task key `OBJ.TASK` splits at its first
+        dot, so no id may hold a comma and an objective_id may not hold a dot
+        (a task_id may: `1.2` is a common section number).
+        """
         text = row.text(column)
         if not text:
             if required:
                 self.problems.at(row, column, f"empty {column} — give this row an id, or delete the row")
             return ""
-        bad = "," if not no_dots else ",."
-        if any(char in text for char in bad):
+        if "," in text or (no_dots and "." in text):
             shown = "a comma or a dot" if no_dots else "a comma"
             self.problems.at(row, column, f"{text!r} contains {shown}, which depends_on uses as separators — choose another id")
             return ""
@@ -753,15 +758,17 @@ class _Reader:
         """Check each enabled prompt; a template shared by many rows is parsed once."""
         environment = make_environment()
         facts: dict[str, TemplateFacts] = {}
-        expanded = expand_dependencies(enabled)
+        expanded = expand_dependencies(enabled)  # only tasks that run can be waited for
         chapter_ids = {objective.objective_id for objective in objectives}
+        data_names, settings_keys = tuple(sources), tuple(settings)
         for task in enabled:
             if not task.prompt:
                 continue
             if task.prompt not in facts:
                 facts[task.prompt] = analyse_template(task.prompt, environment=environment)
+            # results["OBJ.TASK"] for each expanded dependency, results["OBJ"] for each chapter listed
             keys = set(expanded.get(task.key, ())) | {entry for entry in task.depends_on if entry in chapter_ids}
             for message in facts[task.prompt].problems(
-                data_names=tuple(sources), dependency_keys=keys, settings_keys=tuple(settings)
+                data_names=data_names, dependency_keys=keys, settings_keys=settings_keys
             ):
                 self._at_task(task, "prompt", message)

@@ -75,9 +75,9 @@ class _PromptSandbox(ImmutableSandboxedEnvironment):
                 raise SecurityError(f"exponent {right} is too large for a prompt")
             return operator.pow(left, right)
         for sized, count in ((left, right), (right, left)):
-            if isinstance(sized, (str, list, tuple)) and isinstance(count, int):
-                if len(sized) * count > _MAX_PRODUCT_LENGTH:
-                    raise SecurityError("a repeated value would be too long for a prompt")
+            repeats = isinstance(sized, (str, list, tuple)) and isinstance(count, int)
+            if repeats and len(sized) * count > _MAX_PRODUCT_LENGTH:
+                raise SecurityError("a repeated value would be too long for a prompt")
         return operator.mul(left, right)
 
 
@@ -298,8 +298,8 @@ class TemplateFacts:
             if variable == "settings":
                 if settings_keys is not None and key not in settings_keys:
                     problems.append(
-                        f"settings.{key} is not in the settings sheet — add a row with key {key} "
-                        f"(known: {', '.join(settings_keys) or 'none'})"
+                        f"settings.{key} is not set in the settings sheet — add a row with key {key} and a value "
+                        f"(set: {', '.join(settings_keys) or 'none'})"
                     )
             elif known is not None and key not in known:
                 problems.append(f"{variable} has no field {key!r}{_did_you_mean(key, known)} — use {', '.join(known)}")

@@ -358,7 +358,7 @@ def test_results_may_use_a_whole_objective_listed_in_depends_on(tmp_path: Path) 
 def test_settings_used_in_a_template_must_be_in_the_settings_sheet(tmp_path: Path) -> None:
     path = workbook(tmp_path, task_rows=both_chapters({"prompt": "{{ settings.model }} {{ settings.temperature }}"}), settings={"model": "gpt-4o"})
     assert only_problem(path) == (
-        "tasks!C2 (prompt): settings.temperature is not in the settings sheet — add a row with key temperature (known: model)"
+        "tasks!C2 (prompt): settings.temperature is not set in the settings sheet — add a row with key temperature and a value (set: model)"
     )
 
 

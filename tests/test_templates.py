@@ -254,7 +254,7 @@ def test_misspelt_field_of_a_record_is_named() -> None:
 def test_settings_keys_are_checked_when_known() -> None:
     assert problems("{{ settings.tone }}") == []
     assert problems("{{ settings.tone }}", settings=("model",)) == [
-        "settings.tone is not in the settings sheet — add a row with key tone (known: model)"
+        "settings.tone is not set in the settings sheet — add a row with key tone and a value (set: model)"
     ]
 
 

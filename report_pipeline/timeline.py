@@ -1,0 +1,265 @@
+"""A run's timeline: every step of every task on the worker thread that ran it, as a Gantt chart.
+
+`timeline_data()` turns results into bars (pure, testable without a figure);
+`write_timeline()` draws them to a PNG. Rows are worker threads in natural order
+(task_0, task_1, ..., task_10), x is seconds since the first task started, and
+colour is the objective. What each bar means:
+
+- a call that succeeded: one bar per `CallRecord`, from its start to its finish,
+  in the objective's colour, lighter for refine and lighter still for check;
+- the step a task failed on: a failed call leaves no `CallRecord`, so its bar runs
+  from the end of the task's last successful call (or the task's start) to the
+  task's finish, on the task's thread, with `failed=True`: that is the time the
+  thread spent on the failing call and its retries. A failure with no time on a
+  thread (an error that escaped the task) is a zero-width bar, drawn as an ✕;
+- a skipped task never ran on any thread: it is a zero-width marker on a separate
+  row, `SKIPPED_ROW`, at the moment it was settled (so a halt shows as a wall of
+  markers at the halt time).
+
+Drawing cost does not grow with the number of bars' Python calls: each thread is
+one `broken_barh` collection with per-bar colours, so 10,000 bars on 16 threads
+are 16 collections, and the figure size is capped however many threads there are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .models import STEP_NAMES, TaskResult
+from .writers import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["SKIPPED_ROW", "Bar", "natural_key", "timeline_data", "timeline_figure", "write_timeline"]
+
+SKIPPED_ROW = "(skipped)"  # the row of tasks that never ran
+NO_THREAD = "(no thread)"  # a failure recorded without a thread name
+
+_WIDTH_IN = 12.0
+_ROW_IN = 0.28
+_MIN_HEIGHT_IN = 3.0
+_MAX_HEIGHT_IN = 18.0
+_MAX_ROW_LABELS = 60  # beyond this, label every k-th row so names stay legible
+_MAX_LEGEND = 20
+_FAILED_EDGE = "#d62728"
+# later steps of a chain are lighter shades of their objective's colour
+_STEP_SHADE = {"generate": 0.0, "refine": 0.35, "check": 0.6}
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One step of one task on one thread; times in seconds since the run's first start."""
+
+    task: str  # OBJ.TASK
+    objective_id: str
+    step: str  # generate, refine, check; "" for a skipped task
+    thread: str  # worker thread name, or SKIPPED_ROW
+    start: float
+    end: float
+    failed: bool = False  # the step the task failed on
+    skipped: bool = False  # the task never ran: a zero-width marker
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort `task_2` before `task_10`: digit runs compare as numbers."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part)
+
+
+def timeline_data(results: Sequence[TaskResult]) -> list[Bar]:
+    """Bars for every call, failed step and skipped task, in the order of `results`.
+
+    Times are relative to the earliest start among all calls and tasks, so the
+    first bar starts at 0 whatever clock the run used.
+    """
+    origin = _origin(results)
+    if origin is None:
+        return []
+    bars: list[Bar] = []
+    for result in results:
+        bars.extend(_bars_of(result, origin))
+    return bars
+
+
+def _origin(results: Sequence[TaskResult]) -> float | None:
+    starts = [r.started_at for r in results if r.started_at]
+    starts += [c.started_at for r in results for c in r.calls if c.started_at]
+    return min(starts) if starts else None
+
+
+def _bars_of(result: TaskResult, origin: float) -> list[Bar]:
+    key, objective = result.key, result.objective_id
+    if result.status == "skipped":
+        at = (result.finished_at or result.started_at or origin) - origin
+        return [Bar(key, objective, "", SKIPPED_ROW, at, at, skipped=True)]
+    bars = [
+        Bar(key, objective, c.step, c.thread or result.thread or NO_THREAD,
+            c.started_at - origin, max(c.started_at, c.finished_at) - origin)
+        for c in result.calls
+    ]
+    if result.status == "failed":
+        bars.append(_failed_step(result, origin))
+    return bars
+
+
+def _failed_step(result: TaskResult, origin: float) -> Bar:
+    """The bar of the step a task failed on, which has no CallRecord of its own."""
+    steps = result.steps or STEP_NAMES[:1]
+    step = steps[len(result.calls)] if len(result.calls) < len(steps) else steps[-1]
+    last = result.calls[-1].finished_at if result.calls else 0.0
+    start = last or result.started_at or result.finished_at or origin
+    end = max(start, result.finished_at or start)
+    return Bar(result.key, result.objective_id, step, result.thread or NO_THREAD,
+               start - origin, end - origin, failed=True)
+
+
+# -- drawing -----------------------------------------------------------------------
+
+
+def write_timeline(
+    path: Path,
+    results: Sequence[TaskResult],
+    *,
+    title: str,
+    objective_titles: Mapping[str, str] | None = None,
+) -> list[Bar]:
+    """Draw the run's timeline to a PNG at `path` (atomically) and return the bars drawn.
+
+    `objective_titles` (id -> chapter title) makes the legend readable; without it
+    the legend shows ids.
+    """
+    bars = timeline_data(results)
+    figure = timeline_figure(bars, title=title, objective_titles=objective_titles)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    return bars
+
+
+def timeline_figure(
+    bars: Sequence[Bar],
+    *,
+    title: str,
+    objective_titles: Mapping[str, str] | None = None,
+) -> Figure:
+    """The Gantt chart as a matplotlib Figure, without pyplot (no global state, no display).
+
+    matplotlib is imported here, not at module load, so runs that never draw a
+    timeline do not pay for it.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    rows = _rows(bars)
+    row_of = {name: i for i, name in enumerate(rows)}
+    objectives = list(dict.fromkeys(b.objective_id for b in bars))
+    colour_of = _colours(objectives)
+    height = min(_MAX_HEIGHT_IN, max(_MIN_HEIGHT_IN, 1.6 + _ROW_IN * len(rows)))
+    figure = Figure(figsize=(_WIDTH_IN, height), layout="constrained")
+    ax = figure.add_subplot()
+
+    _draw_bars(ax, bars, row_of, colour_of)
+    _draw_markers(ax, bars, row_of)
+
+    ax.set_yticks(range(len(rows)))
+    step = max(1, -(-len(rows) // _MAX_ROW_LABELS))
+    labels = [name if i % step == 0 or name == SKIPPED_ROW else "" for i, name in enumerate(rows)]
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # first thread at the top
+    span = max((b.end for b in bars), default=0.0)
+    ax.set_xlim(0, span * 1.02 if span > 0 else 1.0)
+    ax.set_xlabel("seconds since the first task started")
+    ax.set_ylabel("worker thread")
+    ax.grid(axis="x", linestyle=":", linewidth=0.5, alpha=0.6)
+    ax.set_axisbelow(True)
+    ax.set_title(title, loc="left", fontsize=11)
+    figure.suptitle(_subtitle(bars, rows), x=0.99, ha="right", fontsize=8, color="0.35")
+
+    handles: list[Patch | Line2D] = []
+    if len(objectives) <= _MAX_LEGEND:
+        names = objective_titles or {}
+        handles += [
+            Patch(facecolor=colour_of[o], label=_short(f"{o} {names[o]}" if o in names else o)) for o in objectives
+        ]
+    steps = [s for s in _STEP_SHADE if any(b.step == s for b in bars)]
+    if len(steps) > 1:
+        handles += [Patch(facecolor=_shade((0.35, 0.35, 0.35, 1.0), s), label=s) for s in steps]
+    if any(b.failed for b in bars):
+        handles.append(Patch(facecolor="white", edgecolor=_FAILED_EDGE, linewidth=1.5, label="failed step (✕)"))
+    if any(b.skipped for b in bars):
+        handles.append(Line2D([], [], color="0.4", marker="|", linestyle="", markersize=10, label="skipped task"))
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
+    return figure
+
+
+def _rows(bars: Sequence[Bar]) -> list[str]:
+    threads = sorted({b.thread for b in bars if not b.skipped}, key=natural_key)
+    return threads + ([SKIPPED_ROW] if any(b.skipped for b in bars) else [])
+
+
+def _colours(objectives: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
+    """A qualitative palette in objective order; past 20 objectives the colours repeat."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if len(objectives) <= 10 else "tab20"].colors
+    return {o: (*palette[i % len(palette)][:3], 1.0) for i, o in enumerate(objectives)}
+
+
+def _draw_bars(ax, bars: Sequence[Bar], row_of: dict[str, int], colour_of: dict[str, tuple]) -> None:
+    """One `broken_barh` per thread with per-bar face and edge colours: O(threads) artists."""
+    by_row: dict[str, list[Bar]] = {}
+    for bar in bars:
+        if not bar.skipped:
+            by_row.setdefault(bar.thread, []).append(bar)
+    for thread, mine in by_row.items():
+        ax.broken_barh(
+            [(b.start, b.duration) for b in mine],
+            (row_of[thread] - 0.4, 0.8),
+            facecolors=[_shade(colour_of[b.objective_id], b.step) for b in mine],
+            edgecolors=[_FAILED_EDGE if b.failed else "none" for b in mine],
+            linewidths=[1.5 if b.failed else 0.0 for b in mine],
+        )
+
+
+def _shade(colour: tuple, step: str) -> tuple[float, float, float, float]:
+    """Mix the objective's colour with white by step, so a chain reads left to right."""
+    mix = _STEP_SHADE.get(step, 0.0)
+    return (*(c + (1.0 - c) * mix for c in colour[:3]), 1.0)
+
+
+def _draw_markers(ax, bars: Sequence[Bar], row_of: dict[str, int]) -> None:
+    """An ✕ at the end of each failed step and a tick per skipped task: one scatter each."""
+    failed = [b for b in bars if b.failed]
+    if failed:
+        ax.scatter([b.end for b in failed], [row_of[b.thread] for b in failed],
+                   marker="x", s=28, color=_FAILED_EDGE, linewidths=1.5, zorder=3)
+    skipped = [b for b in bars if b.skipped]
+    if skipped:
+        ax.scatter([b.start for b in skipped], [row_of[SKIPPED_ROW]] * len(skipped),
+                   marker="|", s=60, color="0.4", linewidths=1.0, zorder=3)
+
+
+def _subtitle(bars: Sequence[Bar], rows: Sequence[str]) -> str:
+    tasks = {b.task for b in bars}
+    calls = sum(1 for b in bars if not b.skipped and not b.failed)
+    threads = sum(1 for r in rows if r != SKIPPED_ROW)
+    failed = len({b.task for b in bars if b.failed})
+    skipped = sum(1 for b in bars if b.skipped)
+    span = max((b.end for b in bars), default=0.0)
+    return (
+        f"{len(tasks)} tasks, {calls} calls on {threads} threads; {failed} failed, {skipped} skipped; "
+        f"{span:.1f} s"
+    )
+
+
+def _short(text: str, limit: int = 32) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
