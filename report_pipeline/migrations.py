@@ -1,0 +1,237 @@
+"""The ledger's schema, one numbered function per change (after simonw/llm's `migrations.py`).
+
+A schema change is one new `@migration` function at the end of `MIGRATIONS`; never
+edit one that has shipped. `migrate(db)` runs, in order, those not yet named in the
+`_migrations` table, and commits each one *together with its record* in a single
+transaction: a crash half way leaves either both or neither, so a migration never
+has to survive being run twice (llm records its migrations outside the transaction
+and must write them defensively; ours need not).
+
+Before touching anything, `check_schema(db)` makes sure the file is ours: a database
+of another application (tables, but no `_migrations` and not our `application_id`)
+or one migrated by a newer report-pipeline (migration names this version does not
+know) is refused with a `LedgerError` that names the file and says what to do, and
+the file is left exactly as it was.
+
+The connection must not be inside a transaction: `migrate` issues its own
+`BEGIN IMMEDIATE` / `COMMIT` (never `executescript`, which commits on its own).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from .errors import LedgerError
+
+Migration = Callable[[sqlite3.Connection], None]
+
+MIGRATIONS: list[Migration] = []
+
+MIGRATIONS_TABLE = "_migrations"
+
+# PRAGMA application_id: four bytes in the file header that say "this is a
+# report-pipeline ledger" ("RPLG"), so a foreign SQLite file is told apart even when empty.
+APPLICATION_ID = 0x52504C47
+
+
+def migration(fn: Migration) -> Migration:
+    """Decorator: append `fn` to MIGRATIONS. It returns `fn` (llm's `migration =
+    MIGRATIONS.append` returns None and leaves the module's names bound to None)."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def migrate(db: sqlite3.Connection, *, stop_before: str | None = None) -> list[str]:
+    """Bring `db` to the newest schema; returns the names of the migrations it applied.
+
+    `stop_before` (a migration name) stops there: tests use it to build a ledger at an
+    older version. Raises LedgerError if the file is foreign or newer than this code.
+    """
+    check_schema(db)
+    if MIGRATIONS_TABLE not in _user_tables(db):
+        with transaction(db):
+            db.execute(
+                f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+    done: list[str] = []
+    applied = set(applied_migrations(db))
+    for fn in MIGRATIONS:
+        name = fn.__name__
+        if name == stop_before:
+            break
+        if name in applied:
+            continue
+        with transaction(db):
+            # re-read under the write lock: another process may have applied it meanwhile
+            if db.execute(f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE name = ?", (name,)).fetchone():
+                continue
+            fn(db)
+            db.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)", (name, time.time()))
+        done.append(name)
+    return done
+
+
+def applied_migrations(db: sqlite3.Connection) -> list[str]:
+    """The names recorded in `_migrations`, in the order they were applied ([] if none)."""
+    if MIGRATIONS_TABLE not in _user_tables(db):
+        return []
+    rows = db.execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY applied_at, rowid").fetchall()
+    return [row[0] for row in rows]
+
+
+def check_schema(db: sqlite3.Connection) -> None:
+    """Raise LedgerError unless `db` is blank or a ledger this version can use; reads only."""
+    path = database_file(db)
+    app_id = db.execute("PRAGMA application_id").fetchone()[0]
+    tables = _user_tables(db)
+    if app_id == APPLICATION_ID:
+        _check_not_newer(db, path)
+        return
+    if app_id != 0:
+        raise LedgerError(
+            f"{path} is not a report-pipeline ledger: it is an SQLite database of another application "
+            f"(application_id {app_id:#010x}). Move it aside or use --output with another folder."
+        )
+    if not tables:
+        return  # a new, empty file
+    if tables == {MIGRATIONS_TABLE} and not db.execute(f"SELECT 1 FROM {MIGRATIONS_TABLE}").fetchone():
+        return  # our first open stopped after creating the bookkeeping table
+    shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+    raise LedgerError(
+        f"{path} is not a report-pipeline ledger: it is an SQLite database of another application "
+        f"(tables: {shown}). Move it aside or use --output with another folder."
+    )
+
+
+def _check_not_newer(db: sqlite3.Connection, path: str) -> None:
+    known = {fn.__name__ for fn in MIGRATIONS}
+    unknown = [name for name in applied_migrations(db) if name not in known]
+    if unknown:
+        raise LedgerError(
+            f"{path} was written by a newer version of report-pipeline: its schema has "
+            f"migration(s) {', '.join(unknown)} that this version (schema {len(known)}) does not know. "
+            "Upgrade report-pipeline, or use --output with another folder."
+        )
+
+
+def database_file(db: sqlite3.Connection) -> str:
+    """The file behind the connection's main database, for messages (':memory:' if none)."""
+    for _seq, name, file in db.execute("PRAGMA database_list").fetchall():
+        if name == "main":
+            return file or ":memory:"
+    return ":memory:"
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (DDL included: SQLite's is transactional)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _user_tables(db: sqlite3.Connection) -> set[str]:
+    rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    return {row[0] for row in rows}
+
+
+def _execute_all(db: sqlite3.Connection, *statements: str) -> None:
+    for statement in statements:
+        db.execute(statement)
+
+
+# -- the migrations, oldest first -------------------------------------------------------
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    """Runs, their tasks and every call. Times are unix seconds (REAL), like TaskResult's."""
+    _execute_all(
+        db,
+        f"PRAGMA application_id = {APPLICATION_ID}",
+        """
+        CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            sheet_path TEXT,
+            sheet_hash TEXT,
+            config_hash TEXT,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            status TEXT NOT NULL
+                CHECK (status IN ('running', 'done', 'failed', 'interrupted', 'budget', 'aborted')),
+            tasks_total INTEGER NOT NULL DEFAULT 0,
+            done INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            skipped INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            pid INTEGER,
+            host TEXT
+        )
+        """,
+        """
+        CREATE TABLE tasks (
+            run_id TEXT NOT NULL,
+            task_key TEXT NOT NULL,
+            objective_id TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            title TEXT,
+            status TEXT NOT NULL CHECK (status IN ('done', 'failed', 'skipped')),
+            error TEXT,
+            started_at REAL,
+            finished_at REAL,
+            text TEXT,
+            model TEXT,
+            steps TEXT,
+            check_verdict TEXT,
+            check_notes TEXT,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (run_id, task_key)
+        )
+        """,
+        """
+        CREATE TABLE calls (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            task_key TEXT NOT NULL,
+            step TEXT NOT NULL,
+            request_hash TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            base_url TEXT,
+            model TEXT,
+            prompt TEXT,
+            response TEXT,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            latency_s REAL,
+            attempts INTEGER NOT NULL DEFAULT 1,
+            cached INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+            error TEXT,
+            created_at REAL NOT NULL
+        )
+        """,
+    )
+
+
+@migration
+def m002_call_indexes(db: sqlite3.Connection) -> None:
+    """The cache lookup (latest ok call for a hash) and a task's calls, without a table scan."""
+    _execute_all(
+        db,
+        "CREATE INDEX calls_ok_by_request_hash ON calls (request_hash) WHERE status = 'ok'",
+        "CREATE INDEX calls_by_run_task ON calls (run_id, task_key)",
+    )
