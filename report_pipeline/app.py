@@ -45,11 +45,14 @@ def prepare_run(
     stream: TextIO = sys.stderr,
 ):
     """A ready pipeline (validated sheet, config, provider, progress observer); nothing written yet."""
+    from .live import make_observer
     from .pipeline import ReportGenerationPipeline
-    from .progress import PlainProgress
 
     sheet, config = load_run_inputs(sheet_path, config_path=config_path, overrides=overrides)
-    observer = PlainProgress(stream, interval_s=config.progress_interval_s, quiet=config.quiet)
+    interactive = {"auto": None, "on": True, "off": False}[config.progress]
+    observer = make_observer(
+        interactive=interactive, quiet=config.quiet, interval_s=config.progress_interval_s, stream=stream
+    )
     return ReportGenerationPipeline(config, sheet, observer=observer, stop=stop)
 
 

@@ -29,6 +29,7 @@ from .providers import Provider
 from .providers.factory import make_provider
 from .results import ReportStructureManager
 from .runner import TaskRunner
+from .timeline import write_timeline
 from .scheduler import Halt, Scheduler, SchedulerHooks, make_executors
 from .writers import (
     ResultsCsvAppender,
@@ -74,6 +75,8 @@ class RunObserver:
     def task_finished(self, result: TaskResult) -> None: ...
     def objective_finished(self, objective_id: str, results: tuple[TaskResult, ...]) -> None: ...
     def run_finished(self, result: RunResult) -> None: ...
+    def close(self) -> None:
+        """Release the display (a live terminal area) even when the run raised."""
 
 
 class ReportGenerationPipeline:
@@ -104,6 +107,12 @@ class ReportGenerationPipeline:
         self._with_check = any("check" in (t.steps or config.steps) for t in self.plan.tasks.values())
 
     def run(self) -> RunResult:
+        try:
+            return self._run()
+        finally:
+            self.observer.close()
+
+    def _run(self) -> RunResult:
         self.run_dir.mkdir(parents=True, exist_ok=False)
         (self.run_dir / "objectives").mkdir()
         started = time.time()
@@ -199,10 +208,15 @@ class ReportGenerationPipeline:
             "results_csv": self.run_dir / "results.csv",
             "run_json": self.run_dir / "run.json",
             "run_log": self.run_dir / "run.log",
+            "timeline_png": self.run_dir / "timeline.png",
         }
         write_markdown(outputs["report_md"], view)
         write_docx(outputs["report_docx"], view)
         write_xlsx(outputs["report_xlsx"], view)
+        write_timeline(
+            outputs["timeline_png"], results, title=f"{self.config.project_name}: run {self.run_id}",
+            objective_titles={o.objective_id: o.title for o in self.plan.objectives},
+        )
         finished = time.time()  # the run's duration includes writing its reports
         run = RunResult(
             run_id=self.run_id,

@@ -173,7 +173,9 @@ def timeline_figure(
     step = max(1, -(-len(rows) // _MAX_ROW_LABELS))
     labels = [name if i % step == 0 or name == SKIPPED_ROW else "" for i, name in enumerate(rows)]
     ax.set_yticklabels(labels, fontsize=8)
-    ax.set_ylim(len(rows) - 0.5, -0.5)  # first thread at the top
+    ax.set_ylim(max(len(rows), 1) - 0.5, -0.5)  # first thread at the top
+    if not bars:
+        ax.text(0.5, 0.5, "no task ran", transform=ax.transAxes, ha="center", va="center", color="0.4")
     span = max((b.end for b in bars), default=0.0)
     ax.set_xlim(0, span * 1.02 if span > 0 else 1.0)
     ax.set_xlabel("seconds since the first task started")
