@@ -43,6 +43,7 @@ def prepare_run(
     overrides: Mapping[str, Any],
     stop: threading.Event | None = None,
     stream: TextIO = sys.stderr,
+    resume: str | None = None,
 ):
     """A ready pipeline (validated sheet, config, provider, progress observer); nothing written yet."""
     from .live import make_observer
@@ -53,7 +54,7 @@ def prepare_run(
     observer = make_observer(
         interactive=interactive, quiet=config.quiet, interval_s=config.progress_interval_s, stream=stream
     )
-    return ReportGenerationPipeline(config, sheet, observer=observer, stop=stop)
+    return ReportGenerationPipeline(config, sheet, observer=observer, stop=stop, run_id=resume, resume=bool(resume))
 
 
 def dry_run(sheet_path: Path, *, config_path: Path | None, overrides: Mapping[str, Any]) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from .errors import EXIT_INTERRUPTED, ConfigError, PromptSheetError, ReportPipelineError, exit_code_for
+from .errors import EXIT_INTERRUPTED, PromptSheetError, ReportPipelineError, exit_code_for
 
 
 def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -94,13 +94,13 @@ def run(sheet: Path, config_path: Path | None, sequential: bool, objectives: str
         overrides["quiet"] = True
     if flags["batch"]:
         overrides["execution"] = "batch"
-    if flags["resume"]:
-        raise ConfigError("--resume needs the run ledger, which this version does not have yet; start a new run")
     stop = threading.Event()
     if flags["dry_run"]:
         click.echo(dry_run(sheet, config_path=config_path, overrides=overrides))
         return
-    pipeline = prepare_run(sheet, config_path=config_path, overrides=overrides, stop=stop, stream=sys.stderr)
+    pipeline = prepare_run(
+        sheet, config_path=config_path, overrides=overrides, stop=stop, stream=sys.stderr, resume=flags["resume"]
+    )
     with _stop_on_signals(stop):
         result = pipeline.run()
     sys.exit(result.exit_code)
@@ -137,6 +137,19 @@ def validate(sheet: Path, config_path: Path | None) -> None:
         f"{sheet}: OK: {len(loaded_sheet.objectives)} objectives, {len(loaded_sheet.tasks)} tasks, "
         f"{len(loaded_sheet.data_sources)} data sources"
     )
+
+
+@cli.command()
+@click.option("--output", "output_dir", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
+              help="The output root whose ledger to read.")
+@click.option("--show", "show", metavar="RUN_ID", help="One run in detail, with its failed tasks and their errors.")
+@click.option("--limit", type=int, default=20, show_default=True, help="How many recent runs to list.")
+@_handle_errors
+def runs(output_dir: Path, show: str | None, limit: int) -> None:
+    """Recent runs from the ledger: id, sheet, status, tasks, tokens, cost, duration."""
+    from .history import describe_run, list_runs
+
+    click.echo(describe_run(output_dir, show) if show else list_runs(output_dir, limit=limit))
 
 
 @cli.command()

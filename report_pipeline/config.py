@@ -94,6 +94,8 @@ class RunConfig(BaseModel):
     # outputs
     output_dir: Path = Path("output")
     cache: bool = True
+    ledger: bool = True
+    ledger_path: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     progress: Literal["auto", "on", "off"] = "auto"
     progress_interval_s: float = Field(default=10.0, gt=0)
@@ -127,7 +129,7 @@ class RunConfig(BaseModel):
     def _lower_choice(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("requests_per_minute", "tokens_per_minute", "max_cost_usd", "limit", mode="before")
+    @field_validator("requests_per_minute", "tokens_per_minute", "max_cost_usd", "limit", "ledger_path", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
@@ -155,6 +157,10 @@ class RunConfig(BaseModel):
     @property
     def sequential(self) -> bool:
         return not self.run_objectives_concurrent and not self.run_task_concurrent
+
+    @property
+    def resolved_ledger_path(self) -> Path:
+        return self.ledger_path or Path(self.output_dir) / "ledger.sqlite"
 
     def price_for(self, model: str) -> Price | None:
         return self.prices.get(model)

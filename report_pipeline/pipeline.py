@@ -20,14 +20,17 @@ from typing import Any
 from . import __version__
 from .config import RunConfig
 from .data import DataStore
-from .errors import EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_OK, EXIT_TASKS_FAILED
+from .errors import ConfigError, EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_OK, EXIT_TASKS_FAILED
+from .gateway import CallGateway
+from .ledger import Ledger, TaskRow, config_hash, sheet_hash
 from .logs import run_log
-from .models import PromptSheet, Task, TaskResult
+from .models import CallRecord, PromptSheet, Task, TaskResult
 from .monitor import ResourceMonitor
 from .plan import Plan, build_plan
 from .providers import Provider
 from .providers.factory import make_provider
 from .results import ReportStructureManager
+from .runlock import RunLock
 from .runner import TaskRunner
 from .timeline import write_timeline
 from .scheduler import Halt, Scheduler, SchedulerHooks, make_executors
@@ -92,6 +95,7 @@ class ReportGenerationPipeline:
         observer: RunObserver | None = None,
         stop: threading.Event | None = None,
         run_id: str | None = None,
+        resume: bool = False,
     ) -> None:
         self.config = config
         self.sheet = prompt_sheet
@@ -101,6 +105,9 @@ class ReportGenerationPipeline:
         self.provider = provider or make_provider(config)  # a missing key fails here, before any output
         self.observer = observer or RunObserver()
         self.stop = stop or threading.Event()
+        if resume and not run_id:
+            raise ConfigError("--resume needs the id of the run to continue (see `report-pipeline runs`)")
+        self.resume = resume
         self.run_id = run_id or new_run_id()
         self.run_dir = Path(config.output_dir) / self.run_id
         self.results = ReportStructureManager(self.plan)
@@ -113,11 +120,46 @@ class ReportGenerationPipeline:
             self.observer.close()
 
     def _run(self) -> RunResult:
-        self.run_dir.mkdir(parents=True, exist_ok=False)
-        (self.run_dir / "objectives").mkdir()
-        started = time.time()
         secrets_to_hide = [self.config.api_key.get_secret_value()] if self.config.api_key else []
+        with RunLock(Path(self.config.output_dir), self.run_id):
+            ledger = Ledger(self.config.resolved_ledger_path, secrets=secrets_to_hide) if self.config.ledger else None
+            try:
+                restored = self._prepare_run_dir(ledger)
+                return self._run_with(ledger, restored, secrets_to_hide)
+            finally:
+                if ledger is not None:
+                    ledger.close()
+
+    def _prepare_run_dir(self, ledger: Ledger | None) -> dict[str, TaskResult]:
+        """A new run gets a new folder; a resumed one reuses its folder and the tasks it finished."""
+        if not self.resume:
+            self.run_dir.mkdir(parents=True, exist_ok=False)
+            (self.run_dir / "objectives").mkdir()
+            return {}
+        known = ledger.run(self.run_id) if ledger is not None else None
+        if known is None or not self.run_dir.is_dir():
+            raise ConfigError(
+                f"--resume {self.run_id}: no such run under {self.config.output_dir} "
+                "(see `report-pipeline runs`, and pass the same --output)"
+            )
+        if known.status == "done":
+            log.info("run %s had already finished; resuming rewrites its outputs", self.run_id)
+        (self.run_dir / "objectives").mkdir(exist_ok=True)
+        (self.run_dir / "results.csv").unlink(missing_ok=True)  # rewritten whole, restored rows first
+        assert ledger is not None
+        finished = ledger.completed_tasks(self.run_id)
+        return {key: restore_result(row) for key, row in finished.items() if key in self.plan.tasks}
+
+    def _run_with(self, ledger: Ledger | None, restored: dict[str, TaskResult], secrets_to_hide: list[str]) -> RunResult:
+        started = time.time()
+        if ledger is not None:
+            ledger.start_run(
+                self.run_id, self.sheet.path, sheet_hash(self.sheet.path),
+                config_hash(self.config.redacted()), self.plan.task_count,
+            )
         with run_log(self.run_dir / "run.log", level=self.config.log_level, secrets=secrets_to_hide):
+            if restored:
+                log.info("resuming run %s: %d finished task(s) reused", self.run_id, len(restored))
             log.info(
                 "run %s: %d objective(s), %d task(s), provider %s, model %s, sheet %s",
                 self.run_id, len(self.plan.objectives), self.plan.task_count,
@@ -125,8 +167,15 @@ class ReportGenerationPipeline:
             )
             self.observer.run_started(self.plan, self.run_dir)
             with ResourceMonitor(rss_warn_mb=self.config.rss_warn_mb) as monitor:
-                halt = self._execute()
+                halt = self._execute(ledger, restored)
             result = self._finish(started, halt, monitor.stats.as_dict())
+            if ledger is not None:
+                ledger.finish_run(self.run_id, result.status, {  # type: ignore[arg-type]
+                    "tasks_total": result.counts["total"], "done": result.counts["done"],
+                    "failed": result.counts["failed"], "skipped": result.counts["skipped"],
+                    "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                    "cost_usd": result.cost_usd,
+                })
             log.info(
                 "run %s %s: %s; tokens %d in / %d out; cost $%.4f; %.1f s",
                 self.run_id, result.status, _counts_text(result.counts), result.prompt_tokens,
@@ -139,12 +188,16 @@ class ReportGenerationPipeline:
 
     # -- the run ------------------------------------------------------------------
 
-    def _execute(self) -> Halt | None:
+    def _execute(self, ledger: Ledger | None, restored: dict[str, TaskResult]) -> Halt | None:
         config = self.config
         appender = ResultsCsvAppender(self.run_dir / "results.csv", with_check=self._with_check)
+        gateway = CallGateway(
+            self.provider, ledger=ledger, run_id=self.run_id, base_url=config.base_url,
+            use_cache=config.cache or self.resume, durable=self.provider.name != "offline",
+        )
         runner = TaskRunner(
             config=config, sheet=self.sheet, plan=self.plan, data=self.data,
-            results=self.results, call=self.provider.complete,
+            results=self.results, call=gateway,
         )
         task_threads = min(config.objective_slots * config.task_slots, max(config.max_concurrent_requests, config.task_slots))
         objective_pool, task_pool = make_executors(
@@ -155,6 +208,8 @@ class ReportGenerationPipeline:
 
         def task_finished(result: TaskResult) -> None:
             appender.append(result)
+            if ledger is not None:
+                ledger.record_task(self.run_id, result)
             log.debug("task %s settled as %s%s", result.key, result.status, f": {result.error}" if result.error else "")
             self.observer.task_finished(result)
 
@@ -168,7 +223,7 @@ class ReportGenerationPipeline:
             self.plan, runner, lambda r: self.results.record(r).objective_finished,
             objective_slots=config.objective_slots, task_slots=config.task_slots,
             objective_executor=objective_pool, task_executor=task_pool,
-            hooks=hooks, stop=self.stop,
+            hooks=hooks, stop=self.stop, restored=restored,
         )
         try:
             return scheduler.run()
@@ -234,6 +289,21 @@ class ReportGenerationPipeline:
         manifest = build_manifest(run, self, started=started, finished=finished, halt=halt, resources=resources)
         atomic_write_text(outputs["run_json"], json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         return run
+
+
+def restore_result(row: TaskRow) -> TaskResult:
+    """A task finished before the interruption, exactly as that run recorded it (cost included:
+    it was paid in this run), so a resumed run's outputs match an uninterrupted one's."""
+    record = CallRecord(
+        step=",".join(row.steps), model=row.model, prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens, cost_usd=row.cost_usd, attempts=row.attempts,
+    )
+    return TaskResult(
+        objective_id=row.objective_id, task_id=row.task_id, title=row.title, status="done",
+        error=row.error, text=row.text, model=row.model, steps=row.steps, calls=(record,),
+        started_at=row.started_at or 0.0, finished_at=row.finished_at or 0.0,
+        check_verdict=row.check_verdict, check_notes=row.check_notes,
+    )
 
 
 def _outcome(counts: dict[str, int], halt: Halt | None) -> tuple[str, int]:

@@ -91,6 +91,7 @@ class Scheduler:
         task_executor: Executor,
         hooks: SchedulerHooks | None = None,
         stop: threading.Event | None = None,
+        restored: dict[str, TaskResult] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._plan = plan
@@ -103,6 +104,7 @@ class Scheduler:
         self._hooks = hooks or SchedulerHooks()
         self._stop = stop or threading.Event()
         self._clock = clock
+        self._restored = restored or {}  # finished before a resume: settled, never run
         self._events: queue.Queue[tuple[str, TaskResult | None, BaseException | None]] = queue.Queue()
         self._waiting = {key: len(parents) for key, parents in plan.parents.items()}
         self._objectives = {
@@ -120,6 +122,8 @@ class Scheduler:
 
     def run(self, *, grace_s: float = 30.0) -> Halt | None:
         """Run until every task has a result, or until a halt and the in-flight tasks drain."""
+        for key, result in self._restored.items():
+            self._settle(key, result)
         for key, outside in self._plan.missing.items():
             reason = f"depends on {', '.join(outside)}, which is not part of this run"
             self._settle(key, self._skipped(key, reason))
@@ -183,7 +187,7 @@ class Scheduler:
     def _dispatch(self) -> None:
         """Submit ready tasks of active objectives, at most `task_slots` running per objective."""
         for objective_id, state in self._objectives.items():
-            while state.admitted and state.ready and state.running < self._task_slots and self.halt is None:
+            while state.admitted and state.ready and state.running < self._task_slots and not self._halting():
                 key = state.ready.popleft()
                 state.running += 1
                 self._in_flight += 1
@@ -191,6 +195,9 @@ class Scheduler:
                 task = self._plan.tasks[key]
                 self._hooks.task_started(task)
                 self._task_executor.submit(self._work, task)
+
+    def _halting(self) -> bool:
+        return self.halt is not None or self._stop.is_set()
 
     def _work(self, task: Task) -> None:
         """Runs on a task thread: one task, its result (or error) posted to the loop."""

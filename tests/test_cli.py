@@ -13,6 +13,11 @@ from tests.workbooks import make_workbook, simple_workbook
 EXAMPLE = Path(__file__).resolve().parent.parent / "prompt_sheets" / "energy_transition.xlsx"
 
 
+def run_dirs(out: Path) -> list[Path]:
+    """The run folders under an output root (beside them: the ledger)."""
+    return [p for p in out.iterdir() if p.is_dir()]
+
+
 def invoke(*args: str):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
@@ -20,7 +25,7 @@ def invoke(*args: str):
 def test_run_example_workbook_offline_writes_a_complete_report(tmp_path):
     result = invoke("run", EXAMPLE, "--provider", "offline", "--output", tmp_path, "--no-progress")
     assert result.exit_code == 0, result.output
-    (run_dir,) = list(tmp_path.iterdir())
+    (run_dir,) = run_dirs(tmp_path)
     for name in ("report.md", "report.docx", "report.xlsx", "results.csv", "run.json", "run.log"):
         assert (run_dir / name).stat().st_size > 0, name
     manifest = json.loads((run_dir / "run.json").read_text())
@@ -58,7 +63,7 @@ def test_run_refuses_an_invalid_sheet_and_writes_nothing(tmp_path):
     out = tmp_path / "out"
     result = invoke("run", sheet, "--output", out)
     assert result.exit_code == 2
-    assert not out.exists() or not any(out.iterdir())
+    assert not out.exists() or not run_dirs(out)
 
 
 def test_not_an_xlsx_is_exit_2_with_a_clear_message(tmp_path):
@@ -92,7 +97,7 @@ def test_openai_provider_without_key_is_exit_2_naming_the_env_var(tmp_path):
     result = invoke("run", sheet, "--provider", "openai", "--output", out)
     assert result.exit_code == 2
     assert "OPENAI_API_KEY" in result.output and "--provider offline" in result.output
-    assert not out.exists() or not any(out.iterdir())
+    assert not out.exists() or not run_dirs(out)
 
 
 def test_flags_beat_the_settings_sheet_which_beats_the_yaml(tmp_path):
@@ -101,7 +106,7 @@ def test_flags_beat_the_settings_sheet_which_beats_the_yaml(tmp_path):
     config.write_text("project_name: From yaml\nmodel: yaml-model\ntemperature: 0.7\n")
     result = invoke("run", sheet, "--config", config, "--model", "flag-model", "--output", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    (run_dir,) = list((tmp_path / "out").iterdir())
+    (run_dir,) = run_dirs(tmp_path / "out")
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["config"]["project_name"] == "From sheet"
     assert manifest["config"]["model"] == "flag-model"
@@ -120,7 +125,7 @@ def test_limit_runs_only_the_first_tasks(tmp_path):
     sheet = simple_workbook(tmp_path / "wb", 3, 3)
     result = invoke("run", sheet, "--limit", "4", "--output", tmp_path / "out", "--quiet")
     assert result.exit_code == 0, result.output
-    (run_dir,) = list((tmp_path / "out").iterdir())
+    (run_dir,) = run_dirs(tmp_path / "out")
     assert json.loads((run_dir / "run.json").read_text())["counts"]["total"] == 4
     assert result.output.strip().count("\n") == 0  # --quiet: only the final line
 
@@ -129,7 +134,7 @@ def test_sequential_flag_runs_and_matches(tmp_path):
     sheet = simple_workbook(tmp_path / "wb", 2, 2)
     result = invoke("run", sheet, "--sequential", "--output", tmp_path / "out")
     assert result.exit_code == 0
-    (run_dir,) = list((tmp_path / "out").iterdir())
+    (run_dir,) = run_dirs(tmp_path / "out")
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["config"]["run_objectives_concurrent"] is False
     assert {t["thread"] for t in manifest["tasks"]} == {"MainThread"}

@@ -1,0 +1,68 @@
+"""`report-pipeline runs`: what the ledger remembers, as text a person reads at 07:00."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import ConfigError
+from .ledger import DEFAULT_LEDGER_NAME, Ledger, RunRow
+
+
+def _open(output_dir: Path) -> Ledger:
+    path = Path(output_dir) / DEFAULT_LEDGER_NAME
+    if not path.exists():
+        raise ConfigError(f"no runs recorded under {output_dir} (no {DEFAULT_LEDGER_NAME}): pass the run's --output")
+    return Ledger(path)
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def _duration(row: RunRow) -> str:
+    if not row.finished_at:
+        return "-"
+    seconds = row.finished_at - row.started_at
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def list_runs(output_dir: Path, *, limit: int = 20) -> str:
+    with _open(output_dir) as ledger:
+        rows = ledger.recent_runs(limit)
+    if not rows:
+        return f"no runs recorded under {output_dir}"
+    lines = [f"{'run id':<22} {'started (UTC)':<17} {'status':<12} {'done':>5} {'failed':>6} {'skip':>5} "
+             f"{'tokens':>10} {'cost $':>9} {'time':>8}  sheet"]
+    for r in rows:
+        lines.append(
+            f"{r.run_id:<22} {_when(r.started_at):<17} {r.status:<12} {r.done:>5} {r.failed:>6} {r.skipped:>5} "
+            f"{r.prompt_tokens + r.completion_tokens:>10,} {r.cost_usd:>9.4f} {_duration(r):>8}  {Path(r.sheet_path or '-').name}"
+        )
+    return "\n".join(lines)
+
+
+def describe_run(output_dir: Path, run_id: str) -> str:
+    with _open(output_dir) as ledger:
+        row = ledger.run(run_id)
+        if row is None:
+            raise ConfigError(f"no run {run_id!r} under {output_dir}: `report-pipeline runs` lists them")
+        tasks = ledger.task_rows(run_id)
+    lines = [
+        f"run {row.run_id}: {row.status}",
+        f"  sheet:    {row.sheet_path}",
+        f"  started:  {_when(row.started_at)} UTC, took {_duration(row)}",
+        f"  tasks:    {row.done} done, {row.failed} failed, {row.skipped} skipped of {row.tasks_total}",
+        f"  tokens:   {row.prompt_tokens:,} in, {row.completion_tokens:,} out; cost ${row.cost_usd:.4f}",
+        f"  folder:   {Path(output_dir) / row.run_id}",
+    ]
+    problems = [t for t in tasks if t.status != "done"]
+    if problems:
+        lines.append("  failed or skipped:")
+        for t in problems:
+            lines.append(f"    {t.task_key:<24} {t.status:<8} {t.error}")
+    if row.status in ("interrupted", "running"):
+        lines.append(f"  continue it with: report-pipeline run {row.sheet_path} --resume {row.run_id} --output {output_dir}")
+    return "\n".join(lines)

@@ -1,0 +1,752 @@
+"""The run ledger: an SQLite file (default `OUTPUT_DIR/ledger.sqlite`) that records runs,
+tasks and every LLM call, and serves completed calls back as a cache.
+
+"Nothing lost, nothing paid twice": a call that was paid for is written down with its
+answer, so re-running the same sheet, or `--resume RUN_ID` after a crash or Ctrl-C,
+finds it by its request hash instead of paying for it again.
+
+Threads. Many task threads record calls at once and none of them may wait on the disk,
+so every write goes through one queue to ONE writer thread that owns the only write
+connection and commits in batches (up to `batch_size` items, or whatever arrived
+within `batch_delay_s` of the first one). Reads (the cache lookup) use one read-only
+connection per thread: in WAL mode readers never block the writer nor each other.
+
+Durability. `flush()` returns once everything queued before it is committed; WAL with
+`synchronous=NORMAL` makes a commit survive a killed process (kill -9), though an OS
+crash or power cut may roll back the last commits (never corrupting the file). So a
+kill -9 loses at most what was still queued: the calls of the last ~50 ms (more only
+if calls came faster than the disk takes them, thousands a second, never at LLM
+rates), and those are simply made, and paid, again on resume. There is deliberately
+no synchronous `record_call`: a second writer would fight the writer thread for
+SQLite's one write lock; `record_call(...)` then `flush()` gives the same guarantee
+at once (a flush cuts the batch delay short).
+
+Secrets. The ledger is handed messages and parameters, never a key; keys passed as
+`secrets=` are still scrubbed from every text value before it is queued, and user
+info is dropped from base URLs, as a last line of defence.
+
+All SQL lives here and in `migrations.py` (the schema).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import socket
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from operator import attrgetter
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, NamedTuple, get_args
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import LedgerError
+from .logs import REDACTED, redact
+from .migrations import check_schema, migrate
+from .models import CallRecord, TaskResult
+from .providers.base import ChatResponse
+
+log = logging.getLogger("report_pipeline.ledger")
+
+DEFAULT_LEDGER_NAME = "ledger.sqlite"
+DEFAULT_BATCH_SIZE = 500
+DEFAULT_BATCH_DELAY_S = 0.05
+DEFAULT_BUSY_TIMEOUT_S = 10.0
+CACHE_KEY_VERSION = 1  # bump if the meaning of request_hash changes, so old keys can never match
+
+RunStatus = Literal["running", "done", "failed", "interrupted", "budget", "aborted"]
+CallStatus = Literal["ok", "error"]
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
+CALL_STATUSES: tuple[str, ...] = get_args(CallStatus)
+RUN_TOTALS: tuple[str, ...] = (
+    "tasks_total", "done", "failed", "skipped", "prompt_tokens", "completion_tokens", "cost_usd",
+)
+
+
+def default_ledger_path(output_dir: Path) -> Path:
+    return Path(output_dir) / DEFAULT_LEDGER_NAME
+
+
+# -- hashing ------------------------------------------------------------------------------
+
+
+def canonical_json(value: Any, *, default: Callable[[Any], Any] | None = None) -> str:
+    """One JSON text per value, so equal values hash equal.
+
+    Keys sorted, no whitespace, UTF-8 kept as is; tuples become lists, sets sorted lists,
+    and integral floats integers (a sheet's `1` and a config's `1.0` are the same
+    temperature). Anything else is a TypeError unless `default` converts it: a cache key
+    must never depend on a `repr`.
+    """
+    return json.dumps(
+        _plain(value, default), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def _plain(value: Any, default: Callable[[Any], Any] | None) -> Any:
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, Mapping):
+        plain: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"canonical JSON needs string keys, not {key!r}")
+            plain[key] = _plain(item, default)
+        return plain
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, default) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_plain(item, default) for item in value), key=canonical_json)
+    if default is not None:
+        return _plain(default(value), None)
+    raise TypeError(f"cannot put a {type(value).__name__} in canonical JSON: {value!r}")
+
+
+def request_hash(provider: str, base_url: str | None, params: Mapping[str, Any]) -> str:
+    """The cache key of a call: sha256 of the canonical JSON of everything that decides the answer.
+
+    That is the provider, the endpoint and every sampling parameter (`ChatRequest.sampling()`:
+    model, messages, temperature, max_tokens, response_format, ...), so a cached answer is
+    only ever served for exactly the same question to the same model, while dict order and
+    formatting do not matter. Nothing that cannot change the answer is hashed: not the API
+    key (rotating it keeps the cache, and the key never reaches the ledger), nor labels,
+    timeouts or retry settings. A trailing "/" on the base URL is ignored.
+    """
+    key = {
+        "v": CACHE_KEY_VERSION,
+        "provider": provider,
+        "base_url": (base_url or "").strip().rstrip("/") or None,
+        "params": params,
+    }
+    return hashlib.sha256(canonical_json(key).encode("utf-8")).hexdigest()
+
+
+def sheet_hash(path: Path) -> str:
+    """sha256 of the workbook's bytes: tells a re-run of the same sheet from an edited one."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of a config dict (pass `RunConfig.redacted()`).
+
+    Values JSON does not know (paths, secret types) are hashed by `str()`.
+    """
+    return hashlib.sha256(canonical_json(config, default=str).encode("utf-8")).hexdigest()
+
+
+# -- rows ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A row of `runs`. Times are unix seconds; finished_at is None while running."""
+
+    run_id: str
+    sheet_path: str | None
+    sheet_hash: str | None
+    config_hash: str | None
+    started_at: float
+    finished_at: float | None
+    status: str
+    tasks_total: int
+    done: int
+    failed: int
+    skipped: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    pid: int | None
+    host: str | None
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """A row of `tasks`: a task's outcome in one run (tokens and cost summed over its calls)."""
+
+    run_id: str
+    task_key: str
+    objective_id: str
+    task_id: str
+    title: str
+    status: str
+    error: str
+    started_at: float | None
+    finished_at: float | None
+    text: str
+    model: str
+    steps: tuple[str, ...]
+    check_verdict: str
+    check_notes: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    attempts: int
+
+    def to_result(self) -> TaskResult:
+        """The task as a result of a resumed run: same text, nothing paid again.
+
+        Its one call record is marked cached with cost 0 (the original cost stays on this
+        row); the token counts are kept so reports still show how big the answer was.
+        """
+        reused = CallRecord(
+            step="resumed", model=self.model, prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens, cost_usd=0.0, attempts=0, cached=True,
+        )
+        return TaskResult(
+            objective_id=self.objective_id, task_id=self.task_id, title=self.title,
+            status=self.status,  # type: ignore[arg-type]  # CHECK constraint: done/failed/skipped
+            error=self.error, text=self.text, model=self.model, steps=self.steps, calls=(reused,),
+            started_at=self.started_at or 0.0, finished_at=self.finished_at or 0.0,
+            check_verdict=self.check_verdict, check_notes=self.check_notes,
+        )
+
+
+@dataclass(frozen=True)
+class CachedCall:
+    """The latest successful call with a given request hash.
+
+    A cache hit costs nothing: `cost_usd` is 0 and what it cost when it was made is
+    `original_cost_usd`.
+    """
+
+    text: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    original_cost_usd: float
+    call_id: int
+    run_id: str
+    created_at: float
+    cost_usd: float = 0.0
+
+    def to_response(self) -> ChatResponse:
+        """A ChatResponse marked `extra["cached"]`, which the runner turns into a cached CallRecord."""
+        return ChatResponse(
+            text=self.text, model=self.model, prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens, cost_usd=0.0, attempts=0, latency_s=0.0,
+            extra={"cached": True, "original_cost_usd": self.original_cost_usd, "cached_from_run": self.run_id},
+        )
+
+
+# -- SQL ----------------------------------------------------------------------------------
+
+_START_RUN = """
+INSERT INTO runs (run_id, sheet_path, sheet_hash, config_hash, started_at, status, tasks_total, pid, host)
+VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)
+ON CONFLICT (run_id) DO UPDATE SET
+    status = 'running', finished_at = NULL, sheet_path = excluded.sheet_path,
+    sheet_hash = excluded.sheet_hash, config_hash = excluded.config_hash,
+    tasks_total = excluded.tasks_total, pid = excluded.pid, host = excluded.host
+"""
+_FINISH_RUN = f"""
+UPDATE runs SET status = ?, finished_at = ?,
+    {", ".join(f"{name} = coalesce(?, {name})" for name in RUN_TOTALS)}
+WHERE run_id = ?
+"""
+# a run that never reached finish_run: its counts and totals from what was recorded
+_MARK_INTERRUPTED = """
+UPDATE runs SET status = 'interrupted', finished_at = ?,
+    done = (SELECT count(*) FROM tasks t WHERE t.run_id = runs.run_id AND t.status = 'done'),
+    failed = (SELECT count(*) FROM tasks t WHERE t.run_id = runs.run_id AND t.status = 'failed'),
+    skipped = (SELECT count(*) FROM tasks t WHERE t.run_id = runs.run_id AND t.status = 'skipped'),
+    prompt_tokens = (SELECT coalesce(sum(prompt_tokens), 0) FROM calls c WHERE c.run_id = runs.run_id),
+    completion_tokens = (SELECT coalesce(sum(completion_tokens), 0) FROM calls c WHERE c.run_id = runs.run_id),
+    cost_usd = (SELECT coalesce(sum(cost_usd), 0) FROM calls c WHERE c.run_id = runs.run_id)
+WHERE run_id = ? AND status = 'running'
+"""
+_RECORD_TASK = """
+INSERT OR REPLACE INTO tasks (
+    run_id, task_key, objective_id, task_id, title, status, error, started_at, finished_at, text,
+    model, steps, check_verdict, check_notes, prompt_tokens, completion_tokens, cost_usd, attempts
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_RECORD_CALL = """
+INSERT INTO calls (
+    run_id, task_key, step, request_hash, provider, base_url, model, prompt, response, prompt_tokens,
+    completion_tokens, cost_usd, latency_s, attempts, cached, status, error, created_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+# `status = 'ok'` spelled as in the partial index's WHERE, so the index is used;
+# cache hits recorded by later runs are skipped: the original row keeps the real cost
+_CACHED_RESPONSE = """
+SELECT id, run_id, model, response, prompt_tokens, completion_tokens, cost_usd, created_at
+FROM calls WHERE request_hash = ? AND status = 'ok' AND cached = 0
+ORDER BY id DESC LIMIT 1
+"""
+_RUN_COLUMNS = ", ".join(RunRow.__dataclass_fields__)
+_TASK_COLUMNS = ", ".join(TaskRow.__dataclass_fields__)
+
+
+# -- the ledger ---------------------------------------------------------------------------
+
+
+class Ledger:
+    """Runs, tasks and calls in one SQLite file, shared by every thread of a run.
+
+    Writes (`start_run`, `record_call`, `record_task`, `finish_run`, `mark_interrupted`)
+    are queued for the writer thread; `record_*` return at once, the run methods wait
+    for their commit. Reads other than `cached_response` flush first, so they see
+    everything recorded before them; `cached_response` (the hot path) reads committed
+    rows only. Use as a context manager, or call `close()`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        secrets: Iterable[str] = (),
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_delay_s: float = DEFAULT_BATCH_DELAY_S,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self._secrets = _secret_variants(secrets)
+        self._busy_timeout_s = busy_timeout_s
+        self._clock = clock
+        self._closed = False
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        connection = _open_for_writing(self.path, busy_timeout_s)
+        self._writer = _Writer(connection, self.path, batch_size=batch_size, batch_delay_s=batch_delay_s)
+        # a ledger dropped or left open at exit still commits what was queued
+        self._finalizer = weakref.finalize(self, _close_quietly, self._writer)
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.path)!r}{', closed' if self._closed else ''})"
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- runs -------------------------------------------------------------------------
+
+    def start_run(
+        self, run_id: str, sheet_path: str | Path, sheet_hash: str, config_hash: str, tasks_total: int
+    ) -> None:
+        """Record a run as running (again, for --resume: its first start time is kept). Waits for the commit."""
+        self._submit("run", _START_RUN, (
+            run_id, str(sheet_path), sheet_hash, config_hash, self._clock(), tasks_total,
+            os.getpid(), socket.gethostname(),
+        ))
+        self.flush()
+
+    def finish_run(self, run_id: str, status: RunStatus, totals: Mapping[str, int | float]) -> None:
+        """Record how a run ended; `totals` keys are among RUN_TOTALS (missing ones keep their value)."""
+        if status not in RUN_STATUSES or status == "running":
+            raise ValueError(f"finish_run: status must be one of {', '.join(RUN_STATUSES[1:])}, not {status!r}")
+        unknown = sorted(set(totals) - set(RUN_TOTALS))
+        if unknown:
+            raise ValueError(f"finish_run: unknown total(s) {', '.join(unknown)}; known: {', '.join(RUN_TOTALS)}")
+        values = tuple(totals.get(name) for name in RUN_TOTALS)
+        self._submit("run", _FINISH_RUN, (status, self._clock(), *values, run_id))
+        self.flush()
+
+    def mark_interrupted(self, run_id: str) -> None:
+        """A run still marked running becomes interrupted, with counts from its recorded tasks and calls."""
+        self._submit("run", _MARK_INTERRUPTED, (self._clock(), run_id))
+        self.flush()
+
+    # -- tasks and calls ----------------------------------------------------------------
+
+    def record_task(self, run_id: str, result: TaskResult) -> None:
+        """Queue a task's outcome (replacing an earlier one for the same run and task)."""
+        self._submit("task", _RECORD_TASK, (
+            run_id, result.key, result.objective_id, result.task_id, result.title, result.status,
+            result.error, result.started_at or None, result.finished_at or None, result.text, result.model,
+            ",".join(result.steps), result.check_verdict, result.check_notes, result.prompt_tokens,
+            result.completion_tokens, result.cost_usd, result.attempts,
+        ))
+
+    def record_call(
+        self,
+        *,
+        run_id: str,
+        task_key: str,
+        step: str,
+        request_hash: str,
+        provider: str,
+        base_url: str | None,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        response_text: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost_usd: float,
+        latency_s: float,
+        attempts: int,
+        status: CallStatus,
+        error: str | None = None,
+        cached: bool = False,
+    ) -> None:
+        """Queue one call (made, failed, or served from the cache with `cached=True`); returns at once."""
+        if status not in CALL_STATUSES:
+            raise ValueError(f"record_call: status must be 'ok' or 'error', not {status!r}")
+        prompt = json.dumps([dict(m) for m in messages], ensure_ascii=False)
+        self._submit("call", _RECORD_CALL, (
+            run_id, task_key, step, request_hash, provider, _without_credentials(base_url), model, prompt,
+            response_text, prompt_tokens, completion_tokens, cost_usd, latency_s, attempts, int(cached),
+            status, error, self._clock(),
+        ))
+
+    # -- reads --------------------------------------------------------------------------
+
+    def cached_response(self, request_hash: str) -> CachedCall | None:
+        """The latest successful, actually paid call with this hash, or None. Sees committed rows only."""
+        rows = self._select(_CACHED_RESPONSE, (request_hash,))
+        if not rows:
+            return None
+        row = rows[0]
+        return CachedCall(
+            text=row["response"] or "", model=row["model"] or "", prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"], original_cost_usd=row["cost_usd"],
+            call_id=row["id"], run_id=row["run_id"], created_at=row["created_at"],
+        )
+
+    def run(self, run_id: str) -> RunRow | None:
+        self.flush()
+        rows = self._select(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+        return RunRow(**rows[0]) if rows else None
+
+    def recent_runs(self, limit: int = 20) -> list[RunRow]:
+        """Newest first."""
+        self.flush()
+        rows = self._select(
+            f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?", (limit,)
+        )
+        return [RunRow(**row) for row in rows]
+
+    def task_rows(self, run_id: str) -> list[TaskRow]:
+        """A run's tasks in the order they started."""
+        self.flush()
+        rows = self._select(
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE run_id = ? ORDER BY started_at, task_key", (run_id,)
+        )
+        return [_task_row(row) for row in rows]
+
+    def completed_tasks(self, run_id: str) -> dict[str, TaskRow]:
+        """Task key -> row of every task done in that run: what --resume need not run again."""
+        return {row.task_key: row for row in self.task_rows(run_id) if row.status == "done"}
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Block until everything queued so far is committed (durable against a killed process).
+
+        `record_call(...)` then `flush()` is the synchronous record, for a caller that must
+        know a call is on disk before it goes on.
+
+        Raises LedgerError if any queued record could not be written since the last flush
+        (the others were written; the failures were also logged as they happened).
+        """
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Flush, stop the writer and close every connection. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer.detach()
+        try:
+            self._writer.close()
+        finally:
+            with self._readers_lock:
+                readers, self._readers = self._readers, []
+            for connection in readers:
+                connection.close()
+
+    # -- private steps ------------------------------------------------------------------
+
+    def _submit(self, what: str, sql: str, params: tuple[Any, ...]) -> None:
+        if self._secrets:
+            params = tuple(redact(p, self._secrets) if isinstance(p, str) else p for p in params)
+        self._writer.submit(_Write(sql, params, what))
+
+    def _select(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+        try:
+            return self._reader().execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise LedgerError(f"{self.path}: cannot read the ledger: {error}") from error
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection, opened on first use."""
+        if self._closed:
+            raise RuntimeError(f"{self!r}: cannot read after close()")
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = _connect(self.path, self._busy_timeout_s)
+            connection.execute("PRAGMA query_only = ON")
+            connection.row_factory = sqlite3.Row
+            with self._readers_lock:
+                self._readers.append(connection)
+            self._local.connection = connection
+        return connection
+
+
+def _task_row(row: sqlite3.Row) -> TaskRow:
+    values = dict(row)
+    for name in ("title", "error", "text", "model", "check_verdict", "check_notes"):
+        values[name] = values[name] or ""
+    values["steps"] = tuple(s for s in (values["steps"] or "").split(",") if s)
+    return TaskRow(**values)
+
+
+# -- the writer thread --------------------------------------------------------------------
+
+
+class _Write(NamedTuple):
+    sql: str
+    params: tuple[Any, ...]
+    what: str  # "call", "task", "run": for messages
+
+
+class _Barrier:
+    """Queued by flush() and close(): set once everything queued before it is committed."""
+
+    def __init__(self, *, stop: bool = False) -> None:
+        self.stop = stop
+        self.done = threading.Event()
+
+
+class _Writer:
+    """Owns the one write connection; applies queued writes in batched transactions.
+
+    Holds no reference to the Ledger, so a forgotten ledger can still be flushed at exit.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, path: Path, *, batch_size: int, batch_delay_s: float) -> None:
+        self._connection = connection
+        self._path = path
+        self._batch_size = batch_size
+        self._batch_delay_s = batch_delay_s
+        self._queue: queue.SimpleQueue[_Write | _Barrier] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # orders submit() against close(): nothing is queued after the stop
+        self._closed = False
+        self._errors: list[str] = []
+        self._errors_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, write: _Write) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"the ledger {self._path} is closed")
+            self._queue.put(write)
+
+    def flush(self) -> None:
+        barrier = _Barrier()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"the ledger {self._path} is closed")
+            self._queue.put(barrier)
+        self._wait(barrier)
+        self._raise_errors()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            barrier = _Barrier(stop=True)
+            self._queue.put(barrier)
+        self._wait(barrier)
+        self._thread.join()
+        self._raise_errors()
+
+    def _wait(self, barrier: _Barrier) -> None:
+        # a dead writer would never set the event: check it is alive while waiting
+        while not barrier.done.wait(0.5):
+            if not self._thread.is_alive():
+                raise LedgerError(f"the ledger writer for {self._path} stopped; recent calls may not be recorded")
+
+    def _raise_errors(self) -> None:
+        with self._errors_lock:
+            errors, self._errors = self._errors, []
+        if errors:
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise LedgerError(f"{self._path}: {len(errors)} record(s) could not be written: {errors[0]}{more}")
+
+    # -- on the writer thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            writes, barriers = self._next_batch()
+            stopping = any(b.stop for b in barriers)
+            try:
+                if writes:
+                    self._commit(writes)
+                if stopping:
+                    self._close_connection()
+            except Exception as error:  # never let the thread die with waiters behind it
+                self._failed(f"{len(writes)} write(s)", error)
+            for barrier in barriers:
+                barrier.done.set()
+
+    def _next_batch(self) -> tuple[list[_Write], list[_Barrier]]:
+        """Block for the first item, then gather until the batch is full, the delay is up or a barrier comes."""
+        writes: list[_Write] = []
+        item = self._queue.get()
+        if isinstance(item, _Barrier):
+            return writes, [item]
+        writes.append(item)
+        deadline = time.monotonic() + self._batch_delay_s
+        while len(writes) < self._batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                item = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if isinstance(item, _Barrier):
+                return writes, [item]
+            writes.append(item)
+        return writes, []
+
+    def _commit(self, writes: list[_Write]) -> None:
+        """One transaction for the batch; if it fails, each write alone, so one bad row loses only itself."""
+        try:
+            self._apply(writes)
+        except sqlite3.Error as error:
+            if len(writes) == 1:
+                self._failed(f"a {writes[0].what}", error)
+                return
+            log.warning("ledger %s: a batch of %d failed (%s); writing them one by one", self._path, len(writes), error)
+            for write in writes:
+                self._commit([write])
+
+    def _apply(self, writes: list[_Write]) -> None:
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, group in groupby(writes, key=attrgetter("sql")):
+                connection.executemany(sql, [write.params for write in group])
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+    def _failed(self, what: str, error: BaseException) -> None:
+        message = f"{what}: {error}"
+        log.error("ledger %s: could not record %s", self._path, message)
+        with self._errors_lock:
+            self._errors.append(message)
+
+    def _close_connection(self) -> None:
+        try:
+            self._connection.execute("PRAGMA optimize")  # cheap; keeps the planner's statistics fresh
+        except sqlite3.Error as error:
+            log.debug("ledger %s: PRAGMA optimize skipped: %s", self._path, error)
+        self._connection.close()
+
+
+def _close_quietly(writer: _Writer) -> None:
+    try:
+        writer.close()
+    except Exception:  # at interpreter exit there is nobody left to raise to
+        log.exception("ledger: closing at exit failed")
+
+
+# -- opening ------------------------------------------------------------------------------
+
+
+def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    """Autocommit mode (we issue BEGIN/COMMIT ourselves); usable from the thread it is handed to."""
+    connection = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+    connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+    return connection
+
+
+def _open_for_writing(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    """The writer's connection: the file checked as ours *before* anything is changed, then WAL, then migrated."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise LedgerError(f"cannot create the folder for the ledger {path}: {error}") from error
+    connection: sqlite3.Connection | None = None
+    try:
+        connection = _connect(path, busy_timeout_s)
+        check_schema(connection)  # reads only: a foreign file is left as it was
+        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            log.warning(
+                "ledger %s: WAL mode unavailable here (journal_mode %s); readers may wait on writes", path, mode
+            )
+        connection.execute("PRAGMA synchronous = NORMAL")
+        applied = migrate(connection)
+        if applied:
+            log.info("ledger %s: applied migration(s) %s", path, ", ".join(applied))
+        return connection
+    except LedgerError:
+        if connection is not None:
+            connection.close()
+        raise
+    except sqlite3.Error as error:
+        if connection is not None:
+            connection.close()
+        raise _open_error(path, error) from error
+
+
+def _open_error(path: Path, error: sqlite3.Error) -> LedgerError:
+    code = getattr(error, "sqlite_errorname", "")
+    text = str(error)
+    if code in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "not a database" in text or "malformed" in text:
+        return LedgerError(
+            f"{path} is not a usable report-pipeline ledger: the file is not an SQLite database or is "
+            f"damaged ({text}). Move it aside (e.g. rename it to {path.name}.bad) or use --output "
+            "with another folder; a new ledger is created on the next run."
+        )
+    return LedgerError(
+        f"cannot open the ledger {path}: {text}. Check the file and its folder, or use --output elsewhere."
+    )
+
+
+# -- secrets ------------------------------------------------------------------------------
+
+
+def _secret_variants(secrets: Iterable[str]) -> list[str]:
+    """Each secret as written and as it appears inside JSON (the prompt column), longest first."""
+    variants: set[str] = set()
+    for secret in secrets:
+        if secret and len(secret) >= 4:  # as logs.SecretFilter: shorter would redact ordinary text
+            variants.add(secret)
+            variants.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+    return sorted(variants, key=len, reverse=True)
+
+
+def _without_credentials(url: str | None) -> str | None:
+    """`https://user:pass@host/v1` -> `https://***@host/v1`: a base URL may carry a key."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{REDACTED}@{host}"))

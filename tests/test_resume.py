@@ -1,0 +1,179 @@
+"""Nothing paid twice: the ledger's cache on re-runs, --resume after a stop, one run per output folder."""
+
+from __future__ import annotations
+
+import csv
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from report_pipeline.cli import cli
+from report_pipeline.config import load_config
+from report_pipeline.errors import LedgerError, RunLocked
+from report_pipeline.pipeline import ReportGenerationPipeline, RunObserver
+from report_pipeline.providers.offline import OfflineProvider
+from report_pipeline.sheet import load_prompt_sheet
+from tests.workbooks import make_workbook
+
+
+class CountingProvider(OfflineProvider):
+    """The offline provider, counting the calls that actually reach it (by label)."""
+
+    def __init__(self, config, gate: threading.Event | None = None) -> None:
+        super().__init__(config)
+        self.labels: list[str] = []
+        self._labels_lock = threading.Lock()
+        self.gate = gate
+
+    def complete(self, request):
+        if self.gate is not None:
+            assert self.gate.wait(timeout=30)
+        with self._labels_lock:
+            self.labels.append(request.label)
+        return super().complete(request)
+
+
+def workbook(path: Path, summary_prompt: str = 'Sum up: {{ results["ch"] }}', first_prompt: str = "First part") -> Path:
+    return make_workbook(
+        path,
+        objectives=[{"objective_id": "sum", "title": "Summary"}, {"objective_id": "ch", "title": "Chapter"},
+                    {"objective_id": "other", "title": "Other"}],
+        tasks=[
+            {"objective_id": "sum", "task_id": "1", "prompt": summary_prompt, "depends_on": "ch"},
+            {"objective_id": "ch", "task_id": "1", "prompt": first_prompt, "steps": "generate, refine"},
+            {"objective_id": "ch", "task_id": "2", "prompt": "Second part"},
+            {"objective_id": "other", "task_id": "1", "prompt": "Unrelated"},
+        ],
+    )
+
+
+def run(sheet_path: Path, out: Path, *, provider_factory=CountingProvider, stop=None, observer=None, run_id=None, resume=False, **overrides):
+    sheet = load_prompt_sheet(sheet_path)
+    config = load_config(overrides={"output_dir": out, **overrides}, environ={})
+    provider = provider_factory(config)
+    pipeline = ReportGenerationPipeline(config, sheet, provider=provider, stop=stop, observer=observer, run_id=run_id, resume=resume)
+    return pipeline.run(), provider
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def comparable(run_dir: Path) -> list[tuple]:
+    """results.csv without the columns that differ between runs by nature (times, cache flag)."""
+    keep = ("objective_id", "task_id", "status", "error", "text", "model", "steps", "prompt_tokens", "completion_tokens", "cost_usd")
+    return sorted(tuple(r[k] for k in keep) for r in rows(run_dir / "results.csv"))
+
+
+def test_rerun_of_an_unchanged_sheet_makes_no_call(tmp_path):
+    sheet = workbook(tmp_path / "wb")
+    first, provider = run(sheet, tmp_path / "out")
+    assert len(provider.labels) == 5
+    second, provider = run(sheet, tmp_path / "out")
+    assert provider.labels == []
+    assert second.exit_code == 0
+    assert all(r["cached"] == "true" for r in rows(second.run_dir / "results.csv"))
+    assert comparable(first.run_dir) == comparable(second.run_dir)
+
+
+def test_editing_one_prompt_reruns_that_task_and_its_dependents_only(tmp_path):
+    run(workbook(tmp_path / "wb"), tmp_path / "out")
+    edited = workbook(tmp_path / "wb2", first_prompt="First part, shorter")
+    _, provider = run(edited, tmp_path / "out")
+    assert sorted(provider.labels) == ["ch.1.generate", "ch.1.refine", "sum.1.generate"]
+
+
+def test_no_cache_makes_every_call_again(tmp_path):
+    sheet = workbook(tmp_path / "wb")
+    run(sheet, tmp_path / "out")
+    _, provider = run(sheet, tmp_path / "out", cache=False)
+    assert len(provider.labels) == 5
+
+
+class StopAfter(RunObserver):
+    def __init__(self, stop: threading.Event, count: int) -> None:
+        self.stop, self.count, self.seen = stop, count, 0
+
+    def task_finished(self, result):
+        self.seen += 1
+        if self.seen == self.count:
+            self.stop.set()
+
+
+def test_resume_after_a_stop_runs_only_unfinished_work_and_matches_an_uninterrupted_run(tmp_path):
+    sheet = workbook(tmp_path / "wb")
+    whole, _ = run(sheet, tmp_path / "whole", max_objective_workers=1, max_task_workers=1)
+    stop = threading.Event()
+    stopped, provider = run(sheet, tmp_path / "out", stop=stop, observer=StopAfter(stop, 2),
+                            run_objectives_concurrent=False, run_task_concurrent=False)
+    assert stopped.exit_code == 130 and stopped.status == "interrupted"
+    done_before = {r.key for r in stopped.results if r.status == "done"}
+    assert len(done_before) == 2
+    resumed, provider = run(sheet, tmp_path / "out", run_id=stopped.run_id, resume=True)
+    assert resumed.exit_code == 0 and resumed.run_dir == stopped.run_dir
+    assert not any(label.rsplit(".", 1)[0] in done_before for label in provider.labels)
+    assert comparable(resumed.run_dir) == comparable(whole.run_dir)
+    assert sorted(p.name for p in (resumed.run_dir / "objectives").iterdir()) == sorted(
+        p.name for p in (whole.run_dir / "objectives").iterdir()
+    )
+
+
+def test_resume_of_an_unknown_run_is_a_clear_error(tmp_path):
+    sheet = workbook(tmp_path / "wb")
+    run(sheet, tmp_path / "out")
+    result = CliRunner().invoke(cli, ["run", str(sheet), "--output", str(tmp_path / "out"), "--resume", "nope"])
+    assert result.exit_code == 2
+    assert "nope" in result.output and "report-pipeline runs" in result.output
+
+
+def test_runs_lists_recent_runs_and_shows_failed_tasks(tmp_path):
+    sheet = workbook(tmp_path / "wb")
+    first, _ = run(sheet, tmp_path / "out")
+    listing = CliRunner().invoke(cli, ["runs", "--output", str(tmp_path / "out")])
+    assert listing.exit_code == 0
+    assert first.run_id in listing.output and "done" in listing.output
+    shown = CliRunner().invoke(cli, ["runs", "--output", str(tmp_path / "out"), "--show", first.run_id])
+    assert shown.exit_code == 0 and "4 done" in shown.output
+
+
+def test_a_second_run_on_the_same_output_folder_is_refused_naming_the_active_run(tmp_path):
+    sheet = workbook(tmp_path / "wb")
+    gate, started = threading.Event(), threading.Event()
+    holder: dict = {}
+
+    class Started(RunObserver):
+        def run_started(self, plan, run_dir):  # called with the folder's lock held
+            started.set()
+
+    def first_run():
+        holder["result"], _ = run(sheet, tmp_path / "out", observer=Started(),
+                                  provider_factory=lambda c: CountingProvider(c, gate))
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    try:
+        assert started.wait(timeout=30)
+        with pytest.raises(RunLocked) as error:
+            run(sheet, tmp_path / "out")
+    finally:
+        gate.set()
+        thread.join()
+    assert holder["result"].exit_code == 0
+    assert holder["result"].run_id in str(error.value)
+    third, _ = run(sheet, tmp_path / "out")  # the lock is released at the end of a run
+    assert third.exit_code == 0
+
+
+def test_a_corrupted_ledger_is_a_clear_error_naming_the_file(tmp_path):
+    sheet = workbook(tmp_path / "wb")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ledger.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(LedgerError, match="ledger.sqlite"):
+        run(sheet, out)
+    result = CliRunner().invoke(cli, ["run", str(sheet), "--output", str(out)])
+    assert result.exit_code == 2 and "ledger.sqlite" in result.output
+    assert not [p for p in out.iterdir() if p.is_dir()]
