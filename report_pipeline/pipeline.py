@@ -121,8 +121,11 @@ class ReportGenerationPipeline:
 
     def _run(self) -> RunResult:
         secrets_to_hide = [self.config.api_key.get_secret_value()] if self.config.api_key else []
-        with RunLock(Path(self.config.output_dir), self.run_id):
+        with RunLock(Path(self.config.output_dir), self.run_id) as lock:
             ledger = Ledger(self.config.resolved_ledger_path, secrets=secrets_to_hide) if self.config.ledger else None
+            if lock.taken_over is not None and ledger is not None:
+                log.warning("took over a stale lock left by %s", lock.taken_over.describe())
+                ledger.mark_interrupted(lock.taken_over.run_id)  # it died mid-run: say so in `runs`
             try:
                 restored = self._prepare_run_dir(ledger)
                 return self._run_with(ledger, restored, secrets_to_hide)
