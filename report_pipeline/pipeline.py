@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .attachments import build_attachments
+from .charts import ChartRenderer
 from .config import RunConfig
 from .data import DataStore
 from .errors import ConfigError, EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_OK, EXIT_TASKS_FAILED
@@ -268,8 +270,10 @@ class ReportGenerationPipeline:
             "run_log": self.run_dir / "run.log",
             "timeline_png": self.run_dir / "timeline.png",
         }
-        write_markdown(outputs["report_md"], view)
-        write_docx(outputs["report_docx"], view)
+        done_tasks = [self.plan.tasks[r.key] for r in view.all_results() if r.status == "done"]
+        attachments = build_attachments(done_tasks, self.data, self.run_dir, charts=ChartRenderer(self.run_dir))
+        write_markdown(outputs["report_md"], view, attachments=attachments)
+        write_docx(outputs["report_docx"], view, attachments=attachments)
         write_xlsx(outputs["report_xlsx"], view)
         write_timeline(
             outputs["timeline_png"], results, title=f"{self.config.project_name}: run {self.run_id}",

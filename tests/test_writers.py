@@ -15,6 +15,7 @@ import pytest
 from docx.oxml.ns import qn
 from docx.shared import Cm
 
+from report_pipeline.attachments import ChartImage, TaskAttachments
 from report_pipeline.models import (
     CHECK_COLUMNS,
     RESULT_COLUMNS,
@@ -558,23 +559,29 @@ def test_docx_renders_markdown_text(tmp_path: Path) -> None:
 def test_docx_places_images_after_their_task_text(tmp_path: Path) -> None:
     png = write_png(tmp_path / "chart.png")
     report = make_report([("O1", "Only", [make_result(task_id="T1", text="Chart below."), make_result(task_id="T2")])])
-    path = write_docx(tmp_path / "report.docx", report, images={"O1.T1": [(png, "Figure 1: sales by region")]})
+    image = ChartImage(png, "sales by region", "chart.png")
+    path = write_docx(tmp_path / "report.docx", report, attachments={"O1.T1": TaskAttachments(images=(image,))})
     document = docx.Document(path)
     assert len(document.inline_shapes) == 1
     assert abs(document.inline_shapes[0].width - Cm(15)) < Cm(0.01)
     texts = [p.text for p in document.paragraphs]
     caption_at = texts.index("Figure 1: sales by region")
     assert document.paragraphs[caption_at].style.name == "Caption"
-    assert texts.index("Chart below.") < caption_at < texts.index("Task T2")
+    next_heading = next(
+        i for i, p in enumerate(document.paragraphs) if p.style.name == "Heading 2" and p.text == "Task T2"
+    )
+    assert texts.index("Chart below.") < caption_at < next_heading
     image_paragraph = document.paragraphs[caption_at - 1]
     assert image_paragraph._p.xpath(".//pic:pic")
 
 
 def test_docx_notes_a_missing_image_instead_of_failing(tmp_path: Path) -> None:
     report = make_report([("O1", "Only", [make_result()])])
-    path = write_docx(tmp_path / "report.docx", report, images={"O1.T1": [(tmp_path / "gone.png", "Lost chart")]})
+    image = ChartImage(tmp_path / "gone.png", "Lost chart", "gone.png")
+    path = write_docx(tmp_path / "report.docx", report, attachments={"O1.T1": TaskAttachments(images=(image,))})
     texts = [p.text for p in docx.Document(path).paragraphs]
     assert "[image not available: gone.png]" in texts
+    assert not any("Lost chart" in text for text in texts)
 
 
 def test_docx_strips_characters_xml_cannot_hold(tmp_path: Path) -> None:

@@ -54,3 +54,39 @@ def problems(report: ReportView) -> list[tuple[Chapter, TaskResult]]:
         for result in chapter.results
         if result.status != "done"
     ]
+
+
+FIGURE_LABEL = "Figure"
+TABLE_LABEL = "Table"
+
+
+def chapter_intro(chapter: Chapter) -> str:
+    """The objective's description, shown under the chapter heading ("" when the sheet has none)."""
+    return chapter.objective.description.strip()
+
+
+def display_date(unix_time: float) -> str:
+    """`1 May 2024`: the date on the title page (UTC, like the "generated" line)."""
+    moment = datetime.fromtimestamp(unix_time, tz=timezone.utc)
+    return f"{moment.day} {moment:%B %Y}"
+
+
+def caption_text(label: str, number: int, caption: str) -> str:
+    """`Figure 3: eu_generation — coal, gas by year`."""
+    return f"{label} {number}: {one_line(caption)}"
+
+
+class CaptionNumbers:
+    """Figure and table numbers in reading order, one sequence each, as Word numbers captions."""
+
+    def __init__(self) -> None:
+        self.figures = 0
+        self.tables = 0
+
+    def next_figure(self) -> int:
+        self.figures += 1
+        return self.figures
+
+    def next_table(self) -> int:
+        self.tables += 1
+        return self.tables

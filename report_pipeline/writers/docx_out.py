@@ -1,8 +1,13 @@
 """report.docx: a Word report with a title page, a real table of contents,
-one Heading 1 per objective and one Heading 2 per task, in sheet order.
+one Heading 1 per objective (each on a new page, its description as an intro)
+and one Heading 2 per task, in sheet order, then an appendix of failed tasks.
 
 Task texts are Markdown from an LLM; a small renderer turns the common parts
 into Word structure (bullets, tables, bold) instead of showing raw asterisks.
+A task's attachments (data tables, charts) follow its text as real Word tables
+and 15 cm pictures, with numbered captions ("Table 2:", "Figure 3:") made the
+way Word's own Insert Caption makes them: a SEQ field, so Word can build a
+table of figures and cross-references from them.
 """
 
 from __future__ import annotations
@@ -14,20 +19,31 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from docx import Document
 from docx.document import Document as DocxDocument
 from docx.enum.text import WD_ALIGN_PARAGRAPH
 from docx.image.exceptions import UnrecognizedImageError
+from docx.enum.style import WD_STYLE_TYPE
+from docx.enum.table import WD_TABLE_ALIGNMENT
 from docx.oxml import OxmlElement
 from docx.oxml.ns import qn
-from docx.shared import Cm, Pt, RGBColor
+from docx.oxml.table import CT_Tbl
+from docx.shared import Cm, Emu, Length, Pt, RGBColor
+from docx.table import Table, _Cell
 from docx.text.paragraph import Paragraph
 
 from report_pipeline.models import ReportView, TaskResult
 from report_pipeline.writers._text import (
+    FIGURE_LABEL,
+    TABLE_LABEL,
+    CaptionNumbers,
     chapter_heading,
+    chapter_intro,
+    display_date,
     display_datetime,
+    one_line,
     problem_note,
     problems,
     task_heading,
@@ -35,12 +51,12 @@ from report_pipeline.writers._text import (
 )
 from report_pipeline.writers.atomic import atomic_path
 
-__all__ = ["APPENDIX_TITLE", "TOC_INSTRUCTION", "ImageMap", "write_docx"]
+if TYPE_CHECKING:
+    from report_pipeline.attachments import TaskAttachments
+
+__all__ = ["APPENDIX_TITLE", "TOC_INSTRUCTION", "write_docx"]
 
 logger = logging.getLogger(__name__)
-
-#: Task key `OBJ.TASK` -> images to place after that task's text: (png path, caption).
-ImageMap = Mapping[str, Sequence[tuple[Path, str]]]
 
 APPENDIX_TITLE = "Failed or skipped tasks"
 #: Word's own "Insert > Table of Contents": headings 1-3, hyperlinked, no page
@@ -49,8 +65,24 @@ TOC_INSTRUCTION = 'TOC \\o "1-3" \\h \\z \\u'
 TOC_PLACEHOLDER = "Right-click here and choose Update Field to build the table of contents."
 IMAGE_WIDTH = Cm(15)
 PROBLEM_COLOUR = RGBColor(0xA0, 0x1C, 0x1C)
+QUIET_COLOUR = RGBColor(0x59, 0x59, 0x59)
+HEADER_FILL = "E7ECF3"  # table header rows: a light blue-grey that prints well in greyscale
 CODE_FONT = "Consolas"
 APPENDIX_COLUMNS = ("Objective", "Task", "Status", "Reason")
+TITLE_SPACE_BEFORE = Pt(160)  # the title sits a third of the way down its page
+DATA_TABLE_FONT = Pt(8)  # attached data tables: up to a dozen columns across 15 cm
+TEXT_TABLE_FONT = Pt(9.5)
+TABLE_TEXT_STYLE = "Table Text"  # cells of tables from task texts and the appendix
+TABLE_DATA_STYLE = "Table Data"  # cells of attached data tables
+TOC_INDENT = Cm(0.6)
+MAX_COLUMN_CHARS = 40  # a long-text column asks for at most this many characters a line
+MIN_COLUMN_CHARS = 3
+CHAR_WIDTH_EM = 0.55  # estimated average character width: a little wider than a digit
+DATA_CELL_MARGIN = Cm(0.08)  # left/right padding in data tables (Word's default is 0.19 cm)
+TEXT_CELL_MARGIN = Cm(0.15)
+KEEP_TOGETHER_ROWS = 20  # a table this short never starts at a page's foot and ends overleaf
+_EMU_PER_TWIP = 635
+_ZERO_WIDTH_SPACE = "\u200b"  # lets Word wrap `renewable_share_pct` at its underscores
 
 # settings.xml children that must come after <w:updateFields> (ECMA-376 CT_Settings order).
 _AFTER_UPDATE_FIELDS = (
@@ -63,14 +95,17 @@ _MATH_PR = "{http://schemas.openxmlformats.org/officeDocument/2006/math}mathPr"
 
 
 def write_docx(
-    path: str | os.PathLike[str], report: ReportView, *, images: ImageMap | None = None
+    path: str | os.PathLike[str],
+    report: ReportView,
+    *,
+    attachments: Mapping[str, TaskAttachments] | None = None,
 ) -> Path:
     """Build the Word report and save it to `path` atomically; return the path.
 
-    `images` places pictures (15 cm wide, captioned) after a task's text; a
-    missing or unreadable image becomes a visible note, not a failed report.
+    `attachments` (task key -> tables, charts, notes) are placed after each task's
+    text; a missing or unreadable chart becomes a visible note, not a failed report.
     """
-    document = _build(report, images or {})
+    document = _build(report, attachments or {})
     target = Path(path)
     with atomic_path(target) as tmp:
         document.save(str(tmp))
@@ -78,13 +113,14 @@ def write_docx(
 
 
 class _FastDocument:
-    """A python-docx Document whose paragraphs append in O(1).
+    """A python-docx Document whose paragraphs and tables append in O(1).
 
-    python-docx inserts each paragraph by scanning the body for `w:sectPr` and
-    resolves the style by name each time: quadratic in the report's length (a
-    2,000-task report took 12 s of a 14 s run). Here new paragraphs go just
-    before the remembered `w:sectPr` and style ids are looked up once. The XML
-    is the same; everything else is delegated to the real document.
+    python-docx inserts each paragraph or table by scanning the body for
+    `w:sectPr`, resolves the style by name each time and finds the text width
+    by scanning for every section: quadratic in the report's length (a
+    2,000-task report took 12 s of a 14 s run). Here new blocks go just before
+    the remembered `w:sectPr`, and style ids and the text width are looked up
+    once. The XML is the same; everything else is delegated to the real document.
     """
 
     def __init__(self, document: DocxDocument) -> None:
@@ -92,6 +128,7 @@ class _FastDocument:
         self._body_element = document.element.body
         self._sect_pr = self._body_element.sectPr  # found once: a lookup scans every child
         self._style_ids: dict[str, str] = {}
+        self.text_width: Length = document._block_width  # page width minus margins, found once
 
     def __getattr__(self, name: str):
         return getattr(self._document, name)
@@ -101,12 +138,15 @@ class _FastDocument:
             self._style_ids[name] = self._document.styles[name].style_id
         return self._style_ids[name]
 
-    def add_paragraph(self, text: str = "", style: str | None = None) -> Paragraph:
-        element = OxmlElement("w:p")
+    def _append(self, element) -> None:
         if self._sect_pr is not None:
             self._sect_pr.addprevious(element)
         else:
             self._body_element.append(element)
+
+    def add_paragraph(self, text: str = "", style: str | None = None) -> Paragraph:
+        element = OxmlElement("w:p")
+        self._append(element)
         paragraph = Paragraph(element, self._document._body)
         if style is not None:
             element.style = self._style_id(style)
@@ -117,19 +157,34 @@ class _FastDocument:
     def add_heading(self, text: str = "", level: int = 1) -> Paragraph:
         return self.add_paragraph(text, "Title" if level == 0 else f"Heading {level}")
 
+    def add_table(self, rows: int, cols: int, style: str | None = None) -> Table:
+        element = CT_Tbl.new_tbl(rows, cols, self.text_width)
+        self._append(element)
+        table = Table(element, self._document._body)
+        if style is not None:
+            element.tblStyle_val = self._style_id(style)
+        return table
 
-def _build(report: ReportView, images: ImageMap) -> DocxDocument:
+
+def _build(report: ReportView, attachments: Mapping[str, TaskAttachments]) -> DocxDocument:
     document = _FastDocument(Document())
     _set_properties(document, report)
+    _set_styles(document)
     _add_title_page(document, report)
-    _add_table_of_contents(document)
+    _add_page_footer(document, report)
+    _add_table_of_contents(document, report)
+    numbers = CaptionNumbers()
     for chapter in report.chapters:
         document.add_heading(xml_safe(chapter_heading(chapter)), level=1)
+        intro = chapter_intro(chapter)
+        if intro:
+            document.add_paragraph().add_run(xml_safe(intro)).italic = True
         for result in chapter.results:
             document.add_heading(xml_safe(task_heading(result)), level=2)
             _add_task_body(document, result)
-            for image_path, caption in images.get(result.key, ()):
-                _add_image(document, Path(image_path), caption)
+            found = attachments.get(result.key)
+            if found:
+                _add_attachments(document, found, numbers)
     if problems(report):
         _add_appendix(document, report)
     return document
@@ -143,44 +198,113 @@ def _set_properties(document: DocxDocument, report: ReportView) -> None:
     props.created = datetime.fromtimestamp(report.generated_at, tz=timezone.utc).replace(tzinfo=None)
 
 
+def _set_styles(document: DocxDocument) -> None:
+    """Each chapter (and the appendix) starts on a new page; headings stay with their text;
+    table cells get their own paragraph styles (see `_finish_table`)."""
+    styles = document.styles
+    heading = styles["Heading 1"].paragraph_format
+    heading.page_break_before = True
+    heading.keep_with_next = True
+    styles["Heading 2"].paragraph_format.keep_with_next = True
+    for name, size in ((TABLE_TEXT_STYLE, TEXT_TABLE_FONT), (TABLE_DATA_STYLE, DATA_TABLE_FONT)):
+        style = styles.add_style(name, WD_STYLE_TYPE.PARAGRAPH)
+        style.base_style = styles["Normal"]
+        style.font.size = size
+        style.paragraph_format.space_before = Pt(0)
+        style.paragraph_format.space_after = Pt(0)
+
+
 def _add_title_page(document: DocxDocument, report: ReportView) -> None:
-    document.add_heading(xml_safe(report.project_name) or "Report", level=0)
-    document.add_paragraph(f"Generated {display_datetime(report.generated_at)}")
-    document.add_paragraph(xml_safe(f"Run {report.run_id}"))
-    document.add_paragraph(xml_safe(f"Provider: {report.provider}, model: {report.model}"))
+    title = document.add_heading(xml_safe(report.project_name) or "Report", level=0)
+    title.paragraph_format.space_before = TITLE_SPACE_BEFORE
+    document.add_paragraph(display_date(report.generated_at), style="Subtitle")
+    details = [
+        f"Generated {display_datetime(report.generated_at)}",
+        f"Run {report.run_id}",
+        f"Provider: {report.provider}, model: {report.model}",
+    ]
+    for line in details:
+        paragraph = document.add_paragraph()
+        paragraph.paragraph_format.space_after = Pt(2)
+        run = paragraph.add_run(xml_safe(line))
+        run.font.size = Pt(9)
+        run.font.color.rgb = QUIET_COLOUR
     document.add_page_break()
 
 
-def _add_table_of_contents(document: DocxDocument) -> None:
-    """A real TOC field that Word fills in when the file is opened.
+def _add_page_footer(document: DocxDocument, report: ReportView) -> None:
+    """`Project name · 7` at the foot of every page but the title page (a PAGE field)."""
+    footer_style = document.styles["Footer"].font  # the field's number takes the paragraph's look
+    footer_style.size = Pt(8)
+    footer_style.color.rgb = QUIET_COLOUR
+    section = document.sections[0]
+    section.different_first_page_header_footer = True  # the title page stays bare
+    paragraph = section.footer.paragraphs[0]
+    paragraph.alignment = WD_ALIGN_PARAGRAPH.CENTER
+    name = one_line(xml_safe(report.project_name))
+    if name:
+        paragraph.add_run(f"{name} · ")
+    _field_start(paragraph, "PAGE")
+    paragraph.add_run("1")  # Word and LibreOffice put each page's number here
+    _field_char(paragraph, "end")
 
-    python-docx cannot lay out pages, so the field holds a placeholder; the
-    field is marked dirty and the document asks Word to update fields on open.
+
+def _add_table_of_contents(document: DocxDocument, report: ReportView) -> None:
+    """A real TOC field that Word rebuilds (with page numbers) when the file is opened.
+
+    python-docx cannot lay out pages, so the field's stored result is the list
+    of headings without page numbers: what a PDF converter, a previewer or
+    LibreOffice shows until the field is updated. Word is asked to update
+    fields on open, and the field is marked dirty. The field spans paragraphs,
+    as Word's own TOC does: it begins in the first entry and ends in the last.
     """
     document.add_paragraph("Contents", style="TOC Heading")
-    _add_field(document.add_paragraph(), TOC_INSTRUCTION, TOC_PLACEHOLDER)
+    entries = _toc_entries(report)
+    first = document.add_paragraph()
+    _field_start(first, TOC_INSTRUCTION, dirty=True)
+    if not entries:
+        first.add_run(TOC_PLACEHOLDER).italic = True
+        _field_char(first, "end")
+    else:
+        paragraph = first
+        for number, (level, text) in enumerate(entries):
+            if number:
+                paragraph = document.add_paragraph()
+            paragraph.paragraph_format.left_indent = TOC_INDENT * (level - 1)
+            paragraph.paragraph_format.space_after = Pt(0 if level > 1 else 2)
+            paragraph.paragraph_format.space_before = Pt(6 if level == 1 and number else 0)
+            paragraph.add_run(xml_safe(text)).bold = level == 1 or None
+        _field_char(paragraph, "end")
     _update_fields_on_open(document)
-    document.add_page_break()
+    # no page break here: Heading 1 starts a new page (see _set_styles)
 
 
-def _add_field(paragraph: Paragraph, instruction: str, placeholder: str) -> None:
-    """Append a complex field (begin / instrText / separate / result / end runs)."""
+def _toc_entries(report: ReportView) -> list[tuple[int, str]]:
+    entries: list[tuple[int, str]] = []
+    for chapter in report.chapters:
+        entries.append((1, chapter_heading(chapter)))
+        entries.extend((2, task_heading(result)) for result in chapter.results)
+    if problems(report):
+        entries.append((1, APPENDIX_TITLE))
+    return entries
 
-    def field_char(kind: str) -> None:
-        char = OxmlElement("w:fldChar")
-        char.set(qn("w:fldCharType"), kind)
-        if kind == "begin":
-            char.set(qn("w:dirty"), "true")
-        paragraph.add_run()._r.append(char)
 
-    field_char("begin")
+def _field_char(paragraph: Paragraph, kind: str, *, dirty: bool = False) -> None:
+    char = OxmlElement("w:fldChar")
+    char.set(qn("w:fldCharType"), kind)
+    if dirty:
+        char.set(qn("w:dirty"), "true")
+    paragraph.add_run()._r.append(char)
+
+
+def _field_start(paragraph: Paragraph, instruction: str, *, dirty: bool = False) -> None:
+    """begin / instrText / separate: what follows is the field's stored result, then `end`."""
+    _field_char(paragraph, "begin", dirty=dirty)
     instr = OxmlElement("w:instrText")
     instr.set(qn("xml:space"), "preserve")
     instr.text = f" {instruction} "
     paragraph.add_run()._r.append(instr)
-    field_char("separate")
-    paragraph.add_run(placeholder).italic = True
-    field_char("end")
+    _field_char(paragraph, "separate")
 
 
 def _update_fields_on_open(document: DocxDocument) -> None:
@@ -215,7 +339,28 @@ def _add_task_body(document: DocxDocument, result: TaskResult) -> None:
         _add_block(document, block)
 
 
-def _add_image(document: DocxDocument, image_path: Path, caption: str) -> None:
+# --- attachments: data tables, charts, notes ----------------------------------------------
+
+
+def _add_attachments(document: DocxDocument, found: TaskAttachments, numbers: CaptionNumbers) -> None:
+    """Tables (caption above, as tables are read top-down), then charts (caption below), then notes."""
+    for table in found.tables:
+        caption = _add_caption(document, TABLE_LABEL, numbers.next_table(), table.caption)
+        caption.paragraph_format.keep_with_next = True
+        for block in parse_blocks(xml_safe(table.markdown)):
+            if block.kind == "table":
+                _add_table(document, block, data=True)
+            else:  # the "(showing the first 200 of 950 rows)" line under a cut table
+                _add_note(document, " ".join(block.lines))
+    for image in found.images:
+        if _add_image(document, image.path):
+            _add_caption(document, FIGURE_LABEL, numbers.next_figure(), image.caption)
+    for note in found.notes:
+        _add_note(document, note)
+
+
+def _add_image(document: DocxDocument, image_path: Path) -> bool:
+    """The picture, centred, 15 cm wide; a visible note instead when it cannot be read."""
     paragraph = document.add_paragraph()
     paragraph.alignment = WD_ALIGN_PARAGRAPH.CENTER
     try:
@@ -223,15 +368,33 @@ def _add_image(document: DocxDocument, image_path: Path, caption: str) -> None:
     except (OSError, UnrecognizedImageError) as exc:
         logger.warning("image %s left out of the report: %s", image_path, exc)
         paragraph.add_run(f"[image not available: {image_path.name}]").italic = True
-    if caption:
-        document.add_paragraph(xml_safe(caption), style="Caption")
+        return False
+    paragraph.paragraph_format.keep_with_next = True  # never a picture at a page's foot, its caption overleaf
+    return True
+
+
+def _add_caption(document: DocxDocument, label: str, number: int, text: str) -> Paragraph:
+    """`Figure 3: text` in the Caption style, the number a SEQ field as Word's Insert Caption makes."""
+    paragraph = document.add_paragraph(style="Caption")
+    paragraph.add_run(f"{label} ")
+    _field_start(paragraph, f"SEQ {label} \\* ARABIC")
+    paragraph.add_run(str(number))
+    _field_char(paragraph, "end")
+    paragraph.add_run(f": {xml_safe(one_line(text))}")
+    return paragraph
+
+
+def _add_note(document: DocxDocument, text: str) -> None:
+    run = document.add_paragraph().add_run(xml_safe(text))
+    run.italic = True
+    run.font.size = Pt(9)
+    run.font.color.rgb = QUIET_COLOUR
 
 
 def _add_appendix(document: DocxDocument, report: ReportView) -> None:
     document.add_heading(APPENDIX_TITLE, level=1)
     rows = problems(report)
-    table = document.add_table(rows=1 + len(rows), cols=len(APPENDIX_COLUMNS))
-    table.style = "Table Grid"
+    table = document.add_table(rows=1 + len(rows), cols=len(APPENDIX_COLUMNS), style="Table Grid")
     for cell, name in zip(table.rows[0].cells, APPENDIX_COLUMNS):
         cell.paragraphs[0].add_run(name).bold = True
     for row, (chapter, result) in zip(table.rows[1:], rows):
@@ -239,6 +402,8 @@ def _add_appendix(document: DocxDocument, report: ReportView) -> None:
         values = (chapter_heading(chapter), f"{task_heading(result)} ({result.key})", result.status, reason)
         for cell, value in zip(row.cells, values):
             cell.text = xml_safe(value)
+    texts = [[c.text for c in row.cells] for row in table.rows]
+    _finish_table(document, table, texts, header=True, right=[False] * len(APPENDIX_COLUMNS))
 
 
 # --- a small Markdown reader for task texts -------------------------------------------
@@ -253,6 +418,7 @@ class Block:
     level: int = 0  # bullet nesting depth
     rows: list[list[str]] = field(default_factory=list)  # table rows, header first
     header: bool = False  # table: whether the first row is a header
+    right: list[bool] = field(default_factory=list)  # table: right-aligned columns (`---:`)
 
 
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$")
@@ -328,10 +494,12 @@ def parse_blocks(text: str) -> Iterator[Block]:
 def _table_block(lines: list[str]) -> Block:
     rows = [_table_cells(line) for line in lines]
     header = len(rows) > 1 and _is_separator(rows[1])
+    right: list[bool] = []
     if header:
+        right = [cell.replace(" ", "").endswith(":") and not cell.strip().startswith(":") for cell in rows[1]]
         del rows[1]
     rows = [row for row in rows if not _is_separator(row)]
-    return Block("table", rows=rows, header=header)
+    return Block("table", rows=rows, header=header, right=right)
 
 
 def _table_cells(line: str) -> list[str]:
@@ -374,17 +542,179 @@ def _add_block(document: DocxDocument, block: Block) -> None:
         _add_table(document, block)
 
 
-def _add_table(document: DocxDocument, block: Block) -> None:
+def _add_table(document: DocxDocument, block: Block, *, data: bool = False) -> None:
+    """A Markdown table as a Word table; `data`: an attached data table (small type,
+    header wrapping at underscores, natural width) rather than one from the task text."""
     if not block.rows:
         return
     width = max(len(row) for row in block.rows)
-    table = document.add_table(rows=len(block.rows), cols=width)
-    table.style = "Table Grid"
+    table = document.add_table(rows=len(block.rows), cols=width, style="Table Grid")
     for row_number, (row, values) in enumerate(zip(table.rows, block.rows)):
         bold = block.header and row_number == 0
         for cell, value in zip(row.cells, values):
+            if bold and data:
+                value = value.replace("_", "_" + _ZERO_WIDTH_SPACE)
             _add_inline(cell.paragraphs[0], value, bold=bold)
+    right = (block.right + [False] * width)[:width]
+    _finish_table(document, table, block.rows, header=block.header, right=right, data=data, fill_width=not data)
     document.add_paragraph()  # keeps two tables in a row from merging into one in Word
+
+
+def _finish_table(
+    document: _FastDocument,
+    table: Table,
+    texts: Sequence[Sequence[str]],
+    *,
+    header: bool,
+    right: Sequence[bool],
+    data: bool = False,
+    fill_width: bool = True,
+) -> None:
+    """Make a table readable in print: column widths fitted to the text, a shaded header
+    row repeated on every page, rows that never split, a short table kept on one page,
+    numbers right-aligned.
+
+    Widths are fixed (not Word's autofit) so Word and LibreOffice lay the table out
+    alike; `fill_width` stretches it to the text width, else it keeps its natural width.
+    Cell text takes a paragraph style (size, no spacing) rather than direct formatting:
+    one attribute per cell instead of four, and a reader can restyle every table at once.
+    """
+    count = len(table.columns)
+    font_size, margin = (DATA_TABLE_FONT, DATA_CELL_MARGIN) if data else (TEXT_TABLE_FONT, TEXT_CELL_MARGIN)
+    style_id = document._style_id(TABLE_DATA_STYLE if data else TABLE_TEXT_STYLE)
+    needs = _column_needs(texts, count, header=header, font_size=font_size, margin=margin)
+    text_width = sum(column.width or 0 for column in table.columns)  # new tables span the text width
+    widths = _fit_widths(needs, table_width=text_width, fill=fill_width)
+    table.alignment = WD_TABLE_ALIGNMENT.CENTER
+    table.autofit = False
+    _set_table_geometry(table, sum(widths, Emu(0)), margin)
+    for column, width in zip(table.columns, widths):
+        column.width = width  # LibreOffice reads the grid...
+    last = len(table.rows) - 1
+    keep_together = last < KEEP_TOGETHER_ROWS
+    for row_number, row in enumerate(table.rows):
+        is_header = header and row_number == 0
+        _row_properties(row._tr, header=is_header)
+        for cell, width, align_right in zip(row.cells, widths, right):
+            cell.width = width  # ...Word reads each cell
+            if is_header:
+                _shade(cell, HEADER_FILL)
+            for p in cell._tc.p_lst:
+                # keep-with-next on every row but the last is Word's way to keep a table on one page
+                _set_cell_paragraph(p, style_id, keep_with_next=keep_together and row_number < last, right=align_right)
+
+
+def _column_needs(
+    texts: Sequence[Sequence[str]], count: int, *, header: bool, font_size: Length, margin: Length
+) -> list[int]:
+    """Each column's width for its longest text on one line (capped), in EMU.
+
+    A header counts by its longest word (`renewable_share_pct` wraps at its
+    underscores), so a long name over a column of short numbers does not widen it.
+    The character width is an estimate (python-docx cannot measure text): a little
+    wider than a digit, so numbers never wrap.
+    """
+    char = font_size * CHAR_WIDTH_EM
+    needs = []
+    for index in range(count):
+        longest = max(
+            (
+                _header_length(row[index]) if header and number == 0 else len(row[index].strip())
+                for number, row in enumerate(texts)
+                if index < len(row)
+            ),
+            default=0,
+        )
+        characters = min(MAX_COLUMN_CHARS, max(MIN_COLUMN_CHARS, longest)) + 0.5
+        needs.append(int(characters * char + 2 * margin))
+    return needs
+
+
+def _header_length(text: str) -> int:
+    """The longest word of a header, plus one for bold type (and the `_` it wraps after)."""
+    return max((len(word) + 1 for word in re.split(r"[\s_]+", text.strip())), default=0)
+
+
+def _fit_widths(needs: Sequence[int], *, table_width: int, fill: bool) -> list[Length]:
+    """Widths adding up to at most `table_width`: narrow columns get what they need,
+    wide ones share the rest equally (water-filling), so a year or a status column
+    never wraps because a long text column wanted the room."""
+    count = len(needs)
+    if sum(needs) <= table_width:
+        if not fill:
+            return [Emu(n) for n in needs]
+        extra = (table_width - sum(needs)) / max(1, sum(needs))
+        return [Emu(int(n * (1 + extra))) for n in needs]
+    widths = [0] * count
+    remaining = table_width
+    order = sorted(range(count), key=lambda i: needs[i])
+    for left, index in zip(range(count, 0, -1), order):
+        widths[index] = min(needs[index], remaining // left)
+        remaining -= widths[index]
+    return [Emu(w) for w in widths]
+
+
+def _set_table_geometry(table: Table, width: Length, margin: Length) -> None:
+    """`w:tblW` (total width) and `w:tblCellMar` (left/right cell padding), in schema order."""
+    tbl_pr = table._tbl.tblPr
+    tbl_w = tbl_pr.find(qn("w:tblW"))
+    if tbl_w is not None:
+        tbl_w.set(qn("w:type"), "dxa")
+        tbl_w.set(qn("w:w"), str(int(width / _EMU_PER_TWIP)))
+    cell_margins = OxmlElement("w:tblCellMar")
+    for side in ("left", "right"):
+        element = OxmlElement(f"w:{side}")
+        element.set(qn("w:w"), str(int(margin / _EMU_PER_TWIP)))
+        element.set(qn("w:type"), "dxa")
+        cell_margins.append(element)
+    look = tbl_pr.find(qn("w:tblLook"))
+    if look is not None:
+        look.addprevious(cell_margins)
+    else:
+        tbl_pr.append(cell_margins)
+
+
+def _set_cell_paragraph(p, style_id: str, *, keep_with_next: bool, right: bool) -> None:
+    """`w:pPr` with style, keep-with-next and alignment, in schema order, built directly:
+    python-docx's property setters search the element for each child's place, which
+    made a report of 2,000 small tables spend most of its time here."""
+    p_pr = p.find(qn("w:pPr"))
+    if p_pr is not None:  # not one of ours: let python-docx keep its order
+        p.style = style_id
+        paragraph_format = Paragraph(p, None).paragraph_format
+        paragraph_format.keep_with_next = keep_with_next or None
+        if right:
+            paragraph_format.alignment = WD_ALIGN_PARAGRAPH.RIGHT
+        return
+    p_pr = OxmlElement("w:pPr")
+    style = OxmlElement("w:pStyle")
+    style.set(qn("w:val"), style_id)
+    p_pr.append(style)
+    if keep_with_next:
+        p_pr.append(OxmlElement("w:keepNext"))
+    if right:
+        justify = OxmlElement("w:jc")
+        justify.set(qn("w:val"), "right")
+        p_pr.append(justify)
+    p.insert(0, p_pr)
+
+
+def _row_properties(tr, *, header: bool) -> None:
+    """`w:cantSplit` for every row, `w:tblHeader` (repeat on each page) for the header; schema order."""
+    tr_pr = tr.get_or_add_trPr()
+    cant_split = OxmlElement("w:cantSplit")
+    tr_pr.append(cant_split)
+    if header:
+        repeat = OxmlElement("w:tblHeader")
+        tr_pr.append(repeat)
+
+
+def _shade(cell: _Cell, fill: str) -> None:
+    shading = OxmlElement("w:shd")
+    shading.set(qn("w:val"), "clear")
+    shading.set(qn("w:color"), "auto")
+    shading.set(qn("w:fill"), fill)
+    cell._tc.get_or_add_tcPr().append(shading)
 
 
 def _add_inline(paragraph: Paragraph, text: str, *, bold: bool = False) -> None:

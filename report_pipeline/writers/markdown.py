@@ -1,14 +1,27 @@
-"""report.md: the whole report as one Markdown file, chapters in sheet order."""
+"""report.md: the whole report as one Markdown file, chapters in sheet order.
+
+A task's attachments follow its text: each data table under a numbered caption,
+each chart as an image link relative to the run folder (report.md sits in it,
+the PNGs in `charts/`), so the file renders with its pictures wherever the run
+folder is copied.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from report_pipeline.models import Chapter, ReportView, TaskResult
 from report_pipeline.writers._text import (
+    FIGURE_LABEL,
+    TABLE_LABEL,
+    CaptionNumbers,
+    caption_text,
     chapter_heading,
+    chapter_intro,
     display_datetime,
     one_line,
     problem_note,
@@ -16,6 +29,9 @@ from report_pipeline.writers._text import (
     task_heading,
 )
 from report_pipeline.writers.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from report_pipeline.attachments import TaskAttachments
 
 __all__ = ["APPENDIX_TITLE", "render_markdown", "write_markdown"]
 
@@ -28,19 +44,31 @@ _ATX_HEADING = re.compile(r"^( {0,3})(#{1,6})(?=\s|$)")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
-def render_markdown(report: ReportView) -> str:
-    """The report as Markdown: title block, contents, one `##` per chapter, appendix."""
+def render_markdown(report: ReportView, *, attachments: Mapping[str, TaskAttachments] | None = None) -> str:
+    """The report as Markdown: title block, contents, one `##` per chapter, appendix.
+
+    `attachments` (task key -> tables, charts, notes) are placed after each task's text.
+    """
     blocks = [_front_matter(report), _contents(report)]
+    numbers = CaptionNumbers()
     for chapter in report.chapters:
-        blocks.extend(_chapter(chapter))
+        blocks.extend(_chapter(chapter, attachments or {}, numbers))
     if problems(report):
         blocks.append(_appendix(report))
     return "\n\n".join(blocks) + "\n"
 
 
-def write_markdown(path: str | os.PathLike[str], report: ReportView) -> Path:
-    """Render `report` and write it to `path` atomically (UTF-8); return the path."""
-    return atomic_write_text(path, render_markdown(report))
+def write_markdown(
+    path: str | os.PathLike[str],
+    report: ReportView,
+    *,
+    attachments: Mapping[str, TaskAttachments] | None = None,
+) -> Path:
+    """Render `report` and write it to `path` atomically (UTF-8); return the path.
+
+    Chart links are relative: write report.md into the run folder the charts' `relative` paths start from.
+    """
+    return atomic_write_text(path, render_markdown(report, attachments=attachments))
 
 
 def _front_matter(report: ReportView) -> str:
@@ -65,12 +93,48 @@ def _contents(report: ReportView) -> str:
     return "\n".join(lines)
 
 
-def _chapter(chapter: Chapter) -> list[str]:
+def _chapter(chapter: Chapter, attachments: Mapping[str, TaskAttachments], numbers: CaptionNumbers) -> list[str]:
     blocks = [f"## {chapter_heading(chapter)}"]
+    intro = chapter_intro(chapter)
+    if intro:
+        blocks.append(f"_{_inline(one_line(intro))}_")
     for result in chapter.results:
         blocks.append(f"### {task_heading(result)}")
         blocks.append(_task_body(result))
+        found = attachments.get(result.key)
+        if found:
+            blocks.extend(_attachment_blocks(found, numbers))
     return blocks
+
+
+def _attachment_blocks(found: TaskAttachments, numbers: CaptionNumbers) -> list[str]:
+    """Tables under a bold caption, charts as image links with an italic caption line, then notes."""
+    blocks = []
+    for table in found.tables:
+        caption = caption_text(TABLE_LABEL, numbers.next_table(), table.caption)
+        blocks.append(f"**{_inline(caption)}**")
+        blocks.append(table.markdown.strip())
+    for image in found.images:
+        caption = _inline(caption_text(FIGURE_LABEL, numbers.next_figure(), image.caption))
+        blocks.append(f"![{caption}]({_link_target(image.relative)})\n\n_{caption}_")
+    for note in found.notes:
+        blocks.append(f"_{_inline(one_line(note))}_")
+    return blocks
+
+
+# Markdown's own characters; `_` only where it could open or close emphasis, so
+# `eu_generation` stays readable in the raw file (intraword `_` is plain text).
+_INLINE_SPECIAL = re.compile(r"([\\`*\[\]<>]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
+def _inline(text: str) -> str:
+    """Text safe inside emphasis or an image's alt text: Markdown's own characters escaped."""
+    return _INLINE_SPECIAL.sub(r"\\\1", text)
+
+
+def _link_target(relative: str) -> str:
+    """A link target; `<...>` when it holds spaces or parentheses, which end a bare target."""
+    return f"<{relative}>" if re.search(r"[\s()<>]", relative) else relative
 
 
 def _task_body(result: TaskResult) -> str:

@@ -1,0 +1,160 @@
+"""What goes into the report beside a task's text: its data tables and its charts.
+
+`build_attachments()` decides, from plain data (the tasks, the `data` sheet),
+which tables and charts each task shows; the writers only place them. A table
+is attached when the task sets `include_table`; a chart when one of the task's
+data sources declares `chart`. A source that cannot be shown (unreadable file,
+bad chart column) becomes a visible note on that task, never a failed report:
+this runs after every LLM call of the run has been paid for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from .data import DataStore
+from .models import DataSource, Task
+
+if TYPE_CHECKING:
+    from .charts import ChartRenderer
+
+__all__ = [
+    "AttachedTable",
+    "ChartImage",
+    "ChartScope",
+    "TaskAttachments",
+    "build_attachments",
+    "table_caption",
+]
+
+log = logging.getLogger(__name__)
+
+#: Where a chart attached to several tasks appears: with every task, with the
+#: first task of each chapter that attaches it, or once in the whole report.
+ChartScope = Literal["task", "objective", "report"]
+
+
+@dataclass(frozen=True)
+class AttachedTable:
+    """A data table shown after a task's text: `markdown` as `DataStore.markdown()` renders it."""
+
+    name: str
+    markdown: str
+    caption: str  # without the "Table N:" label: writers number tables in reading order
+
+
+@dataclass(frozen=True)
+class ChartImage:
+    """A rendered chart: `relative` is `path` seen from the run folder, for report.md links."""
+
+    path: Path
+    caption: str  # without the "Figure N:" label: writers number figures in reading order
+    relative: str
+
+
+@dataclass(frozen=True)
+class TaskAttachments:
+    """Everything shown after one task's text, in order: tables, then charts, then notes."""
+
+    tables: tuple[AttachedTable, ...] = ()
+    images: tuple[ChartImage, ...] = ()
+    notes: tuple[str, ...] = ()  # what could not be attached, and why: shown to the reader
+
+    def __bool__(self) -> bool:
+        return bool(self.tables or self.images or self.notes)
+
+
+def table_caption(source: DataSource) -> str:
+    """`generation_germany (source: generation_by_country.csv; filter: country == "Germany")`."""
+    details = f"source: {source.path.name}"
+    if source.sheet:
+        details += f", sheet {source.sheet}"
+    if source.filter:
+        details += f"; filter: {source.filter}"
+    return f"{source.name} ({details})"
+
+
+def build_attachments(
+    tasks: Iterable[Task],
+    store: DataStore,
+    run_dir: Path,
+    *,
+    charts: ChartRenderer,
+    chart_scope: ChartScope = "objective",
+) -> dict[str, TaskAttachments]:
+    """Task key (`OBJ.TASK`) -> its attachments, for the tasks given (pass only the `done` ones
+    if failed tasks should show nothing). Tasks with nothing to show are left out.
+
+    Tables follow `include_table`, task by task: the analyst asked for each. Charts
+    follow `chart_scope`, in the order `tasks` come (pass them in sheet order): with
+    the default "objective" a chart appears with the first task of each chapter that
+    attaches its source, so a chapter whose four tasks share `eu_generation` shows
+    that chart once, not four times.
+    """
+    if chart_scope not in ("task", "objective", "report"):
+        raise ValueError(f"chart_scope must be task, objective or report, not {chart_scope!r}")
+    shown: set[tuple[str, str]] = set()
+    attachments: dict[str, TaskAttachments] = {}
+    for task in tasks:
+        tables, table_notes = _tables(task, store) if task.include_table else ((), ())
+        images, chart_notes = _charts(task, store, run_dir, charts, chart_scope, shown)
+        found = TaskAttachments(tables=tables, images=images, notes=table_notes + chart_notes)
+        if found:
+            attachments[task.key] = found
+    return attachments
+
+
+def _tables(task: Task, store: DataStore) -> tuple[tuple[AttachedTable, ...], tuple[str, ...]]:
+    tables: list[AttachedTable] = []
+    notes: list[str] = []
+    for name in task.data:
+        try:
+            tables.append(AttachedTable(name, store.markdown(name), table_caption(store.source(name))))
+        except (KeyError, ValueError) as error:  # DataSourceError is a ValueError
+            notes.append(_left_out(task, "Table", name, error))
+    return tuple(tables), tuple(notes)
+
+
+def _charts(
+    task: Task,
+    store: DataStore,
+    run_dir: Path,
+    charts: ChartRenderer,
+    scope: ChartScope,
+    shown: set[tuple[str, str]],
+) -> tuple[tuple[ChartImage, ...], tuple[str, ...]]:
+    images: list[ChartImage] = []
+    notes: list[str] = []
+    for name in task.data:
+        if name not in store or not store.source(name).chart:
+            continue  # an unknown name is the validator's to report; it has no chart either way
+        place = {"task": task.key, "objective": task.objective_id, "report": ""}[scope]
+        if (place, name) in shown:
+            continue
+        shown.add((place, name))
+        try:
+            image = charts.render(name, store)
+        except (KeyError, ValueError) as error:
+            notes.append(_left_out(task, "Chart", name, error))
+            continue
+        images.append(ChartImage(image.path, image.caption, _relative(image.path, run_dir)))
+    return tuple(images), tuple(notes)
+
+
+def _left_out(task: Task, what: str, name: str, error: Exception) -> str:
+    reason = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    log.warning("task %s: %s of %s left out of the report: %s", task.key, what.lower(), name, reason)
+    return f"{what} of {name} left out: {reason}"
+
+
+def _relative(path: Path, run_dir: Path) -> str:
+    """`charts/x.png`: a forward-slash link from report.md, whatever the platform."""
+    try:
+        return Path(os.path.relpath(path, run_dir)).as_posix()
+    except ValueError:  # another drive on Windows: no relative path exists
+        return Path(path).resolve().as_uri()

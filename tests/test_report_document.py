@@ -1,0 +1,335 @@
+"""The finished report with its data tables and charts: from a real workbook and real CSVs
+to a report.docx read back with python-docx and a report.md whose links resolve."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import docx
+import pytest
+from docx.oxml.ns import qn
+from docx.shared import Cm
+
+from report_pipeline.attachments import TaskAttachments, build_attachments
+from report_pipeline.charts import ChartRenderer
+from report_pipeline.data import DataStore
+from report_pipeline.models import Chapter, PromptSheet, ReportView, Task, TaskResult
+from report_pipeline.sheet import load_prompt_sheet
+from report_pipeline.writers import render_markdown, write_docx, write_markdown
+from tests.workbooks import make_workbook
+
+T0 = 1_714_564_800.0  # 2024-05-01 12:00:00 UTC
+ZERO_WIDTH_SPACE = "\u200b"
+
+GENERATION = "year,region,coal,gas\n2015,EU,650,420\n2016,EU,600,480\n2017,EU,580,530\n"
+PRICES = "year,germany_eur_mwh,france_eur_mwh\n2015,31.6,38.5\n2016,29.0,36.7\n"
+
+# (objective, task) -> (status, error); every other task is done
+OUTCOMES = {
+    ("risk", "t1"): ("failed", "HTTP 400: bad request"),
+    ("risk", "t2"): ("skipped", "dependency risk.t1 failed"),
+}
+
+
+@pytest.fixture
+def sheet(tmp_path: Path) -> PromptSheet:
+    """Three chapters: `gen` attaches a charted table twice (once with include_table),
+    `risk` has a failure, its skipped dependent and a charted source, `sum` has no data."""
+    folder = tmp_path / "sheet"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "generation.csv").write_text(GENERATION, encoding="utf-8")
+    (folder / "data" / "prices.csv").write_text(PRICES, encoding="utf-8")
+    path = make_workbook(
+        folder / "energy.xlsx",
+        objectives=[
+            {"objective_id": "gen", "title": "Generation", "description": "How power is made, 2015-2017."},
+            {"objective_id": "risk", "title": "Risks"},
+            {"objective_id": "sum", "title": "Summary"},
+        ],
+        tasks=[
+            {"objective_id": "gen", "task_id": "t1", "title": "The mix", "prompt": "Mix {{ data.generation }}",
+             "data": "generation", "include_table": True},
+            {"objective_id": "gen", "task_id": "t2", "title": "Coal", "prompt": "Coal {{ data.generation }}",
+             "data": "generation"},
+            {"objective_id": "risk", "task_id": "t1", "title": "Prices", "prompt": "P {{ data.prices }}",
+             "data": "prices"},
+            {"objective_id": "risk", "task_id": "t2", "title": "After prices", "prompt": "Then",
+             "depends_on": "risk.t1"},
+            {"objective_id": "risk", "task_id": "t3", "title": "Price outlook", "prompt": "P {{ data.prices }}",
+             "data": "prices"},
+            {"objective_id": "sum", "task_id": "t1", "title": "Key messages", "prompt": "Sum up"},
+        ],
+        data=[
+            {"name": "generation", "path": "data/generation.csv", "chart": "line", "x": "year", "y": "coal, gas"},
+            {"name": "prices", "path": "data/prices.csv", "chart": "bar", "x": "year",
+             "y": "germany_eur_mwh, france_eur_mwh"},
+        ],
+    )
+    return load_prompt_sheet(path)
+
+
+def result_of(task: Task) -> TaskResult:
+    status, error = OUTCOMES.get((task.objective_id, task.task_id), ("done", ""))
+    return TaskResult(
+        objective_id=task.objective_id,
+        task_id=task.task_id,
+        title=task.title,
+        status=status,  # type: ignore[arg-type]
+        error=error,
+        text=f"Text of {task.key}." if status == "done" else "",
+        started_at=T0,
+        finished_at=T0 + 1,
+    )
+
+
+def report_view(sheet: PromptSheet) -> ReportView:
+    chapters = tuple(
+        Chapter(objective, tuple(result_of(t) for t in sheet.tasks_of(objective.objective_id)), number)
+        for number, objective in enumerate(sheet.objectives, start=1)
+    )
+    return ReportView("Energy outlook", "20240501-120000-abcd", T0, "offline", "model-x", chapters)
+
+
+def done_tasks(sheet: PromptSheet) -> list[Task]:
+    return [t for t in sheet.tasks if (t.objective_id, t.task_id) not in OUTCOMES]
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def attachments(sheet: PromptSheet, run_dir: Path) -> dict[str, TaskAttachments]:
+    store = DataStore(sheet.data_sources)
+    return build_attachments(done_tasks(sheet), store, run_dir, charts=ChartRenderer(run_dir))
+
+
+@pytest.fixture
+def document(sheet: PromptSheet, run_dir: Path, attachments: dict[str, TaskAttachments]) -> docx.document.Document:
+    return docx.Document(write_docx(run_dir / "report.docx", report_view(sheet), attachments=attachments))
+
+
+def texts(document: docx.document.Document) -> list[str]:
+    return [p.text for p in document.paragraphs]
+
+
+def body_paragraphs(document: docx.document.Document) -> list:
+    """Paragraphs after the table of contents (whose entries repeat every heading)."""
+    paragraphs = document.paragraphs
+    first_heading = next(i for i, p in enumerate(paragraphs) if p.style.name == "Heading 1")
+    return paragraphs[first_heading:]
+
+
+def table_rows(table) -> list[list[str]]:
+    return [[cell.text.replace(ZERO_WIDTH_SPACE, "") for cell in row.cells] for row in table.rows]
+
+
+# --- which task shows what ------------------------------------------------------------------
+
+
+def test_attachments_follow_include_table_and_declared_charts(attachments: dict[str, TaskAttachments]) -> None:
+    assert sorted(attachments) == ["gen.t1", "risk.t3"]
+    mix = attachments["gen.t1"]
+    assert [t.name for t in mix.tables] == ["generation"]
+    assert mix.tables[0].caption == "generation (source: generation.csv)"
+    assert mix.tables[0].markdown.startswith("| year | region | coal | gas |")
+    assert [(i.relative, i.caption) for i in mix.images] == [
+        ("charts/generation.png", "generation — coal, gas by year")
+    ]
+    outlook = attachments["risk.t3"]  # risk.t1 also attaches prices, but failed: the caller left it out
+    assert outlook.tables == () and [i.relative for i in outlook.images] == ["charts/prices.png"]
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        ("task", ["gen.t1", "gen.t2", "risk.t3", "sum.t9"]),
+        ("objective", ["gen.t1", "risk.t3", "sum.t9"]),
+        ("report", ["gen.t1", "risk.t3"]),
+    ],
+)
+def test_chart_scope_decides_how_often_a_shared_chart_appears(
+    sheet: PromptSheet, run_dir: Path, scope: str, expected: list[str]
+) -> None:
+    tasks = [*done_tasks(sheet), Task("sum", "t9", "Generation again", data=("generation",))]
+    found = build_attachments(
+        tasks, DataStore(sheet.data_sources), run_dir, charts=ChartRenderer(run_dir), chart_scope=scope
+    )
+    assert [key for key, a in found.items() if a.images] == expected
+
+
+def test_unknown_chart_scope_is_refused(sheet: PromptSheet, run_dir: Path) -> None:
+    with pytest.raises(ValueError, match="chart_scope must be task, objective or report"):
+        build_attachments(
+            [], DataStore({}), run_dir, charts=ChartRenderer(run_dir), chart_scope="page"  # type: ignore[arg-type]
+        )
+
+
+def test_a_chart_that_cannot_be_drawn_becomes_a_note(sheet: PromptSheet, run_dir: Path) -> None:
+    broken = {**sheet.data_sources, "prices": replace(sheet.data_sources["prices"], y=("poland_eur_mwh",))}
+    found = build_attachments(done_tasks(sheet), DataStore(broken), run_dir, charts=ChartRenderer(run_dir))
+    assert found["risk.t3"].images == ()
+    assert found["risk.t3"].notes == (
+        "Chart of prices left out: data source 'prices': chart column 'poland_eur_mwh' is not in the table "
+        "(it has: year, germany_eur_mwh, france_eur_mwh)",
+    )
+    markdown = render_markdown(report_view(sheet), attachments=found)
+    assert "_Chart of prices left out: data source 'prices'" in markdown
+    document = docx.Document(write_docx(run_dir / "r.docx", report_view(sheet), attachments=found))
+    assert any(t.startswith("Chart of prices left out") for t in texts(document))
+
+
+# --- report.docx --------------------------------------------------------------------------------
+
+
+def test_docx_headings_follow_sheet_order(document: docx.document.Document) -> None:
+    headings = [(p.style.name, p.text) for p in document.paragraphs if p.style.name.startswith("Heading")]
+    assert headings == [
+        ("Heading 1", "1. Generation"),
+        ("Heading 2", "The mix"),
+        ("Heading 2", "Coal"),
+        ("Heading 1", "2. Risks"),
+        ("Heading 2", "Prices"),
+        ("Heading 2", "After prices"),
+        ("Heading 2", "Price outlook"),
+        ("Heading 1", "3. Summary"),
+        ("Heading 2", "Key messages"),
+        ("Heading 1", "Failed or skipped tasks"),
+    ]
+    assert document.styles["Heading 1"].paragraph_format.page_break_before  # each chapter on a new page
+
+
+def test_docx_title_page_has_project_and_date(document: docx.document.Document) -> None:
+    first, second = document.paragraphs[:2]
+    assert (first.style.name, first.text) == ("Title", "Energy outlook")
+    assert (second.style.name, second.text) == ("Subtitle", "1 May 2024")
+
+
+def test_docx_contents_list_the_headings_before_word_updates_them(document: docx.document.Document) -> None:
+    paragraphs = document.paragraphs
+    start = next(i for i, p in enumerate(paragraphs) if p.style.name == "TOC Heading")
+    end = next(i for i, p in enumerate(paragraphs) if p.style.name == "Heading 1")
+    contents = [p.text for p in paragraphs[start + 1 : end] if p.text]
+    assert contents[:3] == ["1. Generation", "The mix", "Coal"]
+    assert contents[-1] == "Failed or skipped tasks"
+    # one TOC field spanning the entries: begin in the first, end in the last
+    first, last = paragraphs[start + 1], paragraphs[end - 1]
+    assert [c.get(qn("w:fldCharType")) for c in first._p.iter(qn("w:fldChar"))][:2] == ["begin", "separate"]
+    assert [c.get(qn("w:fldCharType")) for c in last._p.iter(qn("w:fldChar"))][-1:] == ["end"]
+
+
+def test_docx_chapter_description_is_the_intro_under_its_heading(document: docx.document.Document) -> None:
+    paragraphs = body_paragraphs(document)
+    assert paragraphs[0].text == "1. Generation"
+    assert paragraphs[1].text == "How power is made, 2015-2017."
+    assert all(run.italic for run in paragraphs[1].runs)
+    risks = next(i for i, p in enumerate(paragraphs) if p.text == "2. Risks")
+    assert paragraphs[risks + 1].style.name == "Heading 2"  # no description, no intro
+
+
+def test_docx_has_one_15_cm_picture_per_chart_placed(document: docx.document.Document) -> None:
+    shapes = document.inline_shapes
+    assert len(shapes) == 2  # generation (once for its chapter) and prices
+    for shape in shapes:
+        assert abs(shape.width - Cm(15)) < Cm(0.01)
+    pictures = [p for p in body_paragraphs(document) if p._p.xpath(".//pic:pic")]
+    assert len(pictures) == 2
+
+
+def test_docx_captions_are_numbered_in_reading_order(document: docx.document.Document) -> None:
+    captions = [p.text for p in document.paragraphs if p.style.name == "Caption"]
+    assert captions == [
+        "Table 1: generation (source: generation.csv)",
+        "Figure 1: generation — coal, gas by year",
+        "Figure 2: prices — germany_eur_mwh, france_eur_mwh by year",
+    ]
+    instructions = [el.text.strip() for el in document.element.body.iter(qn("w:instrText"))]
+    assert instructions.count("SEQ Figure \\* ARABIC") == 2
+    assert instructions.count("SEQ Table \\* ARABIC") == 1
+
+
+def test_docx_places_table_and_chart_after_their_task_text(document: docx.document.Document) -> None:
+    paragraphs = body_paragraphs(document)
+    at = {p.text: i for i, p in enumerate(paragraphs)}
+    assert at["Text of gen.t1."] < at["Table 1: generation (source: generation.csv)"]
+    assert at["Table 1: generation (source: generation.csv)"] < at["Figure 1: generation — coal, gas by year"]
+    assert at["Figure 1: generation — coal, gas by year"] < at["Coal"]
+    prices = at["Figure 2: prices — germany_eur_mwh, france_eur_mwh by year"]
+    assert at["Text of risk.t3."] < prices < at["3. Summary"]
+    assert paragraphs[at["Figure 1: generation — coal, gas by year"] - 1]._p.xpath(".//pic:pic")
+
+
+def test_docx_include_table_task_gets_a_real_word_table(document: docx.document.Document) -> None:
+    data_table = document.tables[0]
+    assert table_rows(data_table) == [
+        ["year", "region", "coal", "gas"],
+        ["2015", "EU", "650", "420"],
+        ["2016", "EU", "600", "480"],
+        ["2017", "EU", "580", "530"],
+    ]
+    header = data_table.rows[0]
+    assert all(run.bold for run in header.cells[0].paragraphs[0].runs)
+    assert header._tr.trPr.find(qn("w:tblHeader")) is not None  # repeats on every page
+    year_cell = data_table.rows[1].cells[0].paragraphs[0]
+    assert year_cell.alignment is not None and year_cell.alignment.name == "RIGHT"  # numbers right-aligned
+    caption = next(p for p in document.paragraphs if p.text.startswith("Table 1:"))
+    assert caption._p.getnext() is data_table._tbl  # the caption sits right above its table
+    widths = [column.width for column in data_table.columns]
+    assert sum(widths) <= Cm(15.3)
+
+
+def test_docx_appendix_lists_failed_and_skipped_tasks(document: docx.document.Document) -> None:
+    appendix = document.tables[-1]
+    assert table_rows(appendix) == [
+        ["Objective", "Task", "Status", "Reason"],
+        ["2. Risks", "Prices (risk.t1)", "failed", "HTTP 400: bad request"],
+        ["2. Risks", "After prices (risk.t2)", "skipped", "dependency risk.t1 failed"],
+    ]
+
+
+def test_docx_without_attachments_has_no_pictures_or_captions(sheet: PromptSheet, run_dir: Path) -> None:
+    document = docx.Document(write_docx(run_dir / "plain.docx", report_view(sheet)))
+    assert len(document.inline_shapes) == 0
+    assert [p for p in document.paragraphs if p.style.name == "Caption"] == []
+    assert len(document.tables) == 1  # the appendix
+
+
+# --- report.md ----------------------------------------------------------------------------------
+
+IMAGE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
+
+
+def test_markdown_image_links_point_at_files_that_exist(
+    sheet: PromptSheet, run_dir: Path, attachments: dict[str, TaskAttachments]
+) -> None:
+    path = write_markdown(run_dir / "report.md", report_view(sheet), attachments=attachments)
+    links = IMAGE_LINK.findall(path.read_text(encoding="utf-8"))
+    assert [target for _, target in links] == ["charts/generation.png", "charts/prices.png"]
+    for _, target in links:
+        assert (path.parent / target).is_file()
+        assert (path.parent / target).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert [alt for alt, _ in links] == [
+        "Figure 1: generation — coal, gas by year",
+        "Figure 2: prices — germany_eur_mwh, france_eur_mwh by year",
+    ]
+
+
+def test_markdown_places_table_under_its_caption_after_the_task_text(
+    sheet: PromptSheet, attachments: dict[str, TaskAttachments]
+) -> None:
+    markdown = render_markdown(report_view(sheet), attachments=attachments)
+    task = markdown.index("### The mix\n\nText of gen.t1.")
+    caption = markdown.index("**Table 1: generation (source: generation.csv)**\n\n| year | region | coal | gas |")
+    figure = markdown.index("_Figure 1: generation — coal, gas by year_")
+    assert task < caption < figure < markdown.index("### Coal")
+
+
+def test_markdown_chapter_description_is_the_intro_under_its_heading(sheet: PromptSheet) -> None:
+    markdown = render_markdown(report_view(sheet))
+    assert "## 1. Generation\n\n_How power is made, 2015-2017._\n\n### The mix" in markdown
+    assert "## 2. Risks\n\n### Prices" in markdown
