@@ -84,7 +84,10 @@ class SleeperLike(Protocol):
     @property
     def interrupted(self) -> bool: ...
 
-    def sleep(self, seconds: float) -> None: ...
+    @property
+    def epoch(self) -> int: ...
+
+    def sleep(self, seconds: float, epoch: int | None = None) -> None: ...
 
     def wake_all(self) -> None: ...
 
@@ -97,6 +100,10 @@ class Sleeper:
     `wake_all()` ends the current sleeps early so sleepers re-check what they are
     waiting for (the probe answered); `interrupt()` also makes every later sleep
     return at once, so a stopping run does not sit out a 60 s cool-down.
+
+    To not miss a wake-up that lands between checking a condition and going to
+    sleep, read `epoch` before the check and pass it to `sleep`: a wake-up since
+    then makes the sleep return at once.
     """
 
     def __init__(self) -> None:
@@ -108,13 +115,17 @@ class Sleeper:
     def interrupted(self) -> bool:
         return self._interrupted
 
-    def sleep(self, seconds: float) -> None:
+    @property
+    def epoch(self) -> int:
+        return self._generation
+
+    def sleep(self, seconds: float, epoch: int | None = None) -> None:
         if seconds <= 0:
             return
         with self._condition:
-            generation = self._generation
+            since = self._generation if epoch is None else epoch
             self._condition.wait_for(
-                lambda: self._interrupted or self._generation != generation, timeout=seconds
+                lambda: self._interrupted or self._generation != since, timeout=seconds
             )
 
     def wake_all(self) -> None:
@@ -152,7 +163,7 @@ def _sleep_until(deadline: float, clock: Clock, sleeper: SleeperLike) -> None:
 class InFlightLimit:
     """At most `limit` calls on the wire at once, however many pools and threads ask.
 
-    A BoundedSemaphore plus counters the pacer and the progress display can read.
+    A BoundedSemaphore plus counters a progress display or a test can read.
     """
 
     def __init__(self, limit: int) -> None:
@@ -244,11 +255,13 @@ def _per_minute(limit: float | None, burst_s: float) -> Gcra | None:
 class RateLimiter:
     """The run config's `requests_per_minute` and `tokens_per_minute`, for every thread.
 
-    Hand-written (≈40 lines on top of `Gcra`) rather than a dependency: we need
-    reservations that a `Throttle` can combine with other limits under one lock,
-    and an injectable clock; the libraries we looked at (pyrate-limiter, limits)
-    sleep inside and read the clock themselves. Short bursts of one second's
-    worth are allowed; the average stays under the limit.
+    Hand-written (a few lines on top of `Gcra`) rather than, say, pyrate-limiter:
+    its `Limiter` checks-and-consumes or delays by itself, while the `Throttle`
+    must first ask every limit *when* (this one, the learned pace, the cool-down),
+    book one time that suits all of them under one lock, and sleep on a sleeper
+    that an auth failure can interrupt. That glue would be longer than the GCRA,
+    and there is no dependency to add. Short bursts (one second's worth) are
+    allowed; the average stays under the limit.
     """
 
     def __init__(
@@ -410,8 +423,15 @@ class ServerLimit:
     `limit` is `x-ratelimit-limit-*` when sent, else the most ever seen free
     (remaining + this call). `window` is the longest `x-ratelimit-reset-*` seen:
     the reset of a call into an empty window (sliding log) or of an empty
-    bucket (OpenAI); shorter resets only mean part of the window is used. The
-    pace is `factor * limit / window` units per second, once both are known.
+    bucket (OpenAI); shorter resets only mean part of the window is used.
+
+    The pace, once both are known, is `usable / window` units per second, with
+    `usable` the smaller of two bounds. The headroom: `factor * limit`, leaving
+    a share of the limit for jitter (widened by 429s). And whole calls: evenly
+    spaced calls can still bunch so that one more than the average lands in a
+    window, so at most `floor(limit / largest) - 1` calls of the largest size
+    booked so far. For requests (a call is 1 unit) the headroom is the
+    stricter; for tokens, whose calls are large against the limit, the calls.
     """
 
     def __init__(self, name: str, headroom: float) -> None:
@@ -420,6 +440,7 @@ class ServerLimit:
         self.window = 0.0
         self.ceiling = 1.0 - headroom
         self.factor = self.ceiling
+        self.largest = 1.0
         self._gcra: Gcra | None = None
 
     @property
@@ -427,9 +448,18 @@ class ServerLimit:
         """Units per second we pace at, or None while the limit is unknown."""
         if not self.limit or self.window <= 0:
             return None
-        return self.factor * self.limit / self.window
+        whole_calls = math.floor(self.limit / self.largest) - 1
+        usable = min(self.factor * self.limit, whole_calls * self.largest)
+        return max(usable, _MIN_FACTOR * self.limit) / self.window
 
-    def learn(self, limit: float | None, remaining: float | None, reset: float | None, units: float, admitted: bool) -> None:
+    def learn(
+        self,
+        limit: float | None,
+        remaining: float | None,
+        reset: float | None,
+        units: float,
+        admitted: bool,
+    ) -> None:
         if limit is not None and limit > 0:
             self.limit = limit
         elif admitted and remaining is not None:
@@ -448,6 +478,9 @@ class ServerLimit:
         return now if self._gcra is None else self._gcra.earliest(now)
 
     def commit(self, at: float, units: float) -> None:
+        if units > self.largest:
+            self.largest = units
+            self._update()
         if self._gcra is not None:
             self._gcra.commit(at, units)
 
@@ -524,6 +557,8 @@ class HeaderPacer:
         """
         tokens = ticket.tokens if ticket is not None else 0.0
         with self._lock:
+            ended_probe = not self._probe_answered
+            self._probe_answered = True
             for limit, units in ((self.requests, 1.0), (self.tokens, tokens)):
                 limit.learn(
                     _number(header(headers, f"x-ratelimit-limit-{limit.name}")),
@@ -532,8 +567,6 @@ class HeaderPacer:
                     units,
                     admitted,
                 )
-            ended_probe = not self._probe_answered
-            self._probe_answered = True
             return ended_probe
 
     def rate_limited(self) -> None:
@@ -593,6 +626,7 @@ class Throttle:
             if self._sleeper.interrupted:
                 raise Stopped("stopped before sending")
             ticket: Ticket | None = None
+            epoch = self._sleeper.epoch  # before the check: see `Sleeper`
             with self._lock:
                 now = self._clock()
                 hold = max(self.cool_down.until, self.pacer.blocked_until(now) or -math.inf)
@@ -606,7 +640,7 @@ class Throttle:
                     ticket = self.pacer.commit(at, tokens)
             if ticket is None:
                 # One sleep, not a loop: a wake-up (the probe answered) means look again.
-                self._sleeper.sleep(hold - self._clock())
+                self._sleeper.sleep(hold - self._clock(), epoch)
                 continue
             _sleep_until(ticket.at, self._clock, self._sleeper)
             if self.cool_down.until <= ticket.at:

@@ -129,9 +129,12 @@ class OpenAIProvider:
         rand: Callable[[], float] = random.random,
         wall_clock: Callable[[], float] = time.time,
         meter: CostMeter | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
         if config.provider not in ("openai", "azure"):
-            raise ConfigError(f"provider: OpenAIProvider serves 'openai' and 'azure', not {config.provider!r}")
+            raise ConfigError(
+                f"provider: OpenAIProvider serves 'openai' and 'azure', not {config.provider!r}"
+            )
         self.name = config.provider
         self._config = config
         self._key = _require_key(config)
@@ -141,7 +144,7 @@ class OpenAIProvider:
         self._rand = rand
         self._on_event = on_event
         self._sleeper = sleeper or Sleeper()
-        self._policy = RetryPolicy(max_retries=config.max_retries)
+        self._policy = policy or RetryPolicy(max_retries=config.max_retries)
         self._meter = meter or CostMeter(config.max_cost_usd)
         self._in_flight = InFlightLimit(config.max_concurrent_requests)
         self._throttle = Throttle(
@@ -209,7 +212,9 @@ class OpenAIProvider:
                 self._back_off(request, failure, attempt)
                 continue
             except ProviderError as error:
-                error.attempts = attempt
+                # `attempts` counts sends; a call refused before sending (the run
+                # stopped meanwhile) did not send this time round.
+                error.attempts = attempt if error.attempts else attempt - 1
                 raise
             return self._response(request, answer, attempt, started)
 
@@ -251,7 +256,8 @@ class OpenAIProvider:
                 ticket = self._throttle.acquire(tokens)
             except Stopped:
                 self._raise_if_stopped()
-                raise ProviderError("the provider was stopped; no more calls are sent") from None
+                stopped = "the provider was stopped; no more calls are sent"
+                raise ProviderError(stopped, attempts=0) from None
             return self._send(request, ticket)
 
     def _send(self, request: ChatRequest, ticket: Ticket) -> _Answer:
@@ -342,20 +348,20 @@ class OpenAIProvider:
             return
         if isinstance(stopped, AuthError):
             raise AuthError(stopped.message, status_code=stopped.status_code, attempts=0)
-        raise ProviderError(stopped.message)
+        raise ProviderError(stopped.message, attempts=0)
 
     def _back_off(self, request: ChatRequest, failure: _Failure, attempt: int) -> None:
         """Wait before the next attempt: a 429 holds every thread, anything else only this one."""
         delay = backoff_delay(attempt, self._policy, failure.retry_after, self._rand)
+        if failure.rate_limited:
+            self._throttle.rate_limited(delay)  # every thread's next acquire() waits it out
         label = request.label or request.model
         log.warning(
             "%s: attempt %d of %d failed (%s); retrying in %.2fs",
             label, attempt, self._policy.max_retries + 1, failure.reason, delay,
         )
         self._emit("retry", label=request.label, attempt=attempt, reason=failure.reason, delay=delay)
-        if failure.rate_limited:
-            self._throttle.rate_limited(delay)  # the next acquire() waits it out, with everyone
-        else:
+        if not failure.rate_limited:
             try:
                 sleep_for(delay, self._clock, self._sleeper)
             except Stopped:

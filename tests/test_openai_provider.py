@@ -1,0 +1,346 @@
+"""The openai provider against the simulator over real HTTP, driven by the real SDK."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from report_pipeline.config import RunConfig
+from report_pipeline.errors import (
+    AuthError,
+    BudgetExceeded,
+    ConfigError,
+    ProviderError,
+    RateLimited,
+    TransientProviderError,
+)
+from report_pipeline.providers.base import ChatRequest, Provider
+from report_pipeline.providers.openai_provider import OpenAIProvider, estimate_tokens
+from report_pipeline.retry import RetryPolicy
+from report_pipeline.simulator import SimulatorHandle
+from tests.simulator_support import TEST_API_KEY, make_simulator, simulator  # noqa: F401
+
+MakeSimulator = Callable[..., SimulatorHandle]
+
+# Retry quickly: the policy's delays are tested as tables in test_retry.py.
+FAST = RetryPolicy(max_retries=8, initial_delay=0.01, max_delay=0.05)
+
+
+def _config(base_url: str, *, key: str = TEST_API_KEY, **changes: Any) -> RunConfig:
+    return RunConfig(provider="openai", base_url=base_url, api_key=SecretStr(key), model="gpt-4o-mini", **changes)
+
+
+@contextmanager
+def _provider(config: RunConfig, **options: Any) -> Iterator[OpenAIProvider]:
+    options.setdefault("policy", FAST)
+    provider = OpenAIProvider(config, **options)
+    try:
+        yield provider
+    finally:
+        provider.close()
+
+
+def _ask(text: str, *, label: str = "", model: str = "gpt-4o-mini") -> ChatRequest:
+    return ChatRequest(model=model, messages=({"role": "user", "content": text},), max_tokens=200, label=label)
+
+
+class _Events:
+    """Collects on_event calls from every thread."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: str, **fields: Any) -> None:
+        with self._lock:
+            self.items.append((kind, fields))
+
+    def retries(self) -> list[dict[str, Any]]:
+        return [fields for kind, fields in self.items if kind == "retry"]
+
+
+# -- success ---------------------------------------------------------------------------
+
+
+def test_completion_returns_text_usage_and_cost(simulator: SimulatorHandle) -> None:  # noqa: F811
+    config = _config(simulator.base_url)
+    with _provider(config) as provider:
+        assert isinstance(provider, Provider)
+        response = provider.complete(_ask("Summarise the energy table"))
+    assert "Summarise the energy table" in response.text
+    assert response.prompt_tokens > 0 and response.completion_tokens > 0
+    price = config.price_for("gpt-4o-mini")
+    assert price is not None
+    assert response.cost_usd == pytest.approx(price.cost(response.prompt_tokens, response.completion_tokens))
+    assert response.cost_usd > 0
+    assert provider.spent_usd == pytest.approx(response.cost_usd)
+    assert (response.attempts, response.finish_reason, response.model) == (1, "stop", "gpt-4o-mini")
+    assert simulator.stats()["calls"] == 1
+
+
+def test_token_estimate_matches_what_the_simulator_charges(simulator: SimulatorHandle) -> None:  # noqa: F811
+    simulator.configure(tokens_per_window=100_000, window_s=60.0)
+    request = _ask("x" * 1001)
+    with _provider(_config(simulator.base_url)) as provider:
+        response = provider.complete(request)
+        limit = provider.throttle.pacer.tokens.limit
+    assert estimate_tokens(request) == response.prompt_tokens + request.max_tokens
+    assert limit == 100_000  # learned from x-ratelimit-limit-tokens
+
+
+def test_model_without_a_price_costs_nothing(simulator: SimulatorHandle) -> None:  # noqa: F811
+    with _provider(_config(simulator.base_url)) as provider:
+        response = provider.complete(_ask("hello", model="sim-small"))
+    assert response.cost_usd == 0.0
+    assert provider.spent_usd == 0.0
+
+
+def test_list_models_lists_the_endpoints_models(simulator: SimulatorHandle) -> None:  # noqa: F811
+    with _provider(_config(simulator.base_url)) as provider:
+        assert provider.list_models() == sorted(simulator.config.models)
+
+
+class _ThinServer(BaseHTTPRequestHandler):
+    """A server like llama.cpp at its thinnest: no usage, no model, no rate-limit headers."""
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = json.dumps({"choices": [{"message": {"role": "assistant", "content": "plain answer"}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_server_without_usage_or_rate_headers_still_works() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ThinServer)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        config = _config(f"http://127.0.0.1:{server.server_address[1]}/v1")
+        with _provider(config) as provider:
+            responses = [provider.complete(_ask(f"q{i}")) for i in range(3)]
+            assert not provider.throttle.pacer.pacing
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    first = responses[0]
+    assert (first.text, first.prompt_tokens, first.completion_tokens, first.cost_usd) == ("plain answer", 0, 0, 0.0)
+    assert (first.model, first.finish_reason) == ("gpt-4o-mini", "stop")
+
+
+# -- retries -----------------------------------------------------------------------------
+
+
+def test_fail_first_is_retried_to_success(simulator: SimulatorHandle, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    events = _Events()
+    caplog.set_level(logging.WARNING, logger="report_pipeline.provider")
+    with _provider(_config(simulator.base_url), on_event=events) as provider:
+        response = provider.complete(_ask("sim:fail_first=2 flaky prompt", label="O1.T1.generate"))
+    assert response.attempts == 3
+    assert simulator.stats()["faults"] == {"503": 2}
+    assert [(e["label"], e["attempt"], e["reason"]) for e in events.retries()] == [
+        ("O1.T1.generate", 1, "HTTP 503"),
+        ("O1.T1.generate", 2, "HTTP 503"),
+    ]
+    warnings = [r for r in caplog.records if r.name == "report_pipeline.provider" and r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert "O1.T1.generate" in warnings[0].getMessage()
+
+
+def test_mixed_faults_over_100_calls_from_16_threads_all_succeed(make_simulator: MakeSimulator) -> None:  # noqa: F811
+    sim = make_simulator(
+        seed=7, error_rate=0.10, hang_rate=0.05, hang_s=5.0, drop_rate=0.05, malformed_rate=0.05
+    )
+    config = _config(sim.base_url, request_timeout_s=0.5, max_concurrent_requests=16)
+    with _provider(config) as provider, ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(lambda i: provider.complete(_ask(f"task {i}")), range(100)))
+    assert len(responses) == 100 and all(r.text for r in responses)
+    stats = sim.stats()
+    assert set(stats["faults"]) >= {"hang", "drop", "malformed"}
+    assert {"500", "503"} & set(stats["faults"])
+    # every attempt reached the server once, and only ours did
+    assert sum(r.attempts for r in responses) == stats["calls"]
+    assert stats["completed"] == 100
+
+
+def test_bad_request_fails_with_the_servers_message_and_no_retry(simulator: SimulatorHandle) -> None:  # noqa: F811
+    with _provider(_config(simulator.base_url)) as provider, pytest.raises(ProviderError) as caught:
+        provider.complete(_ask("sim:status=400 broken request"))
+    error = caught.value
+    assert type(error) is ProviderError
+    assert error.status_code == 400 and error.attempts == 1
+    assert "Simulated error 400 requested by directive" in str(error)
+    assert simulator.stats()["calls"] == 1
+
+
+def test_persistent_server_errors_give_up_with_attempts(simulator: SimulatorHandle) -> None:  # noqa: F811
+    policy = RetryPolicy(max_retries=2, initial_delay=0.01, max_delay=0.02)
+    with _provider(_config(simulator.base_url), policy=policy) as provider:
+        with pytest.raises(TransientProviderError) as caught:
+            provider.complete(_ask("sim:status=500 always down"))
+    assert caught.value.attempts == 3 and caught.value.status_code == 500
+    assert simulator.stats()["calls"] == 3
+
+
+def test_429_retry_after_holds_every_thread(simulator: SimulatorHandle) -> None:  # noqa: F811
+    """One thread's 429 (retry-after 0.3 s) makes a call started by another thread wait too."""
+    later: dict[str, Any] = {}
+
+    def on_event(kind: str, **fields: Any) -> None:
+        if kind == "retry" and "thread" not in later:  # the cool-down is already in force here
+            def other_call() -> None:
+                later["response"] = provider.complete(_ask("an innocent bystander"))
+
+            later["delay"] = fields["delay"]
+            later["thread"] = threading.Thread(target=other_call)
+            later["thread"].start()
+
+    policy = RetryPolicy(max_retries=1, initial_delay=0.01, max_delay=0.02)
+    with _provider(_config(simulator.base_url), policy=policy, on_event=on_event) as provider:
+        with pytest.raises(RateLimited) as caught:
+            provider.complete(_ask("sim:status=429 sim:retry_after=0.3 hot key"))
+        later["thread"].join(timeout=10)
+    assert caught.value.attempts == 2 and caught.value.status_code == 429
+    assert later["delay"] == pytest.approx(0.3)  # the server's retry-after, not our 0.01 s backoff
+    assert later["response"].latency_s >= 0.25  # the bystander sat out the cool-down
+
+
+def test_two_clients_sharing_a_limit_back_off_and_all_succeed(make_simulator: MakeSimulator) -> None:  # noqa: F811
+    """Like two runs on one key: each paces at the full limit, 429s slow both down."""
+    sim = make_simulator(requests_per_window=10, window_s=0.5)
+    events = _Events()
+    config = _config(sim.base_url, max_concurrent_requests=4)
+    with _provider(config, on_event=events) as first, _provider(config, on_event=events) as second:
+        with ThreadPoolExecutor(8) as pool:
+            jobs = [pool.submit((first, second)[i % 2].complete, _ask(f"shared {i}")) for i in range(24)]
+            responses = [job.result() for job in jobs]
+        triggers = first.throttle.cool_down.triggers + second.throttle.cool_down.triggers
+    assert len(responses) == 24
+    stats = sim.stats()
+    assert stats["rate_limited"] >= 1
+    assert triggers == stats["rate_limited"]
+    assert {e["reason"] for e in events.retries()} == {"HTTP 429"}
+
+
+def test_rate_limit_with_many_threads_all_succeed_with_few_429s(make_simulator: MakeSimulator) -> None:  # noqa: F811
+    sim = make_simulator(requests_per_window=20, window_s=1.0, latency_s=0.05)
+    config = _config(sim.base_url, max_concurrent_requests=30)
+    with _provider(config) as provider, ThreadPoolExecutor(30) as pool:
+        responses = list(pool.map(lambda i: provider.complete(_ask(f"paced {i}")), range(60)))
+    assert len(responses) == 60
+    stats = sim.stats()
+    assert stats["completed"] == 60
+    assert stats["rate_limited"] <= 6  # a plain pool gets more 429s than answers here
+
+
+# -- auth, budget, lifecycle ------------------------------------------------------------
+
+
+def test_wrong_key_raises_auth_error_and_stops_every_thread(make_simulator: MakeSimulator) -> None:  # noqa: F811
+    sim = make_simulator(api_key="sk-the-right-key")
+    config = _config(sim.base_url, key="sk-a-wrong-key", max_concurrent_requests=4)
+    with _provider(config) as provider, ThreadPoolExecutor(12) as pool:
+        futures = [pool.submit(provider.complete, _ask(f"call {i}")) for i in range(12)]
+        errors = [f.exception(timeout=30) for f in futures]
+        assert all(isinstance(e, AuthError) for e in errors)
+        assert provider.aborted
+        calls = sim.stats()["calls"]
+        assert 1 <= calls <= config.max_concurrent_requests
+        with pytest.raises(AuthError):
+            provider.complete(_ask("one more"))
+    assert sim.stats()["calls"] == calls  # nothing more was sent
+    message = str(errors[0])
+    assert "HTTP 401" in message and "OPENAI_API_KEY" in message
+
+
+def test_budget_stops_sending_once_reached(simulator: SimulatorHandle) -> None:  # noqa: F811
+    with _provider(_config(simulator.base_url, max_cost_usd=1e-9)) as provider:
+        provider.complete(_ask("first call"))
+        assert provider.spent_usd > 1e-9
+        with pytest.raises(BudgetExceeded):
+            provider.complete(_ask("second call"))
+    assert simulator.stats()["calls"] == 1
+
+
+def test_closed_provider_sends_nothing(simulator: SimulatorHandle) -> None:  # noqa: F811
+    provider = OpenAIProvider(_config(simulator.base_url))
+    provider.close()
+    with pytest.raises(ProviderError, match="closed"):
+        provider.complete(_ask("too late"))
+    assert simulator.stats()["calls"] == 0
+
+
+def test_missing_key_is_a_config_error_naming_the_variable() -> None:
+    config = RunConfig(provider="openai", api_key_env="MY_LLM_KEY")
+    with pytest.raises(ConfigError) as caught:
+        OpenAIProvider(config)
+    message = str(caught.value)
+    assert "MY_LLM_KEY" in message
+    assert "--provider offline" in message
+    assert "export MY_LLM_KEY=local" in message
+
+
+def test_azure_needs_an_api_version_and_uses_the_endpoint() -> None:
+    config = RunConfig(provider="azure", base_url="https://example.openai.azure.com", api_key=SecretStr("k"))
+    with pytest.raises(ConfigError, match="azure_api_version"):
+        OpenAIProvider(config)
+    ready = config.with_overrides(azure_api_version="2024-10-21")
+    with _provider(ready) as provider:
+        assert provider.name == "azure"
+        assert "example.openai.azure.com/openai/" in repr(provider)
+
+
+# -- secrets ---------------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_api_key_never_appears_in_errors_or_logs(
+    make_simulator: MakeSimulator, caplog: pytest.LogCaptureFixture  # noqa: F811
+) -> None:
+    key = "sk-leak-check-7f3a9c"
+    caplog.set_level(logging.DEBUG)  # every logger, the SDK's and httpx2's included
+    policy = RetryPolicy(max_retries=1, initial_delay=0.01, max_delay=0.02)
+    errors: list[BaseException] = []
+    open_sim = make_simulator()
+    with _provider(_config(open_sim.base_url, key=key), policy=policy) as provider:
+        for prompt in (f"sim:status={key}", "sim:status=500", "sim:status=429 sim:retry_after=0.01"):
+            with pytest.raises(ProviderError) as caught:  # the first is a 400 that echoes the key
+                provider.complete(_ask(prompt))
+            errors.append(caught.value)
+        assert repr(provider).count(key) == 0
+    strict_sim = make_simulator(api_key="sk-some-other-key")
+    with _provider(_config(strict_sim.base_url, key=key), policy=policy) as provider:
+        with pytest.raises(AuthError) as caught:
+            provider.complete(_ask("hello"))
+        errors.append(caught.value)
+    with _provider(_config(f"http://127.0.0.1:{_closed_port()}/v1", key=key), policy=policy) as provider:
+        with pytest.raises(TransientProviderError) as caught:
+            provider.complete(_ask("hello"))
+        errors.append(caught.value)
+    assert "***" in str(errors[0])  # the echo was scrubbed, not dropped
+    for error in errors:
+        assert key not in str(error) and key not in repr(error)
+    assert caplog.records  # the check below looked at something
+    for record in caplog.records:
+        assert key not in record.getMessage()
