@@ -90,6 +90,7 @@ class RunConfig(BaseModel):
     max_retries: int = Field(default=6, ge=0, le=50)
     request_timeout_s: float = Field(default=60.0, gt=0)
     max_cost_usd: float | None = Field(default=None, ge=0)
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     # outputs
     output_dir: Path = Path("output")

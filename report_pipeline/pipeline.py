@@ -113,6 +113,7 @@ class ReportGenerationPipeline:
         self.run_id = run_id or new_run_id()
         self.run_dir = Path(config.output_dir) / self.run_id
         self.results = ReportStructureManager(self.plan)
+        self._charts = ChartRenderer(self.run_dir)
         self._with_check = any("check" in (t.steps or config.steps) for t in self.plan.tasks.values())
 
     def run(self) -> RunResult:
@@ -150,6 +151,8 @@ class ReportGenerationPipeline:
         if known.status == "done":
             log.info("run %s had already finished; resuming rewrites its outputs", self.run_id)
         (self.run_dir / "objectives").mkdir(exist_ok=True)
+        for leftover in self.run_dir.rglob(".*.tmp"):  # a write cut short by the crash: never a real file
+            leftover.unlink(missing_ok=True)
         (self.run_dir / "results.csv").unlink(missing_ok=True)  # rewritten whole, restored rows first
         assert ledger is not None
         finished = ledger.completed_tasks(self.run_id)
@@ -171,8 +174,10 @@ class ReportGenerationPipeline:
                 self.provider.name, self.config.model, self.sheet.path,
             )
             self.observer.run_started(self.plan, self.run_dir)
+            prefetch = self._start_charts()
             with ResourceMonitor(rss_warn_mb=self.config.rss_warn_mb) as monitor:
                 halt = self._execute(ledger, restored)
+            prefetch.join()
             result = self._finish(started, halt, monitor.stats.as_dict())
             if ledger is not None:
                 ledger.finish_run(self.run_id, result.status, {  # type: ignore[arg-type]
@@ -231,11 +236,27 @@ class ReportGenerationPipeline:
             hooks=hooks, stop=self.stop, restored=restored,
         )
         try:
-            return scheduler.run()
+            return scheduler.run(grace_s=config.shutdown_grace_s)
         finally:
             task_pool.shutdown(wait=True, cancel_futures=True)
             objective_pool.shutdown(wait=True)
             appender.close()
+
+    def _start_charts(self) -> threading.Thread:
+        """Charts depend on the data, not on the model's answers: draw them while the calls run."""
+        names = sorted({n for t in self.plan.tasks.values() for n in t.data
+                        if n in self.sheet.data_sources and self.sheet.data_sources[n].chart})
+
+        def draw() -> None:
+            for name in names:
+                try:
+                    self._charts.render(name, self.data)
+                except Exception as error:  # noqa: BLE001 - the report shows a note instead
+                    log.warning("chart for %s not drawn: %s", name, error)
+
+        thread = threading.Thread(target=draw, name="charts", daemon=True)
+        thread.start()
+        return thread
 
     def _task_started(self, task: Task) -> None:
         log.debug("task %s started", task.key)
@@ -271,7 +292,7 @@ class ReportGenerationPipeline:
             "timeline_png": self.run_dir / "timeline.png",
         }
         done_tasks = [self.plan.tasks[r.key] for r in view.all_results() if r.status == "done"]
-        attachments = build_attachments(done_tasks, self.data, self.run_dir, charts=ChartRenderer(self.run_dir))
+        attachments = build_attachments(done_tasks, self.data, self.run_dir, charts=self._charts)
         write_markdown(outputs["report_md"], view, attachments=attachments)
         write_docx(outputs["report_docx"], view, attachments=attachments)
         write_xlsx(outputs["report_xlsx"], view)

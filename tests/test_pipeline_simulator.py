@@ -1,0 +1,213 @@
+"""The whole pipeline with the real openai SDK talking HTTP to the simulator on 127.0.0.1:
+faults, a wrong key, a budget, secrets, re-runs, kill -9 and SIGTERM."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from report_pipeline.config import load_config
+from report_pipeline.pipeline import ReportGenerationPipeline
+from report_pipeline.sheet import load_prompt_sheet
+from tests.workbooks import make_workbook, simple_workbook
+
+KEY = "sk-test-7f3a9c1e5b2d4f60a8e1c3b5d7f9a2c4"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def openai_config(sim, out: Path, **overrides):
+    settings = {
+        "provider": "openai", "base_url": sim.base_url, "model": "sim-small", "output_dir": out,
+        "max_retries": 6, "request_timeout_s": 5, **overrides,
+    }
+    return load_config(overrides=settings, environ={"OPENAI_API_KEY": KEY})
+
+
+def run(sheet_path: Path, config):
+    return ReportGenerationPipeline(config, load_prompt_sheet(sheet_path)).run()
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_every_task_completes_exactly_once_through_5xx_hangs_drops_and_bad_bodies(tmp_path, make_simulator):
+    sim = make_simulator(error_rate=0.10, hang_rate=0.05, hang_s=3.0, drop_rate=0.05, malformed_rate=0.05, seed=4)
+    sheet = simple_workbook(tmp_path / "wb", 5, 6, settings={"steps": "generate, refine"})
+    result = run(sheet, openai_config(sim, tmp_path / "out", request_timeout_s=1.0, max_concurrent_requests=16))
+    assert result.exit_code == 0, [r.error for r in result.results if r.error]
+    rows = csv_rows(result.run_dir / "results.csv")
+    keys = [f"{r['objective_id']}.{r['task_id']}" for r in rows]
+    assert sorted(keys) == sorted(f"O{i}.T{j}" for i in range(1, 6) for j in range(1, 7))
+    assert len(keys) == len(set(keys)) == 30
+    stats = sim.stats()
+    assert sum(stats["faults"].values()) > 0  # faults really happened and were retried
+    assert any(int(r["attempts"]) > 2 for r in rows)
+
+
+def test_wrong_key_stops_the_run_at_once_with_exit_2(tmp_path, make_simulator):
+    sim = make_simulator(api_key="sk-the-right-one", latency_s=0.05)
+    sheet = simple_workbook(tmp_path / "wb", 4, 10)
+    result = run(sheet, openai_config(sim, tmp_path / "out", max_concurrent_requests=4))
+    assert result.exit_code == 2 and result.status == "aborted"
+    assert sim.stats()["calls"] <= 4
+    manifest = json.loads((result.run_dir / "run.json").read_text())
+    assert manifest["status"] == "aborted"
+    assert "401" in manifest["halt_reason"] or "auth" in manifest["halt_reason"].lower()
+
+
+def test_budget_cap_stops_sending_and_exits_3(tmp_path, make_simulator):
+    sim = make_simulator(latency_s=0.01)
+    sheet = simple_workbook(tmp_path / "wb", 3, 10)
+    prices = {"sim-small": {"input": 1000.0, "output": 1000.0}}  # dollars per million tokens
+    config = openai_config(sim, tmp_path / "out", prices=prices, max_cost_usd=1.0, max_concurrent_requests=2)
+    result = run(sheet, config)
+    assert result.exit_code == 3 and result.status == "budget"
+    done = [r for r in result.results if r.status == "done"]
+    skipped = [r for r in result.results if r.status == "skipped"]
+    assert done and skipped
+    assert all("budget" in r.error for r in skipped)
+    most_per_call = max(r.cost_usd for r in done)
+    assert result.cost_usd <= 1.0 + 2 * most_per_call  # at most the calls already in flight
+    assert sim.stats()["calls"] == len(done)
+
+
+def test_the_key_appears_in_no_output_file(tmp_path, make_simulator):
+    sim = make_simulator(error_rate=0.2, seed=1)
+    sheet = make_workbook(
+        tmp_path / "wb",
+        objectives=[{"objective_id": "o", "title": "O"}],
+        tasks=[
+            {"objective_id": "o", "task_id": "ok", "prompt": "Fine"},
+            {"objective_id": "o", "task_id": "bad", "prompt": "sim:status=400 please"},
+        ],
+    )
+    config = openai_config(sim, tmp_path / "out", log_level="DEBUG")
+    result = run(sheet, config)
+    assert result.exit_code == 1
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert any(p.name == "ledger.sqlite" for p in files) and any(p.name == "run.log" for p in files)
+    for path in files:
+        assert KEY.encode() not in path.read_bytes(), path
+    assert "***" in json.loads((result.run_dir / "run.json").read_text())["config"]["api_key"]
+
+
+def test_rerun_makes_no_call_and_a_changed_prompt_only_its_own(tmp_path, make_simulator):
+    sim = make_simulator()
+    sheet = simple_workbook(tmp_path / "wb", 2, 3)
+    first = run(sheet, openai_config(sim, tmp_path / "out"))
+    assert first.exit_code == 0 and sim.stats()["calls"] == 6
+    sim.reset()
+    second = run(sheet, openai_config(sim, tmp_path / "out"))
+    assert second.exit_code == 0 and sim.stats()["calls"] == 0
+    edited = make_workbook(
+        tmp_path / "wb2",
+        objectives=[{"objective_id": f"O{i}", "title": f"Chapter {i}"} for i in (1, 2)],
+        tasks=[
+            {"objective_id": f"O{i}", "task_id": f"T{j}", "title": f"Part {j}",
+             "prompt": ("Rewritten. " if (i, j) == (2, 3) else "") + f"Write part {j} of {{{{ objective.title }}}}."}
+            for i in (1, 2) for j in (1, 2, 3)
+        ],
+    )
+    sim.reset()
+    run(edited, openai_config(sim, tmp_path / "out"))
+    assert sim.stats()["calls"] == 1
+
+
+def gated_workbook(path: Path) -> Path:
+    """Chapter A runs freely; chapter B's calls wait at the simulator's gate `b` until
+    released; chapter C comes after B. So a test knows exactly which calls completed."""
+    return make_workbook(
+        path,
+        objectives=[{"objective_id": k, "title": f"Chapter {k}"} for k in "ABC"],
+        tasks=[
+            *({"objective_id": "A", "task_id": f"t{j}", "prompt": f"Part {j} of A"} for j in (1, 2, 3)),
+            *({"objective_id": "B", "task_id": f"t{j}", "prompt": f"Part {j} of B sim:hold=b", "depends_on": "A"} for j in (1, 2)),
+            {"objective_id": "C", "task_id": "t1", "prompt": "After B", "depends_on": "B"},
+        ],
+    )
+
+
+def start_cli(sheet: Path, sim, out: Path) -> subprocess.Popen:
+    env = {**os.environ, "OPENAI_API_KEY": KEY}
+    cmd = [sys.executable, "-m", "report_pipeline", "run", str(sheet), "--provider", "openai", "--base-url",
+           sim.base_url, "--model", "sim-small", "--output", str(out), "--no-progress"]
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def ledger_run(out: Path) -> tuple[str, str]:
+    with sqlite3.connect(out / "ledger.sqlite") as db:
+        return db.execute("SELECT run_id, status FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+
+
+def test_kill_9_then_resume_pays_only_for_calls_that_had_not_completed(tmp_path, make_simulator):
+    sim = make_simulator()
+    sheet = gated_workbook(tmp_path / "wb")
+    out = tmp_path / "out"
+    proc = start_cli(sheet, sim, out)
+    try:
+        sim.wait_until_held(2, "b", timeout=60)  # A's three calls are done and recorded; B's two wait
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert sim.stats()["completed"] == 3
+    run_id, status = ledger_run(out)
+    assert status == "running"  # it never got to say anything else
+    sim.reset()  # zero the counters (this closes the gates again), then open gate b for good
+    sim.release("b")
+    env = {**os.environ, "OPENAI_API_KEY": KEY}
+    resumed = subprocess.run(
+        [sys.executable, "-m", "report_pipeline", "run", str(sheet), "--provider", "openai", "--base-url", sim.base_url,
+         "--model", "sim-small", "--output", str(out), "--resume", run_id, "--no-progress"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert sim.stats()["calls"] == 3  # B's two and C's one: nothing paid twice
+
+    whole_out = tmp_path / "whole"
+    whole = subprocess.run(
+        [sys.executable, "-m", "report_pipeline", "run", str(sheet), "--provider", "openai", "--base-url", sim.base_url,
+         "--model", "sim-small", "--output", str(whole_out), "--no-progress"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert whole.returncode == 0, whole.stderr
+    keep = ("objective_id", "task_id", "status", "text", "model", "steps", "prompt_tokens", "completion_tokens")
+
+    def content(run_dir: Path) -> list[tuple]:
+        return sorted(tuple(r[k] for k in keep) for r in csv_rows(run_dir / "results.csv"))
+
+    resumed_dir = out / run_id
+    whole_dir = next(p for p in whole_out.iterdir() if p.is_dir())
+    assert content(resumed_dir) == content(whole_dir)
+    for a, b in zip(sorted((resumed_dir / "objectives").iterdir()), sorted((whole_dir / "objectives").iterdir())):
+        assert a.name == b.name
+        assert [tuple(r[k] for k in keep) for r in csv_rows(a)] == [tuple(r[k] for k in keep) for r in csv_rows(b)]
+    body = lambda d: [l for l in (d / "report.md").read_text().splitlines() if not l.startswith(("- Generated", "- Run"))]  # noqa: E731
+    assert body(resumed_dir) == body(whole_dir)
+
+
+def test_sigterm_mid_run_exits_130_with_completed_work_on_disk(tmp_path, make_simulator):
+    sim = make_simulator()
+    sheet = gated_workbook(tmp_path / "wb")
+    out = tmp_path / "out"
+    proc = start_cli(sheet, sim, out)
+    sim.wait_until_held(2, "b", timeout=60)
+    proc.send_signal(signal.SIGTERM)
+    sim.release("b")  # the calls in flight finish within the grace period
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    run_id, status = ledger_run(out)
+    assert status == "interrupted"
+    rows = {f"{r['objective_id']}.{r['task_id']}": r["status"] for r in csv_rows(out / run_id / "results.csv")}
+    assert all(rows[f"A.t{j}"] == "done" for j in (1, 2, 3))
+    assert rows.get("C.t1") in (None, "skipped")
+    manifest = json.loads((out / run_id / "run.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["exit_code"] == 130
+    assert (out / run_id / "objectives" / "01_chapter-a.csv").exists()
