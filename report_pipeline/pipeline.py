@@ -25,7 +25,7 @@ from .data import DataStore
 from .errors import ConfigError, EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_OK, EXIT_TASKS_FAILED
 from .gateway import CallGateway
 from .ledger import Ledger, TaskRow, config_hash, sheet_hash
-from .logs import run_log
+from .logs import redact, run_log
 from .models import CallRecord, PromptSheet, Task, TaskResult
 from .monitor import ResourceMonitor
 from .plan import Plan, build_plan
@@ -233,7 +233,7 @@ class ReportGenerationPipeline:
             self.plan, runner, lambda r: self.results.record(r).objective_finished,
             objective_slots=config.objective_slots, task_slots=config.task_slots,
             objective_executor=objective_pool, task_executor=task_pool,
-            hooks=hooks, stop=self.stop, restored=restored,
+            hooks=hooks, stop=self.stop, restored=restored, scrub=self._scrub,
         )
         try:
             return scheduler.run(grace_s=config.shutdown_grace_s)
@@ -257,6 +257,9 @@ class ReportGenerationPipeline:
         thread = threading.Thread(target=draw, name="charts", daemon=True)
         thread.start()
         return thread
+
+    def _scrub(self, text: str) -> str:
+        return redact(text, [self.config.api_key.get_secret_value()]) if self.config.api_key else text
 
     def _task_started(self, task: Task) -> None:
         log.debug("task %s started", task.key)

@@ -92,6 +92,7 @@ class Scheduler:
         hooks: SchedulerHooks | None = None,
         stop: threading.Event | None = None,
         restored: dict[str, TaskResult] | None = None,
+        scrub: Callable[[str], str] = lambda text: text,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._plan = plan
@@ -104,6 +105,7 @@ class Scheduler:
         self._hooks = hooks or SchedulerHooks()
         self._stop = stop or threading.Event()
         self._clock = clock
+        self._scrub = scrub  # keeps secrets out of every recorded error message
         self._restored = restored or {}  # finished before a resume: settled, never run
         self._events: queue.Queue[tuple[str, TaskResult | None, BaseException | None]] = queue.Queue()
         self._waiting = {key: len(parents) for key, parents in plan.parents.items()}
@@ -156,6 +158,8 @@ class Scheduler:
             if error is not None:
                 result = self._after_error(key, error)
             assert result is not None
+            if result.error:
+                result = replace(result, error=self._scrub(result.error))
             self._settle(key, result)
             if self.halt is None:
                 self._admit()
@@ -215,7 +219,7 @@ class Scheduler:
             task_id=task.task_id,
             title=task.title,
             status="failed",
-            error=f"{type(error).__name__}: {error}",
+            error=self._scrub(f"{type(error).__name__}: {error}"),
             started_at=now,
             finished_at=now,
             thread=threading.current_thread().name,

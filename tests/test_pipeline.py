@@ -238,3 +238,26 @@ def test_objective_titles_cannot_escape_the_output_folder(tmp_path, title):
     assert csv_file.parent == result.run_dir / "objectives"
     assert ".." not in csv_file.name and "/" not in csv_file.name
     assert read_csv(csv_file)[0]["title"].startswith("'+cmd")  # formula injection neutralised
+
+
+def test_a_key_inside_an_error_message_reaches_no_output(tmp_path):
+    key = "sk-live-0123456789abcdef0123"
+    sheet_path = simple_workbook(tmp_path / "wb", n_objectives=2, n_tasks=2)
+    config = load_config(overrides={"output_dir": tmp_path / "out", "provider": "openai"}, environ={"OPENAI_API_KEY": key})
+
+    class LeakyProvider(OfflineProvider):
+        """A proxy that echoes the key in its error message, and a crash that carries it."""
+
+        def complete(self, request):
+            if request.label.startswith("O1.T1"):
+                raise ProviderError(f"proxy refused Authorization: Bearer {key}", status_code=400)
+            if request.label.startswith("O2.T2"):
+                raise RuntimeError(f"unexpected failure at https://api.example/v1?key={key}")
+            return super().complete(request)
+
+    result = ReportGenerationPipeline(config, load_prompt_sheet(sheet_path), provider=LeakyProvider(config)).run()
+    assert result.counts["failed"] == 2
+    assert all(key not in r.error for r in result.results)
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path
