@@ -32,7 +32,9 @@ def test_run_example_workbook_offline_writes_a_complete_report(tmp_path):
     assert manifest["status"] == "done"
     assert manifest["counts"]["done"] == manifest["counts"]["total"] >= 20
     assert len(list((run_dir / "objectives").glob("*.csv"))) >= 6
-    assert "done:" in result.output and "\x1b" not in result.output
+    assert "\x1b" not in result.output  # not a terminal: plain lines, no control characters
+    objective_lines = [line for line in result.output.splitlines() if line.startswith("objective ")]
+    assert len(objective_lines) == len(manifest["objectives"])  # one line per finished objective
 
 
 def test_validate_reports_every_problem_with_exit_2_and_no_traceback(tmp_path):
