@@ -211,3 +211,17 @@ def test_sigterm_mid_run_exits_130_with_completed_work_on_disk(tmp_path, make_si
     manifest = json.loads((out / run_id / "run.json").read_text())
     assert manifest["status"] == "interrupted" and manifest["exit_code"] == 130
     assert (out / run_id / "objectives" / "01_chapter-a.csv").exists()
+
+
+def test_models_command_lists_the_endpoint_models(simulator, monkeypatch):
+    from click.testing import CliRunner
+
+    from report_pipeline.cli import cli
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    result = CliRunner().invoke(cli, ["models", "--provider", "openai", "--base-url", simulator.base_url])
+    assert result.exit_code == 0, result.output
+    assert "sim-small" in result.output.split()
+    monkeypatch.delenv("OPENAI_API_KEY")
+    missing = CliRunner().invoke(cli, ["models", "--provider", "openai", "--base-url", simulator.base_url])
+    assert missing.exit_code == 2 and "OPENAI_API_KEY" in missing.output
