@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from .errors import EXIT_INTERRUPTED, PromptSheetError, ReportPipelineError, exit_code_for
+from .errors import EXIT_INTERRUPTED, ConfigError, PromptSheetError, ReportPipelineError, exit_code_for
 
 
 def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -69,12 +69,14 @@ def cli() -> None:
 @click.option("--limit", type=int, help="Only the first N enabled tasks in sheet order.")
 @click.option("--batch", is_flag=True, help="Send calls through the provider's Batch API (half price, slower).")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Any config key for this run, over the YAML and the settings sheet (repeatable).")
 @_handle_errors
-def run(sheet: Path, config_path: Path | None, sequential: bool, objectives: str | None, **flags: Any) -> None:
+def run(sheet: Path, config_path: Path | None, sequential: bool, objectives: str | None, settings: tuple[str, ...], **flags: Any) -> None:
     """Run every enabled task of SHEET and write the report under OUTPUT/<run_id>/."""
     from .app import dry_run, prepare_run
 
-    overrides = {
+    overrides: dict[str, Any] = {
         "provider": flags["provider"],
         "model": flags["model"],
         "base_url": flags["base_url"],
@@ -84,6 +86,9 @@ def run(sheet: Path, config_path: Path | None, sequential: bool, objectives: str
         "limit": flags["limit"],
         "log_level": flags["log_level"],
     }
+    for key, value in _key_values(settings):  # a dedicated flag, when given, wins over --set
+        if overrides.get(key) is None:
+            overrides[key] = value
     if sequential:
         overrides.update(run_objectives_concurrent=False, run_task_concurrent=False)
     if flags["no_cache"]:
@@ -104,6 +109,14 @@ def run(sheet: Path, config_path: Path | None, sequential: bool, objectives: str
     with _stop_on_signals(stop):
         result = pipeline.run()
     sys.exit(result.exit_code)
+
+
+def _key_values(pairs: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: write KEY=VALUE, e.g. --set max_tokens=300")
+        yield key.strip(), value.strip()
 
 
 @contextmanager

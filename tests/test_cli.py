@@ -158,3 +158,16 @@ def test_batch_mode_is_a_clear_error_for_now(tmp_path):
     result = invoke("run", sheet, "--batch", "--output", tmp_path / "out")
     assert result.exit_code == 2
     assert "real-time" in result.output
+
+
+def test_set_overrides_any_key_over_the_settings_sheet(tmp_path):
+    sheet = simple_workbook(tmp_path / "wb", 1, 1, settings={"max_tokens": 900})
+    result = invoke("run", sheet, "--set", "max_tokens=120", "--set", "project_name=Weekly", "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    (run_dir,) = run_dirs(tmp_path / "out")
+    config = json.loads((run_dir / "run.json").read_text())["config"]
+    assert config["max_tokens"] == 120 and config["project_name"] == "Weekly"
+    bad = invoke("run", sheet, "--set", "max_tokens", "--output", tmp_path / "out")
+    assert bad.exit_code == 2 and "KEY=VALUE" in bad.output
+    unknown = invoke("run", sheet, "--set", "max_tokenz=5", "--output", tmp_path / "out")
+    assert unknown.exit_code == 2 and "max_tokenz" in unknown.output
