@@ -63,3 +63,15 @@ def dry_run(sheet_path: Path, *, config_path: Path | None, overrides: Mapping[st
 
     sheet, config = load_run_inputs(sheet_path, config_path=config_path, overrides=overrides)
     return estimate_run(sheet, config)
+
+
+def console_handler(observer: object, stream: TextIO):
+    """Where warnings go during a run: through rich on a live display, plain lines otherwise."""
+    from .live import LiveProgress
+    from .logs import plain_console_handler
+
+    if isinstance(observer, LiveProgress):
+        from rich.logging import RichHandler
+
+        return RichHandler(console=observer.console, show_path=False, show_time=False)
+    return plain_console_handler(stream)

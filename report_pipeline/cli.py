@@ -74,7 +74,8 @@ def cli() -> None:
 @_handle_errors
 def run(sheet: Path, config_path: Path | None, sequential: bool, objectives: str | None, settings: tuple[str, ...], **flags: Any) -> None:
     """Run every enabled task of SHEET and write the report under OUTPUT/<run_id>/."""
-    from .app import dry_run, prepare_run
+    from .app import console_handler, dry_run, prepare_run
+    from .logs import console_log
 
     overrides: dict[str, Any] = {
         "provider": flags["provider"],
@@ -106,7 +107,7 @@ def run(sheet: Path, config_path: Path | None, sequential: bool, objectives: str
     pipeline = prepare_run(
         sheet, config_path=config_path, overrides=overrides, stop=stop, stream=sys.stderr, resume=flags["resume"]
     )
-    with _stop_on_signals(stop):
+    with _stop_on_signals(stop), console_log(console_handler(pipeline.observer, sys.stderr), secrets=pipeline.secrets):
         result = pipeline.run()
     sys.exit(result.exit_code)
 

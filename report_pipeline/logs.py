@@ -61,3 +61,26 @@ def run_log(path: Path, *, level: str, secrets: Iterable[str] = ()) -> Iterator[
         logger.removeHandler(handler)
         logger.setLevel(previous_level)
         handler.close()
+
+
+@contextmanager
+def console_log(handler: logging.Handler, *, secrets: Iterable[str] = ()) -> Iterator[logging.Handler]:
+    """Warnings and errors on the console while a run lasts (the progress display's own
+    console on a terminal, so they print above the live bars instead of through them)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(SecretFilter(secrets))
+    if logger.level == logging.NOTSET or logger.level > logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def plain_console_handler(stream) -> logging.Handler:
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    return handler

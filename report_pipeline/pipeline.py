@@ -123,7 +123,7 @@ class ReportGenerationPipeline:
             self.observer.close()
 
     def _run(self) -> RunResult:
-        secrets_to_hide = [self.config.api_key.get_secret_value()] if self.config.api_key else []
+        secrets_to_hide = self.secrets
         with RunLock(Path(self.config.output_dir), self.run_id) as lock:
             ledger = Ledger(self.config.resolved_ledger_path, secrets=secrets_to_hide) if self.config.ledger else None
             if lock.taken_over is not None and ledger is not None:
@@ -258,8 +258,13 @@ class ReportGenerationPipeline:
         thread.start()
         return thread
 
+    @property
+    def secrets(self) -> list[str]:
+        """Strings no output may contain: the API key."""
+        return [self.config.api_key.get_secret_value()] if self.config.api_key else []
+
     def _scrub(self, text: str) -> str:
-        return redact(text, [self.config.api_key.get_secret_value()]) if self.config.api_key else text
+        return redact(text, self.secrets)
 
     def _task_started(self, task: Task) -> None:
         log.debug("task %s started", task.key)

@@ -171,3 +171,20 @@ def test_set_overrides_any_key_over_the_settings_sheet(tmp_path):
     assert bad.exit_code == 2 and "KEY=VALUE" in bad.output
     unknown = invoke("run", sheet, "--set", "max_tokenz=5", "--output", tmp_path / "out")
     assert unknown.exit_code == 2 and "max_tokenz" in unknown.output
+
+
+def test_errors_reach_the_console_even_with_quiet(tmp_path):
+    sheet = make_workbook(
+        tmp_path / "wb",
+        objectives=[{"objective_id": "o", "title": "O"}],
+        tasks=[
+            {"objective_id": "o", "task_id": "ok", "prompt": "Fine"},
+            {"objective_id": "o", "task_id": "bad", "prompt": "{{ 1 // 0 }}"},  # fails when rendered
+        ],
+    )
+    result = invoke("run", sheet, "--quiet", "--output", tmp_path / "out")
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert any(line.startswith("ERROR") and "o.bad" in line for line in lines)
+    assert lines[-1].startswith("run ") and "1 failed" in lines[-1]
+    assert not any(line.startswith("objective ") for line in lines)  # --quiet: no progress lines
