@@ -78,6 +78,10 @@ class RunConfig(BaseModel):
     temperature: float = Field(default=0.2, ge=0, le=2)
     max_tokens: int = Field(default=800, ge=1, le=200_000)
     steps: tuple[str, ...] = ("generate",)
+    # outline objectives and model variants
+    outline_max_sections: int = Field(default=6, ge=1, le=50)
+    outline_retries: int = Field(default=2, ge=0, le=10)
+    judge_model: str | None = None
     # concurrency
     run_objectives_concurrent: bool = True
     run_task_concurrent: bool = True
@@ -130,7 +134,9 @@ class RunConfig(BaseModel):
     def _lower_choice(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("requests_per_minute", "tokens_per_minute", "max_cost_usd", "limit", "ledger_path", mode="before")
+    @field_validator(
+        "requests_per_minute", "tokens_per_minute", "max_cost_usd", "limit", "ledger_path", "judge_model", mode="before"
+    )
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):

@@ -33,11 +33,8 @@ def estimate_run(sheet: PromptSheet, config: RunConfig) -> str:
             prompt = runner.render(task, placeholders)
             system = objective.system_prompt or DEFAULT_SYSTEM_PROMPT
             max_out = task.max_tokens or config.max_tokens
-            model = task.model[0] if task.model else config.model
             row[0] += 1
-            for step in task.steps or config.steps:
-                prompt_tokens = estimate_tokens(system + prompt) + (0 if step == "generate" else max_out)
-                out_tokens = _CHECK_ANSWER_TOKENS if step == "check" else max_out
+            for model, step, prompt_tokens, out_tokens in _calls(task, objective.mode, config, estimate_tokens(system + prompt), max_out):
                 row[1] += 1
                 row[2] += prompt_tokens
                 row[3] += out_tokens
@@ -50,12 +47,31 @@ def estimate_run(sheet: PromptSheet, config: RunConfig) -> str:
         lines.append(f"{objective.title[:28]:<28} {row[0]:>5} {row[1]:>6} {row[2]:>11,} {row[3]:>12,} {row[4]:>11.4f}")
     lines.append(f"{'total':<28} {totals[0]:>5} {totals[1]:>6} {totals[2]:>11,} {totals[3]:>12,} {totals[4]:>11.4f}")
     lines.append("")
-    lines.append("Tokens are estimated at 4 characters a token; output is counted at max_tokens, so the cost is an upper bound.")
+    lines.append("Tokens are estimated at 4 characters a token; output is counted at max_tokens and outline chapters at "
+                 "outline_max_sections sections (retries not counted), so the cost is close to an upper bound.")
     if unpriced:
         lines.append(f"No price in config `prices` for: {', '.join(sorted(unpriced))} (counted as $0).")
     if config.max_cost_usd is not None and totals[4] > config.max_cost_usd:
         lines.append(f"Warning: the upper bound passes max_cost_usd = {config.max_cost_usd}; the run stops there (exit 3).")
     return "\n".join(lines)
+
+
+def _calls(task, mode: str, config: RunConfig, prompt_tokens: int, max_out: int):
+    """(model, step, prompt tokens, most output tokens) of every call a task can make:
+    an outline plan and its sections (each section's answer counted at max_tokens), one
+    chain per model, and a judge for `merge = best`."""
+    models = task.model or (config.model,)
+    for model in models:
+        for step in task.steps or config.steps:
+            if step == "generate" and mode == "outline":
+                yield model, "outline", prompt_tokens, _CHECK_ANSWER_TOKENS
+                for _ in range(config.outline_max_sections):
+                    yield model, "section", prompt_tokens + _CHECK_ANSWER_TOKENS, max_out
+                continue
+            extra = 0 if step == "generate" else max_out
+            yield model, step, prompt_tokens + extra, _CHECK_ANSWER_TOKENS if step == "check" else max_out
+    if len(models) > 1 and task.merge == "best":
+        yield config.judge_model or config.model, "judge", prompt_tokens + len(models) * max_out, _CHECK_ANSWER_TOKENS
 
 
 def _never_called(request):  # pragma: no cover - a dry run renders, it never calls

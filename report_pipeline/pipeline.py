@@ -239,6 +239,7 @@ class ReportGenerationPipeline:
             return scheduler.run(grace_s=config.shutdown_grace_s)
         finally:
             task_pool.shutdown(wait=True, cancel_futures=True)
+            runner.close()  # the runner's section/variant pools, after the tasks that use them
             objective_pool.shutdown(wait=True)
             appender.close()
 
@@ -331,7 +332,7 @@ def restore_result(row: TaskRow) -> TaskResult:
     """A task finished before the interruption, exactly as that run recorded it (cost included:
     it was paid in this run), so a resumed run's outputs match an uninterrupted one's."""
     record = CallRecord(
-        step=",".join(row.steps), model=row.model, prompt_tokens=row.prompt_tokens,
+        step="resumed", model=row.model, prompt_tokens=row.prompt_tokens,
         completion_tokens=row.completion_tokens, cost_usd=row.cost_usd, attempts=row.attempts,
     )
     return TaskResult(

@@ -48,7 +48,7 @@ __all__ = [
 MODE_CHOICES: tuple[str, ...] = ("tasks", "outline")
 MERGE_CHOICES: tuple[str, ...] = ("collect_all", "first_success", "best")
 CHART_CHOICES: tuple[str, ...] = ("line", "bar")
-STEP_PROMPT_NAMES: tuple[str, ...] = ("refine", "check", "outline", "judge")
+STEP_PROMPT_NAMES: tuple[str, ...] = ("refine", "check", "outline", "section", "judge")
 
 _TRUE_WORDS = frozenset({"true", "yes", "y", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "n", "0"})
@@ -715,13 +715,13 @@ class _Reader:
     def _check_empty_objectives(self, objectives: Sequence[Objective], tasks: Sequence[Task]) -> None:
         with_tasks = {task.objective_id for task in tasks if task.enabled} | self._claimed
         for objective in objectives:
-            if objective.enabled and objective.mode == "tasks" and objective.objective_id not in with_tasks:
+            if objective.enabled and objective.objective_id not in with_tasks:  # outline too: a task is its brief
                 self._at_row(
                     "objectives",
                     objective.row,
                     "objective_id",
-                    f"objective {objective.objective_id} has no enabled tasks — add rows to the tasks sheet, "
-                    "set mode to outline, or set enabled to FALSE",
+                    f"objective {objective.objective_id} has no enabled tasks — add rows to the tasks sheet "
+                    "(an outline chapter needs one: its brief), or set enabled to FALSE",
                 )
 
     def _check_disabled_dependencies(
@@ -745,7 +745,7 @@ class _Reader:
                     chapter = chapters[entry]
                     if not chapter.enabled:
                         self._at_task(task, "depends_on", f"depends on objective {entry}, which is disabled — enable it or remove it from depends_on")
-                    elif entry not in running and chapter.mode == "tasks":
+                    elif entry not in running:
                         self._at_task(task, "depends_on", f"depends on objective {entry}, which has no enabled tasks — enable one or remove it from depends_on")
 
     def _check_templates(

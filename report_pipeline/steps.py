@@ -1,14 +1,20 @@
-"""The prompts of a task's step chain: generate -> refine -> check.
+"""The prompts of a task's step chain (generate -> refine -> check) and the readers of
+the answers that must follow a format.
 
 `generate` sends the task's own rendered prompt. `refine` and `check` have defaults
 here that a workbook's `prompts` sheet can override (same sandboxed templates, with
-`draft` and `prompt` added to the context).
+`draft` and `prompt` added to the context). So do `outline` (the section plan an
+outline objective asks for first, with `prompt` and `max_sections`) and `judge` (the
+pick among a task's model variants, with `prompt` and `variants`). `section` (writing
+one planned section) has a default only: the sheet does not accept it yet.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are an experienced analyst writing one section of a professional report. "
@@ -32,7 +38,42 @@ DEFAULT_STEP_PROMPTS: dict[str, str] = {
         "NOTES: one to three sentences on what is right or what to fix\n\n"
         "Instructions and data:\n{{ prompt }}\n\n<draft>\n{{ draft }}\n</draft>"
     ),
+    "outline": (
+        "Before writing, plan this part of the report as a short list of sections in reading "
+        "order. The instructions and data it must answer are below.\n"
+        "Reply with JSON only, in exactly this shape:\n"
+        '{"sections": [{"title": "a short heading", "brief": "one or two sentences on what '
+        'this section covers and which figures it uses"}]}\n'
+        "Give between 1 and {{ max_sections }} sections; together they must answer the "
+        "whole of the instructions, and no two may overlap.\n\n"
+        "Instructions and data:\n{{ prompt }}"
+    ),
+    "section": (
+        "Write one section of a longer part of a report. The instructions and data for the "
+        "whole part:\n{{ prompt }}\n\n"
+        "The plan of the part, in order:\n"
+        "{% for s in sections %}{{ s.number }}. {{ s.title }}\n{% endfor %}\n"
+        "Write section {{ section.number }}, \"{{ section.title }}\": {{ section.brief }}\n"
+        "Return only this section's body, without its heading, and leave to the other "
+        "sections what the plan gives them."
+    ),
+    "judge": (
+        "The candidates below answer the same instructions. Choose the one a director "
+        "would rather read: faithful to the data, complete, and clear.\n"
+        'Reply with JSON only, in exactly this shape: {"choice": N, "reason": "one sentence"} '
+        "where N is the number of the candidate you choose (1 to {{ variants | length }}).\n\n"
+        "Instructions and data:\n{{ prompt }}\n\n"
+        "{% for v in variants %}<candidate number=\"{{ v.number }}\">\n{{ v.text }}\n</candidate>\n\n{% endfor %}"
+    ),
 }
+
+# The judge reads drafts; the objective's system prompt is about writing them.
+JUDGE_SYSTEM_PROMPT = (
+    "You are a demanding editor comparing drafts of the same section of a professional "
+    "report. You judge accuracy against the given data first, then completeness, then clarity."
+)
+
+JSON_OBJECT: dict[str, Any] = {"type": "json_object"}
 
 _VERDICT = re.compile(r"VERDICT\s*:\s*\**\s*([A-Za-z_]+)", re.I)
 _NOTES = re.compile(r"NOTES\s*:\s*(.*)", re.I | re.S)
@@ -56,3 +97,81 @@ def parse_check(text: str) -> CheckOutcome:
     if not match and not notes_match:
         notes = text.strip()
     return CheckOutcome(verdict=verdict, notes=notes[:2000])
+
+
+# -- answers that must be JSON --------------------------------------------------------
+
+_FENCED = re.compile(r"^```[A-Za-z]*\s*\n(.*)\n\s*```$", re.S)
+_PREVIEW_CHARS = 60
+
+
+class AnswerError(ValueError):
+    """An answer that does not have the shape asked for; the message says how, in a few words."""
+
+
+def json_object_answer(text: str) -> dict[str, Any]:
+    """The JSON object a json_object call answered.
+
+    Tolerates a ```json fence around it: local servers often add one even in JSON mode.
+    """
+    body = text.strip()
+    fenced = _FENCED.match(body)
+    if fenced:
+        body = fenced.group(1).strip()
+    if not body:
+        raise AnswerError("an empty answer instead of JSON")
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as error:
+        raise AnswerError(
+            f"not valid JSON ({error.msg} at line {error.lineno} column {error.colno}): {_preview(body)}"
+        ) from None
+    if not isinstance(data, dict):
+        raise AnswerError(f"JSON {type(data).__name__} instead of an object: {_preview(body)}")
+    return data
+
+
+def _preview(text: str) -> str:
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= _PREVIEW_CHARS else flat[: _PREVIEW_CHARS - 1] + "…")
+
+
+# -- assembling texts -----------------------------------------------------------------
+
+_ATX_HEADING = re.compile(r"^( {0,3})(#{1,6})(?=\s|$)")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_MAX_HEADING_LEVEL = 6
+
+
+def nest_headings(text: str, level: int) -> str:
+    """Shift the text's own `#` headings so the highest is at `level`, keeping relative levels.
+
+    A section or variant we put under a heading of ours must not outrank it: a model often
+    starts with `# Summary`. Fenced code is left alone; levels past 6 stay at 6.
+    """
+    lines = text.split("\n")
+    fence: str | None = None
+    found: list[tuple[int, re.Match[str]]] = []
+    for number, line in enumerate(lines):
+        fence, in_code = _fence_state(line, fence)
+        if not in_code and (match := _ATX_HEADING.match(line)):
+            found.append((number, match))
+    if not found:
+        return text
+    shift = level - min(len(match.group(2)) for _, match in found)
+    if shift <= 0:
+        return text
+    for number, match in found:
+        depth = min(len(match.group(2)) + shift, _MAX_HEADING_LEVEL)
+        lines[number] = match.group(1) + "#" * depth + lines[number][match.end():]
+    return "\n".join(lines)
+
+
+def _fence_state(line: str, fence: str | None) -> tuple[str | None, bool]:
+    """(open fence after this line, whether this line is code or a fence)."""
+    match = _FENCE.match(line)
+    if fence is None:
+        return (match.group(1)[0] * 3, True) if match else (None, False)
+    if match and match.group(1).startswith(fence):
+        return None, True
+    return fence, True

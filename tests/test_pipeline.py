@@ -261,3 +261,20 @@ def test_a_key_inside_an_error_message_reaches_no_output(tmp_path):
     for path in (tmp_path / "out").rglob("*"):
         if path.is_file():
             assert key.encode() not in path.read_bytes(), path
+
+
+def test_offline_provider_runs_outline_chapters_and_judged_variants(tmp_path):
+    sheet = make_workbook(
+        tmp_path / "wb",
+        objectives=[{"objective_id": "o", "title": "Outlined", "mode": "outline"}, {"objective_id": "v", "title": "Variants"}],
+        tasks=[
+            {"objective_id": "o", "task_id": "t", "prompt": "Cover the market", "title": "Market"},
+            {"objective_id": "v", "task_id": "t", "prompt": "Compare", "model": "m-one, m-two", "merge": "best"},
+        ],
+    )
+    result = run_pipeline(sheet, tmp_path)
+    assert result.exit_code == 0, [r.error for r in result.results]
+    outlined, judged = result.results
+    assert [c.step for c in outlined.calls].count("section") == 3
+    assert outlined.text.index("### Overview") < outlined.text.index("### Implications")
+    assert "judge" in [c.step for c in judged.calls] and "Chosen by the judge" in judged.text

@@ -308,7 +308,7 @@ def test_ids_with_separators_are_problems(tmp_path: Path) -> None:
 def test_task_pointing_at_an_unknown_objective(tmp_path: Path) -> None:
     path = workbook(tmp_path, task_rows=both_chapters({"objective_id": "Z"}))
     assert problems_in(path) == [
-        "objectives!A2 (objective_id): objective A has no enabled tasks — add rows to the tasks sheet, set mode to outline, or set enabled to FALSE",
+        "objectives!A2 (objective_id): objective A has no enabled tasks — add rows to the tasks sheet (an outline chapter needs one: its brief), or set enabled to FALSE",
         "tasks!A2 (objective_id): unknown objective 'Z' — add it to the objectives sheet (known: A, B)",
     ]
 
@@ -597,7 +597,8 @@ def test_depending_on_an_objective_whose_tasks_are_all_disabled(tmp_path: Path) 
         ],
     )
     assert problems_in(path) == [
-        "objectives!A3 (objective_id): objective B has no enabled tasks — add rows to the tasks sheet, set mode to outline, or set enabled to FALSE",
+        "objectives!A3 (objective_id): objective B has no enabled tasks — add rows to the tasks sheet (an outline chapter needs one: its brief), or set enabled to FALSE",
+        "objectives!A4 (objective_id): objective C has no enabled tasks — add rows to the tasks sheet (an outline chapter needs one: its brief), or set enabled to FALSE",
         "tasks!D2 (depends_on): depends on objective B, which has no enabled tasks — enable one or remove it from depends_on",
     ]
 
@@ -690,7 +691,7 @@ def test_step_prompts_sheet(tmp_path: Path) -> None:
     path = workbook(tmp_path, prompts={"refine": "Polish {{ draft }}", "judge": "{{ oops }", "summary": "x", "check": ""})
     assert problems_in(path) == [
         "prompts!B3 (template): template syntax error on line 1: unexpected '}' — line 1 reads: {{ oops }",
-        "prompts!A4 (name): 'summary' is not a step prompt — use one of refine, check, outline, judge",
+        "prompts!A4 (name): 'summary' is not a step prompt — use one of refine, check, outline, section, judge",
         "prompts!B5 (template): empty template for check — write one, or delete the row to use the built-in prompt",
     ]
 

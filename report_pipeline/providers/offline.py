@@ -8,6 +8,7 @@ fixed point for tests (the same request always gives the same text).
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
 import threading
@@ -79,6 +80,20 @@ def _describe_table(table: _Table, number: int) -> str:
     return " ".join(parts)
 
 
+_OFFLINE_PLAN = (
+    ("Overview", "What the part covers and its main message."),
+    ("What the data shows", "The notable figures in the attached tables."),
+    ("Implications", "What the figures mean for the reader's decisions."),
+)
+
+
+def _json_answer(user_text: str) -> str:
+    """A fixed, valid answer to a JSON request: a judge's choice, or a section plan."""
+    if '"choice"' in user_text:
+        return json.dumps({"choice": 1, "reason": "Offline: the first candidate is kept; no model compared them."})
+    return json.dumps({"sections": [{"title": title, "brief": brief} for title, brief in _OFFLINE_PLAN]})
+
+
 class OfflineProvider:
     """Writes marked drafts from the prompt and its data; thread-safe and free."""
 
@@ -120,6 +135,8 @@ class OfflineProvider:
         return random.Random(digest).uniform(0, self._latency_s)
 
     def _answer(self, request: ChatRequest, user_text: str) -> str:
+        if request.response_format and request.response_format.get("type") == "json_object":
+            return _json_answer(user_text)
         if "VERDICT" in user_text:
             return (
                 "VERDICT: PASS\n"
@@ -129,7 +146,9 @@ class OfflineProvider:
         draft = _DRAFT.search(user_text)
         if draft:  # a refine step: offline, the best proofreading is to keep the draft as it is
             return draft.group(1).strip()
-        first_line = next((line.strip() for line in user_text.splitlines() if line.strip()), "the prompt")
+        lines = [line.strip() for line in user_text.splitlines() if line.strip()]
+        # a section of an outline chapter: its own ask is the line that names it
+        first_line = next((line for line in lines if line.startswith("Write section ")), lines[0] if lines else "the prompt")
         if len(first_line) > 160:
             first_line = first_line[:157] + "…"
         paragraphs = [

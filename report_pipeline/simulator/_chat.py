@@ -1,0 +1,394 @@
+"""What a chat request means to the simulator, and the answer it gets.
+
+Pure functions of the request body and the seed: parsing, ``sim:`` directives,
+the token estimate, the deterministic answer text and the ``chat.completion``
+body. The real-time endpoint and the Batch API both answer through here, so
+one body gets the same answer either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from report_pipeline.simulator._config import is_int
+
+# Characters per token for the cheap usage estimate (OpenAI's rule of thumb).
+_CHARS_PER_TOKEN = 4
+# Per-message overhead in the prompt estimate (role and separators).
+_TOKENS_PER_MESSAGE = 4
+_SUMMARY_CHARS = 80
+BAD_JSON_CONTENT = "not json {"
+
+_DIRECTIVE_RE = re.compile(r"sim:([a-z_]+)=([A-Za-z0-9_.\-]+)")
+_VERDICT_RE = re.compile(r"\bVERDICT\b")
+_WHITESPACE_RE = re.compile(r"\s+")
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens in ``text`` by the chars/4 rule: cheap, deterministic, close enough.
+
+    The simulator must not spend CPU on a real tokenizer; tests only need the
+    numbers to be stable and roughly proportional to text length.
+    """
+    return (len(text) + _CHARS_PER_TOKEN - 1) // _CHARS_PER_TOKEN
+
+
+@dataclass(frozen=True)
+class Directives:
+    """Per-prompt instructions parsed from ``sim:NAME=VALUE`` markers."""
+
+    latency_s: float | None = None
+    status: int | None = None
+    retry_after_s: float | None = None
+    fail_first: int = 0
+    bad_json: int = 0
+    verdict: str = "PASS"
+    label: str | None = None
+    hold: str | None = None
+
+
+NO_DIRECTIVES = Directives()
+
+
+def parse_directives(text: str) -> Directives:
+    """Read every ``sim:NAME=VALUE`` marker in ``text``; the last of a name wins.
+
+    Unknown names are ignored (prompts may mention "sim:" for other reasons);
+    a known name with a bad value raises ValueError, which the server answers
+    with 400, because silently ignoring a typo would make a test pass for the
+    wrong reason.
+    """
+    if "sim:" not in text:
+        return NO_DIRECTIVES
+    values: dict[str, Any] = {}
+    for name, raw in _DIRECTIVE_RE.findall(text):
+        parser = _DIRECTIVE_PARSERS.get(name)
+        if parser is None:
+            continue
+        try:
+            values[name] = parser(raw)
+        except ValueError:
+            raise ValueError(f"bad simulator directive sim:{name}={raw}") from None
+    if not values:
+        return NO_DIRECTIVES
+    return Directives(
+        latency_s=values.get("latency"),
+        status=values.get("status"),
+        retry_after_s=values.get("retry_after"),
+        fail_first=values.get("fail_first", 0),
+        bad_json=values.get("bad_json", 0),
+        verdict=values.get("verdict", "PASS"),
+        label=values.get("label"),
+        hold=values.get("hold"),
+    )
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(raw)
+    return value
+
+
+def _count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError(raw)
+    return value
+
+
+def _error_status(raw: str) -> int:
+    value = int(raw)
+    if not 400 <= value <= 599:
+        raise ValueError(raw)
+    return value
+
+
+def _verdict(raw: str) -> str:
+    value = raw.upper()
+    if value not in ("PASS", "FAIL"):
+        raise ValueError(raw)
+    return value
+
+
+_DIRECTIVE_PARSERS: dict[str, Callable[[str], Any]] = {
+    "latency": _non_negative_float,
+    "status": _error_status,
+    "retry_after": _non_negative_float,
+    "fail_first": _count,
+    "bad_json": _count,
+    "verdict": _verdict,
+    "label": str,
+    "hold": str,
+}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The parts of a chat request the simulator reacts to, extracted once."""
+
+    text: str
+    last_user: str
+    key: str
+    prompt_tokens: int
+
+    @classmethod
+    def from_messages(cls, messages: object) -> Prompt:
+        """Flatten messages (string or text-part content) into one text and a key.
+
+        The key is a hash of roles and contents: the same conversation, sent
+        again as a retry, maps to the same per-prompt directive counters.
+        """
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("'messages' must be a non-empty array")
+        parts: list[str] = []
+        last_user = ""
+        prompt_tokens = 0
+        digest = hashlib.blake2b(digest_size=8)
+        for message in messages:
+            if not isinstance(message, dict):
+                raise ValueError("each message must be an object")
+            role = str(message.get("role", ""))
+            content = _content_text(message.get("content"))
+            parts.append(content)
+            digest.update(role.encode())
+            digest.update(b"\x00")
+            digest.update(content.encode())
+            digest.update(b"\x01")
+            prompt_tokens += estimate_tokens(content) + _TOKENS_PER_MESSAGE
+            if role == "user":
+                last_user = content
+        return cls("\n".join(parts), last_user, digest.hexdigest(), prompt_tokens)
+
+
+def _content_text(content: object) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    raise ValueError("message content must be a string, an array of parts or null")
+
+
+def summarize(text: str) -> str:
+    """The first ~80 characters of ``text`` on one line, so tests can match it."""
+    flat = _WHITESPACE_RE.sub(" ", text).strip()
+    if len(flat) <= _SUMMARY_CHARS:
+        return flat
+    return flat[:_SUMMARY_CHARS].rstrip() + "..."
+
+
+_FINDINGS = (
+    "The figures show a steady trend across the period with no sharp breaks.",
+    "The largest group accounts for most of the change; the rest move little.",
+    "Two segments diverge in the second half, which deserves a closer look.",
+    "Growth is concentrated in a few categories while the tail stays flat.",
+    "The data is consistent across sources, with minor gaps in recent months.",
+    "Seasonal swings dominate the signal; the underlying level is stable.",
+    "Outliers are few and do not change the overall picture.",
+    "The leading indicators point the same way as the headline numbers.",
+)
+_IMPLICATIONS = (
+    "This suggests keeping the current plan while monitoring the weaker segments.",
+    "A targeted follow-up on the diverging groups would reduce the main risk.",
+    "Resources could shift toward the categories that are still growing.",
+    "The report should flag the data gaps before drawing firm conclusions.",
+    "No immediate action is needed, but the trend should be reviewed next quarter.",
+    "The result supports the objective as stated, with the caveats noted.",
+)
+_SECTION_TITLES = (
+    "Overview",
+    "Key findings",
+    "Trends",
+    "Risks",
+    "Opportunities",
+    "Data quality",
+    "Recommendations",
+    "Next steps",
+)
+
+
+def _answer_digest(model: str, temperature: object, seed: int, prompt: Prompt) -> bytes:
+    material = f"{model}\x00{temperature}\x00{seed}\x00{prompt.key}".encode()
+    return hashlib.blake2b(material, digest_size=8).digest()
+
+
+def compose_answer(
+    *,
+    model: str,
+    prompt: Prompt,
+    temperature: object,
+    seed: int,
+    json_mode: bool,
+    verdict: str = "PASS",
+) -> str:
+    """The answer text: deterministic in (model, messages, temperature, seed).
+
+    Readable and openly simulated, echoing the last user message's summary so
+    a test can tell which prompt produced which answer. ``json_mode`` gives the
+    sections object a planning step expects; a last user message with the word
+    VERDICT gives the sense-check format.
+    """
+    digest = _answer_digest(model, temperature, seed, prompt)
+    ref = digest.hex()[:8]
+    summary = summarize(prompt.last_user)
+    if json_mode:
+        titles = _pick_distinct(_SECTION_TITLES, digest, 3)
+        sections = [
+            {"title": title, "brief": f"Simulated brief on {title.lower()} for: {summary[:40]}"}
+            for title in titles
+        ]
+        return json.dumps({"sections": sections})
+    if _VERDICT_RE.search(prompt.last_user):
+        outcome = "no problems found" if verdict == "PASS" else "the draft contradicts the data"
+        return (
+            f"VERDICT: {verdict}\n"
+            f'NOTES: simulated sense check ({model}, ref {ref}) of "{summary}": {outcome}.'
+        )
+    finding = _FINDINGS[digest[0] % len(_FINDINGS)]
+    implication = _IMPLICATIONS[digest[1] % len(_IMPLICATIONS)]
+    return (
+        f"[Simulated answer from {model}, ref {ref}; no language model was called.]\n"
+        f'Prompt: "{summary}"\n'
+        f"{finding} {implication}"
+    )
+
+
+def _pick_distinct(pool: Sequence[str], digest: bytes, count: int) -> list[str]:
+    # The pool has 8 titles: any odd step is coprime with 8, so no repeats.
+    start = digest[2] % len(pool)
+    step = (digest[3] % len(pool)) | 1
+    return [pool[(start + i * step) % len(pool)] for i in range(count)]
+
+
+class Answer(NamedTuple):
+    """The assistant text as sent, its token count, and why it ended."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: str
+
+
+def clip_to_tokens(text: str, max_tokens: int | None) -> Answer:
+    """Cut ``text`` to ``max_tokens`` (finish_reason "length"), as a model would stop."""
+    tokens = estimate_tokens(text)
+    if max_tokens is None or tokens <= max_tokens:
+        return Answer(text, tokens, "stop")
+    clipped = text[: max_tokens * _CHARS_PER_TOKEN]
+    return Answer(clipped, estimate_tokens(clipped), "length")
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A parsed ``/v1/chat/completions`` body: only the fields the simulator uses."""
+
+    model: str
+    prompt: Prompt
+    directives: Directives
+    max_tokens: int | None
+    json_mode: bool
+    temperature: object
+
+    @classmethod
+    def parse(cls, raw: bytes) -> ChatRequest:
+        """Parse and check a request body; ValueError (answered as 400) says what is wrong."""
+        return cls.from_body(json.loads(raw))
+
+    @classmethod
+    def from_body(cls, body: object) -> ChatRequest:
+        """Check an already decoded body (a batch line's ``body``); ValueError if wrong."""
+        if not isinstance(body, dict):
+            raise ValueError("request body must be a JSON object")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise ValueError("you must provide a model parameter")
+        if body.get("stream"):
+            raise ValueError("the simulator does not support stream=true")
+        prompt = Prompt.from_messages(body.get("messages"))
+        response_format = body.get("response_format")
+        return cls(
+            model=model,
+            prompt=prompt,
+            directives=parse_directives(prompt.text),
+            max_tokens=_max_tokens(body),
+            json_mode=isinstance(response_format, dict)
+            and response_format.get("type") == "json_object",
+            temperature=body.get("temperature"),
+        )
+
+    def token_cost(self, completion_tokens: int) -> int:
+        """What the token window is charged: like OpenAI, the prompt plus the
+        completion it may produce (max_tokens when given, else the answer)."""
+        reserved = self.max_tokens if self.max_tokens is not None else completion_tokens
+        return self.prompt.prompt_tokens + reserved
+
+
+def _max_tokens(body: Mapping[str, Any]) -> int | None:
+    value = body.get("max_completion_tokens")
+    if value is None:
+        value = body.get("max_tokens")
+    if value is None:
+        return None
+    if not is_int(value) or value < 1:
+        raise ValueError(f"max_tokens: {value!r} must be a whole number >= 1")
+    return int(value)
+
+
+def completion_payload(
+    chat: ChatRequest, answer: Answer, *, completion_id: str, created: int
+) -> dict[str, Any]:
+    """The ``chat.completion`` body for ``answer``, with its usage."""
+    prompt_tokens = chat.prompt.prompt_tokens
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": chat.model,
+        "system_fingerprint": "fp_simulator",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": answer.finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": answer.completion_tokens,
+            "total_tokens": prompt_tokens + answer.completion_tokens,
+        },
+    }
+
+
+def error_payload(
+    status: int,
+    message: str,
+    *,
+    type_: str | None = None,
+    code: str | None = None,
+    param: str | None = None,
+) -> dict[str, Any]:
+    """OpenAI's error body: ``{"error": {message, type, param, code}}``."""
+    return {
+        "error": {
+            "message": message,
+            "type": type_ or error_type(status),
+            "param": param,
+            "code": code,
+        }
+    }
+
+
+def error_type(status: int) -> str:
+    """The ``error.type`` OpenAI sends with ``status``."""
+    if status == 429:
+        return "rate_limit_exceeded"
+    return "invalid_request_error" if status < 500 else "server_error"

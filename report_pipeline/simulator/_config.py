@@ -1,0 +1,145 @@
+"""``SimulatorConfig``: every knob of the simulator, validated once, replaced whole."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_MODELS: tuple[str, ...] = ("sim-small", "sim-large", "gpt-4o-mini")
+
+# OpenAI's documented Batch API limits: requests per input file, and the
+# input file's size (openai-python's ``BatchCreateParams.input_file_id``).
+DEFAULT_BATCH_MAX_REQUESTS = 50_000
+DEFAULT_BATCH_MAX_BYTES = 200 * 1024 * 1024
+
+_NON_NEGATIVE_FLOATS = ("latency_s", "latency_jitter_s", "hang_s", "batch_delay_s")
+_SHARES = ("error_rate", "hang_rate", "drop_rate", "malformed_rate", "batch_error_rate")
+_OPTIONAL_LIMITS = ("requests_per_window", "tokens_per_window")
+_POSITIVE_COUNTS = ("batch_steps", "batch_max_requests", "batch_max_bytes")
+_FLAGS = ("batch_manual", "batch_fail", "batch_validate_upload")
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Everything that shapes the simulator's behaviour; replaced whole on update.
+
+    Frozen so a request handler can take one snapshot and see a consistent
+    config for its whole life even if ``/_sim/config`` changes it meanwhile.
+    Fault shares are drawn from one uniform number per request, in the order
+    error, hang, drop, malformed: their sum is the share of faulty answers
+    (capped at 1, the later kinds losing out).
+
+    Batches (``/v1/batches``) move through their statuses in ``batch_steps``
+    processing steps plus validation and finalizing, spread evenly over
+    ``batch_delay_s``; with ``batch_manual`` they move only when a test calls
+    ``SimulatorHandle.advance_batches``. ``batch_expire`` is the share of a
+    batch's requests processed before its completion window "ends" (None:
+    never expires); ``batch_fail`` fails every batch at validation, as
+    OpenAI's enqueued-token limit does. Input-file problems fail the batch,
+    as OpenAI does, unless ``batch_validate_upload`` rejects them at upload.
+    """
+
+    latency_s: float = 0.0
+    latency_jitter_s: float = 0.0
+    seed: int = 0
+    requests_per_window: int | None = None
+    tokens_per_window: int | None = None
+    window_s: float = 60.0
+    error_rate: float = 0.0
+    hang_rate: float = 0.0
+    hang_s: float = 30.0
+    drop_rate: float = 0.0
+    malformed_rate: float = 0.0
+    api_key: str | None = None
+    models: tuple[str, ...] = DEFAULT_MODELS
+    batch_delay_s: float = 1.0
+    batch_steps: int = 4
+    batch_manual: bool = False
+    batch_error_rate: float = 0.0
+    batch_expire: float | None = None
+    batch_fail: bool = False
+    batch_max_requests: int = DEFAULT_BATCH_MAX_REQUESTS
+    batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES
+    batch_validate_upload: bool = False
+
+    def __post_init__(self) -> None:
+        for name in _NON_NEGATIVE_FLOATS:
+            self._set(name, as_float(name, getattr(self, name), minimum=0.0))
+        for name in _SHARES:
+            share = as_float(name, getattr(self, name), minimum=0.0)
+            if share > 1.0:
+                raise ValueError(f"{name}: {share} is above 1 (it is a share, 0..1)")
+            self._set(name, share)
+        window_s = as_float("window_s", self.window_s, minimum=0.0)
+        if window_s == 0.0:
+            raise ValueError("window_s: must be above 0")
+        self._set("window_s", window_s)
+        for name in _OPTIONAL_LIMITS:
+            limit = getattr(self, name)
+            if limit is not None and (not is_int(limit) or limit < 1):
+                raise ValueError(f"{name}: {limit!r} must be a whole number >= 1 or null")
+        if not is_int(self.seed):
+            raise ValueError(f"seed: {self.seed!r} must be a whole number")
+        if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
+            raise ValueError("api_key: must be a non-empty string or null")
+        self._set("models", _as_models(self.models))
+        for name in _POSITIVE_COUNTS:
+            count = getattr(self, name)
+            if not is_int(count) or count < 1:
+                raise ValueError(f"{name}: {count!r} must be a whole number >= 1")
+        for name in _FLAGS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: {getattr(self, name)!r} must be true or false")
+        if self.batch_expire is not None:
+            share = as_float("batch_expire", self.batch_expire, minimum=0.0)
+            if share > 1.0:
+                raise ValueError(
+                    f"batch_expire: {share} is above 1 (the share of requests processed "
+                    "before the batch expires, 0..1, or null)"
+                )
+            self._set("batch_expire", share)
+
+    def updated(self, changes: Mapping[str, Any]) -> SimulatorConfig:
+        """A copy with ``changes`` applied; unknown or invalid fields raise ValueError."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown simulator config field(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready view (models as a list), for ``/_sim/config``."""
+        data = dataclasses.asdict(self)
+        data["models"] = list(self.models)
+        return data
+
+    def _set(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def as_float(name: str, value: object, *, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}: {value!r} must be a number")
+    if not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name}: {value!r} must be a finite number >= {minimum:g}")
+    return float(value)
+
+
+def _as_models(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError("models: must be a non-empty list of model names")
+    if not all(isinstance(name, str) and name for name in value):
+        raise ValueError(f"models: {value!r} must contain only non-empty strings")
+    return tuple(value)
