@@ -225,3 +225,85 @@ def test_models_command_lists_the_endpoint_models(simulator, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     missing = CliRunner().invoke(cli, ["models", "--provider", "openai", "--base-url", simulator.base_url])
     assert missing.exit_code == 2 and "OPENAI_API_KEY" in missing.output
+
+
+def test_three_step_chain_makes_three_calls_each_reading_the_previous_draft(tmp_path, make_simulator):
+    sim = make_simulator()
+    sheet = make_workbook(
+        tmp_path / "wb",
+        objectives=[{"objective_id": "o", "title": "O"}],
+        tasks=[{"objective_id": "o", "task_id": "t", "prompt": "Write about grids sim:label=chain", "steps": "generate, refine, check"}],
+    )
+    result = run(sheet, openai_config(sim, tmp_path / "out", log_level="DEBUG"))
+    (task,) = result.results
+    assert [c.step for c in task.calls] == ["generate", "refine", "check"]
+    assert sim.stats()["completed"] == 3
+    with sqlite3.connect(tmp_path / "out" / "ledger.sqlite") as db:
+        calls = db.execute("SELECT step, prompt, response FROM calls ORDER BY id").fetchall()
+    generate, refine, check = calls
+    assert generate[2].strip() in json.loads(refine[1])[-1]["content"]  # the draft went into the refine prompt
+    assert refine[2].strip() in json.loads(check[1])[-1]["content"]
+    assert task.check_verdict == "pass"
+
+
+def test_summary_depending_on_every_chapter_runs_last_and_reads_their_text(tmp_path, make_simulator):
+    sim = make_simulator(latency_s=0.02)
+    objectives = [{"objective_id": "exec", "title": "Executive summary"}] + [
+        {"objective_id": f"c{i}", "title": f"Chapter {i}"} for i in (1, 2, 3)
+    ]
+    tasks = [{"objective_id": "exec", "task_id": "t", "prompt": 'Summarise: {{ results["c1"] }} {{ results["c2"] }} {{ results["c3"] }}',
+              "depends_on": "c1, c2, c3"}]
+    tasks += [{"objective_id": f"c{i}", "task_id": f"t{j}", "prompt": f"Chapter {i} part {j}"} for i in (1, 2, 3) for j in (1, 2)]
+    sheet = make_workbook(tmp_path / "wb", objectives=objectives, tasks=tasks)
+    result = run(sheet, openai_config(sim, tmp_path / "out"))
+    assert result.exit_code == 0
+    by_key = {r.key: r for r in result.results}
+    summary = by_key["exec.t"]
+    assert all(summary.started_at >= r.finished_at for k, r in by_key.items() if k != "exec.t")
+    with sqlite3.connect(tmp_path / "out" / "ledger.sqlite") as db:
+        (prompt,) = db.execute("SELECT prompt FROM calls WHERE task_key = 'exec.t'").fetchone()
+    for key, r in by_key.items():
+        if key != "exec.t":
+            assert r.text in json.loads(prompt)[-1]["content"]
+    assert [r.key for r in result.results][0] == "exec.t"  # first in the report, though it ran last
+
+
+def test_a_failed_dependency_skips_its_dependents_transitively(tmp_path, make_simulator):
+    sim = make_simulator()
+    sheet = make_workbook(
+        tmp_path / "wb",
+        objectives=[{"objective_id": k, "title": k} for k in "abc"],
+        tasks=[
+            {"objective_id": "a", "task_id": "1", "prompt": "sim:status=400 this one fails"},
+            {"objective_id": "a", "task_id": "2", "prompt": "fine"},
+            {"objective_id": "b", "task_id": "1", "prompt": "needs a.1", "depends_on": "a.1"},
+            {"objective_id": "c", "task_id": "1", "prompt": "needs b", "depends_on": "b"},
+        ],
+    )
+    result = run(sheet, openai_config(sim, tmp_path / "out"))
+    status = {r.key: (r.status, r.error) for r in result.results}
+    assert status["a.1"][0] == "failed" and status["a.2"][0] == "done"
+    assert status["b.1"] == ("skipped", "dependency a.1 failed")
+    assert status["c.1"] == ("skipped", "dependency b.1 skipped")
+    assert sim.stats()["calls"] == 2  # nothing was sent for the skipped tasks
+    assert result.exit_code == 1
+
+
+def test_a_second_ctrl_c_exits_at_once_leaving_no_half_written_file(tmp_path, make_simulator):
+    sim = make_simulator()
+    sheet = gated_workbook(tmp_path / "wb")
+    out = tmp_path / "out"
+    proc = start_cli(sheet, sim, out)
+    sim.wait_until_held(2, "b", timeout=60)
+    proc.send_signal(signal.SIGINT)
+    for line in proc.stderr:  # signals of one kind merge when pending: wait until the first is handled
+        if line.startswith("stopping"):
+            break
+    proc.send_signal(signal.SIGINT)  # the held calls never finish: only the second Ctrl-C ends it
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    run_dir = next(p for p in out.iterdir() if p.is_dir())
+    for path in run_dir.rglob("*.csv"):
+        rows = csv_rows(path)  # every CSV present parses whole
+        assert all(r["status"] in ("done", "failed", "skipped") for r in rows)
+    sim.release("b")
