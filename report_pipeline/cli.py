@@ -200,6 +200,17 @@ def models(config_path: Path | None, provider: str | None, base_url: str | None)
         client.close()
 
 
+@cli.command()
+@click.option("--minutes", type=float, default=1.0, show_default=True, help="Roughly how long to spend.")
+@click.option("--latency", "latency_s", type=float, default=0.2, show_default=True, help="Simulated seconds per call.")
+@_handle_errors
+def bench(minutes: float, latency_s: float) -> None:
+    """Sequential vs concurrent, and throughput under a rate limit, on the built-in simulator."""
+    from .bench import run_bench
+
+    click.echo(run_bench(minutes=minutes, latency_s=latency_s, stream=sys.stderr))
+
+
 def main() -> None:
     cli(prog_name="report-pipeline")
 

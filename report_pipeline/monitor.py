@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psutil
 
@@ -23,7 +23,6 @@ class ResourceStats:
     peak_cpu_percent: float = 0.0
     _cpu_sum: float = 0.0
     _rss_sum: float = 0.0
-    timeline: list[tuple[float, float, float, int]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, float | int]:
         n = max(1, self.samples)
