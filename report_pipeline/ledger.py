@@ -606,25 +606,36 @@ class _Writer:
                 barrier.done.set()
 
     def _next_batch(self) -> tuple[list[_Write], list[_Barrier]]:
-        """Block for the first item, then gather until the batch is full, the delay is up or a barrier comes."""
+        """Block for the first item, then gather until the batch is full or the delay is up.
+
+        A barrier (a flush) ends the wait, but not the batch: whatever else is already
+        queued (other threads' writes and flushes) joins the same commit. With 200
+        threads each recording a call and flushing, that is one commit for many calls
+        instead of one commit per call (group commit).
+        """
         writes: list[_Write] = []
+        barriers: list[_Barrier] = []
         item = self._queue.get()
-        if isinstance(item, _Barrier):
-            return writes, [item]
-        writes.append(item)
         deadline = time.monotonic() + self._batch_delay_s
-        while len(writes) < self._batch_size:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                item = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                break
+        while True:
             if isinstance(item, _Barrier):
-                return writes, [item]
-            writes.append(item)
-        return writes, []
+                barriers.append(item)
+                if item.stop:
+                    return writes, barriers
+            else:
+                writes.append(item)
+            if len(writes) >= self._batch_size:
+                return writes, barriers
+            try:
+                if barriers:  # someone waits: take only what is already queued
+                    item = self._queue.get_nowait()
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return writes, barriers
+                    item = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                return writes, barriers
 
     def _commit(self, writes: list[_Write]) -> None:
         """One transaction for the batch; if it fails, each write alone, so one bad row loses only itself."""
