@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from report_pipeline.markdown_text import nest_headings
 from report_pipeline.models import Chapter, ReportView, TaskResult
 from report_pipeline.writers._text import (
     FIGURE_LABEL,
@@ -39,9 +40,6 @@ APPENDIX_TITLE = "Appendix: failed or skipped tasks"
 
 # Task texts sit under "### task"; their own headings must nest below it.
 _TEXT_HEADING_LEVEL = 4
-_MAX_HEADING_LEVEL = 6
-_ATX_HEADING = re.compile(r"^( {0,3})(#{1,6})(?=\s|$)")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
 def render_markdown(report: ReportView, *, attachments: Mapping[str, TaskAttachments] | None = None) -> str:
@@ -153,44 +151,9 @@ def _nest_headings(text: str) -> str:
     """Shift the text's own `#` headings so the highest becomes `####`.
 
     An LLM often starts with `# Summary`; left alone that would outrank the
-    chapter headings and break the report's outline. Relative levels are kept,
-    and fenced code blocks are left untouched.
+    chapter headings and break the report's outline.
     """
-    lines = text.split("\n")
-    levels = [len(m.group(2)) for m in _heading_matches(lines)]
-    if not levels or min(levels) >= _TEXT_HEADING_LEVEL:
-        return text
-    shift = _TEXT_HEADING_LEVEL - min(levels)
-    out = []
-    fence: str | None = None
-    for line in lines:
-        fence, in_code = _fence_state(line, fence)
-        match = None if in_code else _ATX_HEADING.match(line)
-        if match:
-            level = min(len(match.group(2)) + shift, _MAX_HEADING_LEVEL)
-            line = match.group(1) + "#" * level + line[match.end():]
-        out.append(line)
-    return "\n".join(out)
-
-
-def _heading_matches(lines: list[str]) -> list[re.Match[str]]:
-    matches = []
-    fence: str | None = None
-    for line in lines:
-        fence, in_code = _fence_state(line, fence)
-        if not in_code and (match := _ATX_HEADING.match(line)):
-            matches.append(match)
-    return matches
-
-
-def _fence_state(line: str, fence: str | None) -> tuple[str | None, bool]:
-    """(open fence after this line, whether this line is code or a fence)."""
-    match = _FENCE.match(line)
-    if fence is None:
-        return (match.group(1)[0] * 3, True) if match else (None, False)
-    if match and match.group(1).startswith(fence):
-        return None, True
-    return fence, True
+    return nest_headings(text, _TEXT_HEADING_LEVEL)
 
 
 def _appendix(report: ReportView) -> str:

@@ -1,0 +1,43 @@
+"""Markdown text helpers shared by the step chain and the report writers."""
+
+from __future__ import annotations
+
+import re
+
+_ATX_HEADING = re.compile(r"^( {0,3})(#{1,6})(?=\s|$)")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_MAX_HEADING_LEVEL = 6
+
+
+def nest_headings(text: str, level: int) -> str:
+    """Shift the text's own `#` headings so the highest is at `level`, keeping relative levels.
+
+    A section or variant we put under a heading of ours must not outrank it: a model often
+    starts with `# Summary`. Fenced code is left alone; levels past 6 stay at 6.
+    """
+    lines = text.split("\n")
+    fence: str | None = None
+    found: list[tuple[int, re.Match[str]]] = []
+    for number, line in enumerate(lines):
+        fence, in_code = _fence_state(line, fence)
+        if not in_code and (match := _ATX_HEADING.match(line)):
+            found.append((number, match))
+    if not found:
+        return text
+    shift = level - min(len(match.group(2)) for _, match in found)
+    if shift <= 0:
+        return text
+    for number, match in found:
+        depth = min(len(match.group(2)) + shift, _MAX_HEADING_LEVEL)
+        lines[number] = match.group(1) + "#" * depth + lines[number][match.end():]
+    return "\n".join(lines)
+
+
+def _fence_state(line: str, fence: str | None) -> tuple[str | None, bool]:
+    """(open fence after this line, whether this line is code or a fence)."""
+    match = _FENCE.match(line)
+    if fence is None:
+        return (match.group(1)[0] * 3, True) if match else (None, False)
+    if match and match.group(1).startswith(fence):
+        return None, True
+    return fence, True
