@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .config import RunConfig, load_config
-from .errors import ConfigError
 from .models import PromptSheet
 from .sheet import read_prompt_sheet
 
@@ -29,10 +28,6 @@ def load_run_inputs(
         settings_locations=reading.settings_locations,
         overrides=overrides,
     )
-    if config.execution == "batch":
-        raise ConfigError(
-            "execution: batch (--batch) is not available in this version yet; run in real-time mode (the default)"
-        )
     return sheet, config
 
 

@@ -67,7 +67,8 @@ def cli() -> None:
 @click.option("--no-progress", is_flag=True, help="Plain lines only (the default when not on a terminal).")
 @click.option("--quiet", is_flag=True, help="Only warnings, errors and the final line.")
 @click.option("--limit", type=int, help="Only the first N enabled tasks in sheet order.")
-@click.option("--batch", is_flag=True, help="Send calls through the provider's Batch API (half price, slower).")
+@click.option("--batch", is_flag=True, help="Send calls through the provider's Batch API in waves (half price, slower).")
+@click.option("--poll-interval", type=float, metavar="S", help="Batch mode: seconds between looks at a wave's batches.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any config key for this run, over the YAML and the settings sheet (repeatable).")
@@ -86,6 +87,7 @@ def run(sheet: Path, config_path: Path | None, sequential: bool, objectives: str
         "objectives": _split(objectives),
         "limit": flags["limit"],
         "log_level": flags["log_level"],
+        "batch_poll_interval_s": flags["poll_interval"],
     }
     for key, value in _key_values(settings):  # a dedicated flag, when given, wins over --set
         if overrides.get(key) is None:

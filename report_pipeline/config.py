@@ -113,6 +113,12 @@ class RunConfig(BaseModel):
     offline_latency_ms: float = Field(default=0.0, ge=0)
     offline_seed: int = 0
     execution: Literal["realtime", "batch"] = "realtime"
+    # batch mode (execution: batch / --batch)
+    batch_poll_interval_s: float = Field(default=30.0, gt=0)
+    batch_max_wait_s: float | None = Field(default=None, gt=0)
+    batch_max_requests: int = Field(default=50_000, ge=1, le=50_000)
+    batch_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    batch_resubmits: int = Field(default=2, ge=0, le=20)
 
     @field_validator("steps", "objectives", mode="before")
     @classmethod
@@ -135,7 +141,8 @@ class RunConfig(BaseModel):
         return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator(
-        "requests_per_minute", "tokens_per_minute", "max_cost_usd", "limit", "ledger_path", "judge_model", mode="before"
+        "requests_per_minute", "tokens_per_minute", "max_cost_usd", "limit", "ledger_path", "judge_model",
+        "batch_max_wait_s", mode="before"
     )
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:

@@ -12,6 +12,8 @@
     ├── BudgetExceeded                 exit 3: max_cost_usd reached
     └── Interrupted                    exit 130: Ctrl-C / SIGTERM
 
+    AwaitingBatch (a BaseException)    not an error: batch mode parks a task until its wave is answered
+
 The CLI maps these to exit codes in one place (`exit_code_for`).
 """
 
@@ -147,3 +149,16 @@ def exit_code_for(error: BaseException) -> int:
     if isinstance(error, ReportPipelineError):
         return error.exit_code
     return EXIT_TASKS_FAILED
+
+
+class AwaitingBatch(BaseException):
+    """Batch mode: this call is not answered yet; the task is parked until its wave comes back.
+
+    A BaseException, not an Exception, so that no `except Exception` on the way (a
+    section, a variant, a template) mistakes it for a failure: it must reach the
+    scheduler, which parks the task and re-runs it after the wave.
+    """
+
+    def __init__(self, label: str) -> None:
+        super().__init__(label)
+        self.label = label

@@ -245,6 +245,41 @@ class CachedCall:
         )
 
 
+@dataclass(frozen=True)
+class BatchRequestRow:
+    """One request of a recorded batch: how its answer finds its way back."""
+
+    custom_id: str
+    request_hash: str
+    task_key: str
+    step: str
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """A batch as recorded: uploaded (`batch_id` None yet), submitted, finished, collected."""
+
+    local_id: str
+    run_id: str
+    wave: int
+    attempt: int
+    provider: str
+    base_url: str | None
+    model: str | None
+    input_file_id: str
+    batch_id: str | None
+    status: str
+    output_file_id: str | None
+    error_file_id: str | None
+    request_total: int
+    request_completed: int
+    request_failed: int
+    error: str | None
+    collected: bool
+    created_at: float
+    updated_at: float
+
+
 # -- SQL ----------------------------------------------------------------------------------
 
 _START_RUN = """
@@ -290,8 +325,25 @@ SELECT id, run_id, model, response, prompt_tokens, completion_tokens, cost_usd, 
 FROM calls WHERE request_hash = ? AND status = 'ok' AND cached = 0
 ORDER BY id DESC LIMIT 1
 """
+_RECORD_BATCH = """
+INSERT INTO batches (
+    local_id, run_id, wave, attempt, provider, base_url, model, input_file_id, status, request_total,
+    created_at, updated_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'uploaded', ?, ?, ?)
+"""
+_RECORD_BATCH_REQUEST = """
+INSERT INTO batch_requests (local_id, custom_id, request_hash, task_key, step) VALUES (?, ?, ?, ?, ?)
+"""
+_UPDATE_BATCH = """
+UPDATE batches SET batch_id = coalesce(?, batch_id), status = ?, output_file_id = coalesce(?, output_file_id),
+    error_file_id = coalesce(?, error_file_id), request_completed = ?, request_failed = ?,
+    error = coalesce(?, error), updated_at = ?
+WHERE local_id = ?
+"""
+_COLLECTED_BATCH = "UPDATE batches SET collected = 1, updated_at = ? WHERE local_id = ?"
 _RUN_COLUMNS = ", ".join(RunRow.__dataclass_fields__)
 _TASK_COLUMNS = ", ".join(TaskRow.__dataclass_fields__)
+_BATCH_COLUMNS = ", ".join(BatchRow.__dataclass_fields__)
 
 
 # -- the ledger ---------------------------------------------------------------------------
@@ -450,6 +502,82 @@ class Ledger:
         """Task key -> row of every task done in that run: what --resume need not run again."""
         return {row.task_key: row for row in self.task_rows(run_id) if row.status == "done"}
 
+    # -- batches (batch mode) -----------------------------------------------------------
+
+    def record_batch_upload(
+        self,
+        *,
+        local_id: str,
+        run_id: str,
+        wave: int,
+        attempt: int,
+        provider: str,
+        base_url: str | None,
+        model: str | None,
+        input_file_id: str,
+        requests: Sequence[BatchRequestRow],
+    ) -> None:
+        """An input file is on the server: record it and its requests, and wait for the commit.
+
+        Written before the batch is created, so a crash in between still knows which
+        file carries which requests (and finds the batch by its input file).
+        """
+        now = self._clock()
+        self._submit("batch", _RECORD_BATCH, (
+            local_id, run_id, wave, attempt, provider, _without_credentials(base_url), model, input_file_id,
+            len(requests), now, now,
+        ))
+        for request in requests:
+            self._submit("batch", _RECORD_BATCH_REQUEST, (
+                local_id, request.custom_id, request.request_hash, request.task_key, request.step,
+            ))
+        self.flush()
+
+    def update_batch(
+        self,
+        local_id: str,
+        *,
+        status: str,
+        batch_id: str | None = None,
+        completed: int = 0,
+        failed: int = 0,
+        output_file_id: str | None = None,
+        error_file_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """A batch's latest state from the server (the id the first time); waits for the commit."""
+        self._submit("batch", _UPDATE_BATCH, (
+            batch_id, status, output_file_id, error_file_id, completed, failed, error, self._clock(), local_id,
+        ))
+        self.flush()
+
+    def mark_batch_collected(self, local_id: str) -> None:
+        """Its answers are recorded as calls: it is never polled or adopted again."""
+        self._submit("batch", _COLLECTED_BATCH, (self._clock(), local_id))
+        self.flush()
+
+    def open_batches(self) -> list[BatchRow]:
+        """Batches whose answers were never collected (a crash, Ctrl-C, max_wait), oldest first."""
+        self.flush()
+        rows = self._select(
+            f"SELECT {_BATCH_COLUMNS} FROM batches WHERE collected = 0 ORDER BY created_at, local_id", ()
+        )
+        return [_batch_row(row) for row in rows]
+
+    def run_batches(self, run_id: str) -> list[BatchRow]:
+        """Every batch a run submitted, oldest first (run.json, `runs --show`)."""
+        self.flush()
+        rows = self._select(
+            f"SELECT {_BATCH_COLUMNS} FROM batches WHERE run_id = ? ORDER BY created_at, local_id", (run_id,)
+        )
+        return [_batch_row(row) for row in rows]
+
+    def batch_requests(self, local_id: str) -> list[BatchRequestRow]:
+        rows = self._select(
+            "SELECT custom_id, request_hash, task_key, step FROM batch_requests WHERE local_id = ?", (local_id,)
+        )
+        return [BatchRequestRow(**row) for row in rows]
+
     # -- lifecycle ----------------------------------------------------------------------
 
     def flush(self) -> None:
@@ -503,6 +631,12 @@ class Ledger:
                 self._readers.append(connection)
             self._local.connection = connection
         return connection
+
+
+def _batch_row(row: sqlite3.Row) -> BatchRow:
+    values = dict(row)
+    values["collected"] = bool(values["collected"])
+    return BatchRow(**values)
 
 
 def _task_row(row: sqlite3.Row) -> TaskRow:

@@ -33,6 +33,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from .batch.waves import WaveProgress
 from .models import Objective, Task, TaskResult
 from .pipeline import RunObserver, RunResult
 from .plan import Plan
@@ -108,6 +109,7 @@ class LiveProgress(RunObserver):
         self._counts = {"done": 0, "failed": 0, "skipped": 0}
         self._tokens = 0
         self._cost = 0.0
+        self._wave_line = ""  # batch mode: the wave being waited for
 
     # -- hooks ----------------------------------------------------------------------
 
@@ -193,6 +195,10 @@ class LiveProgress(RunObserver):
 
     # -- drawing --------------------------------------------------------------------
 
+    def wave_progress(self, progress: WaveProgress) -> None:
+        with self._lock:
+            self._wave_line = progress.describe()
+
     def render(self) -> RenderableType:
         """What the live area shows now; rich calls it on its refresh thread."""
         with self._lock:
@@ -209,11 +215,14 @@ class LiveProgress(RunObserver):
                 for s in active[:limit]
             ]
             hidden = len(active) - len(rows)
+            wave_line = self._wave_line
         finished = sum(counts.values())
         parts: list[RenderableType] = [
             _overall_bar(finished, total),
             _overall_stats(counts, running, finished, total, elapsed, tokens, cost),
         ]
+        if wave_line:
+            parts.append(Text(wave_line, style="cyan"))
         if rows:
             parts.append(_objective_rows(rows))
         if hidden:

@@ -235,3 +235,52 @@ def m002_call_indexes(db: sqlite3.Connection) -> None:
         "CREATE INDEX calls_ok_by_request_hash ON calls (request_hash) WHERE status = 'ok'",
         "CREATE INDEX calls_by_run_task ON calls (run_id, task_key)",
     )
+
+
+@migration
+def m003_batches(db: sqlite3.Connection) -> None:
+    """Batch mode: every uploaded input file and batch, and which requests each carries.
+
+    A row is written the moment its file is uploaded (`batch_id` still NULL) and updated
+    when the batch exists, so a crash at any point leaves enough to find the batch again
+    (by its input file) instead of paying for the same requests twice. `collected` is set
+    once its answers are recorded in `calls`.
+    """
+    _execute_all(
+        db,
+        """
+        CREATE TABLE batches (
+            local_id TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            wave INTEGER NOT NULL,
+            attempt INTEGER NOT NULL DEFAULT 1,
+            provider TEXT NOT NULL,
+            base_url TEXT,
+            model TEXT,
+            input_file_id TEXT NOT NULL,
+            batch_id TEXT UNIQUE,
+            status TEXT NOT NULL,
+            output_file_id TEXT,
+            error_file_id TEXT,
+            request_total INTEGER NOT NULL,
+            request_completed INTEGER NOT NULL DEFAULT 0,
+            request_failed INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            collected INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE batch_requests (
+            local_id TEXT NOT NULL REFERENCES batches (local_id),
+            custom_id TEXT NOT NULL,
+            request_hash TEXT NOT NULL,
+            task_key TEXT NOT NULL,
+            step TEXT NOT NULL,
+            PRIMARY KEY (local_id, custom_id)
+        )
+        """,
+        "CREATE INDEX batch_requests_by_hash ON batch_requests (request_hash)",
+        "CREATE INDEX batches_open ON batches (collected) WHERE collected = 0",
+    )

@@ -18,6 +18,8 @@ from typing import Any
 
 from . import __version__
 from .attachments import build_attachments
+from .batch.backend import BatchBackend, make_batch_backend
+from .batch.waves import BatchExecution, WaveProgress
 from .charts import ChartRenderer
 from .config import RunConfig
 from .data import DataStore
@@ -78,6 +80,8 @@ class RunObserver:
     def task_started(self, task: Task) -> None: ...
     def task_finished(self, result: TaskResult) -> None: ...
     def objective_finished(self, objective_id: str, results: tuple[TaskResult, ...]) -> None: ...
+    def wave_progress(self, progress: WaveProgress) -> None:
+        """Batch mode: the wave being waited for (batch statuses, request counts, ETA), after each poll."""
     def run_finished(self, result: RunResult) -> None: ...
     def close(self) -> None:
         """Release the display (a live terminal area) even when the run raised."""
@@ -114,6 +118,17 @@ class ReportGenerationPipeline:
         self.results = ReportStructureManager(self.plan)
         self._charts = ChartRenderer(self.run_dir)
         self._with_check = any("check" in (t.steps or config.steps) for t in self.plan.tasks.values())
+        self._batch_backend: BatchBackend | None = None
+        self._batch: BatchExecution | None = None
+        self._started_tasks: set[str] = set()
+        if config.execution == "batch":
+            try:  # an endpoint without a Batch API is refused here, before anything is sent or written
+                self._batch_backend = make_batch_backend(config, self.provider, scrub=self._scrub)
+                self._batch_backend.check()
+            except BaseException:
+                if self._own_provider:
+                    self.provider.close()
+                raise
 
     def run(self) -> RunResult:
         try:
@@ -200,19 +215,32 @@ class ReportGenerationPipeline:
     def _execute(self, ledger: Ledger | None, restored: dict[str, TaskResult]) -> Halt | None:
         config = self.config
         appender = ResultsCsvAppender(self.run_dir / "results.csv", with_check=self._with_check)
-        gateway = CallGateway(
-            self.provider, ledger=ledger, run_id=self.run_id, base_url=config.base_url,
-            use_cache=config.cache or self.resume, durable=self.provider.name != "offline",
-        )
+        use_cache = config.cache or self.resume
+        objective_slots, task_slots = config.objective_slots, config.task_slots
+        if self._batch_backend is not None:
+            # Between waves nothing waits on the network: every pass runs on this thread, every
+            # objective admitted, so each wave holds every call whose inputs are ready.
+            self._batch = BatchExecution(
+                config=config, backend=self._batch_backend, ledger=ledger, run_id=self.run_id,
+                use_cache=use_cache, stop=self.stop, on_progress=self.observer.wave_progress,
+            )
+            call: Any = self._batch
+            objective_slots = task_slots = max(1, self.plan.task_count)
+            sequential_objectives = sequential_tasks = True
+        else:
+            call = CallGateway(
+                self.provider, ledger=ledger, run_id=self.run_id, base_url=config.base_url,
+                use_cache=use_cache, durable=self.provider.name != "offline",
+            )
+            sequential_objectives, sequential_tasks = not config.run_objectives_concurrent, not config.run_task_concurrent
         runner = TaskRunner(
             config=config, sheet=self.sheet, plan=self.plan, data=self.data,
-            results=self.results, call=gateway,
+            results=self.results, call=call, sequential_subcalls=sequential_tasks,
         )
         task_threads = min(config.objective_slots * config.task_slots, max(config.max_concurrent_requests, config.task_slots))
         objective_pool, task_pool = make_executors(
             config.objective_slots, task_threads,
-            sequential_objectives=not config.run_objectives_concurrent,
-            sequential_tasks=not config.run_task_concurrent,
+            sequential_objectives=sequential_objectives, sequential_tasks=sequential_tasks,
         )
 
         def task_finished(result: TaskResult) -> None:
@@ -230,9 +258,10 @@ class ReportGenerationPipeline:
         )
         scheduler = Scheduler(
             self.plan, runner, lambda r: self.results.record(r).objective_finished,
-            objective_slots=config.objective_slots, task_slots=config.task_slots,
+            objective_slots=objective_slots, task_slots=task_slots,
             objective_executor=objective_pool, task_executor=task_pool,
             hooks=hooks, stop=self.stop, restored=restored, scrub=self._scrub,
+            wave=self._batch.run_wave if self._batch is not None else None,
         )
         try:
             return scheduler.run(grace_s=config.shutdown_grace_s)
@@ -258,6 +287,22 @@ class ReportGenerationPipeline:
         thread.start()
         return thread
 
+    def batch_summary(self) -> dict[str, Any] | None:
+        """run.json's `batch`: the waves and the saving against real-time prices (None in realtime)."""
+        if self._batch is None:
+            return None
+        waves = [wave.as_dict() for wave in self._batch.waves]
+        cost = sum(w["cost_usd"] for w in waves)
+        realtime = sum(w["realtime_cost_usd"] for w in waves)
+        return {
+            "waves": waves,
+            "batches": sum(len(w["batches"]) for w in waves),
+            "requests": sum(b["completed"] for w in waves for b in w["batches"]),
+            "cost_usd": round(cost, 6),
+            "realtime_cost_usd": round(realtime, 6),
+            "saving_usd": round(realtime - cost, 6),
+        }
+
     @property
     def secrets(self) -> list[str]:
         """Strings no output may contain: the API key."""
@@ -267,6 +312,9 @@ class ReportGenerationPipeline:
         return redact(text, self.secrets)
 
     def _task_started(self, task: Task) -> None:
+        if task.key in self._started_tasks:  # batch mode runs a parked task again after each wave
+            return
+        self._started_tasks.add(task.key)
         log.debug("task %s started", task.key)
         self.observer.task_started(task)
 
@@ -429,6 +477,8 @@ def build_manifest(
         "tokens": {"prompt": run.prompt_tokens, "completion": run.completion_tokens,
                    "total": run.prompt_tokens + run.completion_tokens},
         "cost_usd": round(run.cost_usd, 6),
+        "execution": pipeline.config.execution,
+        "batch": pipeline.batch_summary(),
         "provider": pipeline.provider.name,
         "model": pipeline.config.model,
         "resources": resources,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .models import Task, TaskResult
+from .batch.waves import WaveProgress
 from .pipeline import RunObserver, RunResult
 from .plan import Plan
 
@@ -48,6 +49,8 @@ class PlainProgress(RunObserver):
         self._objective_started: dict[str, float] = {}
         self._objectives_done = 0
         self._counts = {"done": 0, "failed": 0, "skipped": 0}
+        self._last_wave: tuple[object, ...] = ()
+        self._last_wave_line = 0.0
 
     def _say(self, line: str) -> None:
         if not self._quiet:
@@ -87,6 +90,17 @@ class PlainProgress(RunObserver):
             f"{self._counts['failed']} failed, {self._counts['skipped']} skipped; "
             f"{format_duration(elapsed)} elapsed{eta}"
         )
+
+    def wave_progress(self, progress: WaveProgress) -> None:
+        """A line when a wave's batches change status, else one every `interval_s` while waiting."""
+        seen = (progress.wave, tuple(sorted(progress.statuses.items())))
+        now = self._clock()
+        with self._lock:
+            due = seen != self._last_wave or now - self._last_wave_line >= self._interval_s
+            if due:
+                self._last_wave, self._last_wave_line = seen, now
+        if due:
+            self._say(progress.describe())
 
     def objective_finished(self, objective_id: str, results: tuple[TaskResult, ...]) -> None:
         assert self._plan is not None

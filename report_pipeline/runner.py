@@ -145,6 +145,7 @@ class TaskRunner:
         results: ReportStructureManager,
         call: CallFn,
         clock: Callable[[], float] = time.time,
+        sequential_subcalls: bool | None = None,
     ) -> None:
         self._config = config
         self._sheet = sheet
@@ -156,7 +157,10 @@ class TaskRunner:
         self._objectives: dict[str, Objective] = {o.objective_id: o for o in sheet.objectives}
         self._renderer = PromptRenderer()  # each distinct template compiles once per run
         self._step_prompts = {**DEFAULT_STEP_PROMPTS, **{k: v for k, v in sheet.prompts.items() if k in DEFAULT_STEP_PROMPTS}}
-        self._pools = _SubCallPools(config.max_concurrent_requests, inline=not config.run_task_concurrent)
+        if sequential_subcalls is None:
+            sequential_subcalls = not config.run_task_concurrent
+        # sequential mode, and batch mode's passes, make sections and variants one by one
+        self._pools = _SubCallPools(config.max_concurrent_requests, inline=sequential_subcalls)
         # a runner dropped without close() still lets its idle threads go
         self._finalizer = weakref.finalize(self, self._pools.close)
 

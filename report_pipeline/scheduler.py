@@ -13,6 +13,14 @@ executors.
 `objective_slots` bounds how many objectives are active at once (1 when
 run_objectives_concurrent is off); `task_slots` bounds how many tasks of one
 objective run at once (1 when run_task_concurrent is off).
+
+Batch mode uses the same loop. A task whose next call is not answered yet raises
+`AwaitingBatch` and is *parked*: not settled, its dependents left waiting. When
+nothing can run any more and tasks are parked, the loop calls the `wave` hook
+(submit every call they wait for, wait for the answers) and then runs the parked
+tasks again from the top; calls answered in earlier waves come back at once. So
+each wave is every call whose inputs are ready, and the number of waves is the
+critical path, whatever the number of tasks.
 """
 
 from __future__ import annotations
@@ -27,13 +35,15 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import AuthError, BudgetExceeded
+from .errors import AuthError, AwaitingBatch, BudgetExceeded
 from .models import Task, TaskResult
 from .plan import Plan
 
 log = logging.getLogger("report_pipeline.scheduler")
 
 TaskRunner = Callable[[Task], TaskResult]
+#: Batch mode: send the calls parked tasks wait for and wait for their answers; a Halt stops the run.
+WaveHook = Callable[[], "Halt | None"]
 
 
 class InlineExecutor(Executor):
@@ -94,6 +104,7 @@ class Scheduler:
         restored: dict[str, TaskResult] | None = None,
         scrub: Callable[[str], str] = lambda text: text,
         clock: Callable[[], float] = time.time,
+        wave: WaveHook | None = None,
     ) -> None:
         self._plan = plan
         self._run_task = run_task
@@ -118,6 +129,10 @@ class Scheduler:
         self._finished: set[str] = set()
         self._running: set[str] = set()
         self._objective_futures: list[Future[Any]] = []
+        self._wave = wave
+        self._parked: list[str] = []  # waiting for their wave, in the order they parked
+        self._blocked: set[str] = set()  # parked, or depending on a parked task
+        self.waves = 0
         self.halt: Halt | None = None
 
     # -- the loop -----------------------------------------------------------------
@@ -142,7 +157,10 @@ class Scheduler:
                 if deadline is None:
                     deadline = time.monotonic() + grace_s
             if self._in_flight == 0 and len(self._finished) < len(self._plan.tasks):
-                self._break_deadlock()
+                if self._parked and self._only_parked_left():
+                    self._next_wave()
+                else:
+                    self._break_deadlock()
                 continue
             timeout = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
             try:
@@ -155,12 +173,15 @@ class Scheduler:
             self._in_flight -= 1
             self._running.discard(key)
             self._objectives[self._plan.objective_of(key)].running -= 1
-            if error is not None:
-                result = self._after_error(key, error)
-            assert result is not None
-            if result.error:
-                result = replace(result, error=self._scrub(result.error))
-            self._settle(key, result)
+            if isinstance(error, AwaitingBatch):
+                self._park(key)
+            else:
+                if error is not None:
+                    result = self._after_error(key, error)
+                assert result is not None
+                if result.error:
+                    result = replace(result, error=self._scrub(result.error))
+                self._settle(key, result)
             if self.halt is None:
                 self._admit()
                 self._dispatch()
@@ -266,6 +287,36 @@ class Scheduler:
             self._active -= 1
         future = self._objective_executor.submit(self._hooks.objective_finished, objective_id)
         self._objective_futures.append(future)
+
+    def _park(self, key: str) -> None:
+        """The task waits for its wave: neither settled nor released, and neither are its dependents."""
+        if self._wave is None:
+            raise RuntimeError(f"task {key} waits for a batch, but this run has no batch waves")
+        self._parked.append(key)
+        pending = [key]
+        while pending:
+            current = pending.pop()
+            if current in self._blocked or current in self._finished:
+                continue
+            self._blocked.add(current)
+            pending.extend(self._plan.children.get(current, ()))
+
+    def _only_parked_left(self) -> bool:
+        return all(key in self._finished or key in self._blocked for key in self._plan.tasks)
+
+    def _next_wave(self) -> None:
+        """Everything left waits for answers: send the wave, then run the parked tasks again."""
+        assert self._wave is not None
+        self.waves += 1
+        halt = self._wave()
+        parked, self._parked = self._parked, []
+        self._blocked.clear()
+        if halt is not None:
+            self.halt = halt
+            return  # the loop skips them, with the halt's reason
+        for key in parked:  # back to the front of their objective's queue, in the order they parked
+            self._objectives[self._plan.objective_of(key)].ready.append(key)
+        self._dispatch()
 
     def _skip_unstarted(self) -> None:
         """After a halt, every task not yet started gets its final result: skipped with the reason."""

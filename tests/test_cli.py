@@ -153,11 +153,27 @@ def test_init_writes_a_starter_that_runs(tmp_path):
     assert run.exit_code == 0, run.output
 
 
-def test_batch_mode_is_a_clear_error_for_now(tmp_path):
-    sheet = simple_workbook(tmp_path / "wb", 1, 1)
-    result = invoke("run", sheet, "--batch", "--output", tmp_path / "out")
-    assert result.exit_code == 2
-    assert "real-time" in result.output
+def test_batch_mode_offline_writes_the_same_report_as_realtime(tmp_path):
+    sheet = make_workbook(
+        tmp_path / "wb",
+        objectives=[{"objective_id": o, "title": o} for o in ("O1", "O2", "SUM")],
+        tasks=[
+            {"objective_id": "O1", "task_id": "T1", "prompt": "First", "steps": "generate,refine"},
+            {"objective_id": "O2", "task_id": "T1", "prompt": "Second"},
+            {"objective_id": "SUM", "task_id": "T1", "prompt": "Sum up {{ results[\"O1\"] }} and {{ results[\"O2\"] }}", "depends_on": "O1,O2"},
+        ],
+    )
+    batch = invoke("run", sheet, "--batch", "--poll-interval", "0.01", "--no-cache", "--output", tmp_path / "batch")
+    realtime = invoke("run", sheet, "--no-cache", "--output", tmp_path / "realtime")
+    assert batch.exit_code == 0 and realtime.exit_code == 0, batch.output + realtime.output
+    (batch_dir,), (realtime_dir,) = run_dirs(tmp_path / "batch"), run_dirs(tmp_path / "realtime")
+    manifest = json.loads((batch_dir / "run.json").read_text())
+    assert manifest["execution"] == "batch"
+    assert manifest["config"]["batch_poll_interval_s"] == 0.01
+    # wave 1: both generates; wave 2: the refine; wave 3: the summary, once both chapters are done
+    assert [w["requests"] for w in manifest["batch"]["waves"]] == [2, 1, 1]
+    body = lambda d: (d / "report.md").read_text().split("\n", 8)[-1]  # noqa: E731 - past the header lines
+    assert body(batch_dir) == body(realtime_dir)
 
 
 def test_set_overrides_any_key_over_the_settings_sheet(tmp_path):

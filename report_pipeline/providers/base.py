@@ -60,3 +60,14 @@ class Provider(Protocol):
 
     def close(self) -> None:
         ...
+
+
+def message_text(content: object) -> str:
+    """A chat message's content as text: a string, null (a refusal or an empty answer), or text parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    raise TypeError("unexpected content type")
