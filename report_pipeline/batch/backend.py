@@ -77,7 +77,7 @@ def make_batch_backend(config: RunConfig, provider: Provider, *, scrub: Callable
     """The backend for `execution: batch`; ConfigError for a provider that has none."""
     if config.provider == "offline":
         return OfflineBatchBackend(provider)
-    client = getattr(provider, "client", None)
+    client = getattr(provider, "client", None) or getattr(provider, "_client", None)
     if client is None:
         raise ConfigError(
             f"execution: batch: provider {provider.name!r} has no Batch API; run in real-time mode "

@@ -83,6 +83,7 @@ class BatchCounters:
     batch_requests: int = 0
     custom_ids: Counter[str] = field(default_factory=Counter)
     batch_requests_by_label: Counter[str] = field(default_factory=Counter)
+    refused_requests: int = 0  # to /v1/files or /v1/batches while no_batch_api is on
 
 
 class BatchService:
@@ -111,15 +112,27 @@ class BatchService:
         self._finished_waiters: dict[str, list[threading.Event]] = {}
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
-        router.add_post("/v1/files", self._upload_file)
-        router.add_get("/v1/files", self._list_files)
-        router.add_get("/v1/files/{file_id}", self._retrieve_file)
-        router.add_delete("/v1/files/{file_id}", self._delete_file)
-        router.add_get("/v1/files/{file_id}/content", self._file_content)
-        router.add_post("/v1/batches", self._create_batch)
-        router.add_get("/v1/batches", self._list_batches)
-        router.add_get("/v1/batches/{batch_id}", self._retrieve_batch)
-        router.add_post("/v1/batches/{batch_id}/cancel", self._cancel_batch)
+        guard = self._unless_disabled
+        router.add_post("/v1/files", guard(self._upload_file))
+        router.add_get("/v1/files", guard(self._list_files))
+        router.add_get("/v1/files/{file_id}", guard(self._retrieve_file))
+        router.add_delete("/v1/files/{file_id}", guard(self._delete_file))
+        router.add_get("/v1/files/{file_id}/content", guard(self._file_content))
+        router.add_post("/v1/batches", guard(self._create_batch))
+        router.add_get("/v1/batches", guard(self._list_batches))
+        router.add_get("/v1/batches/{batch_id}", guard(self._retrieve_batch))
+        router.add_post("/v1/batches/{batch_id}/cancel", guard(self._cancel_batch))
+
+    def _unless_disabled(self, handler: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
+        """With ``no_batch_api`` the endpoints are not there at all: 404, as on Ollama or vLLM."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if self._config().no_batch_api:
+                self._counters.refused_requests += 1
+                return api_error(404, f"Not Found: {request.method} {request.path}")
+            return await handler(request)
+
+        return guarded
 
     # -- control, for SimulatorServer and SimulatorHandle -------------------------
 
@@ -133,6 +146,7 @@ class BatchService:
             "batch_requests": counters.batch_requests,
             "batch_requests_repeated": counters.batch_requests - len(counters.custom_ids),
             "batch_requests_by_label": dict(counters.batch_requests_by_label),
+            "batch_api_refused": counters.refused_requests,
         }
 
     def reset(self) -> None:

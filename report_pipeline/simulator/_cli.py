@@ -57,6 +57,7 @@ _CONFIG_SWITCHES: tuple[tuple[str, str, str], ...] = (
     ("--batch-fail", "batch_fail", "every batch fails validation (enqueued token limit)"),
     ("--batch-validate-upload", "batch_validate_upload",
      "reject bad batch input lines at upload with 400 (OpenAI fails the batch later)"),
+    ("--no-batch-api", "no_batch_api", "answer /v1/files and /v1/batches with 404, like a server without a Batch API"),
 )
 
 

@@ -19,7 +19,7 @@ _NON_NEGATIVE_FLOATS = ("latency_s", "latency_jitter_s", "hang_s", "batch_delay_
 _SHARES = ("error_rate", "hang_rate", "drop_rate", "malformed_rate", "batch_error_rate")
 _OPTIONAL_LIMITS = ("requests_per_window", "tokens_per_window")
 _POSITIVE_COUNTS = ("batch_steps", "batch_max_requests", "batch_max_bytes")
-_FLAGS = ("batch_manual", "batch_fail", "batch_validate_upload")
+_FLAGS = ("batch_manual", "batch_fail", "batch_validate_upload", "no_batch_api")
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,8 @@ class SimulatorConfig:
     batch_max_requests: int = DEFAULT_BATCH_MAX_REQUESTS
     batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES
     batch_validate_upload: bool = False
+    # Answer /v1/files and /v1/batches with 404, like Ollama or a plain vLLM server.
+    no_batch_api: bool = False
 
     def __post_init__(self) -> None:
         for name in _NON_NEGATIVE_FLOATS:
