@@ -5,7 +5,7 @@ from __future__ import annotations
 from .config import RunConfig
 from .data import DataStore
 from .models import PromptSheet
-from .plan import build_plan
+from .plan import build_plan, critical_path_rounds
 from .providers.offline import estimate_tokens
 from .results import ReportStructureManager
 from .runner import TaskRunner
@@ -24,6 +24,7 @@ def estimate_run(sheet: PromptSheet, config: RunConfig) -> str:
     lines = [f"dry run of {sheet.path}: nothing is sent", ""]
     lines.append(f"{'objective':<28} {'tasks':>5} {'calls':>6} {'prompt tok':>11} {'max out tok':>12} {'max cost $':>11}")
     totals = [0, 0, 0, 0, 0.0]
+    batch_cost = 0.0
     unpriced: set[str] = set()
     for objective in plan.objectives:
         row = [0, 0, 0, 0, 0.0]
@@ -43,12 +44,19 @@ def estimate_run(sheet: PromptSheet, config: RunConfig) -> str:
                     unpriced.add(model)
                 else:
                     row[4] += price.cost(prompt_tokens, out_tokens)
+                    batch_cost += price.cost(prompt_tokens, out_tokens, batch=True)
         totals = [a + b for a, b in zip(totals, row)]
         lines.append(f"{objective.title[:28]:<28} {row[0]:>5} {row[1]:>6} {row[2]:>11,} {row[3]:>12,} {row[4]:>11.4f}")
     lines.append(f"{'total':<28} {totals[0]:>5} {totals[1]:>6} {totals[2]:>11,} {totals[3]:>12,} {totals[4]:>11.4f}")
     lines.append("")
     lines.append("Tokens are estimated at 4 characters a token; output is counted at max_tokens and outline chapters at "
                  "outline_max_sections sections (retries not counted), so the cost is close to an upper bound.")
+    if config.execution == "batch":
+        waves = critical_path_rounds(plan, config.steps)
+        lines.append(
+            f"Batch mode: {waves} wave(s) (the longest chain of calls that wait for one another), "
+            f"at most ${batch_cost:.4f} at batch prices against ${totals[4]:.4f} in real time."
+        )
     if unpriced:
         lines.append(f"No price in config `prices` for: {', '.join(sorted(unpriced))} (counted as $0).")
     if config.max_cost_usd is not None and totals[4] > config.max_cost_usd:

@@ -6,11 +6,13 @@ written), then the run folder and its log, then the scheduler, then the reports.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +25,14 @@ from .batch.waves import BatchExecution, WaveProgress
 from .charts import ChartRenderer
 from .config import RunConfig
 from .data import DataStore
-from .errors import ConfigError, EXIT_BAD_INPUT, EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_OK, EXIT_TASKS_FAILED
+from .errors import (
+    EXIT_BAD_INPUT,
+    EXIT_BUDGET,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TASKS_FAILED,
+    ConfigError,
+)
 from .gateway import CallGateway
 from .ledger import Ledger, TaskRow, config_hash, sheet_hash
 from .logs import redact, run_log
@@ -35,8 +44,8 @@ from .providers.factory import make_provider
 from .results import ReportStructureManager
 from .runlock import RunLock
 from .runner import TaskRunner
-from .timeline import write_timeline
 from .scheduler import Halt, Scheduler, SchedulerHooks, make_executors
+from .timeline import write_timeline
 from .writers import (
     ResultsCsvAppender,
     atomic_write_text,
@@ -256,8 +265,18 @@ class ReportGenerationPipeline:
             objective_started=lambda objective_id: log.info("objective %s started", objective_id),
             objective_finished=self._objective_finished,
         )
+        run_task: Callable[[Task], TaskResult] = runner
+        if self._batch is not None:
+            first_started: dict[str, float] = {}
+
+            def run_task(task: Task) -> TaskResult:
+                """A parked task runs again after each wave; it started the first time."""
+                first_started.setdefault(task.key, time.time())
+                result = runner(task)
+                return dataclasses.replace(result, started_at=first_started[task.key])
+
         scheduler = Scheduler(
-            self.plan, runner, lambda r: self.results.record(r).objective_finished,
+            self.plan, run_task, lambda r: self.results.record(r).objective_finished,
             objective_slots=objective_slots, task_slots=task_slots,
             objective_executor=objective_pool, task_executor=task_pool,
             hooks=hooks, stop=self.stop, restored=restored, scrub=self._scrub,

@@ -7,6 +7,7 @@ only follows the plan.
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -157,3 +158,51 @@ def sheet_order_key(plan: Plan):
     """Sort key that puts results in report order whatever order they finished in."""
     rank = {key: i for i, key in enumerate(plan.tasks)}
     return lambda key: rank[key]
+
+
+def call_rounds(task: Task, *, steps: Sequence[str], outline: bool) -> int:
+    """How many calls of `task` must wait for one another: its share of the critical path.
+
+    One per step; an outline's generate is a plan, then its sections (in parallel); with
+    several models the chains run side by side, except `first_success`, which tries one
+    model after the other (at worst all of them), and `best`, whose judge comes last.
+    """
+    generate = 2 if outline else 1
+    models = len(task.model or ()) or 1
+    if models > 1 and task.merge == "first_success":
+        generate *= models
+    rounds = sum(generate if step == "generate" else 1 for step in steps)
+    if models > 1 and task.merge == "best":
+        rounds += 1
+    return rounds
+
+
+def critical_path_rounds(plan: Plan, default_steps: Sequence[str]) -> int:
+    """The longest chain of calls that must wait for one another, through dependencies.
+
+    In batch mode that is the number of waves when nothing fails or is retried (an outline
+    plan retried, a first_success model that failed, add one each); it does not grow with
+    the number of tasks.
+    """
+    outline = {o.objective_id for o in plan.objectives if o.mode == "outline"}
+    depth: dict[str, int] = {}
+    for key in topological_order(plan):
+        task = plan.tasks[key]
+        own = call_rounds(task, steps=task.steps or default_steps, outline=task.objective_id in outline)
+        depth[key] = own + max((depth[p] for p in plan.parents[key]), default=0)
+    return max(depth.values(), default=0)
+
+
+def topological_order(plan: Plan) -> list[str]:
+    """Every task key after all of its parents (Kahn's algorithm, sheet order among equals)."""
+    waiting = {key: len(parents) for key, parents in plan.parents.items()}
+    ready = deque(key for key in plan.tasks if waiting[key] == 0)
+    order: list[str] = []
+    while ready:
+        key = ready.popleft()
+        order.append(key)
+        for child in plan.children.get(key, ()):
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+    return order

@@ -379,3 +379,24 @@ def test_kill_9_mid_wave_then_resume_creates_no_new_batch_for_that_wave(tmp_path
     assert sim.stats()["batch_requests_repeated"] == 0
     rows = {f"{r['objective_id']}.{r['task_id']}": r["status"] for r in csv_rows(out / run_id / "results.csv")}
     assert rows == {"A.t": "done", "B.t": "done"}
+
+
+def test_the_example_runs_offline_in_as_many_waves_as_its_critical_path(tmp_path):
+    from report_pipeline.config import load_config
+    from report_pipeline.plan import critical_path_rounds
+
+    sheet = load_prompt_sheet(ROOT / "prompt_sheets" / "energy_transition.xlsx")
+    config = load_config(overrides={"provider": "offline", "execution": "batch", "output_dir": tmp_path,
+                                    "batch_poll_interval_s": 0.01})
+    result = ReportGenerationPipeline(config, sheet).run()
+    assert result.exit_code == 0
+    waves = json.loads((result.run_dir / "run.json").read_text())["batch"]["waves"]
+    assert len(waves) == critical_path_rounds(build_plan(sheet), config.steps) > 1
+    assert sum(w["requests"] for w in waves) == sum(len(r.calls) for r in result.results)
+
+
+def test_dry_run_in_batch_mode_gives_the_waves_and_the_batch_price(tmp_path):
+    sheet = chains_workbook(tmp_path / "wb")
+    result = CliRunner().invoke(cli, ["run", str(sheet), "--batch", "--dry-run", "--set", "model=gpt-4o-mini"])
+    assert result.exit_code == 0, result.output
+    assert "Batch mode: 6 wave(s)" in result.output
