@@ -163,7 +163,7 @@ def test_a_wave_that_halts_skips_every_parked_task_with_its_reason(tmp_path):
 
 
 def batch_config(sim, out: Path, **overrides):
-    return openai_config(sim, out, execution="batch", batch_poll_interval_s=0.02, **overrides)
+    return openai_config(sim, out, **{"execution": "batch", "batch_poll_interval_s": 0.02, **overrides})
 
 
 def chains_workbook(path: Path) -> Path:
@@ -400,3 +400,47 @@ def test_dry_run_in_batch_mode_gives_the_waves_and_the_batch_price(tmp_path):
     result = CliRunner().invoke(cli, ["run", str(sheet), "--batch", "--dry-run", "--set", "model=gpt-4o-mini"])
     assert result.exit_code == 0, result.output
     assert "Batch mode: 6 wave(s)" in result.output
+
+
+def test_ctrl_c_while_waiting_stops_at_once_as_interrupted_with_the_batch_recorded(tmp_path, make_simulator):
+    from report_pipeline.pipeline import RunObserver
+
+    sim = make_simulator(batch_manual=True)
+    sheet = chains_workbook(tmp_path / "wb")
+    stop = threading.Event()
+
+    class PressCtrlC(RunObserver):
+        def wave_progress(self, progress) -> None:
+            stop.set()  # what the SIGINT handler does
+
+    result = ReportGenerationPipeline(
+        batch_config(sim, tmp_path / "out", batch_poll_interval_s=600), load_prompt_sheet(sheet),
+        observer=PressCtrlC(), stop=stop,
+    ).run()  # a 600 s poll interval: only the stop can end the wait in time
+    assert result.exit_code == 130 and result.status == "interrupted"
+    assert all(r.status == "skipped" for r in result.results)
+    ledger = sqlite3.connect(tmp_path / "out" / "ledger.sqlite")
+    assert ledger.execute("SELECT count(*) FROM batches WHERE batch_id IS NOT NULL AND collected = 0").fetchone() == (1,)
+    ledger.close()
+
+
+def test_a_crash_between_create_and_its_record_finds_the_batch_by_its_input_file(tmp_path, make_simulator):
+    sim = make_simulator(batch_manual=True)
+    sheet = make_workbook(
+        tmp_path / "wb", objectives=[{"objective_id": "A", "title": "A"}],
+        tasks=[{"objective_id": "A", "task_id": f"t{i}", "prompt": f"Part {i}"} for i in range(2)],
+    )
+    first = ReportGenerationPipeline(
+        batch_config(sim, tmp_path / "out", batch_max_wait_s=0.1), load_prompt_sheet(sheet)
+    ).run()
+    assert first.exit_code == 130
+    ledger = sqlite3.connect(tmp_path / "out" / "ledger.sqlite")
+    with ledger:  # as if the process died right after batches.create returned
+        ledger.execute("UPDATE batches SET batch_id = NULL, status = 'uploaded'")
+    ledger.close()
+    sim.configure(batch_manual=False, batch_delay_s=0.02, batch_steps=1)
+    resumed = ReportGenerationPipeline(
+        batch_config(sim, tmp_path / "out"), load_prompt_sheet(sheet), run_id=first.run_id, resume=True,
+    ).run()
+    assert resumed.exit_code == 0
+    assert sim.stats()["batches_created"] == 1 and sim.stats()["files_uploaded"] == 1

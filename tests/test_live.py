@@ -257,3 +257,39 @@ def test_plain_progress_for_a_pipe_writes_no_escape_sequences(tmp_path):
     out = stream.getvalue()
     assert 'objective 1/1 "Alpha" done: 2/2 tasks' in out
     assert "\x1b" not in out
+
+
+def test_wave_progress_prints_a_plain_line_on_each_status_change_and_then_every_interval(tmp_path):
+    from report_pipeline.batch.waves import WaveProgress
+
+    stream, clock = io.StringIO(), FakeClock()
+    observer = PlainProgress(stream, interval_s=60.0, clock=clock)
+    observer.run_started(make_plan({"A": ("Alpha", 2)}), tmp_path / "run-1")
+
+    def wave(status: str, completed: int, waited: float, eta: float | None):
+        return WaveProgress(wave=2, batches=1, statuses={status: 1}, total=40, completed=completed, failed=1,
+                            waited_s=waited, eta_s=eta)
+
+    observer.wave_progress(wave("validating", 0, 1.0, None))
+    observer.wave_progress(wave("validating", 0, 2.0, None))  # same status, within the interval: quiet
+    observer.wave_progress(wave("in_progress", 9, 30.0, 100.0))
+    clock.now += 61
+    observer.wave_progress(wave("in_progress", 19, 91.0, 60.0))  # the interval passed
+    lines = [line for line in stream.getvalue().splitlines() if line.startswith("wave")]
+    assert lines == [
+        "wave 2: 1 batch(es) 1 validating; requests 0/40 completed, 1 failed; waiting 1 s",
+        "wave 2: 1 batch(es) 1 in_progress; requests 9/40 completed, 1 failed; waiting 30 s, wave ETA 2 min",
+        "wave 2: 1 batch(es) 1 in_progress; requests 19/40 completed, 1 failed; waiting 2 min, wave ETA 60 s",
+    ]
+
+
+def test_live_area_shows_the_wave_being_waited_for(tmp_path):
+    from report_pipeline.batch.waves import WaveProgress
+
+    live = LiveProgress(recording_console(), clock=FakeClock())
+    live.run_started(make_plan({"A": ("Alpha", 1)}), tmp_path / "run-1")
+    try:
+        live.wave_progress(WaveProgress(1, 2, {"in_progress": 2}, 10, 4, 0, 12.0, 18.0))
+        assert "wave 1: 2 batch(es) 2 in_progress; requests 4/10 completed" in rendered(live.render())
+    finally:
+        live.close()
