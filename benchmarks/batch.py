@@ -100,10 +100,16 @@ def main() -> None:
     with OtherLoad() as load, tempfile.TemporaryDirectory() as tmp, SimulatorProcess() as sim:
         sim.configure(batch_delay_s=args.delay, batch_steps=4)
         generated = write_workbook(Path(tmp) / "wb.xlsx", objectives, args.tasks // objectives)
-        for name, sheet in (("example (energy_transition.xlsx)", ROOT / "prompt_sheets" / "energy_transition.xlsx"),
-                            (f"generated {objectives}x{args.tasks // objectives}", generated)):
+        size = f"generated {objectives}x{args.tasks // objectives}"
+        split = max(1, args.tasks * 2 // 5)
+        runs = (
+            ("example (energy_transition.xlsx)", ROOT / "prompt_sheets" / "energy_transition.xlsx", args.max_requests),
+            (size, generated, args.max_requests),
+            (f"{size}, batch_max_requests {split}", generated, split),  # each wave split in 3
+        )
+        for number, (name, sheet, max_requests) in enumerate(runs):
             sim.reset()
-            result = run_one(sheet, sim, Path(tmp) / name.split()[0], poll_s=args.poll, max_requests=args.max_requests)
+            result = run_one(sheet, sim, Path(tmp) / f"run{number}", poll_s=args.poll, max_requests=max_requests)
             print(f"{name}: {result['status']}, {result['waves']} waves, {result['batches']} batches, "
                   f"{result['wall_s']:.1f} s", file=sys.stderr)
             rows.append((name, result))
