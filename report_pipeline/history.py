@@ -50,6 +50,7 @@ def describe_run(output_dir: Path, run_id: str) -> str:
         if row is None:
             raise ConfigError(f"no run {run_id!r} under {output_dir}: `report-pipeline runs` lists them")
         tasks = ledger.task_rows(run_id)
+        batches = ledger.run_batches(run_id)
     lines = [
         f"run {row.run_id}: {row.status}",
         f"  sheet:    {row.sheet_path}",
@@ -58,6 +59,14 @@ def describe_run(output_dir: Path, run_id: str) -> str:
         f"  tokens:   {row.prompt_tokens:,} in, {row.completion_tokens:,} out; cost ${row.cost_usd:.4f}",
         f"  folder:   {Path(output_dir) / row.run_id}",
     ]
+    if batches:
+        lines.append("  batches:")
+        for b in batches:
+            state = "collected" if b.collected else "not collected yet"
+            lines.append(
+                f"    wave {b.wave} {b.batch_id or f'(file {b.input_file_id})'}: {b.status}, "
+                f"{b.request_completed}/{b.request_total} completed, {b.request_failed} failed; {state}"
+            )
     problems = [t for t in tasks if t.status != "done"]
     if problems:
         lines.append("  failed or skipped:")

@@ -338,6 +338,9 @@ def test_max_wait_stops_as_interrupted_and_resume_follows_the_recorded_batch(tmp
     recorded = ledger.execute("SELECT batch_id, collected FROM batches").fetchall()
     ledger.close()
     assert len(recorded) == 1 and recorded[0][0] and recorded[0][1] == 0
+    shown = CliRunner().invoke(cli, ["runs", "--output", str(tmp_path / "out"), "--show", first.run_id]).output
+    assert f"wave 1 {recorded[0][0]}: in_progress" in shown or f"wave 1 {recorded[0][0]}: validating" in shown
+    assert "not collected yet" in shown and "--resume" in shown
     sim.configure(batch_manual=False, batch_delay_s=0.02, batch_steps=1)
     resumed = ReportGenerationPipeline(
         batch_config(sim, tmp_path / "out"), load_prompt_sheet(sheet), run_id=first.run_id, resume=True,
