@@ -447,3 +447,38 @@ def test_a_crash_between_create_and_its_record_finds_the_batch_by_its_input_file
     ).run()
     assert resumed.exit_code == 0
     assert sim.stats()["batches_created"] == 1 and sim.stats()["files_uploaded"] == 1
+
+
+def test_batches_that_fail_validation_fail_their_tasks_with_the_batch_error(tmp_path, make_simulator):
+    sim = make_simulator(batch_fail=True, batch_delay_s=0.02, batch_steps=1)
+    sheet = make_workbook(
+        tmp_path / "wb", objectives=[{"objective_id": "A", "title": "A"}],
+        tasks=[{"objective_id": "A", "task_id": "t", "prompt": "Part"}],
+    )
+    result = ReportGenerationPipeline(
+        batch_config(sim, tmp_path / "out", batch_resubmits=0), load_prompt_sheet(sheet)
+    ).run()
+    (task,) = result.results
+    assert result.exit_code == 1 and task.status == "failed"
+    assert "failed" in task.error and "token" in task.error.lower()  # the server's reason, from errors.data
+    assert sim.stats()["batches_created"] == 1
+
+
+def test_azure_batches_use_the_deployment_path_without_the_version_prefix():
+    from report_pipeline.batch.backend import make_batch_backend
+    from report_pipeline.config import load_config
+    from report_pipeline.providers.factory import make_provider
+
+    config = load_config(overrides={
+        "provider": "azure", "base_url": "https://example-resource.openai.azure.com", "model": "gpt-4o-mini-batch",
+        "azure_api_version": "2024-10-21", "execution": "batch",
+    }, environ={"OPENAI_API_KEY": KEY})
+    provider = make_provider(config)
+    try:
+        backend = make_batch_backend(config, provider, scrub=lambda text: text)
+        assert backend.name == "azure" and backend.url == "/chat/completions"
+        line = json.loads(build_lines([("h", request("A.t.generate", model="gpt-4o-mini-batch"))],
+                                      url=backend.url)[0].line)
+        assert line["url"] == "/chat/completions" and line["body"]["model"] == "gpt-4o-mini-batch"
+    finally:
+        provider.close()
