@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx2
+import openai
 import pytest
 from pydantic import SecretStr
 
@@ -24,6 +26,7 @@ from report_pipeline.errors import (
     RateLimited,
     TransientProviderError,
 )
+from report_pipeline.providers._transport import PooledTransport, make_http_client
 from report_pipeline.providers.base import ChatRequest, Provider
 from report_pipeline.providers.openai_provider import OpenAIProvider, estimate_tokens
 from report_pipeline.retry import RetryPolicy
@@ -103,6 +106,16 @@ def test_model_without_a_price_costs_nothing(simulator: SimulatorHandle) -> None
         response = provider.complete(_ask("hello", model="sim-small"))
     assert response.cost_usd == 0.0
     assert provider.spent_usd == 0.0
+
+
+def test_client_is_the_shared_sdk_client_for_batch_mode(simulator: SimulatorHandle) -> None:  # noqa: F811
+    with _provider(_config(simulator.base_url)) as provider:
+        client = provider.client
+        assert isinstance(client, openai.OpenAI)
+        assert provider.client is client  # one client, one connection pool
+        assert str(client.base_url).rstrip("/") == simulator.base_url.rstrip("/")
+        with pytest.raises(AttributeError):
+            provider.client = client  # type: ignore[misc]
 
 
 def test_list_models_lists_the_endpoints_models(simulator: SimulatorHandle) -> None:  # noqa: F811
@@ -344,3 +357,129 @@ def test_api_key_never_appears_in_errors_or_logs(
     assert caplog.records  # the check below looked at something
     for record in caplog.records:
         assert key not in record.getMessage()
+
+
+# -- the request path: Azure routing, the connection pool ------------------------------
+
+
+_CHAT_BODY = json.dumps(
+    {"model": "gpt-4o-mini", "choices": [{"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}
+).encode()
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A keep-alive HTTP/1.1 server that answers every POST with a chat body and records what it saw."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[dict[str, Any]]
+    close_after: int | None = None  # drop the connection after this many answers on it
+    closed: threading.Event
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.seen.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": json.loads(body),
+                          "port": self.client_address[1]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(_CHAT_BODY)))
+        self.end_headers()
+        self.wfile.write(_CHAT_BODY)
+        if self.close_after is not None and len(self.seen) >= self.close_after:
+            self.close_connection = True  # without saying so: like a server's idle timeout
+
+    def finish(self) -> None:
+        super().finish()
+        self.closed.set()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def _recording_server(**attributes: Any) -> Iterator[tuple[str, type[_Recorder]]]:
+    handler = type("Recorder", (_Recorder,), {"seen": [], "closed": threading.Event(), **attributes})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_azure_calls_go_to_the_deployment_with_the_api_key_header() -> None:
+    with _recording_server() as (root, seen):
+        config = RunConfig(provider="azure", base_url=root, api_key=SecretStr("az-key"), model="gpt-4o-mini",
+                           azure_api_version="2024-10-21")
+        with _provider(config) as provider:
+            response = provider.complete(_ask("hello azure"))
+    assert response.text == "ok"
+    (call,) = seen.seen
+    assert call["path"] == "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21"
+    assert call["headers"]["api-key"] == "az-key"
+    assert "authorization" not in call["headers"]
+    assert call["body"]["messages"] == [{"role": "user", "content": "hello azure"}]
+
+
+def test_openai_calls_send_the_plain_body_with_a_bearer_key() -> None:
+    request = ChatRequest(model="gpt-4o-mini", messages=({"role": "user", "content": "hi"},), max_tokens=50,
+                          response_format={"type": "json_object"})
+    with _recording_server() as (root, seen), _provider(_config(f"{root}/v1")) as provider:
+        provider.complete(request)
+    (call,) = seen.seen
+    assert call["path"] == "/v1/chat/completions"
+    assert call["headers"]["authorization"] == f"Bearer {TEST_API_KEY}"
+    assert call["body"] == {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+                            "temperature": 0.2, "max_tokens": 50, "response_format": {"type": "json_object"}}
+
+
+def test_pool_reuses_one_connection_for_calls_one_after_another() -> None:
+    transport = PooledTransport()
+    with _recording_server() as (root, seen), httpx2.Client(transport=transport) as client:
+        for _ in range(3):
+            assert client.post(f"{root}/v1/chat/completions", json={}).status_code == 200
+        assert transport.idle_connections == 1
+    assert len({call["port"] for call in seen.seen}) == 1
+
+
+def test_pool_replaces_a_connection_the_server_closed_while_idle() -> None:
+    transport = PooledTransport()
+    with _recording_server(close_after=1) as (root, seen), httpx2.Client(transport=transport) as client:
+        assert client.post(f"{root}/v1/chat/completions", json={}).status_code == 200
+        assert seen.closed.wait(timeout=10)  # the server has hung up on the idle connection
+        assert client.post(f"{root}/v1/chat/completions", json={}).status_code == 200
+    first, second = seen.seen
+    assert first["port"] != second["port"]  # a new connection, not an error
+
+
+def test_pool_waits_at_most_the_pool_timeout_for_a_free_connection() -> None:
+    transport = PooledTransport(limits=httpx2.Limits(max_connections=1))
+    with _recording_server() as (root, _), httpx2.Client(transport=transport) as client:
+        url = f"{root}/v1/chat/completions"
+        request = client.build_request("POST", url, json={})
+        held = client.send(request, stream=True)  # keeps the only connection checked out
+        with pytest.raises(httpx2.PoolTimeout):
+            client.post(url, json={}, timeout=httpx2.Timeout(5.0, pool=0.01))
+        held.close()
+        assert client.post(url, json={}).status_code == 200
+
+
+def test_pool_reports_a_refused_connection_as_httpx_connect_error() -> None:
+    with httpx2.Client(transport=PooledTransport()) as client, pytest.raises(httpx2.ConnectError):
+        client.get(f"http://127.0.0.1:{_closed_port()}/v1/models")
+
+
+def test_http_client_still_routes_through_a_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool is mounted for all://, so HTTP_PROXY (httpx2's own proxy mount) still wins."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with _recording_server() as (proxy, seen):
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.setenv("http_proxy", proxy)
+        client = make_http_client(limits=httpx2.Limits(max_connections=2), timeout=httpx2.Timeout(5.0))
+        with client:
+            assert client.post("http://api.example.invalid/v1/chat/completions", json={}).status_code == 200
+    (call,) = seen.seen
+    assert call["path"] == "http://api.example.invalid/v1/chat/completions"  # the proxy's absolute form

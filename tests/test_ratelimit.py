@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from report_pipeline.bench import paced_bound
 from report_pipeline.ratelimit import (
     CoolDown,
     Gcra,
@@ -281,9 +282,24 @@ def test_pacer_leaves_servers_without_headers_alone() -> None:
         pacer.commit(clock.now, 100)
 
 
+def test_pacer_paces_requests_at_the_limit_over_the_window_widened_by_the_jitter() -> None:
+    pacer = HeaderPacer(headroom=0.01, jitter_s=0.015, probe_timeout_s=0)
+    pacer.observe(LIMIT_HEADERS)
+    assert pacer.requests.rate == pytest.approx(40 / 1.015)  # 39.4/s: timing, not 1 % headroom, binds
+    long_window = HeaderPacer(headroom=0.01, jitter_s=0.015, probe_timeout_s=0)
+    long_window.observe({"x-ratelimit-limit-requests": "600", "x-ratelimit-reset-requests": "60s"})
+    assert long_window.requests.rate == pytest.approx(0.99 * 600 / 60)  # here the headroom does
+
+
+def test_pacer_reads_rate_limit_headers_whatever_their_case() -> None:
+    pacer = HeaderPacer(probe_timeout_s=0)
+    pacer.observe({"X-RateLimit-Limit-Requests": "40", "X-RateLimit-Reset-Requests": "1s", "Other": "x"})
+    assert (pacer.requests.limit, pacer.requests.window) == (40, 1.0)
+
+
 def test_probe_holds_the_others_until_its_answer() -> None:
     clock = FakeClock()
-    pacer = HeaderPacer(clock=clock, probe_timeout_s=2.0)
+    pacer = HeaderPacer(clock=clock, probe_timeout_s=2.0, probe_burst=1)
     assert pacer.blocked_until(clock.now) is None
     ticket = pacer.commit(clock.now, 10)  # the probe goes
     assert pacer.blocked_until(clock.now) == pytest.approx(clock.now + 2.0)
@@ -292,9 +308,39 @@ def test_probe_holds_the_others_until_its_answer() -> None:
     assert pacer.observe(LIMIT_HEADERS, ticket) is False  # ...once
 
 
+def test_probe_burst_sends_its_calls_at_once_then_holds_the_rest() -> None:
+    clock = FakeClock()
+    pacer = HeaderPacer(clock=clock, probe_timeout_s=2.0, probe_burst=3)
+    for _ in range(3):
+        assert pacer.blocked_until(clock.now) is None
+        pacer.commit(clock.now, 10)
+    assert pacer.blocked_until(clock.now) == pytest.approx(clock.now + 2.0)
+
+
+def test_probe_burst_is_paid_for_once_the_pace_is_known() -> None:
+    """8 calls at t=0, the limit learned at t=0.05: the next waits until 8 paced calls would have gone."""
+    clock = FakeClock()
+    pacer = HeaderPacer(clock=clock, headroom=0.01, jitter_s=0.015, probe_timeout_s=2.0, probe_burst=8)
+    start = clock.now
+    tickets = [pacer.commit(clock.now, 10) for _ in range(8)]
+    clock.now += 0.05  # a fast server: the answer is back long before 8 paced calls' worth
+    pacer.observe(LIMIT_HEADERS, tickets[0])
+    rate = pacer.requests.rate
+    assert pacer.earliest(clock.now, 10) == pytest.approx(start + 8 / rate)
+
+
+def test_probe_burst_charge_never_holds_the_next_call_beyond_a_window() -> None:
+    clock = FakeClock()
+    pacer = HeaderPacer(clock=clock, probe_timeout_s=0)
+    for _ in range(500):  # a server that sent no limits for a while...
+        pacer.commit(clock.now, 10)
+    pacer.observe(LIMIT_HEADERS)  # ...then does: 500 calls would take 12 s at 40/s
+    assert pacer.earliest(clock.now, 10) == pytest.approx(clock.now + 1.0)
+
+
 def test_probe_gives_up_waiting_after_its_timeout() -> None:
     clock = FakeClock()
-    pacer = HeaderPacer(clock=clock, probe_timeout_s=2.0)
+    pacer = HeaderPacer(clock=clock, probe_timeout_s=2.0, probe_burst=1)
     pacer.commit(clock.now, 10)
     clock.now += 2.0
     assert pacer.blocked_until(clock.now) is None
@@ -364,7 +410,7 @@ def test_throttle_stop_refuses_every_waiting_and_later_send() -> None:
 
 
 def test_probe_answer_wakes_real_waiting_threads() -> None:
-    throttle = Throttle(pacer=HeaderPacer(probe_timeout_s=30.0))  # real clock and Sleeper
+    throttle = Throttle(pacer=HeaderPacer(probe_timeout_s=30.0, probe_burst=1))  # real clock and Sleeper
     probe = throttle.acquire(10)
     passed = threading.Semaphore(0)
 
@@ -395,3 +441,21 @@ def test_sleeper_interrupt_ends_a_long_sleep_in_another_thread() -> None:
     sleeper.interrupt()
     assert done.wait(timeout=10)
     thread.join(timeout=5)
+
+
+# -- the yardstick of benchmarks/ratelimit.py ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("calls", "latency_s", "limit", "bound"),
+    [
+        (300, 0.2, 40, 300 / (299 / 40 + 0.2)),  # 39.1/s: 97.7 % of the limit at best
+        (300, 0.2, 80, 300 / (299 / 80 + 0.2)),  # 76.2/s: the last answer weighs more in a short run
+        (300, 0.0, 40, 300 / (299 / 40)),  # no latency: only the fence-post call above the limit
+        (1, 0.2, 40, 40.0),
+    ],
+)
+def test_paced_bound_is_the_rate_exact_even_pacing_would_show(
+    calls: int, latency_s: float, limit: float, bound: float
+) -> None:
+    assert paced_bound(calls, latency_s, limit) == pytest.approx(bound)

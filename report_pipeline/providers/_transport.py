@@ -1,0 +1,217 @@
+"""An httpx2 transport whose connection pool costs the same per call at 200 connections as at 2.
+
+Why not httpx2's own pool: `httpcore2.ConnectionPool` re-examines *every* connection
+it holds on each request and on each response close (`_assign_requests_to_connections`),
+and `has_expired()` on an idle connection polls its socket, so a call costs
+O(connections) of Python and system calls. At max_concurrent_requests 200 that was
+the largest single item in a call's CPU (benchmarks/RESULTS.md, "CPU per call"),
+and in a process whose threads share one GIL, CPU per call caps the calls per second.
+
+`PooledTransport` keeps the protocol work where it was, in httpcore2's
+`HTTPConnection` (h11, TLS, keep-alive expiry, a peer's close detected before reuse),
+and replaces only the bookkeeping: idle connections wait on a stack per origin, a
+request pops one (checking that one socket only), and a closed response pushes it
+back. The most recently used connection is reused first, so the rest age out of
+the server's keep-alive rather than being reused just as it closes them.
+
+    checked out    at most `max_connections` at once; the next request waits up to
+                   the pool timeout, then raises httpx2.PoolTimeout
+    idle           at most `max_keepalive_connections` per origin; more are closed
+    errors         httpcore2's exceptions become httpx2's (ReadTimeout, ConnectError,
+                   RemoteProtocolError...), so the SDK sees what it saw before
+
+It is mounted for `all://` (see `make_http_client`), so httpx2 still routes through a
+proxy from HTTP_PROXY/HTTPS_PROXY, and NO_PROXY hosts through its default transport;
+only ALL_PROXY is overridden by the explicit mount.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpcore2
+import httpx2
+
+__all__ = ["PooledTransport", "make_http_client"]
+
+# Most specific first: the first match decides (a ReadTimeout is also a TimeoutException).
+_ERRORS: tuple[tuple[type[Exception], type[httpx2.HTTPError]], ...] = (
+    (httpcore2.ConnectTimeout, httpx2.ConnectTimeout),
+    (httpcore2.ReadTimeout, httpx2.ReadTimeout),
+    (httpcore2.WriteTimeout, httpx2.WriteTimeout),
+    (httpcore2.PoolTimeout, httpx2.PoolTimeout),
+    (httpcore2.TimeoutException, httpx2.TimeoutException),
+    (httpcore2.ConnectError, httpx2.ConnectError),
+    (httpcore2.ReadError, httpx2.ReadError),
+    (httpcore2.WriteError, httpx2.WriteError),
+    (httpcore2.NetworkError, httpx2.NetworkError),
+    (httpcore2.RemoteProtocolError, httpx2.RemoteProtocolError),
+    (httpcore2.LocalProtocolError, httpx2.LocalProtocolError),
+    (httpcore2.ProtocolError, httpx2.ProtocolError),
+    (httpcore2.UnsupportedProtocol, httpx2.UnsupportedProtocol),
+)
+
+_Key = tuple[bytes, bytes, int]  # scheme, host, port
+
+
+def _as_httpx_error(error: Exception) -> Exception:
+    for source, target in _ERRORS:
+        if isinstance(error, source):
+            return target(str(error))
+    return error
+
+
+class _ResponseStream(httpx2.SyncByteStream):
+    """The body as httpcore2 yields it; closing it gives the connection back to the pool."""
+
+    def __init__(self, pool: PooledTransport, key: _Key, connection: httpcore2.HTTPConnection,
+                 stream: Any) -> None:
+        self._pool = pool
+        self._key = key
+        self._connection = connection
+        self._stream = stream
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._stream
+        except Exception as error:
+            mapped = _as_httpx_error(error)
+            if mapped is error:
+                raise
+            raise mapped from error
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._stream.close()  # httpcore2 marks the connection idle, or closes it
+        finally:
+            self._pool._release(self._key, self._connection)
+
+
+class PooledTransport(httpx2.BaseTransport):
+    """HTTP/1.1 over httpcore2 connections, pooled with O(1) work per request (thread-safe)."""
+
+    def __init__(
+        self,
+        *,
+        limits: httpx2.Limits | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        limits = limits or httpx2.Limits()
+        self._max_connections = limits.max_connections
+        self._max_idle = limits.max_keepalive_connections
+        self._keepalive_expiry = limits.keepalive_expiry
+        self._ssl_context = ssl_context or httpx2.create_ssl_context()
+        self._lock = threading.Lock()
+        self._idle: dict[_Key, list[httpcore2.HTTPConnection]] = {}
+        self._slots = threading.BoundedSemaphore(self._max_connections) if self._max_connections else None
+        self._closed = False
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        url = request.url
+        key: _Key = (url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80))
+        if key[0] not in (b"http", b"https"):
+            raise httpx2.UnsupportedProtocol(f"Request URL has an unsupported protocol '{url.scheme}://'.")
+        core_request = httpcore2.Request(
+            method=request.method,
+            url=httpcore2.URL(scheme=url.raw_scheme, host=url.raw_host, port=key[2], target=url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        self._take_slot(request)
+        try:
+            connection = self._checkout(key, core_request.url.origin)
+            try:
+                response = connection.handle_request(core_request)
+            except Exception as error:
+                connection.close()
+                mapped = _as_httpx_error(error)
+                if mapped is error:
+                    raise
+                raise mapped from error
+        except BaseException:
+            self._give_slot()
+            raise
+        return httpx2.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseStream(self, key, connection, response.stream),
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle = [connection for stack in self._idle.values() for connection in stack]
+            self._idle.clear()
+        for connection in idle:
+            connection.close()
+
+    @property
+    def idle_connections(self) -> int:
+        """Connections waiting for a request (for tests and progress displays)."""
+        with self._lock:
+            return sum(len(stack) for stack in self._idle.values())
+
+    # -- the pool ------------------------------------------------------------------
+
+    def _take_slot(self, request: httpx2.Request) -> None:
+        if self._slots is None:
+            return
+        timeout = (request.extensions.get("timeout") or {}).get("pool")
+        if not self._slots.acquire(timeout=timeout):
+            raise httpx2.PoolTimeout("no connection became free within the pool timeout")
+
+    def _give_slot(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+
+    def _checkout(self, key: _Key, origin: httpcore2.Origin) -> httpcore2.HTTPConnection:
+        """The most recently used idle connection that is still good, else a new one."""
+        while True:
+            with self._lock:
+                stack = self._idle.get(key)
+                connection = stack.pop() if stack else None
+            if connection is None:
+                return httpcore2.HTTPConnection(
+                    origin, ssl_context=self._ssl_context, keepalive_expiry=self._keepalive_expiry
+                )
+            # has_expired: past keep-alive, or the server closed it (its socket reads EOF)
+            if connection.is_idle() and not connection.has_expired():
+                return connection
+            connection.close()
+
+    def _release(self, key: _Key, connection: httpcore2.HTTPConnection) -> None:
+        try:
+            if connection.is_idle() and not self._closed:
+                with self._lock:
+                    stack = self._idle.setdefault(key, [])
+                    if self._max_idle is None or len(stack) < self._max_idle:
+                        stack.append(connection)
+                        return
+            connection.close()
+        finally:
+            self._give_slot()
+
+
+def make_http_client(*, limits: httpx2.Limits, timeout: httpx2.Timeout) -> httpx2.Client:
+    """The httpx2 client the SDK is given: `PooledTransport` for every URL a proxy does not claim.
+
+    One SSL context (loading the CA bundle takes milliseconds) serves both it and
+    httpx2's own transport, which stays for the hosts NO_PROXY names.
+    """
+    ssl_context = httpx2.create_ssl_context()
+    return httpx2.Client(
+        limits=limits,
+        timeout=timeout,
+        follow_redirects=True,
+        verify=ssl_context,
+        mounts={"all://": PooledTransport(limits=limits, ssl_context=ssl_context)},
+    )
