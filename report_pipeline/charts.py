@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["CHART_DIR", "DPI", "FIGSIZE_IN", "ChartRenderer", "chart_caption", "chart_figure"]
+__all__ = ["CHART_DIR", "DPI", "DRAW_LOCK", "FIGSIZE_IN", "ChartRenderer", "chart_caption", "chart_figure"]
 
 CHART_DIR = "charts"
 FIGSIZE_IN = (7.0, 3.8)  # 17.8 x 9.7 cm, shown 15 cm wide: text stays at 8-9 pt on paper
@@ -41,8 +41,9 @@ MAX_CATEGORY_LABELS = 16  # bar charts: beyond this, label every k-th category
 _FONT_SIZE = 9
 _LINE_MARKERS_UP_TO = 30  # points per line: more than this and markers become clutter
 
-# matplotlib is not thread-safe; one lock for every renderer in the process (module docstring)
-_DRAW_LOCK = threading.Lock()
+# matplotlib is not thread-safe; one lock for every figure drawn in the process (module docstring),
+# charts and the run's timeline alike
+DRAW_LOCK = threading.Lock()
 
 # Column-name tails read as units: `germany_eur_mwh` -> "germany", "EUR/MWh"
 _UNITS = {
@@ -128,7 +129,7 @@ class ChartRenderer:
     def _draw(self, source: DataSource, store: DataStore, file_name: str) -> ChartImage:
         frame = store.frame(source.name)  # DataSourceError is a ValueError that names the source
         path = self.chart_dir / file_name
-        with _DRAW_LOCK:
+        with DRAW_LOCK:
             figure = chart_figure(source, frame)
             with atomic_path(path) as tmp:
                 figure.savefig(tmp, format="png", dpi=DPI)
@@ -148,7 +149,7 @@ class _Series:
 def chart_figure(source: DataSource, frame: pd.DataFrame) -> Figure:
     """The chart as a Figure (no pyplot); ValueError names the source when the data do not fit.
 
-    Call it under `_DRAW_LOCK` when other threads may draw (ChartRenderer does).
+    Call it under `DRAW_LOCK` when other threads may draw (ChartRenderer does).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -12,6 +12,7 @@ from report_pipeline.timeline import (
     natural_key,
     timeline_data,
     timeline_figure,
+    warm_up,
     write_timeline,
 )
 
@@ -97,7 +98,7 @@ def test_rows_are_threads_in_natural_order_with_the_skipped_row_last():
     assert labels == ["task_1", "task_2", "task_10", SKIPPED_ROW]
 
 
-def test_each_thread_is_drawn_as_one_collection_not_one_artist_per_bar():
+def test_all_bars_are_drawn_as_one_collection_not_one_artist_per_bar():
     results = [
         done(f"O{i % 30}.T{i}", f"task_{i % 8}", ("generate", i * 0.1, i * 0.1 + 0.5), ("check", i * 0.1 + 0.5, i * 0.1 + 0.6))
         for i in range(1000)
@@ -105,10 +106,36 @@ def test_each_thread_is_drawn_as_one_collection_not_one_artist_per_bar():
     bars = timeline_data(results)
     figure = timeline_figure(bars, title="2,000 bars")
     assert len(bars) == 2000
-    assert len(figure.axes[0].collections) == 8  # one broken_barh per thread; no failures, no skips
+    [collection] = figure.axes[0].collections  # no failures, no skips: no markers
+    assert len(collection.get_paths()) == 2000
     assert figure.axes[0].get_legend() is not None  # steps are still explained when objectives are not
     width, height = figure.get_size_inches()
     assert width <= 12 and height <= 18
+
+
+def test_each_bar_spans_its_call_on_its_threads_row(chain_on_two_threads):
+    figure = timeline_figure(timeline_data(chain_on_two_threads), title="run")
+    [collection] = figure.axes[0].collections
+    corners = [(p.vertices[:4, 0].min(), p.vertices[:4, 0].max(), p.vertices[:4, 1].mean())
+               for p in collection.get_paths()]
+    assert corners[0] == pytest.approx((0.0, 2.0, 0.0))  # A.T1 generate on task_0, the first row
+    assert corners[3] == pytest.approx((1.5, 4.0, 1.0))  # A.T2 refine on task_1
+
+
+def test_labels_title_subtitle_and_legend_fit_inside_the_figure(chain_on_two_threads):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    results = [*chain_on_two_threads, done("B.T2", "objective_worker_with_a_long_name_7", ("generate", 1.0, 2.0))]
+    figure = timeline_figure(timeline_data(results), title="Run 1",
+                             objective_titles={"A": "A chapter title long enough to be shortened", "B": "Grid"})
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    ax = figure.axes[0]
+    reach, page = ax.get_tightbbox(renderer), figure.bbox
+    assert page.x0 <= reach.x0 and reach.x1 <= page.x1 and page.y0 <= reach.y0 and reach.y1 <= page.y1
+    [subtitle_text] = figure.texts  # the suptitle: tasks, calls, threads, time
+    subtitle = subtitle_text.get_window_extent(renderer)
+    assert subtitle.y0 >= ax.title.get_window_extent(renderer).y1  # above the title, not over it
+    assert subtitle.y1 <= page.y1
 
 
 def test_legend_names_objectives_when_there_are_few(chain_on_two_threads):
@@ -143,3 +170,9 @@ def test_write_timeline_of_a_run_where_nothing_ran_still_writes_a_png(tmp_path):
     path = tmp_path / "timeline.png"
     assert write_timeline(path, [], title="empty") == []
     assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_warm_up_draws_in_memory_and_writes_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    warm_up()
+    assert list(tmp_path.iterdir()) == []

@@ -29,10 +29,12 @@ from docx.enum.style import WD_STYLE_TYPE
 from docx.enum.table import WD_TABLE_ALIGNMENT
 from docx.oxml import OxmlElement
 from docx.oxml.ns import qn
+from docx.oxml.simpletypes import ST_HpsMeasure, ST_SignedTwipsMeasure, ST_TwipsMeasure
 from docx.oxml.table import CT_Tbl
-from docx.shared import Cm, Emu, Length, Pt, RGBColor
-from docx.table import Table, _Cell
+from docx.shared import Cm, Emu, Length, Pt, RGBColor, Twips
+from docx.table import Table
 from docx.text.paragraph import Paragraph
+from lxml.etree import SubElement  # python-docx's own XML library
 
 from report_pipeline.models import ReportView, TaskResult
 from report_pipeline.writers._text import (
@@ -52,6 +54,8 @@ from report_pipeline.writers._text import (
 from report_pipeline.writers.atomic import atomic_path
 
 if TYPE_CHECKING:
+    from docx.oxml.text.paragraph import CT_P
+
     from report_pipeline.attachments import TaskAttachments
 
 __all__ = ["APPENDIX_TITLE", "TOC_INSTRUCTION", "write_docx"]
@@ -93,6 +97,27 @@ _AFTER_UPDATE_FIELDS = (
 )
 _MATH_PR = "{http://schemas.openxmlformats.org/officeDocument/2006/math}mathPr"
 
+# Tags and attributes of the XML built directly (see `_add_run`), in Clark notation.
+_P, _PPR, _PSTYLE, _KEEP_NEXT, _SPACING, _IND, _JC = (
+    qn(f"w:{tag}") for tag in ("p", "pPr", "pStyle", "keepNext", "spacing", "ind", "jc")
+)
+_R, _RPR, _RFONTS, _BOLD, _ITALIC, _COLOR, _SIZE = (
+    qn(f"w:{tag}") for tag in ("r", "rPr", "rFonts", "b", "i", "color", "sz")
+)
+_TEXT, _TAB, _BREAK, _FLD_CHAR, _INSTR_TEXT = (qn(f"w:{tag}") for tag in ("t", "tab", "br", "fldChar", "instrText"))
+_VAL, _ASCII, _H_ANSI, _LEFT, _BEFORE, _AFTER = (
+    qn(f"w:{name}") for name in ("val", "ascii", "hAnsi", "left", "before", "after")
+)
+_FLD_CHAR_TYPE, _DIRTY, _XML_SPACE = qn("w:fldCharType"), qn("w:dirty"), qn("xml:space")
+_TR, _TR_PR, _TC, _TC_PR, _TC_W, _GRID_COL, _CANT_SPLIT, _TBL_HEADER, _SHADING = (
+    qn(f"w:{tag}") for tag in ("tr", "trPr", "tc", "tcPr", "tcW", "gridCol", "cantSplit", "tblHeader", "shd")
+)
+_W_WIDTH, _W_TYPE, _COLOUR_ATTR, _FILL = (qn(f"w:{name}") for name in ("w", "type", "color", "fill"))
+_RUN_BREAKS = re.compile(r"([\t\r\n])")
+_SMALL_SIZE = ST_HpsMeasure.convert_to_xml(Pt(9))  # notes and code: "18" half-points
+_QUIET = str(QUIET_COLOUR)
+_PROBLEM = str(PROBLEM_COLOUR)
+
 
 def write_docx(
     path: str | os.PathLike[str],
@@ -120,7 +145,9 @@ class _FastDocument:
     by scanning for every section: quadratic in the report's length (a
     2,000-task report took 12 s of a 14 s run). Here new blocks go just before
     the remembered `w:sectPr`, and style ids and the text width are looked up
-    once. The XML is the same; everything else is delegated to the real document.
+    once. `add_p` returns the bare `w:p`, which `_add_run` fills: the report's
+    text is built as XML directly (see there). The XML is the same; everything
+    else is delegated to the real document.
     """
 
     def __init__(self, document: DocxDocument) -> None:
@@ -144,18 +171,24 @@ class _FastDocument:
         else:
             self._body_element.append(element)
 
-    def add_paragraph(self, text: str = "", style: str | None = None) -> Paragraph:
-        element = OxmlElement("w:p")
+    def add_p(self, text: str = "", style: str | None = None) -> CT_P:
+        """A new `w:p` at the end of the body (with its style and text): the element, no proxy."""
+        element = SubElement(self._body_element, _P)  # appended after w:sectPr, then moved before it
         self._append(element)
-        paragraph = Paragraph(element, self._document._body)
         if style is not None:
-            element.style = self._style_id(style)
+            SubElement(SubElement(element, _PPR), _PSTYLE, {_VAL: self._style_id(style)})
         if text:
-            paragraph.add_run(text)
-        return paragraph
+            _add_run(element, text)
+        return element
+
+    def add_paragraph(self, text: str = "", style: str | None = None) -> Paragraph:
+        return Paragraph(self.add_p(text, style), self._document._body)
 
     def add_heading(self, text: str = "", level: int = 1) -> Paragraph:
-        return self.add_paragraph(text, "Title" if level == 0 else f"Heading {level}")
+        return Paragraph(self.add_heading_p(text, level), self._document._body)
+
+    def add_heading_p(self, text: str = "", level: int = 1) -> CT_P:
+        return self.add_p(text, "Title" if level == 0 else f"Heading {level}")
 
     def add_table(self, rows: int, cols: int, style: str | None = None) -> Table:
         element = CT_Tbl.new_tbl(rows, cols, self.text_width)
@@ -175,12 +208,12 @@ def _build(report: ReportView, attachments: Mapping[str, TaskAttachments]) -> Do
     _add_table_of_contents(document, report)
     numbers = CaptionNumbers()
     for chapter in report.chapters:
-        document.add_heading(xml_safe(chapter_heading(chapter)), level=1)
+        document.add_heading_p(xml_safe(chapter_heading(chapter)), level=1)
         intro = chapter_intro(chapter)
         if intro:
-            document.add_paragraph().add_run(xml_safe(intro)).italic = True
+            _add_run(document.add_p(), xml_safe(intro), italic=True)
         for result in chapter.results:
-            document.add_heading(xml_safe(task_heading(result)), level=2)
+            document.add_heading_p(xml_safe(task_heading(result)), level=2)
             _add_task_body(document, result)
             found = attachments.get(result.key)
             if found:
@@ -258,22 +291,20 @@ def _add_table_of_contents(document: DocxDocument, report: ReportView) -> None:
     fields on open, and the field is marked dirty. The field spans paragraphs,
     as Word's own TOC does: it begins in the first entry and ends in the last.
     """
-    document.add_paragraph("Contents", style="TOC Heading")
+    document.add_p("Contents", style="TOC Heading")
     entries = _toc_entries(report)
-    first = document.add_paragraph()
+    first = document.add_p()
     _field_start(first, TOC_INSTRUCTION, dirty=True)
     if not entries:
-        first.add_run(TOC_PLACEHOLDER).italic = True
+        _add_run(first, TOC_PLACEHOLDER, italic=True)
         _field_char(first, "end")
     else:
         paragraph = first
         for number, (level, text) in enumerate(entries):
             if number:
-                paragraph = document.add_paragraph()
-            paragraph.paragraph_format.left_indent = TOC_INDENT * (level - 1)
-            paragraph.paragraph_format.space_after = Pt(0 if level > 1 else 2)
-            paragraph.paragraph_format.space_before = Pt(6 if level == 1 and number else 0)
-            paragraph.add_run(xml_safe(text)).bold = level == 1 or None
+                paragraph = document.add_p()
+            _toc_entry_format(paragraph, level, first=not number)
+            _add_run(paragraph, xml_safe(text), bold=level == 1)
         _field_char(paragraph, "end")
     _update_fields_on_open(document)
     # no page break here: Heading 1 starts a new page (see _set_styles)
@@ -289,22 +320,43 @@ def _toc_entries(report: ReportView) -> list[tuple[int, str]]:
     return entries
 
 
-def _field_char(paragraph: Paragraph, kind: str, *, dirty: bool = False) -> None:
-    char = OxmlElement("w:fldChar")
-    char.set(qn("w:fldCharType"), kind)
-    if dirty:
-        char.set(qn("w:dirty"), "true")
-    paragraph.add_run()._r.append(char)
+# (is a chapter, is the first entry) -> w:ind left, w:spacing after and before, in twips
+_TOC_FORMATS = {
+    (chapter, first): (
+        ST_SignedTwipsMeasure.convert_to_xml(0 if chapter else TOC_INDENT),
+        ST_TwipsMeasure.convert_to_xml(Pt(2 if chapter else 0)),
+        ST_TwipsMeasure.convert_to_xml(Pt(6 if chapter and not first else 0)),
+    )
+    for chapter in (True, False)
+    for first in (True, False)
+}
 
 
-def _field_start(paragraph: Paragraph, instruction: str, *, dirty: bool = False) -> None:
+def _toc_entry_format(p: CT_P, level: int, *, first: bool) -> None:
+    """A chapter entry in bold with 6 pt above (none above the first), a task entry indented."""
+    indent, after, before = _TOC_FORMATS[level == 1, first]
+    p_pr = SubElement(p, _PPR)
+    p.insert(0, p_pr)  # the first entry already holds the field's start
+    SubElement(p_pr, _SPACING, {_AFTER: after, _BEFORE: before})
+    SubElement(p_pr, _IND, {_LEFT: indent})
+
+
+def _field_char(paragraph: Paragraph | CT_P, kind: str, *, dirty: bool = False) -> None:
+    """A run holding a `w:fldChar` of `kind` (begin, separate, end); `paragraph` a proxy or a `w:p`."""
+    attributes = {_FLD_CHAR_TYPE: kind, _DIRTY: "true"} if dirty else {_FLD_CHAR_TYPE: kind}
+    SubElement(SubElement(_p_element(paragraph), _R), _FLD_CHAR, attributes)
+
+
+def _field_start(paragraph: Paragraph | CT_P, instruction: str, *, dirty: bool = False) -> None:
     """begin / instrText / separate: what follows is the field's stored result, then `end`."""
     _field_char(paragraph, "begin", dirty=dirty)
-    instr = OxmlElement("w:instrText")
-    instr.set(qn("xml:space"), "preserve")
+    instr = SubElement(SubElement(_p_element(paragraph), _R), _INSTR_TEXT, {_XML_SPACE: "preserve"})
     instr.text = f" {instruction} "
-    paragraph.add_run()._r.append(instr)
     _field_char(paragraph, "separate")
+
+
+def _p_element(paragraph: Paragraph | CT_P) -> CT_P:
+    return paragraph._p if isinstance(paragraph, Paragraph) else paragraph
 
 
 def _update_fields_on_open(document: DocxDocument) -> None:
@@ -322,18 +374,16 @@ def _update_fields_on_open(document: DocxDocument) -> None:
     settings.append(element)
 
 
-def _add_task_body(document: DocxDocument, result: TaskResult) -> None:
+def _add_task_body(document: _FastDocument, result: TaskResult) -> None:
     if result.status != "done":
         label, reason = problem_note(result)
-        paragraph = document.add_paragraph()
-        run = paragraph.add_run(f"{label}: ")
-        run.bold = True
-        run.font.color.rgb = PROBLEM_COLOUR
-        paragraph.add_run(xml_safe(reason))
+        paragraph = document.add_p()
+        _add_run(paragraph, f"{label}: ", bold=True, colour=_PROBLEM)
+        _add_run(paragraph, xml_safe(reason))
         return
     text = xml_safe(result.text).strip()
     if not text:
-        document.add_paragraph().add_run("(The model returned no text.)").italic = True
+        _add_run(document.add_p(), "(The model returned no text.)", italic=True)
         return
     for block in parse_blocks(text):
         _add_block(document, block)
@@ -373,22 +423,19 @@ def _add_image(document: DocxDocument, image_path: Path) -> bool:
     return True
 
 
-def _add_caption(document: DocxDocument, label: str, number: int, text: str) -> Paragraph:
+def _add_caption(document: _FastDocument, label: str, number: int, text: str) -> Paragraph:
     """`Figure 3: text` in the Caption style, the number a SEQ field as Word's Insert Caption makes."""
-    paragraph = document.add_paragraph(style="Caption")
-    paragraph.add_run(f"{label} ")
+    paragraph = document.add_p(style="Caption")
+    _add_run(paragraph, f"{label} ")
     _field_start(paragraph, f"SEQ {label} \\* ARABIC")
-    paragraph.add_run(str(number))
+    _add_run(paragraph, str(number))
     _field_char(paragraph, "end")
-    paragraph.add_run(f": {xml_safe(one_line(text))}")
-    return paragraph
+    _add_run(paragraph, f": {xml_safe(one_line(text))}")
+    return Paragraph(paragraph, document._body)
 
 
-def _add_note(document: DocxDocument, text: str) -> None:
-    run = document.add_paragraph().add_run(xml_safe(text))
-    run.italic = True
-    run.font.size = Pt(9)
-    run.font.color.rgb = QUIET_COLOUR
+def _add_note(document: _FastDocument, text: str) -> None:
+    _add_run(document.add_p(), xml_safe(text), italic=True, size=_SMALL_SIZE, colour=_QUIET)
 
 
 def _add_appendix(document: DocxDocument, report: ReportView) -> None:
@@ -515,29 +562,26 @@ def _is_separator(cells: list[str]) -> bool:
     return bool(cells) and all(_TABLE_SEPARATOR_CELL.match(cell.replace(" ", "")) for cell in cells)
 
 
-def _add_block(document: DocxDocument, block: Block) -> None:
+def _add_block(document: _FastDocument, block: Block) -> None:
     if block.kind == "para":
-        paragraph = document.add_paragraph()
+        paragraph = document.add_p()
         for number, line in enumerate(block.lines):
             if number:
-                paragraph.add_run().add_break()
+                SubElement(SubElement(paragraph, _R), _BREAK)
             _add_inline(paragraph, line)
     elif block.kind == "heading":
         # Word headings would enter the TOC and the outline; a bold line keeps the chapter structure.
-        paragraph = document.add_paragraph()
-        paragraph.paragraph_format.keep_with_next = True
+        paragraph = document.add_p()
+        SubElement(SubElement(paragraph, _PPR), _KEEP_NEXT)
         _add_inline(paragraph, block.lines[0], bold=True)
     elif block.kind == "bullet":
         style = "List Bullet" if block.level == 0 else f"List Bullet {block.level + 1}"
-        _add_inline(document.add_paragraph(style=style), block.lines[0])
+        _add_inline(document.add_p(style=style), block.lines[0])
     elif block.kind == "numbered":
         # The number is kept as written: Word's List Number would continue counting across tasks.
-        _add_inline(document.add_paragraph(style="List Paragraph"), block.lines[0])
+        _add_inline(document.add_p(style="List Paragraph"), block.lines[0])
     elif block.kind == "code":
-        paragraph = document.add_paragraph()
-        run = paragraph.add_run("\n".join(block.lines))
-        run.font.name = CODE_FONT
-        run.font.size = Pt(9)
+        _add_run(document.add_p(), "\n".join(block.lines), font=CODE_FONT, size=_SMALL_SIZE)
     elif block.kind == "table":
         _add_table(document, block)
 
@@ -549,15 +593,17 @@ def _add_table(document: DocxDocument, block: Block, *, data: bool = False) -> N
         return
     width = max(len(row) for row in block.rows)
     table = document.add_table(rows=len(block.rows), cols=width, style="Table Grid")
-    for row_number, (row, values) in enumerate(zip(table.rows, block.rows)):
+    # rows and cells straight from the XML: a new table has no merged cells, and python-docx's
+    # `row.cells` works out every cell's grid span to find them
+    for row_number, (tr, values) in enumerate(zip(table._tbl.iterchildren(_TR), block.rows)):
         bold = block.header and row_number == 0
-        for cell, value in zip(row.cells, values):
+        for tc, value in zip(tr.iterchildren(_TC), values):
             if bold and data:
                 value = value.replace("_", "_" + _ZERO_WIDTH_SPACE)
-            _add_inline(cell.paragraphs[0], value, bold=bold)
+            _add_inline(tc.find(_P), value, bold=bold)
     right = (block.right + [False] * width)[:width]
     _finish_table(document, table, block.rows, header=block.header, right=right, data=data, fill_width=not data)
-    document.add_paragraph()  # keeps two tables in a row from merging into one in Word
+    document.add_p()  # keeps two tables in a row from merging into one in Word
 
 
 def _finish_table(
@@ -579,27 +625,30 @@ def _finish_table(
     Cell text takes a paragraph style (size, no spacing) rather than direct formatting:
     one attribute per cell instead of four, and a reader can restyle every table at once.
     """
-    count = len(table.columns)
+    tbl = table._tbl
+    grid = list(tbl.tblGrid.iterchildren(_GRID_COL))
     font_size, margin = (DATA_TABLE_FONT, DATA_CELL_MARGIN) if data else (TEXT_TABLE_FONT, TEXT_CELL_MARGIN)
     style_id = document._style_id(TABLE_DATA_STYLE if data else TABLE_TEXT_STYLE)
-    needs = _column_needs(texts, count, header=header, font_size=font_size, margin=margin)
-    text_width = sum(column.width or 0 for column in table.columns)  # new tables span the text width
+    needs = _column_needs(texts, len(grid), header=header, font_size=font_size, margin=margin)
+    text_width = sum(Twips(int(column.get(_W_WIDTH, 0))) for column in grid)  # new tables span the text width
     widths = _fit_widths(needs, table_width=text_width, fill=fill_width)
     table.alignment = WD_TABLE_ALIGNMENT.CENTER
     table.autofit = False
     _set_table_geometry(table, sum(widths, Emu(0)), margin)
-    for column, width in zip(table.columns, widths):
-        column.width = width  # LibreOffice reads the grid...
-    last = len(table.rows) - 1
+    twips = [ST_TwipsMeasure.convert_to_xml(width) for width in widths]
+    for column, width in zip(grid, twips):
+        column.set(_W_WIDTH, width)  # LibreOffice reads the grid...
+    rows = list(tbl.iterchildren(_TR))
+    last = len(rows) - 1
     keep_together = last < KEEP_TOGETHER_ROWS
-    for row_number, row in enumerate(table.rows):
+    for row_number, tr in enumerate(rows):
         is_header = header and row_number == 0
-        _row_properties(row._tr, header=is_header)
-        for cell, width, align_right in zip(row.cells, widths, right):
-            cell.width = width  # ...Word reads each cell
+        _row_properties(tr, header=is_header)
+        for tc, width, align_right in zip(tr.iterchildren(_TC), twips, right):
+            _set_cell_width(tc, width)  # ...Word reads each cell
             if is_header:
-                _shade(cell, HEADER_FILL)
-            for p in cell._tc.p_lst:
+                _shade(tc, HEADER_FILL)
+            for p in tc.iterchildren(_P):
                 # keep-with-next on every row but the last is Word's way to keep a table on one page
                 _set_cell_paragraph(p, style_id, keep_with_next=keep_together and row_number < last, right=align_right)
 
@@ -678,7 +727,7 @@ def _set_cell_paragraph(p, style_id: str, *, keep_with_next: bool, right: bool) 
     """`w:pPr` with style, keep-with-next and alignment, in schema order, built directly:
     python-docx's property setters search the element for each child's place, which
     made a report of 2,000 small tables spend most of its time here."""
-    p_pr = p.find(qn("w:pPr"))
+    p_pr = p.find(_PPR)
     if p_pr is not None:  # not one of ours: let python-docx keep its order
         p.style = style_id
         paragraph_format = Paragraph(p, None).paragraph_format
@@ -686,53 +735,104 @@ def _set_cell_paragraph(p, style_id: str, *, keep_with_next: bool, right: bool) 
         if right:
             paragraph_format.alignment = WD_ALIGN_PARAGRAPH.RIGHT
         return
-    p_pr = OxmlElement("w:pPr")
-    style = OxmlElement("w:pStyle")
-    style.set(qn("w:val"), style_id)
-    p_pr.append(style)
-    if keep_with_next:
-        p_pr.append(OxmlElement("w:keepNext"))
-    if right:
-        justify = OxmlElement("w:jc")
-        justify.set(qn("w:val"), "right")
-        p_pr.append(justify)
+    p_pr = SubElement(p, _PPR)
     p.insert(0, p_pr)
+    SubElement(p_pr, _PSTYLE, {_VAL: style_id})
+    if keep_with_next:
+        SubElement(p_pr, _KEEP_NEXT)
+    if right:
+        SubElement(p_pr, _JC, {_VAL: "right"})
 
 
 def _row_properties(tr, *, header: bool) -> None:
     """`w:cantSplit` for every row, `w:tblHeader` (repeat on each page) for the header; schema order."""
-    tr_pr = tr.get_or_add_trPr()
-    cant_split = OxmlElement("w:cantSplit")
-    tr_pr.append(cant_split)
+    tr_pr = tr.find(_TR_PR)
+    if tr_pr is None:
+        tr_pr = SubElement(tr, _TR_PR)
+        tr.insert(0, tr_pr)  # a new row has no w:tblPrEx to go before it
+    SubElement(tr_pr, _CANT_SPLIT)
     if header:
-        repeat = OxmlElement("w:tblHeader")
-        tr_pr.append(repeat)
+        SubElement(tr_pr, _TBL_HEADER)
 
 
-def _shade(cell: _Cell, fill: str) -> None:
-    shading = OxmlElement("w:shd")
-    shading.set(qn("w:val"), "clear")
-    shading.set(qn("w:color"), "auto")
-    shading.set(qn("w:fill"), fill)
-    cell._tc.get_or_add_tcPr().append(shading)
+def _set_cell_width(tc, twips: str) -> None:
+    """What `cell.width = ...` writes: `w:tcPr/w:tcW` in twips (a new table's cells have both)."""
+    tc_pr = tc.find(_TC_PR)
+    width = tc_pr.find(_TC_W) if tc_pr is not None else None
+    if width is None:
+        width = tc.get_or_add_tcPr().get_or_add_tcW()
+    width.set(_W_TYPE, "dxa")
+    width.set(_W_WIDTH, twips)
 
 
-def _add_inline(paragraph: Paragraph, text: str, *, bold: bool = False) -> None:
-    """Add `text` as runs, turning **bold**, *italic* and `code` into formatting."""
+def _shade(tc, fill: str) -> None:
+    tc_pr = tc.find(_TC_PR)
+    SubElement(tc_pr if tc_pr is not None else tc.get_or_add_tcPr(), _SHADING, {_VAL: "clear", _COLOUR_ATTR: "auto", _FILL: fill})
+
+
+def _add_inline(paragraph: CT_P, text: str, *, bold: bool = False) -> None:
+    """Add `text` to the `w:p` as runs, turning **bold**, *italic* and `code` into formatting."""
     position = 0
     for match in _INLINE.finditer(text):
         if match.start() > position:
-            paragraph.add_run(text[position : match.start()]).bold = bold or None
+            _add_run(paragraph, text[position : match.start()], bold=bold)
         if match.group("bold") is not None:
-            paragraph.add_run(match.group("bold")).bold = True
+            _add_run(paragraph, match.group("bold"), bold=True)
         elif match.group("code") is not None:
-            run = paragraph.add_run(match.group("code"))
-            run.font.name = CODE_FONT
-            run.bold = bold or None
+            _add_run(paragraph, match.group("code"), font=CODE_FONT, bold=bold)
         else:
-            run = paragraph.add_run(match.group("italic"))
-            run.italic = True
-            run.bold = bold or None
+            _add_run(paragraph, match.group("italic"), italic=True, bold=bold)
         position = match.end()
     if position < len(text):
-        paragraph.add_run(text[position:]).bold = bold or None
+        _add_run(paragraph, text[position:], bold=bold)
+
+
+def _add_run(
+    paragraph: CT_P,
+    text: str = "",
+    *,
+    bold: bool = False,
+    italic: bool = False,
+    font: str | None = None,
+    size: str | None = None,
+    colour: str | None = None,
+) -> None:
+    """Append a `w:r` to the `w:p`: the XML python-docx's `add_run(text)` and font setters make,
+    built directly (their setters search the element for each child's place, and the text
+    setter reads the text a character at a time: most of a long report's time).
+
+    Run properties go in schema order (rFonts, b, i, color, sz); `size` is in half-points and
+    `colour` an RRGGBB string, as they appear in the XML. A run without formatting has no
+    `w:rPr` at all, where python-docx's `run.bold = None` left an empty one.
+    """
+    run = SubElement(paragraph, _R)
+    if bold or italic or font or size or colour:
+        properties = SubElement(run, _RPR)
+        if font:
+            SubElement(properties, _RFONTS, {_ASCII: font, _H_ANSI: font})
+        if bold:
+            SubElement(properties, _BOLD)
+        if italic:
+            SubElement(properties, _ITALIC)
+        if colour:
+            SubElement(properties, _COLOR, {_VAL: colour})
+        if size:
+            SubElement(properties, _SIZE, {_VAL: size})
+    if text:
+        _add_text(run, text)
+
+
+def _add_text(run, text: str) -> None:
+    """`text` as python-docx writes it: each tab a `w:tab`, each CR or LF a `w:br`, the rest `w:t`
+    (space-preserving when it starts or ends with whitespace)."""
+    pieces = _RUN_BREAKS.split(text) if ("\t" in text or "\n" in text or "\r" in text) else (text,)
+    for piece in pieces:
+        if piece == "\t":
+            SubElement(run, _TAB)
+        elif piece == "\n" or piece == "\r":
+            SubElement(run, _BREAK)
+        elif piece:
+            element = SubElement(run, _TEXT)
+            element.text = piece
+            if len(piece.strip()) < len(piece):
+                element.set(_XML_SPACE, "preserve")
