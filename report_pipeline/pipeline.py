@@ -45,7 +45,7 @@ from .results import ReportStructureManager
 from .runlock import RunLock
 from .runner import TaskRunner
 from .scheduler import Halt, Scheduler, SchedulerHooks, make_executors
-from .timeline import write_timeline
+from .timeline import warm_up as warm_up_timeline, write_timeline
 from .writers import (
     ResultsCsvAppender,
     atomic_write_text,
@@ -301,6 +301,10 @@ class ReportGenerationPipeline:
                     self._charts.render(name, self.data)
                 except Exception as error:  # noqa: BLE001 - the report shows a note instead
                     log.warning("chart for %s not drawn: %s", name, error)
+            try:  # matplotlib's import and fonts for timeline.png while the calls wait, not after them
+                warm_up_timeline()
+            except Exception as error:  # noqa: BLE001 - the timeline is drawn (or not) at the end anyway
+                log.debug("timeline warm-up failed: %s", error)
 
         thread = threading.Thread(target=draw, name="charts", daemon=True)
         thread.start()
