@@ -54,7 +54,7 @@ from ..ratelimit import (
 )
 from ..retry import ErrorKind, RetryPolicy, backoff_delay, parse_retry_after, should_retry
 from ._transport import make_http_client
-from .base import ChatRequest, ChatResponse
+from .base import ChatRequest, ChatResponse, message_text
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "estimate_tokens"]
 
@@ -323,7 +323,7 @@ class OpenAIProvider:
             data = json.loads(response.content)
             choice = data["choices"][0]
             message = choice["message"]
-            text = _content_text(message.get("content"))
+            text = message_text(message.get("content"))
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise _Failure("malformed", "malformed response", "the answer was not the JSON expected") from None
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
@@ -491,17 +491,6 @@ def _params(request: ChatRequest) -> dict[str, Any]:
     if request.response_format is not None:
         params["response_format"] = request.response_format
     return params
-
-
-def _content_text(content: object) -> str:
-    """Message content as text: a string, null (a refusal or an empty answer), or text parts."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    raise TypeError("unexpected content type")
 
 
 def _count(value: object) -> int:
