@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
-from report_pipeline.cli import cli
+from report_pipeline.cli import _exit_status, cli
 from tests.workbooks import make_workbook, simple_workbook
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "prompt_sheets" / "energy_transition.xlsx"
@@ -204,3 +207,41 @@ def test_errors_reach_the_console_even_with_quiet(tmp_path):
     assert any(line.startswith("ERROR") and "o.bad" in line for line in lines)
     assert lines[-1].startswith("run ") and "1 failed" in lines[-1]
     assert not any(line.startswith("objective ") for line in lines)  # --quiet: no progress lines
+
+
+# -- the console script as a process: it leaves with os._exit, so prove nothing is lost ------------
+
+
+def _console(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m report_pipeline ...`: the same `main()` the installed script runs."""
+    return subprocess.run(
+        [sys.executable, "-m", "report_pipeline", *map(str, args)],
+        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_console_run_exits_0_with_every_output_complete_and_flushed(tmp_path):
+    out = tmp_path / "out"
+    done = _console("run", EXAMPLE, "--provider", "offline", "--output", out, "--no-progress", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "done:" in done.stderr.splitlines()[-1]  # the final line reached the pipe
+    (run_dir,) = run_dirs(out)
+    manifest = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    assert manifest["status"] == "done"
+    log_lines = (run_dir / "run.log").read_text(encoding="utf-8").splitlines()
+    assert f"run {run_dir.name} done: 28 done" in log_lines[-1]  # the log's last line was flushed too
+    assert "Traceback" not in done.stderr
+
+
+def test_console_keeps_each_commands_exit_code(tmp_path):
+    bad = _console("validate", tmp_path / "missing.xlsx", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "file not found" in bad.stderr
+    assert _console("--version", cwd=tmp_path).stdout.startswith("report-pipeline")
+    assert _console("run", "--no-such-flag", cwd=tmp_path).returncode == 2  # click's usage error
+
+
+@pytest.mark.parametrize(("code", "status"), [(None, 0), (0, 0), (3, 3), ("bye", 1)])
+def test_exit_status_follows_sys_exit(code, status, capsys):
+    assert _exit_status(code) == status
+    assert capsys.readouterr().err == ("bye\n" if code == "bye" else "")
