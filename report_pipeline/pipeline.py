@@ -45,7 +45,8 @@ from .results import ReportStructureManager
 from .runlock import RunLock
 from .runner import TaskRunner
 from .scheduler import Halt, Scheduler, SchedulerHooks, make_executors
-from .timeline import warm_up as warm_up_timeline, write_timeline
+from .timeline import Bar, draw_timeline_png, timeline_data
+from .timeline_process import TimelineProcess, TimelineProcessError, start_timeline_process
 from .writers import (
     ResultsCsvAppender,
     atomic_write_text,
@@ -198,10 +199,15 @@ class ReportGenerationPipeline:
             )
             self.observer.run_started(self.plan, self.run_dir)
             prefetch = self._start_charts()
-            with ResourceMonitor(rss_warn_mb=self.config.rss_warn_mb) as monitor:
-                halt = self._execute(ledger, restored)
-            prefetch.join()
-            result = self._finish(started, halt, monitor.stats.as_dict())
+            drawer = _start_timeline_drawer()
+            try:
+                with ResourceMonitor(rss_warn_mb=self.config.rss_warn_mb) as monitor:
+                    halt = self._execute(ledger, restored)
+                prefetch.join()
+                result = self._finish(started, halt, monitor.stats.as_dict(), drawer)
+            finally:
+                if drawer is not None:
+                    drawer.close()
             if ledger is not None:
                 ledger.finish_run(self.run_id, result.status, {  # type: ignore[arg-type]
                     "tasks_total": result.counts["total"], "done": result.counts["done"],
@@ -301,10 +307,6 @@ class ReportGenerationPipeline:
                     self._charts.render(name, self.data)
                 except Exception as error:  # noqa: BLE001 - the report shows a note instead
                     log.warning("chart for %s not drawn: %s", name, error)
-            try:  # matplotlib's import and fonts for timeline.png while the calls wait, not after them
-                warm_up_timeline()
-            except Exception as error:  # noqa: BLE001 - the timeline is drawn (or not) at the end anyway
-                log.debug("timeline warm-up failed: %s", error)
 
         thread = threading.Thread(target=draw, name="charts", daemon=True)
         thread.start()
@@ -351,7 +353,9 @@ class ReportGenerationPipeline:
         log.info("objective %s finished: %d/%d tasks done, wrote %s", objective_id, done, len(results), path.name)
         self.observer.objective_finished(objective_id, results)
 
-    def _finish(self, started: float, halt: Halt | None, resources: dict[str, Any]) -> RunResult:
+    def _finish(
+        self, started: float, halt: Halt | None, resources: dict[str, Any], drawer: TimelineProcess | None
+    ) -> RunResult:
         finished = time.time()
         results = self.results.all_results()
         counts = {s: sum(r.status == s for r in results) for s in ("done", "failed", "skipped")}
@@ -370,15 +374,20 @@ class ReportGenerationPipeline:
             "run_log": self.run_dir / "run.log",
             "timeline_png": self.run_dir / "timeline.png",
         }
+        timeline = {
+            "title": f"{self.config.project_name}: run {self.run_id}",
+            "objective_titles": {o.objective_id: o.title for o in self.plan.objectives},
+        }
+        bars = timeline_data(results)
+        # the child draws timeline.png on another core while this process writes the rest
+        drawing = drawer if drawer is not None and _send_quietly(drawer, outputs["timeline_png"], bars, timeline) else None
         done_tasks = [self.plan.tasks[r.key] for r in view.all_results() if r.status == "done"]
         attachments = build_attachments(done_tasks, self.data, self.run_dir, charts=self._charts)
         write_markdown(outputs["report_md"], view, attachments=attachments)
         write_docx(outputs["report_docx"], view, attachments=attachments)
         write_xlsx(outputs["report_xlsx"], view)
-        write_timeline(
-            outputs["timeline_png"], results, title=f"{self.config.project_name}: run {self.run_id}",
-            objective_titles={o.objective_id: o.title for o in self.plan.objectives},
-        )
+        if drawing is None or not _drawn(drawing):
+            draw_timeline_png(outputs["timeline_png"], bars, **timeline)
         finished = time.time()  # the run's duration includes writing its reports
         run = RunResult(
             run_id=self.run_id,
@@ -396,6 +405,33 @@ class ReportGenerationPipeline:
         manifest = build_manifest(run, self, started=started, finished=finished, halt=halt, resources=resources)
         atomic_write_text(outputs["run_json"], json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         return run
+
+
+def _start_timeline_drawer() -> TimelineProcess | None:
+    """The child that draws timeline.png (timeline_process.py); None draws it in this process."""
+    try:
+        return start_timeline_process()
+    except OSError as error:
+        log.debug("timeline process not started (%s): drawing timeline.png in this process", error)
+        return None
+
+
+def _send_quietly(drawer: TimelineProcess, path: Path, bars: list[Bar], timeline: dict[str, Any]) -> bool:
+    try:
+        drawer.send(path, bars, **timeline)
+    except TimelineProcessError as error:
+        log.warning("%s; drawing timeline.png in this process", error)
+        return False
+    return True
+
+
+def _drawn(drawer: TimelineProcess) -> bool:
+    try:
+        drawer.wait()
+    except TimelineProcessError as error:
+        log.warning("%s; drawing timeline.png in this process", error)
+        return False
+    return True
 
 
 def restore_result(row: TaskRow) -> TaskResult:

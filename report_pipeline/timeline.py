@@ -22,9 +22,10 @@ artist, and the figure size is capped however many threads there are.
 
 The timeline is written when every call is done, so its drawing time is the run's
 time: the margins are fitted in one measuring pass (`_fit_axes`) rather than by
-matplotlib's constrained layout, which draws the whole figure an extra time first,
-and `warm_up()` lets a run import matplotlib and load its fonts while the calls
-are still waiting on the network.
+matplotlib's constrained layout, which draws the whole figure an extra time first.
+A run draws it in a child process (`timeline_process.py`), which imports matplotlib
+and `warm_up()`s while the calls wait, and draws while the run writes its other
+reports; `write_timeline()` is the same drawing in the caller's process.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.text import Text
 
-__all__ = ["SKIPPED_ROW", "Bar", "natural_key", "timeline_data", "timeline_figure", "warm_up", "write_timeline"]
+__all__ = ["SKIPPED_ROW", "Bar", "draw_timeline_png", "natural_key", "timeline_data", "timeline_figure", "warm_up", "write_timeline"]
 
 SKIPPED_ROW = "(skipped)"  # the row of tasks that never ran
 NO_THREAD = "(no thread)"  # a failure recorded without a thread name
@@ -152,10 +153,17 @@ def write_timeline(
     the legend shows ids.
     """
     bars = timeline_data(results)
+    draw_timeline_png(path, bars, title=title, objective_titles=objective_titles)
+    return bars
+
+
+def draw_timeline_png(
+    path: Path, bars: Sequence[Bar], *, title: str, objective_titles: Mapping[str, str] | None = None
+) -> None:
+    """The bars to a PNG at `path`, atomically (the half a run and timeline_process share)."""
     with DRAW_LOCK, atomic_path(path) as tmp:
         figure = timeline_figure(bars, title=title, objective_titles=objective_titles)
         figure.savefig(tmp, format="png", dpi=_DPI, pil_kwargs=_PNG_OPTIONS)
-    return bars
 
 
 def warm_up() -> None:

@@ -1,0 +1,147 @@
+"""timeline.png drawn in a child process, so matplotlib never shares the run's GIL.
+
+Drawing the timeline is ~0.3 s of pure Python (matplotlib's artists, text layout,
+Agg, PNG) and importing matplotlib with its fonts another ~0.5 s. In the run's own
+process both take the one core the GIL allows: the import slowed the first calls
+when it was warmed up beside them, and the drawing added to the run's end, after
+the last answer. In a child started with the run they use the machine's other
+core instead: the child imports and warms up while the calls wait on the network,
+and draws while the parent writes report.md, .docx and .xlsx.
+
+    start_timeline_process()   at run start: spawn `python -m report_pipeline.timeline_process`
+    TimelineProcess.send()     after the last call: the bars (plain tuples, as JSON) on its stdin
+    TimelineProcess.wait()     the PNG is written (atomically, by the child), or an error says why
+
+The child reads one request and exits; end of input with no request (the parent
+stopped early, or died) makes it exit without drawing. Anything that goes wrong
+with the child (it cannot start, dies, says it failed, or takes longer than
+`timeout_s`) is a `TimelineProcessError`: the caller draws in-process instead, so a
+run's outputs never depend on a second process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .timeline import Bar, draw_timeline_png, warm_up
+
+__all__ = ["TimelineProcess", "TimelineProcessError", "start_timeline_process"]
+
+# Drawing 10,000 bars takes about a second; far more than this means the child is stuck.
+DEFAULT_TIMEOUT_S = 60.0
+
+
+class TimelineProcessError(Exception):
+    """The child did not draw the timeline (the caller draws it in-process)."""
+
+
+class TimelineProcess:
+    """One child process that draws one timeline; use it once, then `close()`."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+        self._sent = False
+
+    def send(
+        self, path: Path, bars: Sequence[Bar], *, title: str, objective_titles: Mapping[str, str] | None = None
+    ) -> None:
+        """Hand the child what to draw; returns at once, the child draws meanwhile."""
+        request = {
+            "path": str(path),
+            "title": title,
+            "objective_titles": dict(objective_titles or {}),
+            "bars": [dataclasses.astuple(bar) for bar in bars],
+        }
+        stdin = self._process.stdin
+        assert stdin is not None
+        try:
+            stdin.write(json.dumps(request).encode("utf-8"))
+            stdin.close()  # end of the request: the child parses and draws
+            self._process.stdin = None  # so communicate() does not flush it
+        except OSError as error:  # the child died before reading
+            raise TimelineProcessError(f"the timeline process is gone: {error}") from None
+        self._sent = True
+
+    def wait(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        """Block until the PNG is written; TimelineProcessError if it was not."""
+        if not self._sent:
+            raise TimelineProcessError("nothing was sent to draw")
+        try:
+            out, err = self._process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.close()
+            raise TimelineProcessError(f"the timeline process took more than {timeout_s:g} s") from None
+        reply = _last_json_line(out)
+        if self._process.returncode == 0 and reply.get("ok"):
+            return
+        why = reply.get("error") or err.decode("utf-8", "replace").strip()[-500:] or "no reason given"
+        raise TimelineProcessError(f"the timeline process failed (exit {self._process.returncode}): {why}")
+
+    def close(self) -> None:
+        """Make sure the child is gone: without a request it exits on its own; a stuck one is killed."""
+        process = self._process
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+            process.stdin = None
+        try:
+            process.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def start_timeline_process() -> TimelineProcess:
+    """Spawn the child; it imports matplotlib and warms up at once. OSError if it cannot start."""
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    # The child must import this same copy of the package, installed or not.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "report_pipeline.timeline_process"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    return TimelineProcess(process)
+
+
+def _last_json_line(out: bytes) -> dict[str, Any]:
+    for line in reversed(out.decode("utf-8", "replace").splitlines()):
+        with contextlib.suppress(ValueError):
+            reply = json.loads(line)
+            if isinstance(reply, dict):
+                return reply
+    return {}
+
+
+def _serve() -> int:
+    """The child: warm up, read one request from stdin, draw it, say how it went on stdout."""
+    warm_up()
+    raw = sys.stdin.buffer.read()
+    if not raw.strip():
+        return 0  # the parent did not need the timeline after all
+    try:
+        request = json.loads(raw)
+        bars = [Bar(*row) for row in request["bars"]]
+        draw_timeline_png(
+            Path(request["path"]), bars, title=request["title"], objective_titles=request["objective_titles"]
+        )
+    except Exception as error:  # noqa: BLE001 - reported to the parent, which draws in-process
+        print(json.dumps({"ok": False, "error": f"{type(error).__name__}: {error}"}), flush=True)
+        return 1
+    print(json.dumps({"ok": True}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_serve())
