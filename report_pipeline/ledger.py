@@ -54,6 +54,7 @@ from .logs import REDACTED, redact
 from .migrations import check_schema, migrate
 from .models import CallRecord, TaskResult
 from .providers.base import ChatResponse
+from .ratelimit import LearnedLimits
 
 log = logging.getLogger("report_pipeline.ledger")
 
@@ -341,6 +342,11 @@ UPDATE batches SET batch_id = coalesce(?, batch_id), status = ?, output_file_id 
 WHERE local_id = ?
 """
 _COLLECTED_BATCH = "UPDATE batches SET collected = 1, updated_at = ? WHERE local_id = ?"
+_REMEMBER_LIMITS = """
+INSERT OR REPLACE INTO endpoint_limits (
+    endpoint, requests_limit, requests_window_s, tokens_limit, tokens_window_s, learned_at
+) VALUES (?, ?, ?, ?, ?, ?)
+"""
 _RUN_COLUMNS = ", ".join(RunRow.__dataclass_fields__)
 _TASK_COLUMNS = ", ".join(TaskRow.__dataclass_fields__)
 _BATCH_COLUMNS = ", ".join(BatchRow.__dataclass_fields__)
@@ -577,6 +583,33 @@ class Ledger:
             "SELECT custom_id, request_hash, task_key, step FROM batch_requests WHERE local_id = ?", (local_id,)
         )
         return [BatchRequestRow(**row) for row in rows]
+
+    # -- endpoints' rate limits -----------------------------------------------------------
+
+    def remember_limits(self, provider: str, base_url: str | None, limits: LearnedLimits) -> None:
+        """What this run's answers said of the endpoint's limits (replacing the last run's)."""
+        self._submit("limits", _REMEMBER_LIMITS, (
+            _endpoint(provider, base_url), limits.requests_limit, limits.requests_window_s,
+            limits.tokens_limit, limits.tokens_window_s, self._clock(),
+        ))
+        self.flush()
+
+    def recall_limits(
+        self, provider: str, base_url: str | None, *, max_age_s: float
+    ) -> tuple[LearnedLimits, float] | None:
+        """The endpoint's limits as a previous run learned them, and when; None if unknown or older."""
+        rows = self._select(
+            "SELECT requests_limit, requests_window_s, tokens_limit, tokens_window_s, learned_at"
+            " FROM endpoint_limits WHERE endpoint = ?",
+            (_endpoint(provider, base_url),),
+        )
+        if not rows or self._clock() - rows[0]["learned_at"] > max_age_s:
+            return None
+        row = rows[0]
+        limits = LearnedLimits(
+            row["requests_limit"], row["requests_window_s"], row["tokens_limit"], row["tokens_window_s"]
+        )
+        return limits, row["learned_at"]
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -881,6 +914,11 @@ def _secret_variants(secrets: Iterable[str]) -> list[str]:
             variants.add(secret)
             variants.add(json.dumps(secret, ensure_ascii=False)[1:-1])
     return sorted(variants, key=len, reverse=True)
+
+
+def _endpoint(provider: str, base_url: str | None) -> str:
+    """`openai http://localhost:8000/v1`: whose rate limits a row holds (no credentials)."""
+    return f"{provider} {_without_credentials(base_url) or 'default'}"
 
 
 def _without_credentials(url: str | None) -> str | None:

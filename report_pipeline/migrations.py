@@ -284,3 +284,25 @@ def m003_batches(db: sqlite3.Connection) -> None:
         "CREATE INDEX batch_requests_by_hash ON batch_requests (request_hash)",
         "CREATE INDEX batches_open ON batches (collected) WHERE collected = 0",
     )
+
+
+@migration
+def m004_endpoint_limits(db: sqlite3.Connection) -> None:
+    """What each endpoint's rate-limit headers said, so the next run paces at once.
+
+    One row per endpoint (`provider base_url`). NULL limits with a row mean the
+    endpoint answered without `x-ratelimit-*` headers (a local server): no probe needed.
+    """
+    _execute_all(
+        db,
+        """
+        CREATE TABLE endpoint_limits (
+            endpoint TEXT PRIMARY KEY,
+            requests_limit REAL,
+            requests_window_s REAL NOT NULL DEFAULT 0,
+            tokens_limit REAL,
+            tokens_window_s REAL NOT NULL DEFAULT 0,
+            learned_at REAL NOT NULL
+        )
+        """,
+    )

@@ -41,6 +41,7 @@ from .monitor import ResourceMonitor
 from .plan import Plan, build_plan
 from .providers import Provider
 from .providers.factory import make_provider
+from .ratelimit import Throttle
 from .results import ReportStructureManager
 from .runlock import RunLock
 from .runner import TaskRunner
@@ -58,6 +59,10 @@ from .writers import (
 )
 
 log = logging.getLogger("report_pipeline.pipeline")
+
+# Rate limits learned by a run serve the runs of the next two weeks (a weekly report's next
+# run included); older, they are learned again with the probe.
+LIMITS_MEMORY_S = 14 * 86_400.0
 
 
 @dataclass(frozen=True)
@@ -197,12 +202,16 @@ class ReportGenerationPipeline:
                 self.run_id, len(self.plan.objectives), self.plan.task_count,
                 self.provider.name, self.config.model, self.sheet.path,
             )
+            if ledger is not None:
+                self._recall_limits(ledger)
             self.observer.run_started(self.plan, self.run_dir)
             prefetch = self._start_charts()
             drawer = _start_timeline_drawer()
             try:
                 with ResourceMonitor(rss_warn_mb=self.config.rss_warn_mb) as monitor:
                     halt = self._execute(ledger, restored)
+                if ledger is not None:
+                    self._remember_limits(ledger)
                 prefetch.join()
                 result = self._finish(started, halt, monitor.stats.as_dict(), drawer)
             finally:
@@ -295,6 +304,30 @@ class ReportGenerationPipeline:
             runner.close()  # the runner's section/variant pools, after the tasks that use them
             objective_pool.shutdown(wait=True)
             appender.close()
+
+    def _recall_limits(self, ledger: Ledger) -> None:
+        """Pace from the first call at the limits the last run learned, instead of probing."""
+        throttle = getattr(self.provider, "throttle", None)
+        if not isinstance(throttle, Throttle):
+            return
+        recalled = ledger.recall_limits(self.provider.name, self.config.base_url, max_age_s=LIMITS_MEMORY_S)
+        if recalled is None:
+            return
+        limits, learned_at = recalled
+        throttle.pacer.recall(limits)
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(learned_at))
+        if limits.paced:
+            log.info("rate limits as learned on %s: %s; pacing at them from the first call", when, limits.describe())
+        else:
+            log.info("as learned on %s, the endpoint sends no rate-limit headers: no probe, calls go at once", when)
+
+    def _remember_limits(self, ledger: Ledger) -> None:
+        throttle = getattr(self.provider, "throttle", None)
+        if not isinstance(throttle, Throttle):
+            return
+        limits = throttle.pacer.learned()
+        if limits is not None:  # no answer came back: nothing learned, keep what was known
+            ledger.remember_limits(self.provider.name, self.config.base_url, limits)
 
     def _start_charts(self) -> threading.Thread:
         """Charts depend on the data, not on the model's answers: draw them while the calls run."""

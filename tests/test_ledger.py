@@ -30,6 +30,7 @@ from report_pipeline.ledger import (
 from report_pipeline.migrations import APPLICATION_ID, MIGRATIONS, migrate
 from report_pipeline.models import CallRecord, TaskResult
 from report_pipeline.providers.base import ChatRequest
+from report_pipeline.ratelimit import LearnedLimits
 
 EXPECTED_RUNS = {
     "run_id": "TEXT",
@@ -194,7 +195,7 @@ def test_migrate_blank_creates_the_expected_tables_and_columns(tmp_path: Path, d
     applied = migrate(db)
     assert applied == [fn.__name__ for fn in MIGRATIONS]
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"_migrations", "runs", "tasks", "calls", "batches", "batch_requests"}
+    assert tables == {"_migrations", "runs", "tasks", "calls", "batches", "batch_requests", "endpoint_limits"}
     assert columns(db, "runs") == EXPECTED_RUNS
     assert columns(db, "tasks") == EXPECTED_TASKS
     assert columns(db, "calls") == EXPECTED_CALLS
@@ -640,3 +641,28 @@ def test_reopening_a_ledger_keeps_everything(ledger_path: Path) -> None:
     with Ledger(ledger_path) as ledger:
         assert ledger.run("run-1") is not None
         assert list(ledger.completed_tasks("run-1")) == ["O1.T1"]
+
+
+def test_endpoint_limits_are_remembered_per_endpoint_and_forgotten_when_old(ledger_path: Path) -> None:
+    now = [1_000_000.0]
+    with Ledger(ledger_path, clock=lambda: now[0]) as ledger:
+        assert ledger.recall_limits("openai", "http://a/v1", max_age_s=60) is None
+        ledger.remember_limits("openai", "http://a/v1", LearnedLimits(40, 1.0, 90_000, 60.0))
+        ledger.remember_limits("openai", "http://b/v1", LearnedLimits())  # answered without headers
+        ledger.remember_limits("openai", "http://a/v1", LearnedLimits(50, 1.0, 90_000, 60.0))  # the latest wins
+        now[0] += 30
+        assert ledger.recall_limits("openai", "http://a/v1", max_age_s=60) == (
+            LearnedLimits(50, 1.0, 90_000, 60.0), 1_000_000.0
+        )
+        limits, _ = ledger.recall_limits("openai", "http://b/v1", max_age_s=60)
+        assert not limits.paced and limits.describe() == "no rate-limit headers"
+        now[0] += 31
+        assert ledger.recall_limits("openai", "http://a/v1", max_age_s=60) is None
+
+
+def test_an_endpoint_url_with_credentials_is_stored_without_them(ledger_path: Path, db_factory: DbFactory) -> None:
+    with Ledger(ledger_path) as ledger:
+        ledger.remember_limits("openai", "https://user:sk-secret@host/v1", LearnedLimits(40, 1.0))
+        assert ledger.recall_limits("openai", "https://user:sk-secret@host/v1", max_age_s=60) is not None
+    stored = db_factory(ledger_path).execute("SELECT endpoint FROM endpoint_limits").fetchall()
+    assert "sk-secret" not in repr(stored)

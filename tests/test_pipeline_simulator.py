@@ -307,3 +307,30 @@ def test_a_second_ctrl_c_exits_at_once_leaving_no_half_written_file(tmp_path, ma
         rows = csv_rows(path)  # every CSV present parses whole
         assert all(r["status"] in ("done", "failed", "skipped") for r in rows)
     sim.release("b")
+
+
+def test_a_second_run_paces_from_the_first_call_at_the_limits_the_first_learned(tmp_path, make_simulator):
+    sim = make_simulator(latency_s=0.01, requests_per_window=40, window_s=1.0)
+    sheet = simple_workbook(tmp_path / "wb", 2, 3)
+    config = openai_config(sim, tmp_path / "out", cache=False, max_concurrent_requests=4)
+    first = run(sheet, config)
+    assert first.exit_code == 0
+    assert "rate limits as learned" not in (first.run_dir / "run.log").read_text(encoding="utf-8")
+    second = run(sheet, config)
+    assert second.exit_code == 0
+    log = (second.run_dir / "run.log").read_text(encoding="utf-8")
+    assert "rate limits as learned on" in log and "40 requests per 1 s" in log
+    with sqlite3.connect(tmp_path / "out" / "ledger.sqlite") as db:
+        rows = db.execute("SELECT endpoint, requests_limit, requests_window_s FROM endpoint_limits").fetchall()
+    assert rows == [(f"openai {sim.base_url}", 40.0, 1.0)]
+
+
+def test_an_endpoint_without_limit_headers_is_remembered_as_such(tmp_path, make_simulator):
+    sim = make_simulator(latency_s=0.01)
+    sheet = simple_workbook(tmp_path / "wb", 1, 2)
+    config = openai_config(sim, tmp_path / "out", cache=False)
+    run(sheet, config)
+    second = run(sheet, config)
+    assert "the endpoint sends no rate-limit headers: no probe" in (second.run_dir / "run.log").read_text(
+        encoding="utf-8"
+    )

@@ -15,6 +15,7 @@ from report_pipeline.ratelimit import (
     Gcra,
     HeaderPacer,
     InFlightLimit,
+    LearnedLimits,
     RateLimiter,
     Sleeper,
     Stopped,
@@ -459,3 +460,45 @@ def test_paced_bound_is_the_rate_exact_even_pacing_would_show(
     calls: int, latency_s: float, limit: float, bound: float
 ) -> None:
     assert paced_bound(calls, latency_s, limit) == pytest.approx(bound)
+
+
+def test_learned_limits_are_none_until_an_answer_and_then_what_the_headers_said() -> None:
+    clock = FakeClock()
+    pacer = HeaderPacer(clock=clock, probe_timeout_s=2.0, probe_burst=1)
+    ticket = pacer.commit(clock.now, 10)
+    pacer.observe({}, ticket)  # a dropped connection: no answer, nothing learned
+    assert pacer.learned() is None
+    pacer.observe(LIMIT_HEADERS, ticket)
+    learned = pacer.learned()
+    assert learned is not None and learned.paced
+    assert (learned.requests_limit, learned.requests_window_s) == (40, 1.0)
+
+
+def test_an_endpoint_without_limit_headers_is_learned_as_such() -> None:
+    pacer = HeaderPacer(probe_timeout_s=2.0, probe_burst=1)
+    pacer.observe({"content-type": "application/json"}, pacer.commit(0.0, 10))
+    learned = pacer.learned()
+    assert learned == LearnedLimits() and not learned.paced
+
+
+def test_recalled_limits_pace_from_the_first_call_with_no_probe() -> None:
+    clock = FakeClock()
+    learner = HeaderPacer(clock=clock, probe_timeout_s=0)
+    learner.observe(LIMIT_HEADERS, learner.commit(clock.now, 10))
+    pacer = HeaderPacer(clock=clock, probe_timeout_s=2.0, probe_burst=1)
+    pacer.recall(learner.learned())
+    assert pacer.requests.rate == pytest.approx(learner.requests.rate)
+    tickets = [pacer.commit(pacer.earliest(clock.now, 10), 10) for _ in range(3)]
+    assert pacer.blocked_until(clock.now) is None  # no probe to wait for
+    gaps = [b.at - a.at for a, b in zip(tickets, tickets[1:])]
+    assert gaps == pytest.approx([1 / pacer.requests.rate] * 2)  # paced at once, not a burst
+
+
+def test_recalling_an_endpoint_without_headers_skips_the_probe_and_paces_nothing() -> None:
+    clock = FakeClock()
+    pacer = HeaderPacer(clock=clock, probe_timeout_s=2.0, probe_burst=1)
+    pacer.recall(LearnedLimits())
+    for _ in range(20):
+        assert pacer.blocked_until(clock.now) is None
+        assert pacer.earliest(clock.now, 10) == clock.now
+        pacer.commit(clock.now, 10)
