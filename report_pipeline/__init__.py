@@ -5,7 +5,8 @@ The public names are re-exported here so internals can move.
 
 __version__ = "0.1.0"
 
-from .config import RunConfig, load_config  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
 from .errors import (  # noqa: E402
     AuthError,
     BudgetExceeded,
@@ -19,6 +20,10 @@ from .errors import (  # noqa: E402
     ReportPipelineError,
     SheetProblem,
 )
+
+if TYPE_CHECKING:
+    from .config import RunConfig, load_config
+    from .pipeline import ReportGenerationPipeline, RunResult
 
 __all__ = [
     "__version__",
@@ -41,9 +46,14 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # the pipeline pulls in pandas, docx and openpyxl: import it only when asked for
+    # imported when first asked for: the pipeline pulls in pandas, docx and openpyxl, the config
+    # pydantic, and a process that imports one small module of the package needs none of them
     if name in ("ReportGenerationPipeline", "RunResult"):
         from . import pipeline
 
         return getattr(pipeline, name)
+    if name in ("RunConfig", "load_config"):
+        from . import config
+
+        return getattr(config, name)
     raise AttributeError(name)

@@ -39,8 +39,12 @@ def prepare_run(
     stop: threading.Event | None = None,
     stream: TextIO = sys.stderr,
     resume: str | None = None,
+    timeline_drawer: Any = None,
 ):
-    """A ready pipeline (validated sheet, config, provider, progress observer); nothing written yet."""
+    """A ready pipeline (validated sheet, config, provider, progress observer); nothing written yet.
+
+    `timeline_drawer`: a `timeline_process.TimelineProcess` started early, handed to the run.
+    """
     from .live import make_observer
     from .pipeline import ReportGenerationPipeline
 
@@ -49,7 +53,10 @@ def prepare_run(
     observer = make_observer(
         interactive=interactive, quiet=config.quiet, interval_s=config.progress_interval_s, stream=stream
     )
-    return ReportGenerationPipeline(config, sheet, observer=observer, stop=stop, run_id=resume, resume=bool(resume))
+    return ReportGenerationPipeline(
+        config, sheet, observer=observer, stop=stop, run_id=resume, resume=bool(resume),
+        timeline_drawer=timeline_drawer,
+    )
 
 
 def dry_run(sheet_path: Path, *, config_path: Path | None, overrides: Mapping[str, Any]) -> str:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from .attachments import ChartImage
 from .data import DataStore
+from .drawlock import DRAW_LOCK
 from .models import DataSource
 from .writers.atomic import atomic_path
 from .writers.safety import slugify
@@ -41,9 +42,6 @@ MAX_CATEGORY_LABELS = 16  # bar charts: beyond this, label every k-th category
 _FONT_SIZE = 9
 _LINE_MARKERS_UP_TO = 30  # points per line: more than this and markers become clutter
 
-# matplotlib is not thread-safe; one lock for every figure drawn in the process (module docstring),
-# charts and the run's timeline alike
-DRAW_LOCK = threading.Lock()
 
 # Column-name tails read as units: `germany_eur_mwh` -> "germany", "EUR/MWh"
 _UNITS = {

@@ -76,6 +76,28 @@ def cli() -> None:
 @_handle_errors
 def run(sheet: Path, config_path: Path | None, sequential: bool, objectives: str | None, settings: tuple[str, ...], **flags: Any) -> None:
     """Run every enabled task of SHEET and write the report under OUTPUT/<run_id>/."""
+    drawer = None if flags["dry_run"] else _start_timeline_drawer()
+    try:
+        _run(sheet, config_path, sequential, objectives, settings, drawer, **flags)
+    finally:
+        if drawer is not None:
+            drawer.close()
+
+
+def _start_timeline_drawer() -> Any:
+    """The child that draws timeline.png, started before this process's own imports (timeline_process.py)."""
+    from .timeline_process import start_timeline_process
+
+    try:
+        return start_timeline_process()
+    except OSError:
+        return None  # the run draws the timeline itself
+
+
+def _run(
+    sheet: Path, config_path: Path | None, sequential: bool, objectives: str | None, settings: tuple[str, ...],
+    drawer: Any, **flags: Any,
+) -> None:
     from .app import console_handler, dry_run, prepare_run
     from .logs import console_log
 
@@ -108,7 +130,8 @@ def run(sheet: Path, config_path: Path | None, sequential: bool, objectives: str
         click.echo(dry_run(sheet, config_path=config_path, overrides=overrides))
         return
     pipeline = prepare_run(
-        sheet, config_path=config_path, overrides=overrides, stop=stop, stream=sys.stderr, resume=flags["resume"]
+        sheet, config_path=config_path, overrides=overrides, stop=stop, stream=sys.stderr, resume=flags["resume"],
+        timeline_drawer=drawer,
     )
     with _stop_on_signals(stop), console_log(console_handler(pipeline.observer, sys.stderr), secrets=pipeline.secrets):
         result = pipeline.run()

@@ -116,8 +116,13 @@ class ReportGenerationPipeline:
         stop: threading.Event | None = None,
         run_id: str | None = None,
         resume: bool = False,
+        timeline_drawer: TimelineProcess | None = None,
     ) -> None:
         self.config = config
+        # A child that draws timeline.png, if the caller started one early (the CLI does, before
+        # its own imports, so that it is warm by the last call); else the run starts its own.
+        # Either way the run uses it once and closes it.
+        self._timeline_drawer = timeline_drawer
         self.sheet = prompt_sheet
         self.data = data or DataStore(prompt_sheet.data_sources)
         self.plan = build_plan(prompt_sheet, objectives=config.objectives, limit=config.limit)
@@ -206,7 +211,7 @@ class ReportGenerationPipeline:
                 self._recall_limits(ledger)
             self.observer.run_started(self.plan, self.run_dir)
             prefetch = self._start_charts()
-            drawer = _start_timeline_drawer()
+            drawer, self._timeline_drawer = self._timeline_drawer or _start_timeline_drawer(), None
             try:
                 with ResourceMonitor(rss_warn_mb=self.config.rss_warn_mb) as monitor:
                     halt = self._execute(ledger, restored)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .charts import DRAW_LOCK
+from .drawlock import DRAW_LOCK
 from .models import STEP_NAMES, TaskResult
 from .writers import atomic_path
 

@@ -86,12 +86,19 @@ class TimelineProcess:
         raise TimelineProcessError(f"the timeline process failed (exit {self._process.returncode}): {why}")
 
     def close(self) -> None:
-        """Make sure the child is gone: without a request it exits on its own; a stuck one is killed."""
+        """Make sure the child is gone (idempotent).
+
+        Never sent anything (the run stopped early, or failed validation): killed at
+        once, so an error exit does not wait on matplotlib's import. Sent a request:
+        a few seconds to finish, then killed.
+        """
         process = self._process
         if process.stdin is not None:
             with contextlib.suppress(OSError):
                 process.stdin.close()
             process.stdin = None
+        if not self._sent and process.poll() is None:
+            process.kill()
         try:
             process.wait(timeout=5.0)
         except subprocess.TimeoutExpired:

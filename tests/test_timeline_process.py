@@ -48,10 +48,12 @@ def test_a_child_that_cannot_write_says_why(tmp_path):
         drawer.close()
 
 
-def test_a_child_sent_nothing_exits_without_drawing(tmp_path):
+def test_a_child_sent_nothing_is_stopped_at_once_and_draws_nothing(tmp_path):
     drawer = start_timeline_process()
     drawer.close()
-    assert drawer._process.returncode == 0
+    assert drawer._process.returncode is not None  # reaped: no child outlives an early exit
+    drawer.close()  # idempotent
+    assert list(tmp_path.iterdir()) == []
     with pytest.raises(TimelineProcessError, match="nothing was sent"):
         drawer.wait()
 

@@ -6,15 +6,44 @@ report.md and report.docx take a task's attachments (data tables, charts: see
 `report_pipeline.attachments`) and place them after its text.
 File names come from `slugify`, never from raw titles, and every spreadsheet
 cell passes through `neutralise_cell`.
+
+Each name is imported on first use (PEP 562): a process that needs only
+`atomic_path` (the timeline's child process) does not load python-docx and
+openpyxl with it.
 """
 
-from report_pipeline.writers.atomic import atomic_path, atomic_write_bytes, atomic_write_text
-from report_pipeline.writers.csv_out import ResultsCsvAppender, write_objective_csv
-from report_pipeline.writers.docx_out import write_docx
-from report_pipeline.writers.markdown import render_markdown, write_markdown
-from report_pipeline.writers.rows import format_timestamp, has_check_step, result_columns, result_row
-from report_pipeline.writers.safety import neutralise_cell, objective_csv_name, slugify
-from report_pipeline.writers.xlsx_out import write_xlsx
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from report_pipeline.writers.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+    from report_pipeline.writers.csv_out import ResultsCsvAppender, write_objective_csv
+    from report_pipeline.writers.docx_out import write_docx
+    from report_pipeline.writers.markdown import render_markdown, write_markdown
+    from report_pipeline.writers.rows import format_timestamp, has_check_step, result_columns, result_row
+    from report_pipeline.writers.safety import neutralise_cell, objective_csv_name, slugify
+    from report_pipeline.writers.xlsx_out import write_xlsx
+
+_MODULE_OF = {
+    "atomic_path": "atomic",
+    "atomic_write_bytes": "atomic",
+    "atomic_write_text": "atomic",
+    "ResultsCsvAppender": "csv_out",
+    "write_objective_csv": "csv_out",
+    "write_docx": "docx_out",
+    "render_markdown": "markdown",
+    "write_markdown": "markdown",
+    "format_timestamp": "rows",
+    "has_check_step": "rows",
+    "result_columns": "rows",
+    "result_row": "rows",
+    "neutralise_cell": "safety",
+    "objective_csv_name": "safety",
+    "slugify": "safety",
+    "write_xlsx": "xlsx_out",
+}
 
 __all__ = [
     "ResultsCsvAppender",
@@ -34,3 +63,13 @@ __all__ = [
     "write_objective_csv",
     "write_xlsx",
 ]
+
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # once: later lookups do not come back here
+    return value
