@@ -158,7 +158,8 @@ def run_cli(sheet: Path, settings: dict[str, Any], output_dir: Path, *extra: str
     stop.set()
     sampler.join()
     reader.join()
-    run_json = next(output_dir.glob("*/run.json"), None)
+    # the newest: a run on an output folder that already holds runs (the same ledger) adds a folder
+    run_json = max(output_dir.glob("*/run.json"), key=lambda p: p.stat().st_mtime, default=None)
     run = json.loads(run_json.read_text(encoding="utf-8")) if run_json else {}
     return CliRun(process.returncode, wall, usage.ru_maxrss / 1024, peak_threads, run, launched, exited,
                   "".join(stderr_lines[-20:]))
