@@ -20,18 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from .attachments import ChartImage
 from .data import DataStore
 from .drawlock import DRAW_LOCK
+from .lazy import lazy_module
 from .models import DataSource
 from .writers.atomic import atomic_path
 from .writers.safety import slugify
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+else:
+    pd = lazy_module("pandas")
 
 __all__ = ["CHART_DIR", "DPI", "DRAW_LOCK", "FIGSIZE_IN", "ChartRenderer", "chart_caption", "chart_figure"]
 
