@@ -46,10 +46,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.text import Text
 
-__all__ = ["SKIPPED_ROW", "Bar", "draw_timeline_png", "natural_key", "timeline_data", "timeline_figure", "warm_up", "write_timeline"]
+__all__ = ["ROW_LABEL_GID", "SKIPPED_ROW", "Bar", "draw_timeline_png", "natural_key", "timeline_data", "timeline_figure", "warm_up", "write_timeline"]
 
 SKIPPED_ROW = "(skipped)"  # the row of tasks that never ran
 NO_THREAD = "(no thread)"  # a failure recorded without a thread name
+ROW_LABEL_GID = "timeline-row-label"  # the gid of the Text artists naming the rows (see _draw_row_labels)
 
 _WIDTH_IN = 12.0
 _DPI = 100  # the figure's and the PNG's: one renderer measures and draws (see _fit_axes)
@@ -206,10 +207,7 @@ def timeline_figure(
     _draw_bars(ax, bars, row_of, colour_of)
     _draw_markers(ax, bars, row_of)
 
-    ax.set_yticks(range(len(rows)))
-    step = max(1, -(-len(rows) // _MAX_ROW_LABELS))
-    labels = [name if i % step == 0 or name == SKIPPED_ROW else "" for i, name in enumerate(rows)]
-    ax.set_yticklabels(labels, fontsize=8)
+    row_labels = _draw_row_labels(ax, rows)
     ax.set_ylim(max(len(rows), 1) - 0.5, -0.5)  # first thread at the top
     if not bars:
         ax.text(0.5, 0.5, "no task ran", transform=ax.transAxes, ha="center", va="center", color="0.4")
@@ -237,31 +235,100 @@ def timeline_figure(
         handles.append(Line2D([], [], color="0.4", marker="|", linestyle="", markersize=10, label="skipped task"))
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
-    _fit_axes(figure, ax, subtitle)
+    _fit_axes(figure, ax, subtitle, row_labels)
     return figure
 
 
-def _fit_axes(figure: Figure, ax: Axes, subtitle: Text) -> None:
+def _row_labels(rows: Sequence[str]) -> list[tuple[int, str]]:
+    """(row, label) of the rows that are named: all of them up to `_MAX_ROW_LABELS`, beyond that
+    every k-th row so names stay legible, and the skipped row always."""
+    step = max(1, -(-len(rows) // _MAX_ROW_LABELS))
+    return [(i, name) for i, name in enumerate(rows) if i % step == 0 or name == SKIPPED_ROW]
+
+
+def _draw_row_labels(ax: Axes, rows: Sequence[str]) -> list[Text]:
+    """The rows' names and tick marks, drawn as a y axis' ticks would look, without its ticks.
+
+    matplotlib makes a `Tick` (two lines, two texts, a grid line) per y tick, lays out and
+    measures each, which cost the most of the whole drawing at 50 threads. Here the tick marks
+    are one `Line2D` of tick markers and each name is one plain `Text` at the tick label's place
+    (the tick's length plus its pad to the left of the frame, in the tick labels' alignment);
+    the names are left out of the axes' tight bbox and measured once in `_fit_axes`.
+    """
+    from matplotlib import rcParams
+    from matplotlib.lines import Line2D
+    from matplotlib.markers import TICKLEFT
+
+    ax.set_yticks([])
+    if not rows:
+        return []
+    size, pad = rcParams["ytick.major.size"], rcParams["ytick.major.pad"]
+    tick_transform = ax.get_yaxis_transform(which="tick1")  # x in axes coordinates, y in rows
+    ax.add_line(Line2D(
+        [0.0] * len(rows), range(len(rows)), transform=tick_transform, linestyle="", marker=TICKLEFT,
+        markersize=size, markeredgewidth=rcParams["ytick.major.width"], color=rcParams["ytick.color"],
+        clip_on=False, zorder=2.5,
+    ))
+    transform, va, ha = ax.get_yaxis_text1_transform(size + pad)
+    colour = rcParams["ytick.labelcolor"]
+    colour = rcParams["ytick.color"] if colour == "inherit" else colour
+    labels = []
+    for row, name in _row_labels(rows):
+        label = ax.text(0.0, row, name, transform=transform, ha=ha, va=va, fontsize=8, color=colour, clip_on=False,
+                        gid=ROW_LABEL_GID)
+        label.set_in_layout(False)  # measured in _fit_axes, not by get_tightbbox
+        labels.append(label)
+    return labels
+
+
+def _fit_axes(figure: Figure, ax: Axes, subtitle: Text, row_labels: Sequence[Text] = ()) -> None:
     """Place the axes so its labels, title and legend just fit, the subtitle above them.
 
     What constrained layout would do, in one pass: measure how far the axes' decorations
     reach beyond its frame (they do not depend on the frame's size, bar the legend's 0.5 %
     offset: under a pixel), then size the frame to leave exactly that room, with a 3 pt pad
     around it all and on either side of the subtitle. The text measured here is drawn with
-    the same renderer, so its layout is not worked out twice.
+    the same renderer, so its layout is not worked out twice. The row names (plain texts, not
+    ticks: see `_draw_row_labels`) are measured apart, all at once, and the y label is moved
+    out past them as matplotlib would move it past tick labels.
     """
+    from matplotlib import rcParams
+
     width, height = figure.bbox.width, figure.bbox.height
     pad = _PAD_IN * figure.dpi
     renderer = figure.canvas.get_renderer()
     subtitle.set_y(1.0 - pad / height)
     top = subtitle.get_window_extent(renderer).height + 2 * pad
     frame = ax.get_window_extent(renderer)
+    # the row names reach this far left of the frame, whatever its size: their offset is in points;
+    # the y label goes that much further out, as it would beyond tick labels
+    names = _names_reach(figure, renderer, row_labels, frame.x0)
+    ax.yaxis.labelpad = rcParams["axes.labelpad"] + names * 72 / figure.dpi
     reach = ax.get_tightbbox(renderer)
-    left = pad + frame.x0 - reach.x0
+    left = pad + frame.x0 - min(reach.x0, frame.x0 - names)
     right = width - pad - (reach.x1 - frame.x1)
     bottom = pad + frame.y0 - reach.y0
     upper = height - top - pad - (reach.y1 - frame.y1)
     ax.set_position([left / width, bottom / height, max(right - left, 1.0) / width, max(upper - bottom, 1.0) / height])
+
+
+def _names_reach(figure: Figure, renderer, row_labels: Sequence[Text], frame_x0: float) -> float:
+    """How far, in pixels, the right-aligned row names reach left of the axes' frame.
+
+    All names are measured at once as the lines of one text (its width is the widest line's);
+    the renderer keeps each line's metrics, so drawing the names does not measure them again.
+    A name that matplotlib would read as math is measured on its own, as it is drawn.
+    """
+    from matplotlib.text import Text
+
+    if not row_labels:
+        return 0.0
+    prop = row_labels[0].get_fontproperties()
+    plain = [t.get_text() for t in row_labels if t.get_text().count("$") < 2]
+    widest = Text(text="\n".join(plain), fontproperties=prop, figure=figure).get_window_extent(renderer).width
+    widest = max([widest, *(t.get_window_extent(renderer).width for t in row_labels if t.get_text().count("$") >= 2)])
+    anchor = row_labels[0].get_transform().transform((0.0, 0.0))[0]  # where the names end, right-aligned
+    return frame_x0 - anchor + widest
 
 
 def _rows(bars: Sequence[Bar]) -> list[str]:

@@ -7,6 +7,7 @@ import pytest
 
 from report_pipeline.models import CallRecord, TaskResult
 from report_pipeline.timeline import (
+    ROW_LABEL_GID,
     SKIPPED_ROW,
     Bar,
     natural_key,
@@ -94,8 +95,41 @@ def test_rows_are_threads_in_natural_order_with_the_skipped_row_last():
     results = [done(f"A.T{i}", f"task_{i}", ("generate", i, i + 1.0)) for i in (10, 2, 1)]
     results.append(TaskResult("A", "T99", "", "skipped", started_at=T0 + 3, finished_at=T0 + 3))
     figure = timeline_figure(timeline_data(results), title="run")
-    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
-    assert labels == ["task_1", "task_2", "task_10", SKIPPED_ROW]
+    assert row_labels(figure) == [(0, "task_1"), (1, "task_2"), (2, "task_10"), (3, SKIPPED_ROW)]
+    ax = figure.axes[0]
+    assert ax.get_ylim() == (3.5, -0.5)  # the first row at the top
+    assert list(ax.get_yticks()) == []  # the names are plain texts, not (costly) ticks
+
+
+def row_labels(figure) -> list[tuple[float, str]]:
+    """(row, name) of the texts naming the rows, top to bottom."""
+    texts = [t for t in figure.axes[0].texts if t.get_gid() == ROW_LABEL_GID]
+    return sorted((t.get_position()[1], t.get_text()) for t in texts)
+
+
+def test_past_the_label_limit_every_kth_row_is_named_and_the_skipped_row_always():
+    results = [done(f"A.T{i}", f"task_{i}", ("generate", i, i + 1.0)) for i in range(130)]
+    results.append(TaskResult("A", "T999", "", "skipped", started_at=T0 + 3, finished_at=T0 + 3))
+    figure = timeline_figure(timeline_data(results), title="run")
+    # 131 rows, at most 60 names: every third row, from the first, and the skipped row (130)
+    assert row_labels(figure) == [(i, f"task_{i}") for i in range(0, 130, 3)] + [(130, SKIPPED_ROW)]
+
+
+def test_row_names_and_y_label_fit_left_of_the_frame_without_overlapping(chain_on_two_threads):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    long_name = "objective_worker_with_a_long_name_7"
+    results = [*chain_on_two_threads, done("B.T2", long_name, ("generate", 1.0, 2.0))]
+    figure = timeline_figure(timeline_data(results), title="run")
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()  # places the y label, as saving does
+    renderer = canvas.get_renderer()
+    ax = figure.axes[0]
+    frame = ax.get_window_extent(renderer)
+    names = [t.get_window_extent(renderer) for t in ax.texts if t.get_gid() == ROW_LABEL_GID]
+    ylabel = ax.yaxis.label.get_window_extent(renderer)
+    assert all(0 <= n.x0 and n.x1 < frame.x0 for n in names)  # inside the page, left of the frame
+    assert 0 <= ylabel.x0 and ylabel.x1 < min(n.x0 for n in names)  # the y label beyond the longest name
 
 
 def test_all_bars_are_drawn_as_one_collection_not_one_artist_per_bar():
