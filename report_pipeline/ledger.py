@@ -62,6 +62,10 @@ DEFAULT_LEDGER_NAME = "ledger.sqlite"
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_BATCH_DELAY_S = 0.05
 DEFAULT_BUSY_TIMEOUT_S = 10.0
+# Read connections shared by every thread (a pool, not one per thread): a read is a
+# fraction of a millisecond under the GIL, so more would only cost opening them (one per
+# worker thread was 200 connects at the start of a large run).
+DEFAULT_READERS = 4
 CACHE_KEY_VERSION = 1  # bump if the meaning of request_hash changes, so old keys can never match
 
 RunStatus = Literal["running", "done", "failed", "interrupted", "budget", "aborted"]
@@ -380,8 +384,8 @@ class Ledger:
         self._busy_timeout_s = busy_timeout_s
         self._clock = clock
         self._closed = False
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: list[sqlite3.Connection] = []  # every reader opened, to close them
+        self._idle_readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._readers_lock = threading.Lock()
         connection = _open_for_writing(self.path, busy_timeout_s)
         self._writer = _Writer(connection, self.path, batch_size=batch_size, batch_delay_s=batch_delay_s)
@@ -646,24 +650,31 @@ class Ledger:
         self._writer.submit(_Write(sql, params, what))
 
     def _select(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+        connection = self._take_reader()
         try:
-            return self._reader().execute(sql, params).fetchall()
+            return connection.execute(sql, params).fetchall()
         except sqlite3.Error as error:
             raise LedgerError(f"{self.path}: cannot read the ledger: {error}") from error
+        finally:
+            self._idle_readers.put(connection)
 
-    def _reader(self) -> sqlite3.Connection:
-        """This thread's read-only connection, opened on first use."""
+    def _take_reader(self) -> sqlite3.Connection:
+        """An idle read-only connection; a new one while fewer than DEFAULT_READERS exist; else wait."""
         if self._closed:
             raise RuntimeError(f"{self!r}: cannot read after close()")
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = _connect(self.path, self._busy_timeout_s)
-            connection.execute("PRAGMA query_only = ON")
-            connection.row_factory = sqlite3.Row
-            with self._readers_lock:
+        try:
+            return self._idle_readers.get_nowait()
+        except queue.Empty:
+            pass
+        with self._readers_lock:
+            if len(self._readers) >= DEFAULT_READERS:
+                connection = None
+            else:
+                connection = _connect(self.path, self._busy_timeout_s)
+                connection.execute("PRAGMA query_only = ON")
+                connection.row_factory = sqlite3.Row
                 self._readers.append(connection)
-            self._local.connection = connection
-        return connection
+        return connection if connection is not None else self._idle_readers.get()
 
 
 def _batch_row(row: sqlite3.Row) -> BatchRow:

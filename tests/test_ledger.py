@@ -21,6 +21,7 @@ import pytest
 from report_pipeline import migrations
 from report_pipeline.errors import LedgerError
 from report_pipeline.ledger import (
+    DEFAULT_READERS,
     CachedCall,
     Ledger,
     config_hash,
@@ -464,6 +465,27 @@ def test_record_call_from_32_threads_lands_every_call_after_flush(
     assert len(rows) == threads * per_thread
     for n in range(threads):  # each thread's calls all there, in the order it made them
         assert [step for key, step in rows if key == f"T{n}"] == [f"s{i:03d}" for i in range(per_thread)]
+
+
+def test_reads_from_32_threads_share_a_few_connections_and_each_sees_its_own_answer(ledger: Ledger) -> None:
+    threads = 32
+    for n in range(threads):
+        record(ledger, task_key=f"T{n}", request_hash=f"hash-{n}", response_text=f"answer {n}")
+    ledger.flush()
+    start = threading.Barrier(threads)
+    seen: dict[int, list[str]] = {}
+
+    def work(n: int) -> None:
+        start.wait()
+        seen[n] = [hit.text for _ in range(20) if (hit := ledger.cached_response(f"hash-{n}")) is not None]
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert seen == {n: [f"answer {n}"] * 20 for n in range(threads)}
+    assert 1 <= len(ledger._readers) <= DEFAULT_READERS  # not a connection per thread
 
 
 def test_a_record_that_cannot_be_written_loses_only_itself_and_flush_says_so(
