@@ -41,6 +41,7 @@ log = logging.getLogger("report_pipeline.timeline")
 
 # Drawing 10,000 bars takes about a second; far more than this means the child is stuck.
 DEFAULT_TIMEOUT_S = 60.0
+_NICENESS = 5
 
 
 class TimelineProcessError(Exception):
@@ -138,6 +139,10 @@ def _last_json_line(out: bytes) -> dict[str, Any]:
 
 def _serve() -> int:
     """The child: warm up, read one request from stdin, draw it, say how it went on stdout."""
+    if hasattr(os, "nice"):
+        # Warming up is not urgent: on a busy machine the run (and a local model server) go first.
+        with contextlib.suppress(OSError):
+            os.nice(_NICENESS)
     warm_up()
     raw = sys.stdin.buffer.read()
     if not raw.strip():
