@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +64,8 @@ log = logging.getLogger("report_pipeline.pipeline")
 # Rate limits learned by a run serve the runs of the next two weeks (a weekly report's next
 # run included); older, they are learned again with the probe.
 LIMITS_MEMORY_S = 14 * 86_400.0
+# Loaded once matplotlib has drawn in this process (a chart, an earlier run's timeline).
+_MATPLOTLIB = "matplotlib.figure"
 
 
 @dataclass(frozen=True)
@@ -418,7 +421,11 @@ class ReportGenerationPipeline:
         }
         bars = timeline_data(results)
         # the child draws timeline.png on another core while this process writes the rest
-        drawing = drawer if drawer is not None and _send_quietly(drawer, outputs["timeline_png"], bars, timeline) else None
+        drawing = (
+            drawer
+            if drawer is not None and _use_drawer(drawer) and _send_quietly(drawer, outputs["timeline_png"], bars, timeline)
+            else None
+        )
         done_tasks = [self.plan.tasks[r.key] for r in view.all_results() if r.status == "done"]
         attachments = build_attachments(done_tasks, self.data, self.run_dir, charts=self._charts)
         write_markdown(outputs["report_md"], view, attachments=attachments)
@@ -446,12 +453,27 @@ class ReportGenerationPipeline:
 
 
 def _start_timeline_drawer() -> TimelineProcess | None:
-    """The child that draws timeline.png (timeline_process.py); None draws it in this process."""
+    """The child that draws timeline.png (timeline_process.py); None draws it in this process.
+
+    None too when this process has matplotlib loaded already (a second run in one process,
+    the tests): drawing here then costs only the drawing, less than a new process's import.
+    """
+    if _MATPLOTLIB in sys.modules:
+        return None
     try:
         return start_timeline_process()
     except OSError as error:
         log.debug("timeline process not started (%s): drawing timeline.png in this process", error)
         return None
+
+
+def _use_drawer(drawer: TimelineProcess) -> bool:
+    """At the run's end: the child if it is warm, or if this process would have to import matplotlib
+    itself (the child is then further along); else draw here and stop the child."""
+    if drawer.ready or _MATPLOTLIB not in sys.modules:
+        return True
+    drawer.close()
+    return False
 
 
 def _send_quietly(drawer: TimelineProcess, path: Path, bars: list[Bar], timeline: dict[str, Any]) -> bool:

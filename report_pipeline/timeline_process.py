@@ -26,6 +26,7 @@ import dataclasses
 import json
 import logging
 import os
+import select
 import subprocess
 import sys
 import time
@@ -54,6 +55,18 @@ class TimelineProcess:
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self._process = process
         self._sent = False
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        """True once the child has imported matplotlib and drawn its practice figure (never blocks)."""
+        if not self._ready and self._process.stdout is not None and self._process.returncode is None:
+            stdout = self._process.stdout
+            readable, _, _ = select.select([stdout], [], [], 0)
+            if readable:
+                # before a request, the only thing the child ever writes is its ready line
+                self._ready = b'"ready"' in os.read(stdout.fileno(), 4096)
+        return self._ready
 
     def send(
         self, path: Path, bars: Sequence[Bar], *, title: str, objective_titles: Mapping[str, str] | None = None
@@ -138,12 +151,15 @@ def _last_json_line(out: bytes) -> dict[str, Any]:
 
 
 def _serve() -> int:
-    """The child: warm up, read one request from stdin, draw it, say how it went on stdout."""
+    """The child: warm up, say it is ready, read one request from stdin, draw it, say how it went."""
     if hasattr(os, "nice"):
         # Warming up is not urgent: on a busy machine the run (and a local model server) go first.
         with contextlib.suppress(OSError):
             os.nice(_NICENESS)
-    warm_up()
+    import matplotlib.backends.backend_agg  # noqa: F401 - the import is the point: needed either way
+    if not select.select([sys.stdin], [], [], 0)[0]:  # a request already waiting: draw it, no practice
+        warm_up()
+        print(json.dumps({"state": "ready"}), flush=True)
     raw = sys.stdin.buffer.read()
     if not raw.strip():
         return 0  # the parent did not need the timeline after all

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ from tests.test_pipeline import run_pipeline
 from tests.workbooks import simple_workbook
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# As if this process had never drawn with matplotlib: the run uses a child (see _start_timeline_drawer)
+NOT_LOADED = "module.never.loaded"
 BARS = [
     Bar("A.T1", "A", "generate", "task_0", 0.0, 1.5),
     Bar("A.T1", "A", "refine", "task_0", 1.5, 2.0, failed=True),
@@ -89,6 +92,7 @@ def test_the_run_draws_the_timeline_itself_when_the_child_fails(tmp_path, monkey
         return _dead_child()
 
     monkeypatch.setattr(pipeline_module, "start_timeline_process", broken)
+    monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)
     sheet = simple_workbook(tmp_path / "wb", n_objectives=2, n_tasks=2)
     result = run_pipeline(sheet, tmp_path)
     assert result.exit_code == 0
@@ -105,8 +109,50 @@ def test_a_run_leaves_no_child_process_behind(tmp_path, monkeypatch):
         return started[-1]
 
     monkeypatch.setattr(pipeline_module, "start_timeline_process", tracked)
+    monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)
     sheet = simple_workbook(tmp_path / "wb", n_objectives=2, n_tasks=2)
     result = run_pipeline(sheet, tmp_path)
     assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
     assert len(started) == 1
     assert started[0]._process.returncode == 0  # reaped, and it drew without error
+
+
+def test_the_child_says_when_it_is_warm():
+    drawer = start_timeline_process()
+    try:
+        assert select.select([drawer._process.stdout], [], [], 60)[0]  # wait for its first line
+        assert drawer.ready
+        assert drawer.ready  # and stays so, without reading again
+    finally:
+        drawer.close()
+
+
+def test_a_process_that_has_drawn_before_draws_itself_and_starts_no_child(tmp_path, monkeypatch):
+    import matplotlib.figure  # noqa: F401 - loaded, as after a first run in this process
+
+    def forbidden() -> TimelineProcess:
+        raise AssertionError("no child should be started")
+
+    monkeypatch.setattr(pipeline_module, "start_timeline_process", forbidden)
+    sheet = simple_workbook(tmp_path / "wb", n_objectives=1, n_tasks=2)
+    result = run_pipeline(sheet, tmp_path)
+    assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_a_child_not_yet_warm_is_stopped_when_this_process_can_draw_at_once(tmp_path, monkeypatch):
+    import matplotlib.figure  # noqa: F401
+
+    cold = _dead_child()  # never says ready
+    monkeypatch.setattr(pipeline_module, "start_timeline_process", lambda: cold)
+    monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)  # start it...
+    original = pipeline_module._use_drawer
+
+    def at_the_end(drawer):
+        monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", "matplotlib.figure")  # ...but draw here at the end
+        return original(drawer)
+
+    monkeypatch.setattr(pipeline_module, "_use_drawer", at_the_end)
+    sheet = simple_workbook(tmp_path / "wb", n_objectives=1, n_tasks=2)
+    result = run_pipeline(sheet, tmp_path)
+    assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert cold._process.returncode is not None  # stopped, not left running
