@@ -166,6 +166,15 @@ def batch_config(sim, out: Path, **overrides):
     return openai_config(sim, out, **{"execution": "batch", "batch_poll_interval_s": 0.02, **overrides})
 
 
+def run_one_task_in_batch_mode(sim, tmp_path: Path, **overrides):
+    """A one-task workbook (A.t) run in batch mode against `sim`."""
+    sheet = make_workbook(
+        tmp_path / "wb", objectives=[{"objective_id": "A", "title": "A"}],
+        tasks=[{"objective_id": "A", "task_id": "t", "prompt": "Part"}],
+    )
+    return ReportGenerationPipeline(batch_config(sim, tmp_path / "out", **overrides), load_prompt_sheet(sheet)).run()
+
+
 def chains_workbook(path: Path) -> Path:
     """Three chapters of two 3-step tasks, and a summary (3 steps) that depends on every chapter."""
     chapters = ("C1", "C2", "C3")
@@ -271,13 +280,7 @@ def test_expired_batch_keeps_its_answers_and_resubmits_the_rest_once(tmp_path, m
 
 def test_a_batch_that_keeps_expiring_fails_its_tasks_after_the_resubmits(tmp_path, make_simulator):
     sim = make_simulator(batch_expire=0.0, batch_delay_s=0.02, batch_steps=1)
-    sheet = make_workbook(
-        tmp_path / "wb", objectives=[{"objective_id": "A", "title": "A"}],
-        tasks=[{"objective_id": "A", "task_id": "t", "prompt": "Part"}],
-    )
-    result = ReportGenerationPipeline(
-        batch_config(sim, tmp_path / "out", batch_resubmits=1), load_prompt_sheet(sheet)
-    ).run()
+    result = run_one_task_in_batch_mode(sim, tmp_path, batch_resubmits=1)
     assert result.exit_code == 1
     (task,) = result.results
     assert task.status == "failed" and "expired" in task.error and "sent 2 time(s)" in task.error
@@ -451,13 +454,7 @@ def test_a_crash_between_create_and_its_record_finds_the_batch_by_its_input_file
 
 def test_batches_that_fail_validation_fail_their_tasks_with_the_batch_error(tmp_path, make_simulator):
     sim = make_simulator(batch_fail=True, batch_delay_s=0.02, batch_steps=1)
-    sheet = make_workbook(
-        tmp_path / "wb", objectives=[{"objective_id": "A", "title": "A"}],
-        tasks=[{"objective_id": "A", "task_id": "t", "prompt": "Part"}],
-    )
-    result = ReportGenerationPipeline(
-        batch_config(sim, tmp_path / "out", batch_resubmits=0), load_prompt_sheet(sheet)
-    ).run()
+    result = run_one_task_in_batch_mode(sim, tmp_path, batch_resubmits=0)
     (task,) = result.results
     assert result.exit_code == 1 and task.status == "failed"
     assert "failed" in task.error and "token" in task.error.lower()  # the server's reason, from errors.data
