@@ -7,6 +7,7 @@ written), then the run folder and its log, then the scheduler, then the reports.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import secrets
@@ -47,7 +48,7 @@ from .results import ReportStructureManager
 from .runlock import RunLock
 from .runner import TaskRunner
 from .scheduler import Halt, Scheduler, SchedulerHooks, make_executors
-from .timeline import Bar, draw_timeline_png, timeline_data
+from .timeline import draw_timeline_png, timeline_data
 from .timeline_process import TimelineProcess, TimelineProcessError, start_timeline_process
 from .writers import (
     ResultsCsvAppender,
@@ -313,10 +314,15 @@ class ReportGenerationPipeline:
             objective_pool.shutdown(wait=True)
             appender.close()
 
+    def _throttle(self) -> Throttle | None:
+        """The provider's shared throttle, for a provider that paces (not the offline one)."""
+        throttle = getattr(self.provider, "throttle", None)
+        return throttle if isinstance(throttle, Throttle) else None
+
     def _recall_limits(self, ledger: Ledger) -> None:
         """Pace from the first call at the limits the last run learned, instead of probing."""
-        throttle = getattr(self.provider, "throttle", None)
-        if not isinstance(throttle, Throttle):
+        throttle = self._throttle()
+        if throttle is None:
             return
         recalled = ledger.recall_limits(self.provider.name, self.config.base_url, max_age_s=LIMITS_MEMORY_S)
         if recalled is None:
@@ -330,8 +336,8 @@ class ReportGenerationPipeline:
             log.info("as learned on %s, the endpoint sends no rate-limit headers: no probe, calls go at once", when)
 
     def _remember_limits(self, ledger: Ledger) -> None:
-        throttle = getattr(self.provider, "throttle", None)
-        if not isinstance(throttle, Throttle):
+        throttle = self._throttle()
+        if throttle is None:
             return
         limits = throttle.pacer.learned()
         if limits is not None:  # no answer came back: nothing learned, keep what was known
@@ -421,17 +427,15 @@ class ReportGenerationPipeline:
         }
         bars = timeline_data(results)
         # the child draws timeline.png on another core while this process writes the rest
-        drawing = (
-            drawer
-            if drawer is not None and _use_drawer(drawer) and _send_quietly(drawer, outputs["timeline_png"], bars, timeline)
-            else None
-        )
+        drawing = drawer if drawer is not None and _use_drawer(drawer) else None
+        if drawing is not None and not _child_did(functools.partial(drawing.send, outputs["timeline_png"], bars, **timeline)):
+            drawing = None
         done_tasks = [self.plan.tasks[r.key] for r in view.all_results() if r.status == "done"]
         attachments = build_attachments(done_tasks, self.data, self.run_dir, charts=self._charts)
         write_markdown(outputs["report_md"], view, attachments=attachments)
         write_docx(outputs["report_docx"], view, attachments=attachments)
         write_xlsx(outputs["report_xlsx"], view)
-        if drawing is None or not _drawn(drawing):
+        if drawing is None or not _child_did(drawing.wait):
             draw_timeline_png(outputs["timeline_png"], bars, **timeline)
         finished = time.time()  # the run's duration includes writing its reports
         run = RunResult(
@@ -476,18 +480,10 @@ def _use_drawer(drawer: TimelineProcess) -> bool:
     return False
 
 
-def _send_quietly(drawer: TimelineProcess, path: Path, bars: list[Bar], timeline: dict[str, Any]) -> bool:
+def _child_did(step: Callable[[], None]) -> bool:
+    """One step with the timeline child (send, wait); False, said in the log, if it failed."""
     try:
-        drawer.send(path, bars, **timeline)
-    except TimelineProcessError as error:
-        log.warning("%s; drawing timeline.png in this process", error)
-        return False
-    return True
-
-
-def _drawn(drawer: TimelineProcess) -> bool:
-    try:
-        drawer.wait()
+        step()
     except TimelineProcessError as error:
         log.warning("%s; drawing timeline.png in this process", error)
         return False

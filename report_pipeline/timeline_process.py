@@ -95,6 +95,7 @@ class TimelineProcess:
         try:
             out, err = self._process.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            self._process.kill()  # stuck: no grace period on top of the timeout
             self.close()
             raise TimelineProcessError(f"the timeline process took more than {timeout_s:g} s") from None
         reply = _last_json_line(out)

@@ -156,3 +156,16 @@ def test_a_child_not_yet_warm_is_stopped_when_this_process_can_draw_at_once(tmp_
     result = run_pipeline(sheet, tmp_path)
     assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
     assert cold._process.returncode is not None  # stopped, not left running
+
+
+def test_a_stuck_child_is_killed_after_the_timeout_and_says_so(tmp_path):
+    stuck = subprocess.Popen(  # reads the request, then never answers
+        [sys.executable, "-c", "import sys, time; sys.stdin.buffer.read(); time.sleep(600)"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    drawer = TimelineProcess(stuck)
+    drawer.send(tmp_path / "timeline.png", BARS, title="t")
+    with pytest.raises(TimelineProcessError, match="took more than 0.5 s"):
+        drawer.wait(timeout_s=0.5)
+    assert stuck.returncode is not None  # killed, not left behind
+    assert not (tmp_path / "timeline.png").exists()
