@@ -39,11 +39,11 @@ def prepare_run(
     stop: threading.Event | None = None,
     stream: TextIO = sys.stderr,
     resume: str | None = None,
-    timeline_drawer: Any = None,
+    drawing_process: Any = None,
 ):
     """A ready pipeline (validated sheet, config, provider, progress observer); nothing written yet.
 
-    `timeline_drawer`: a `timeline_process.TimelineProcess` started early, handed to the run.
+    `drawing_process`: a `drawing_process.DrawingProcess` started early, handed to the run.
     """
     from .live import make_observer
     from .pipeline import ReportGenerationPipeline
@@ -55,7 +55,7 @@ def prepare_run(
     )
     return ReportGenerationPipeline(
         config, sheet, observer=observer, stop=stop, run_id=resume, resume=bool(resume),
-        timeline_drawer=timeline_drawer,
+        drawing_process=drawing_process,
     )
 
 

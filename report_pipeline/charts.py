@@ -4,45 +4,39 @@ A source row with `chart` (line or bar), `x` and `y` becomes `charts/<slug>.png`
 in the run folder, drawn once however many tasks (and threads) attach it, then
 placed by the writers 15 cm wide in report.docx and linked from report.md.
 
-Drawing uses `matplotlib.figure.Figure` with the Agg canvas, never pyplot: pyplot
-keeps every figure in global state (and leaks them unless closed). matplotlib
-itself is not thread-safe ("Working with threads" in its FAQ: serialise access
-yourself), so drawing and saving happen under one lock for the process; charts
-are few and small, so the lock costs nothing that matters.
+This half reads the table (pandas), checks its columns and turns it into a
+`ChartSpec` of plain values; chart_drawing.py draws the spec. A run hands the
+drawing to its drawing process (drawing_process.py), so matplotlib runs on the
+machine's other core; `ChartRenderer`'s default draws in this process.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .attachments import ChartImage
+from .chart_drawing import DPI, FIGSIZE_IN, ChartSpec, draw_chart_png, spec_figure
 from .data import DataStore
-from .drawlock import DRAW_LOCK
 from .lazy import lazy_module
 from .models import DataSource
-from .writers.atomic import atomic_path
 from .writers.safety import slugify
 
 if TYPE_CHECKING:
     import pandas as pd
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 else:
     pd = lazy_module("pandas")
 
-__all__ = ["CHART_DIR", "DPI", "DRAW_LOCK", "FIGSIZE_IN", "ChartRenderer", "chart_caption", "chart_figure"]
+__all__ = ["CHART_DIR", "DPI", "FIGSIZE_IN", "ChartRenderer", "PngDrawer", "chart_caption", "chart_figure", "chart_spec"]
 
 CHART_DIR = "charts"
-FIGSIZE_IN = (7.0, 3.8)  # 17.8 x 9.7 cm, shown 15 cm wide: text stays at 8-9 pt on paper
-DPI = 150
-MAX_CATEGORY_LABELS = 16  # bar charts: beyond this, label every k-th category
-_FONT_SIZE = 9
-_LINE_MARKERS_UP_TO = 30  # points per line: more than this and markers become clutter
+#: Draws a spec to a PNG at a path (atomically), or raises.
+PngDrawer = Callable[[Path, ChartSpec], None]
 
 
 # Column-name tails read as units: `germany_eur_mwh` -> "germany", "EUR/MWh"
@@ -80,8 +74,9 @@ class ChartRenderer:
     the table is read once.
     """
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, *, draw_png: PngDrawer = draw_chart_png) -> None:
         self.out_dir = Path(out_dir)
+        self._draw_png = draw_png
         self.chart_dir = self.out_dir / CHART_DIR
         self._slots: dict[str, _Slot] = {}
         self._registry = threading.Lock()  # guards _slots and the file names taken
@@ -129,14 +124,11 @@ class ChartRenderer:
     def _draw(self, source: DataSource, store: DataStore, file_name: str) -> ChartImage:
         frame = store.frame(source.name)  # DataSourceError is a ValueError that names the source
         path = self.chart_dir / file_name
-        with DRAW_LOCK:
-            figure = chart_figure(source, frame)
-            with atomic_path(path) as tmp:
-                figure.savefig(tmp, format="png", dpi=DPI)
+        self._draw_png(path, chart_spec(source, frame))
         return ChartImage(path=path, caption=chart_caption(source), relative=f"{CHART_DIR}/{file_name}")
 
 
-# --- drawing ---------------------------------------------------------------------------
+# --- the chart's values --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -146,35 +138,45 @@ class _Series:
     values: pd.Series
 
 
-def chart_figure(source: DataSource, frame: pd.DataFrame) -> Figure:
-    """The chart as a Figure (no pyplot); ValueError names the source when the data do not fit.
-
-    Call it under `DRAW_LOCK` when other threads may draw (ChartRenderer does).
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+def chart_spec(source: DataSource, frame: pd.DataFrame) -> ChartSpec:
+    """What the chart shows, as plain values; ValueError names the source when the data do not fit."""
     if source.chart not in ("line", "bar"):
         raise ValueError(f"data source {source.name!r}: chart must be line or bar, not {source.chart!r}")
     x, series, unit = _chart_data(source, frame)
-    figure = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)  # the Agg canvas, explicitly: no backend lookup, no display
-    ax = figure.add_subplot()
-    _style_axes(ax)
-    if source.chart == "line":
-        _draw_lines(ax, x, series)
+    is_date = pd.api.types.is_datetime64_any_dtype(x)
+    numeric = is_date or (pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x))
+    if source.chart == "line" and numeric:
+        order = x.sort_values(kind="stable").index  # a line over numbers or dates runs left to right
+        x = x.loc[order]
+        series = [replace(item, values=item.values.loc[order]) for item in series]
+    if source.chart == "bar" or not numeric:
+        x_kind = "category"
+    elif is_date:
+        x_kind = "datetime"
     else:
-        _draw_bars(ax, x, series)
-    ax.set_title(source.name, loc="left", fontsize=_FONT_SIZE + 2, fontweight="bold")
-    ax.set_xlabel(_human(source.x or ""), fontsize=_FONT_SIZE)
+        x_kind = "integer" if pd.api.types.is_integer_dtype(x) else "number"
+    if x_kind == "datetime":
+        moments = x.dt.tz_convert(None) if getattr(x.dt, "tz", None) is not None else x
+        values: tuple[Any, ...] = tuple(str(v.isoformat()) if not pd.isna(v) else None for v in moments)
+    elif x_kind == "category":
+        values = tuple(str(v) for v in x)
+    else:
+        values = tuple(v.item() if hasattr(v, "item") else v for v in x)
+    labels = tuple(_category_label(v) for v in x) if source.chart == "bar" else tuple(str(v) for v in x)
     ylabel = unit or (series[0].label if len(series) == 1 else "")
-    if ylabel:
-        ax.set_ylabel(ylabel, fontsize=_FONT_SIZE)
-    if len(series) > 1:
-        figure.legend(
-            loc="outside lower center", ncols=min(len(series), 5), frameon=False, fontsize=_FONT_SIZE
-        )
-    return figure
+    return ChartSpec(
+        kind=source.chart, title=source.name, x_label=_human(source.x or ""), y_label=ylabel, x_kind=x_kind,
+        x=values, x_labels=labels if x_kind == "category" else (),
+        series=tuple((item.label, tuple(float(v) for v in item.values)) for item in series),
+    )
+
+
+def chart_figure(source: DataSource, frame: pd.DataFrame) -> Figure:
+    """The chart as a Figure (no pyplot); ValueError names the source when the data do not fit.
+
+    Call it under `drawlock.DRAW_LOCK` when other threads may draw (draw_chart_png does).
+    """
+    return spec_figure(chart_spec(source, frame))
 
 
 def _chart_data(source: DataSource, frame: pd.DataFrame) -> tuple[pd.Series, list[_Series], str]:
@@ -253,54 +255,7 @@ def _human(name: str) -> str:
     return re.sub(r"[_\s]+", " ", name).strip()
 
 
-def _style_axes(ax: Axes) -> None:
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.grid(axis="y", linestyle=":", linewidth=0.6, alpha=0.7)
-    ax.set_axisbelow(True)
-    ax.tick_params(labelsize=_FONT_SIZE)
-
-
-def _draw_lines(ax: Axes, x: pd.Series, series: list[_Series]) -> None:
-    from matplotlib.ticker import MaxNLocator, StrMethodFormatter
-
-    numeric = pd.api.types.is_numeric_dtype(x) or pd.api.types.is_datetime64_any_dtype(x)
-    order = x.sort_values(kind="stable").index if numeric else x.index
-    positions: Any = x.loc[order] if numeric else range(len(x))
-    marker = "o" if len(x) <= _LINE_MARKERS_UP_TO else None
-    for item in series:
-        ax.plot(positions, item.values.loc[order], label=item.label, linewidth=2, marker=marker, markersize=3)
-    if all(bool((item.values.dropna() >= 0).all()) for item in series):
-        ax.set_ylim(bottom=0)  # quantities read against zero, as the bars do
-    if pd.api.types.is_integer_dtype(x):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:.0f}"))  # 2024, never 2.024e3 or 2,024
-    elif not numeric:
-        _category_ticks(ax, [str(v) for v in x])
-
-
-def _draw_bars(ax: Axes, x: pd.Series, series: list[_Series]) -> None:
-    """Grouped bars, one group per x value, one bar per y column, in sheet row order."""
-    count = len(series)
-    width = 0.8 / count
-    for number, item in enumerate(series):
-        offset = (number - (count - 1) / 2) * width
-        ax.bar([i + offset for i in range(len(x))], item.values, width=width, label=item.label)
-    _category_ticks(ax, [_category_label(v) for v in x])
-    ax.set_xlim(-0.6, len(x) - 0.4)
-
-
 def _category_label(value: object) -> str:
     if isinstance(value, pd.Timestamp):
         return value.date().isoformat() if value == value.normalize() else str(value)
     return str(value)
-
-
-def _category_ticks(ax: Axes, labels: list[str]) -> None:
-    step = max(1, -(-len(labels) // MAX_CATEGORY_LABELS))
-    ax.set_xticks(range(0, len(labels), step))
-    shown = labels[::step]
-    ax.set_xticklabels(shown, fontsize=_FONT_SIZE)
-    if max((len(label) for label in shown), default=0) * len(shown) > 90:
-        for label in ax.get_xticklabels():
-            label.set_rotation(30)
-            label.set_horizontalalignment("right")

@@ -76,7 +76,7 @@ def cli() -> None:
 @_handle_errors
 def run(sheet: Path, config_path: Path | None, sequential: bool, objectives: str | None, settings: tuple[str, ...], **flags: Any) -> None:
     """Run every enabled task of SHEET and write the report under OUTPUT/<run_id>/."""
-    drawer = None if flags["dry_run"] else _start_timeline_drawer()
+    drawer = None if flags["dry_run"] else _start_drawing_process()
     try:
         _run(sheet, config_path, sequential, objectives, settings, drawer, **flags)
     finally:
@@ -84,12 +84,12 @@ def run(sheet: Path, config_path: Path | None, sequential: bool, objectives: str
             drawer.close()
 
 
-def _start_timeline_drawer() -> Any:
-    """The child that draws timeline.png, started before this process's own imports (timeline_process.py)."""
-    from .timeline_process import start_timeline_process
+def _start_drawing_process() -> Any:
+    """The child that draws the charts and timeline.png, started before this process's own imports."""
+    from .drawing_process import start_drawing_process
 
     try:
-        return start_timeline_process()
+        return start_drawing_process()
     except OSError:
         return None  # the run draws the timeline itself
 
@@ -131,7 +131,7 @@ def _run(
         return
     pipeline = prepare_run(
         sheet, config_path=config_path, overrides=overrides, stop=stop, stream=sys.stderr, resume=flags["resume"],
-        timeline_drawer=drawer,
+        drawing_process=drawer,
     )
     with _stop_on_signals(stop), console_log(console_handler(pipeline.observer, sys.stderr), secrets=pipeline.secrets):
         result = pipeline.run()

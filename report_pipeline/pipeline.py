@@ -49,7 +49,8 @@ from .runlock import RunLock
 from .runner import TaskRunner
 from .scheduler import Halt, Scheduler, SchedulerHooks, make_executors
 from .timeline import draw_timeline_png, timeline_data
-from .timeline_process import TimelineProcess, TimelineProcessError, start_timeline_process
+from .chart_drawing import ChartSpec, draw_chart_png
+from .drawing_process import DrawingProcess, DrawingProcessError, start_drawing_process
 from .writers import (
     ResultsCsvAppender,
     atomic_write_text,
@@ -120,13 +121,13 @@ class ReportGenerationPipeline:
         stop: threading.Event | None = None,
         run_id: str | None = None,
         resume: bool = False,
-        timeline_drawer: TimelineProcess | None = None,
+        drawing_process: DrawingProcess | None = None,
     ) -> None:
         self.config = config
-        # A child that draws timeline.png, if the caller started one early (the CLI does, before
-        # its own imports, so that it is warm by the last call); else the run starts its own.
-        # Either way the run uses it once and closes it.
-        self._timeline_drawer = timeline_drawer
+        # The child that draws the charts and timeline.png, if the caller started one early (the
+        # CLI does, before its own imports, so that it is warm by the first chart); else the run
+        # starts its own. Either way the run closes it.
+        self._drawer = drawing_process
         self.sheet = prompt_sheet
         self.data = data or DataStore(prompt_sheet.data_sources)
         self.plan = build_plan(prompt_sheet, objectives=config.objectives, limit=config.limit)
@@ -140,7 +141,7 @@ class ReportGenerationPipeline:
         self.run_id = run_id or new_run_id()
         self.run_dir = Path(config.output_dir) / self.run_id
         self.results = ReportStructureManager(self.plan)
-        self._charts = ChartRenderer(self.run_dir)
+        self._charts = ChartRenderer(self.run_dir, draw_png=self._draw_chart)
         self._with_check = any("check" in (t.steps or config.steps) for t in self.plan.tasks.values())
         self._batch_backend: BatchBackend | None = None
         self._batch: BatchExecution | None = None
@@ -214,8 +215,8 @@ class ReportGenerationPipeline:
             if ledger is not None:
                 self._recall_limits(ledger)
             self.observer.run_started(self.plan, self.run_dir)
+            drawer = self._drawer = self._drawer or _start_drawing_process()
             prefetch = self._start_charts()
-            drawer, self._timeline_drawer = self._timeline_drawer or _start_timeline_drawer(), None
             try:
                 with ResourceMonitor(rss_warn_mb=self.config.rss_warn_mb) as monitor:
                     halt = self._execute(ledger, restored)
@@ -226,6 +227,7 @@ class ReportGenerationPipeline:
             finally:
                 if drawer is not None:
                     drawer.close()
+                self._drawer = None
             if ledger is not None:
                 ledger.finish_run(self.run_id, result.status, {  # type: ignore[arg-type]
                     "tasks_total": result.counts["total"], "done": result.counts["done"],
@@ -343,6 +345,17 @@ class ReportGenerationPipeline:
         if limits is not None:  # no answer came back: nothing learned, keep what was known
             ledger.remember_limits(self.provider.name, self.config.base_url, limits)
 
+    def _draw_chart(self, path: Path, spec: ChartSpec) -> None:
+        """A data chart: by the drawing process while it works, else in this process."""
+        drawer = self._drawer
+        if drawer is not None and drawer.broken is None:
+            try:
+                drawer.draw_chart(path, spec)
+                return
+            except DrawingProcessError as error:
+                log.warning("%s; drawing chart %s in this process", error, path.name)
+        draw_chart_png(path, spec)
+
     def _start_charts(self) -> threading.Thread:
         """Charts depend on the data, not on the model's answers: draw them while the calls run."""
         names = sorted({n for t in self.plan.tasks.values() for n in t.data
@@ -401,7 +414,7 @@ class ReportGenerationPipeline:
         self.observer.objective_finished(objective_id, results)
 
     def _finish(
-        self, started: float, halt: Halt | None, resources: dict[str, Any], drawer: TimelineProcess | None
+        self, started: float, halt: Halt | None, resources: dict[str, Any], drawer: DrawingProcess | None
     ) -> RunResult:
         finished = time.time()
         results = self.results.all_results()
@@ -428,7 +441,7 @@ class ReportGenerationPipeline:
         bars = timeline_data(results)
         # the child draws timeline.png on another core while this process writes the rest
         drawing = drawer if drawer is not None and _use_drawer(drawer) else None
-        if drawing is not None and not _child_did(functools.partial(drawing.send, outputs["timeline_png"], bars, **timeline)):
+        if drawing is not None and not _child_did(functools.partial(drawing.send_timeline, outputs["timeline_png"], bars, **timeline)):
             drawing = None
         done_tasks = [self.plan.tasks[r.key] for r in view.all_results() if r.status == "done"]
         attachments = build_attachments(done_tasks, self.data, self.run_dir, charts=self._charts)
@@ -456,8 +469,8 @@ class ReportGenerationPipeline:
         return run
 
 
-def _start_timeline_drawer() -> TimelineProcess | None:
-    """The child that draws timeline.png (timeline_process.py); None draws it in this process.
+def _start_drawing_process() -> DrawingProcess | None:
+    """The child that draws the charts and timeline.png (drawing_process.py); None draws them here.
 
     None too when this process has matplotlib loaded already (a second run in one process,
     the tests): drawing here then costs only the drawing, less than a new process's import.
@@ -465,26 +478,26 @@ def _start_timeline_drawer() -> TimelineProcess | None:
     if _MATPLOTLIB in sys.modules:
         return None
     try:
-        return start_timeline_process()
+        return start_drawing_process()
     except OSError as error:
-        log.debug("timeline process not started (%s): drawing timeline.png in this process", error)
+        log.debug("drawing process not started (%s): drawing charts and timeline.png in this process", error)
         return None
 
 
-def _use_drawer(drawer: TimelineProcess) -> bool:
+def _use_drawer(drawer: DrawingProcess) -> bool:
     """At the run's end: the child if it is warm, or if this process would have to import matplotlib
     itself (the child is then further along); else draw here and stop the child."""
-    if drawer.ready or _MATPLOTLIB not in sys.modules:
+    if drawer.broken is None and (drawer.ready or _MATPLOTLIB not in sys.modules):
         return True
     drawer.close()
     return False
 
 
 def _child_did(step: Callable[[], None]) -> bool:
-    """One step with the timeline child (send, wait); False, said in the log, if it failed."""
+    """One step with the drawing child (send, wait); False, said in the log, if it failed."""
     try:
         step()
-    except TimelineProcessError as error:
+    except DrawingProcessError as error:
         log.warning("%s; drawing timeline.png in this process", error)
         return False
     return True

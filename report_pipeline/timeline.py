@@ -23,7 +23,7 @@ artist, and the figure size is capped however many threads there are.
 The timeline is written when every call is done, so its drawing time is the run's
 time: the margins are fitted in one measuring pass (`_fit_axes`) rather than by
 matplotlib's constrained layout, which draws the whole figure an extra time first.
-A run draws it in a child process (`timeline_process.py`), which imports matplotlib
+A run draws it in a child process (`drawing_process.py`), which imports matplotlib
 and `warm_up()`s while the calls wait, and draws while the run writes its other
 reports; `write_timeline()` is the same drawing in the caller's process.
 """
@@ -161,7 +161,7 @@ def write_timeline(
 def draw_timeline_png(
     path: Path, bars: Sequence[Bar], *, title: str, objective_titles: Mapping[str, str] | None = None
 ) -> None:
-    """The bars to a PNG at `path`, atomically (the half a run and timeline_process share)."""
+    """The bars to a PNG at `path`, atomically (the half a run and drawing_process share)."""
     with DRAW_LOCK, atomic_path(path) as tmp:
         figure = timeline_figure(bars, title=title, objective_titles=objective_titles)
         figure.savefig(tmp, format="png", dpi=_DPI, pil_kwargs=_PNG_OPTIONS)
@@ -177,7 +177,7 @@ def warm_up() -> None:
     A run draws its timeline after the last call, when the ~0.5 s of importing matplotlib,
     reading its font cache and loading the font would count against the run, and a first
     drawing costs a third more than the next (legend, markers, each glyph at each size drawn
-    once). Called while the calls wait on the network (by `timeline_process`'s child), it
+    once). Called while the calls wait on the network (by `drawing_process`'s child), it
     pays all that in time that is otherwise spent waiting.
     """
     bars = [

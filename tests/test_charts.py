@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import report_pipeline.charts as charts
+from report_pipeline.chart_drawing import ChartSpec, draw_chart_png
 from report_pipeline.charts import DPI, FIGSIZE_IN, ChartRenderer, chart_caption, chart_figure
 from report_pipeline.data import DataStore, load_frame
 from report_pipeline.models import DataSource
@@ -91,17 +91,13 @@ def test_source_without_chart_is_refused(tmp_path: Path, sources: dict[str, Data
         ChartRenderer(tmp_path).render("plain", DataStore(sources))
 
 
-def test_chart_is_drawn_once_when_eight_threads_ask_at_once(
-    tmp_path: Path, sources: dict[str, DataSource], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_chart_is_drawn_once_when_eight_threads_ask_at_once(tmp_path: Path, sources: dict[str, DataSource]) -> None:
     drawn: list[str] = []
-    real_figure = charts.chart_figure
 
-    def counting_figure(source: DataSource, frame: pd.DataFrame):
-        drawn.append(source.name)
-        return real_figure(source, frame)
+    def counting_drawer(path: Path, spec: ChartSpec) -> None:
+        drawn.append(spec.title)
+        draw_chart_png(path, spec)
 
-    monkeypatch.setattr(charts, "chart_figure", counting_figure)
     loads: list[str] = []
 
     def counting_loader(source: DataSource) -> pd.DataFrame:
@@ -109,7 +105,7 @@ def test_chart_is_drawn_once_when_eight_threads_ask_at_once(
         return load_frame(source)
 
     store = DataStore(sources, loader=counting_loader)
-    renderer = ChartRenderer(tmp_path)
+    renderer = ChartRenderer(tmp_path, draw_png=counting_drawer)
     start = threading.Barrier(8)
     images = []
     errors: list[BaseException] = []

@@ -1,0 +1,264 @@
+"""The run's charts and timeline.png drawn in a child process, so matplotlib never shares the run's GIL.
+
+Importing matplotlib with its fonts is ~0.5 s of pure Python, a data chart ~0.15 s
+and the timeline ~0.3 s. In the run's own process all of it takes the one core the
+GIL allows, beside the threads sending calls: it slowed the calls while they ran,
+and the timeline added to the run's end. In a child started with the run, the work
+uses the machine's other core instead: the child imports and warms up while the
+run reads its workbook, draws the data charts while the calls wait on the network,
+and draws the timeline while the parent writes report.md, .docx and .xlsx.
+
+    start_drawing_process()       at run start: spawn `python -m report_pipeline.drawing_process`
+    DrawingProcess.draw_chart()   a data chart (a ChartSpec, as JSON); returns when the PNG is written
+    DrawingProcess.send_timeline()  after the last call: the bars; returns at once
+    DrawingProcess.wait()         the timeline PNG is written, or an error says why
+    DrawingProcess.close()        end of input: the child exits
+
+Requests and replies are JSON lines on the child's stdin and stdout, one reply per
+request, in order; before any reply the child may say `{"state": "ready"}` once,
+when it is warm. Every file is written atomically by the child.
+
+Anything that goes wrong (the child cannot start, dies, says a drawing failed, or
+takes longer than `timeout_s`) is a `DrawingProcessError`: the caller draws that
+picture in-process instead, so a run's outputs never depend on a second process.
+A child that died or got stuck is `broken` and is not asked again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .chart_drawing import ChartSpec, draw_chart_png
+from .timeline import Bar, draw_timeline_png, warm_up
+
+__all__ = ["DrawingProcess", "DrawingProcessError", "start_drawing_process"]
+
+log = logging.getLogger("report_pipeline.drawing")
+
+# Drawing 10,000 bars takes about a second; far more than this means the child is stuck.
+DEFAULT_TIMEOUT_S = 60.0
+_NICENESS = 5
+_READY = "ready"
+
+
+class DrawingProcessError(Exception):
+    """The child did not draw what it was asked (the caller draws it in-process)."""
+
+
+class DrawingProcess:
+    """One child process that draws a run's pictures, one request at a time; `close()` it after."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+        self._lock = threading.Lock()  # one request and its reply at a time (charts thread, main thread)
+        self._buffer = b""  # bytes read from stdout that are not a whole line yet
+        self._ready = False
+        self._sent = 0  # requests sent
+        self._answered = 0  # replies read
+        self.broken: str | None = None  # why the child cannot be asked any more
+
+    @property
+    def ready(self) -> bool:
+        """True once the child has imported matplotlib and drawn its practice figure (never blocks)."""
+        if self._ready or self.broken is not None or not self._lock.acquire(blocking=False):
+            return self._ready  # busy drawing: it has answered, or will, and says ready first
+        try:
+            if self._sent == self._answered:
+                with contextlib.suppress(DrawingProcessError):
+                    self._read_lines(timeout_s=0.0)
+        finally:
+            self._lock.release()
+        return self._ready
+
+    def draw_chart(self, path: Path, spec: ChartSpec, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        """Draw a data chart to `path`; returns once it is written, DrawingProcessError if it was not."""
+        with self._lock:
+            if self._sent != self._answered:
+                raise DrawingProcessError("the drawing process is busy with the timeline")
+            self._send({"chart": spec.to_json(), "path": str(path)})
+            self._reply(timeout_s)
+
+    def send_timeline(
+        self, path: Path, bars: Sequence[Bar], *, title: str, objective_titles: Mapping[str, str] | None = None
+    ) -> None:
+        """Hand the child the timeline to draw; returns at once, the child draws meanwhile (see `wait`)."""
+        with self._lock:
+            self._send({
+                "timeline": {
+                    "title": title,
+                    "objective_titles": dict(objective_titles or {}),
+                    "bars": [dataclasses.astuple(bar) for bar in bars],
+                },
+                "path": str(path),
+            })
+
+    def wait(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        """Block until the request sent last is drawn; DrawingProcessError if it was not."""
+        with self._lock:
+            if self._sent == self._answered:
+                raise DrawingProcessError("nothing was sent to draw")
+            self._reply(timeout_s)
+
+    def close(self) -> None:
+        """Make sure the child is gone (idempotent).
+
+        Never sent anything (the run stopped early, or failed validation): killed at
+        once, so an error exit does not wait on matplotlib's import. Otherwise its
+        input ends and it exits by itself, after a few seconds to finish a request
+        still unanswered; then it is killed.
+        """
+        process = self._process
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+            process.stdin = None
+        if self._sent == 0 and process.poll() is None:
+            process.kill()
+        try:
+            process.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+        self.broken = self.broken or "closed"
+
+    # -- the pipe ---------------------------------------------------------------------------
+
+    def _send(self, request: dict[str, Any]) -> None:
+        if self.broken is not None:
+            raise DrawingProcessError(f"the drawing process is not available ({self.broken})")
+        stdin = self._process.stdin
+        if stdin is None:
+            raise DrawingProcessError("the drawing process is closed")
+        try:
+            stdin.write(json.dumps(request).encode("utf-8") + b"\n")
+            stdin.flush()
+        except OSError as error:  # the child died before reading
+            self._break(f"gone: {error}")
+            raise DrawingProcessError(f"the drawing process is gone: {error}") from None
+        self._sent += 1
+
+    def _reply(self, timeout_s: float) -> None:
+        """Read the reply to the oldest unanswered request; raise unless it says the PNG is written."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for reply in self._read_lines(timeout_s=max(0.0, deadline - time.monotonic())):
+                self._answered += 1
+                if reply.get("ok"):
+                    self._ready = True  # it has drawn: as warm as its practice figure would make it
+                    log.debug("drawn by the drawing process in %s s", reply.get("seconds"))
+                    return
+                raise DrawingProcessError(f"the drawing process failed: {reply.get('error') or 'no reason given'}")
+            if time.monotonic() >= deadline:
+                self._process.kill()  # stuck: no grace period on top of the timeout
+                self._process.wait()
+                self._break("stuck")
+                raise DrawingProcessError(f"the drawing process took more than {timeout_s:g} s")
+
+    def _read_lines(self, *, timeout_s: float) -> list[dict[str, Any]]:
+        """The replies that arrive within `timeout_s` (at most one whole read); ready lines are noted, not returned."""
+        stdout = self._process.stdout
+        if stdout is None:
+            raise DrawingProcessError("the drawing process is closed")
+        replies: list[dict[str, Any]] = []
+        if select.select([stdout], [], [], timeout_s)[0]:
+            chunk = os.read(stdout.fileno(), 65536)
+            if not chunk:
+                raise self._died()
+            self._buffer += chunk
+            *lines, self._buffer = self._buffer.split(b"\n")
+            for line in lines:
+                with contextlib.suppress(ValueError):
+                    message = json.loads(line)
+                    if isinstance(message, dict) and message.get("state") == _READY:
+                        self._ready = True
+                    elif isinstance(message, dict):
+                        replies.append(message)
+        return replies
+
+    def _died(self) -> DrawingProcessError:
+        process = self._process
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5.0)
+        why = b""
+        if process.stderr is not None and process.returncode is not None:
+            with contextlib.suppress(OSError, ValueError):
+                why = process.stderr.read()
+        reason = why.decode("utf-8", "replace").strip()[-500:] or "no reason given"
+        self._break(f"exit {process.returncode}")
+        return DrawingProcessError(f"the drawing process failed (exit {process.returncode}): {reason}")
+
+    def _break(self, why: str) -> None:
+        self.broken = why
+        self._ready = False
+
+
+def start_drawing_process() -> DrawingProcess:
+    """Spawn the child; it imports matplotlib and warms up at once. OSError if it cannot start."""
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    # The child must import this same copy of the package, installed or not.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "report_pipeline.drawing_process"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    return DrawingProcess(process)
+
+
+def _draw(request: dict[str, Any]) -> None:
+    path = Path(request["path"])
+    if "chart" in request:
+        draw_chart_png(path, ChartSpec.from_json(request["chart"]))
+        return
+    timeline = request["timeline"]
+    bars = [Bar(*row) for row in timeline["bars"]]
+    draw_timeline_png(path, bars, title=timeline["title"], objective_titles=timeline["objective_titles"])
+
+
+def _say(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def _serve() -> int:
+    """The child: warm up, say it is ready, then draw each request line from stdin until its end."""
+    if hasattr(os, "nice"):
+        # Warming up is not urgent: on a busy machine the run (and a local model server) go first.
+        with contextlib.suppress(OSError):
+            os.nice(_NICENESS)
+    import matplotlib.backends.backend_agg  # noqa: F401 - the import is the point: needed either way
+    if not select.select([sys.stdin], [], [], 0)[0]:  # a request already waiting: draw it, no practice
+        warm_up()
+        _say({"state": _READY})
+    for line in sys.stdin.buffer:
+        if not line.strip():
+            continue
+        started = time.perf_counter()
+        try:
+            _draw(json.loads(line))
+        except Exception as error:  # noqa: BLE001 - reported to the parent, which draws in-process
+            _say({"ok": False, "error": f"{type(error).__name__}: {error}"})
+            continue
+        _say({"ok": True, "seconds": round(time.perf_counter() - started, 3)})
+    return 0  # end of input: the parent needs nothing more
+
+
+if __name__ == "__main__":
+    status = _serve()
+    sys.stdout.flush()
+    os._exit(status)  # the parent waits for this exit: skip tearing matplotlib down (~0.2 s)

@@ -1,0 +1,285 @@
+"""Charts and timeline.png drawn by a child process: real PNGs, failures that say why, and the run's fallback."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import report_pipeline.pipeline as pipeline_module
+from report_pipeline.chart_drawing import ChartSpec, draw_chart_png
+from report_pipeline.timeline import Bar
+from report_pipeline.drawing_process import (
+    DrawingProcess,
+    DrawingProcessError,
+    start_drawing_process,
+)
+from tests.test_pipeline import run_pipeline
+from tests.workbooks import make_workbook, simple_workbook
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# As if this process had never drawn with matplotlib: the run uses a child (see _start_drawing_process)
+NOT_LOADED = "module.never.loaded"
+BARS = [
+    Bar("A.T1", "A", "generate", "task_0", 0.0, 1.5),
+    Bar("A.T1", "A", "refine", "task_0", 1.5, 2.0, failed=True),
+    Bar("B.T1", "B", "", "(skipped)", 2.0, 2.0, skipped=True),
+]
+
+
+def test_the_child_draws_the_png_it_is_sent(tmp_path):
+    drawer = start_drawing_process()
+    try:
+        drawer.send_timeline(tmp_path / "timeline.png", BARS, title="run 1", objective_titles={"A": "Intro"})
+        drawer.wait()
+    finally:
+        drawer.close()
+    assert (tmp_path / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert [p.name for p in tmp_path.iterdir()] == ["timeline.png"]  # no temporary file left
+
+
+def test_a_child_that_cannot_write_says_why(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    drawer = start_drawing_process()
+    try:
+        drawer.send_timeline(tmp_path / "a-file" / "timeline.png", BARS, title="run 1")
+        with pytest.raises(DrawingProcessError, match="a-file"):
+            drawer.wait()
+    finally:
+        drawer.close()
+
+
+def test_a_child_sent_nothing_is_stopped_at_once_and_draws_nothing(tmp_path):
+    drawer = start_drawing_process()
+    drawer.close()
+    assert drawer._process.returncode is not None  # reaped: no child outlives an early exit
+    drawer.close()  # idempotent
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DrawingProcessError, match="nothing was sent"):
+        drawer.wait()
+
+
+def _dead_child() -> DrawingProcess:
+    """A child that exits at once with an error, as a broken interpreter would."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    return DrawingProcess(process)
+
+
+def test_a_dead_child_is_an_error_naming_its_exit_and_stderr():
+    drawer = _dead_child()
+    try:
+        drawer._process.wait()
+        try:
+            drawer.send_timeline(Path("unused.png"), BARS, title="t")
+        except DrawingProcessError:
+            return  # its stdin was already gone: also an error the run falls back on
+        with pytest.raises(DrawingProcessError, match=r"exit 3\): boom"):
+            drawer.wait()
+    finally:
+        drawer.close()
+
+
+@pytest.mark.parametrize("failure", ["cannot start", "dies"])
+def test_the_run_draws_the_timeline_itself_when_the_child_fails(tmp_path, monkeypatch, caplog, failure):
+    def broken() -> DrawingProcess:
+        if failure == "cannot start":
+            raise OSError("no more processes")
+        return _dead_child()
+
+    monkeypatch.setattr(pipeline_module, "start_drawing_process", broken)
+    monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)
+    sheet = simple_workbook(tmp_path / "wb", n_objectives=2, n_tasks=2)
+    result = run_pipeline(sheet, tmp_path)
+    assert result.exit_code == 0
+    assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
+    if failure == "dies":
+        assert "drawing timeline.png in this process" in caplog.text
+
+
+def test_a_run_leaves_no_child_process_behind(tmp_path, monkeypatch):
+    started: list[DrawingProcess] = []
+
+    def tracked() -> DrawingProcess:
+        started.append(start_drawing_process())
+        return started[-1]
+
+    monkeypatch.setattr(pipeline_module, "start_drawing_process", tracked)
+    monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)
+    sheet = simple_workbook(tmp_path / "wb", n_objectives=2, n_tasks=2)
+    result = run_pipeline(sheet, tmp_path)
+    assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert len(started) == 1
+    assert started[0]._process.returncode == 0  # reaped, and it drew without error
+
+
+def test_the_child_says_when_it_is_warm():
+    drawer = start_drawing_process()
+    try:
+        assert select.select([drawer._process.stdout], [], [], 60)[0]  # wait for its first line
+        assert drawer.ready
+        assert drawer.ready  # and stays so, without reading again
+    finally:
+        drawer.close()
+
+
+def test_a_process_that_has_drawn_before_draws_itself_and_starts_no_child(tmp_path, monkeypatch):
+    import matplotlib.figure  # noqa: F401 - loaded, as after a first run in this process
+
+    def forbidden() -> DrawingProcess:
+        raise AssertionError("no child should be started")
+
+    monkeypatch.setattr(pipeline_module, "start_drawing_process", forbidden)
+    sheet = simple_workbook(tmp_path / "wb", n_objectives=1, n_tasks=2)
+    result = run_pipeline(sheet, tmp_path)
+    assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_a_child_not_yet_warm_is_stopped_when_this_process_can_draw_at_once(tmp_path, monkeypatch):
+    import matplotlib.figure  # noqa: F401
+
+    cold = _dead_child()  # never says ready
+    monkeypatch.setattr(pipeline_module, "start_drawing_process", lambda: cold)
+    monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)  # start it...
+    original = pipeline_module._use_drawer
+
+    def at_the_end(drawer):
+        monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", "matplotlib.figure")  # ...but draw here at the end
+        return original(drawer)
+
+    monkeypatch.setattr(pipeline_module, "_use_drawer", at_the_end)
+    sheet = simple_workbook(tmp_path / "wb", n_objectives=1, n_tasks=2)
+    result = run_pipeline(sheet, tmp_path)
+    assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert cold._process.returncode is not None  # stopped, not left running
+
+
+def test_a_stuck_child_is_killed_after_the_timeout_and_says_so(tmp_path):
+    stuck = subprocess.Popen(  # reads the request, then never answers
+        [sys.executable, "-c", "import sys, time; sys.stdin.buffer.read(); time.sleep(600)"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    drawer = DrawingProcess(stuck)
+    drawer.send_timeline(tmp_path / "timeline.png", BARS, title="t")
+    with pytest.raises(DrawingProcessError, match="took more than 0.5 s"):
+        drawer.wait(timeout_s=0.5)
+    assert stuck.returncode is not None  # killed, not left behind
+    assert not (tmp_path / "timeline.png").exists()
+
+
+# --- data charts ------------------------------------------------------------------------------
+
+SPECS = {
+    "years": ChartSpec("line", "generation", "year", "TWh", "integer", (2015, 2016, 2018),
+                       (), (("coal", (650.0, 600.0, float("nan"))), ("wind", (300.0, 299.0, 371.0)))),
+    "dates": ChartSpec("line", "prices", "day", "EUR", "datetime", ("2024-01-01T00:00:00", "2024-01-03T12:00:00"),
+                       (), (("gas", (31.5, 29.0)),)),
+    "bars": ChartSpec("bar", "capacity", "country", "GW", "category", ("DE", "FR", "ES"), ("DE", "FR", "ES"),
+                      (("solar", (80.0, 20.0, 30.0)), ("wind", (60.0, 22.0, 29.0)))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_a_chart_drawn_by_the_child_is_the_same_png_as_one_drawn_here(tmp_path, name):
+    spec = ChartSpec.from_json(json.loads(json.dumps(SPECS[name].to_json())))  # as it travels
+    assert spec == SPECS[name] or name == "years"  # NaN is not equal to itself
+    drawer = start_drawing_process()
+    try:
+        drawer.draw_chart(tmp_path / "child.png", spec)
+    finally:
+        drawer.close()
+    draw_chart_png(tmp_path / "here.png", SPECS[name])
+    assert (tmp_path / "child.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert (tmp_path / "child.png").read_bytes() == (tmp_path / "here.png").read_bytes()
+
+
+def test_one_child_draws_charts_then_the_timeline_in_order(tmp_path):
+    drawer = start_drawing_process()
+    try:
+        for name, spec in SPECS.items():
+            drawer.draw_chart(tmp_path / f"{name}.png", spec)
+        drawer.send_timeline(tmp_path / "timeline.png", BARS, title="run 1")
+        with pytest.raises(DrawingProcessError, match="busy with the timeline"):
+            drawer.draw_chart(tmp_path / "late.png", SPECS["bars"])  # one request at a time: drawn here instead
+        drawer.wait()
+        assert drawer.ready  # it has drawn, so it is warm
+    finally:
+        drawer.close()
+    assert drawer._process.returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bars.png", "dates.png", "timeline.png", "years.png"]
+
+
+def test_a_chart_the_child_cannot_draw_says_why_and_the_child_draws_the_next(tmp_path):
+    drawer = start_drawing_process()
+    try:
+        with pytest.raises(DrawingProcessError, match="chart must be line or bar, not 'pie'"):
+            drawer.draw_chart(tmp_path / "pie.png", dataclasses.replace(SPECS["bars"], kind="pie"))
+        assert drawer.broken is None
+        drawer.draw_chart(tmp_path / "bars.png", SPECS["bars"])
+    finally:
+        drawer.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["bars.png"]  # nothing half-written for the pie
+
+
+def test_a_child_that_dies_is_broken_and_not_asked_again(tmp_path):
+    drawer = _dead_child()
+    try:
+        drawer._process.wait()
+        with pytest.raises(DrawingProcessError):
+            drawer.draw_chart(tmp_path / "a.png", SPECS["bars"])
+        assert drawer.broken is not None
+        with pytest.raises(DrawingProcessError, match="not available"):
+            drawer.draw_chart(tmp_path / "b.png", SPECS["bars"])
+    finally:
+        drawer.close()
+
+
+def chart_workbook(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "gen.csv").write_text("year,coal,wind\n2015,650,300\n2016,600,299\n2017,580,371\n", encoding="utf-8")
+    return make_workbook(
+        folder / "sheet.xlsx",
+        objectives=[{"objective_id": "O1", "title": "Power"}],
+        tasks=[{"objective_id": "O1", "task_id": f"T{i}", "prompt": "Describe {{ data.gen }}", "data": "gen"}
+               for i in (1, 2)],
+        data=[{"name": "gen", "path": "gen.csv", "chart": "line", "x": "year", "y": "coal, wind"}],
+        data_columns=["name", "path", "chart", "x", "y"],
+    )
+
+
+def test_a_run_in_a_fresh_process_draws_its_charts_and_timeline_in_the_child_and_never_imports_matplotlib(tmp_path):
+    sheet = chart_workbook(tmp_path / "wb")
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from report_pipeline.app import prepare_run\n"
+        f"sheet, config = Path({str(sheet)!r}), {{'provider': 'offline', 'progress': 'off', 'output_dir': {str(tmp_path / 'out')!r}}}\n"
+        "pipeline = prepare_run(sheet, config_path=None, overrides=config)\n"
+        "result = pipeline.run()\n"
+        "print(result.exit_code, 'matplotlib' in sys.modules)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["0", "False"]
+    run_dir = next(p for p in (tmp_path / "out").iterdir() if p.is_dir())
+    assert (run_dir / "charts" / "gen.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert (run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert "charts/gen.png" in (run_dir / "report.md").read_text(encoding="utf-8")
+
+
+def test_charts_are_drawn_here_when_the_child_dies(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(pipeline_module, "start_drawing_process", _dead_child)
+    monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)
+    sheet = chart_workbook(tmp_path / "wb")
+    result = run_pipeline(sheet, tmp_path)
+    assert result.exit_code == 0
+    assert (result.run_dir / "charts" / "gen.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert "drawing chart gen.png in this process" in caplog.text
