@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -265,11 +266,17 @@ def _exit_status(code: object) -> int:
     return 1
 
 
+# After a run's outputs are written, a thread still alive is a call abandoned after the grace
+# period (Ctrl-C, SIGTERM), which may wait on a silent server for request_timeout_s: not waited for.
+_LEAVE_JOIN_S = 5.0
+
+
 def _leave(code: int) -> None:
     current = threading.current_thread()
+    deadline = time.monotonic() + _LEAVE_JOIN_S
     for thread in threading.enumerate():
         if thread is not current and not thread.daemon:
-            thread.join()
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
     atexit._run_exitfuncs()  # logging.shutdown, concurrent.futures: what exit would have run
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -122,6 +122,10 @@ class AuthError(ProviderError):
     exit_code = EXIT_BAD_INPUT
 
 
+class NotSent(ProviderError):
+    """The run is stopping (Ctrl-C, SIGTERM): this call was never sent, so its task is skipped, not failed."""
+
+
 class RateLimited(ProviderError):
     """Still 429 after every retry."""
 

@@ -290,6 +290,7 @@ class ReportGenerationPipeline:
             task_finished=task_finished,
             objective_started=lambda objective_id: log.info("objective %s started", objective_id),
             objective_finished=self._objective_finished,
+            halted=self._halted,
         )
         run_task: Callable[[Task], TaskResult] = runner
         if self._batch is not None:
@@ -311,10 +312,23 @@ class ReportGenerationPipeline:
         try:
             return scheduler.run(grace_s=config.shutdown_grace_s)
         finally:
-            task_pool.shutdown(wait=True, cancel_futures=True)
-            runner.close()  # the runner's section/variant pools, after the tasks that use them
+            # Tasks abandoned after the grace period keep their threads until their call ends;
+            # the run writes its outputs without waiting for them (and the CLI leaves without).
+            drained = scheduler.abandoned == 0
+            task_pool.shutdown(wait=drained, cancel_futures=True)
+            if drained:
+                runner.close()  # the runner's section/variant pools, after the tasks that use them
             objective_pool.shutdown(wait=True)
             appender.close()
+
+    def _halted(self, halt: Halt) -> None:
+        """Interrupted: calls already sent may finish (the grace period), but none is sent after
+        them, not a retry and not a task's next step: those tasks are skipped, for --resume."""
+        throttle = self._throttle()
+        if halt.reason == "interrupted" and throttle is not None:
+            log.warning("stopping: no new call is sent; calls in flight have %g s to finish",
+                        self.config.shutdown_grace_s)
+            throttle.stop()
 
     def _throttle(self) -> Throttle | None:
         """The provider's shared throttle, for a provider that paces (not the offline one)."""

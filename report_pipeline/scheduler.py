@@ -35,7 +35,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import AuthError, AwaitingBatch, BudgetExceeded
+from .errors import AuthError, AwaitingBatch, BudgetExceeded, NotSent
 from .models import Task, TaskResult
 from .plan import Plan
 
@@ -76,6 +76,7 @@ class SchedulerHooks:
     task_finished: Callable[[TaskResult], None] = lambda result: None
     objective_started: Callable[[str], None] = lambda objective_id: None
     objective_finished: Callable[[str], None] = lambda objective_id: None
+    halted: Callable[[Halt], None] = lambda halt: None  # once, when the run first stops scheduling
 
 
 @dataclass
@@ -134,6 +135,8 @@ class Scheduler:
         self._blocked: set[str] = set()  # parked, or depending on a parked task
         self.waves = 0
         self.halt: Halt | None = None
+        self._announced = False
+        self.abandoned = 0  # tasks still running when the grace period ran out (their threads are left)
 
     # -- the loop -----------------------------------------------------------------
 
@@ -151,6 +154,9 @@ class Scheduler:
             if self._stop.is_set() and self.halt is None:
                 self.halt = Halt("interrupted", "interrupted: stopped before this task started")
             if self.halt is not None:
+                if not self._announced:
+                    self._announced = True
+                    self._hooks.halted(self.halt)
                 self._skip_unstarted()
                 if self._in_flight == 0:
                     break
@@ -168,6 +174,7 @@ class Scheduler:
             except queue.Empty:
                 if deadline is not None and time.monotonic() >= deadline:
                     log.warning("grace period over: %d task(s) still in flight are abandoned", self._in_flight)
+                    self._abandon(grace_s)
                     break
                 continue
             self._in_flight -= 1
@@ -253,6 +260,10 @@ class Scheduler:
             if self.halt is None:
                 self.halt = Halt("auth", f"aborted: {error}", error)
             return base
+        if isinstance(error, NotSent):  # the run is stopping: its next call was never sent
+            if self.halt is None:
+                self.halt = Halt("interrupted", "interrupted: stopped before this task started", error)
+            return replace(base, status="skipped", error=f"{self.halt.reason}: stopped before its next call was sent")
         if isinstance(error, (KeyboardInterrupt, SystemExit)):
             self._stop.set()
         log.error("task %s failed: %s", key, base.error)
@@ -325,6 +336,19 @@ class Scheduler:
             if key in self._finished or key in self._running:
                 continue
             self._settle(key, self._skipped(key, self.halt.message))
+
+    def _abandon(self, grace_s: float) -> None:
+        """The grace period is over: every task still running is skipped now, so that the report
+        (and --resume) account for it; its thread is left to its call, and its result ignored."""
+        assert self.halt is not None
+        reason = f"{self.halt.reason}: still running when the grace period ({grace_s:g} s) ran out"
+        running = [key for key in self._plan.tasks if key in self._running]  # in sheet order
+        for key in running:
+            self._objectives[self._plan.objective_of(key)].running -= 1
+            self._settle(key, self._skipped(key, reason))
+        self.abandoned = len(running)
+        self._running.clear()
+        self._in_flight = 0
 
     def _break_deadlock(self) -> None:
         """Nothing runs and work is left: admit the next objective past the slot limit.

@@ -135,10 +135,10 @@ def gated_workbook(path: Path) -> Path:
     )
 
 
-def start_cli(sheet: Path, sim, out: Path) -> subprocess.Popen:
+def start_cli(sheet: Path, sim, out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OPENAI_API_KEY": KEY}
     cmd = [sys.executable, "-m", "report_pipeline", "run", str(sheet), "--provider", "openai", "--base-url",
-           sim.base_url, "--model", "sim-small", "--output", str(out), "--no-progress"]
+           sim.base_url, "--model", "sim-small", "--output", str(out), "--no-progress", *extra]
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -334,3 +334,47 @@ def test_an_endpoint_without_limit_headers_is_remembered_as_such(tmp_path, make_
     assert "the endpoint sends no rate-limit headers: no probe" in (second.run_dir / "run.log").read_text(
         encoding="utf-8"
     )
+
+
+def test_sigterm_sends_no_next_step_and_skips_those_tasks_for_resume(tmp_path, make_simulator):
+    """Calls in flight may finish; nothing is sent after them, not even a task's next step."""
+    sim = make_simulator()
+    sheet = gated_workbook(tmp_path / "wb")
+    out = tmp_path / "out"
+    proc = start_cli(sheet, sim, out, "--set", "steps=generate,refine")
+    sim.wait_until_held(2, "b", timeout=60)
+    sent_before = sim.stats()["calls"]
+    proc.send_signal(signal.SIGTERM)
+    seen: list[str] = []  # the run says it stopped sending before the held calls are let go
+    while not seen or ("no new call is sent" not in seen[-1] and seen[-1]):
+        seen.append(proc.stderr.readline())
+    assert "no new call is sent" in seen[-1], seen
+    sim.release("b")
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert sim.stats()["calls"] == sent_before  # B's refine steps were never sent
+    run_id, _ = ledger_run(out)
+    rows = {f"{r['objective_id']}.{r['task_id']}": r for r in csv_rows(out / run_id / "results.csv")}
+    assert sorted(rows) == ["A.t1", "A.t2", "A.t3", "B.t1", "B.t2", "C.t1"]  # every task, once
+    assert [rows[f"B.t{j}"]["status"] for j in (1, 2)] == ["skipped", "skipped"]
+    assert "stopped before its next call was sent" in rows["B.t1"]["error"]
+
+
+def test_sigterm_with_calls_that_never_answer_leaves_after_the_grace_period(tmp_path, make_simulator):
+    sim = make_simulator()
+    sheet = gated_workbook(tmp_path / "wb")
+    out = tmp_path / "out"
+    proc = start_cli(sheet, sim, out, "--set", "shutdown_grace_s=1", "--set", "request_timeout_s=600")
+    sim.wait_until_held(2, "b", timeout=60)
+    proc.send_signal(signal.SIGTERM)  # gate b stays shut: B's calls never answer
+    _, stderr = proc.communicate(timeout=60)  # not request_timeout_s
+    assert proc.returncode == 130, stderr
+    run_id, status = ledger_run(out)
+    assert status == "interrupted"
+    rows = {f"{r['objective_id']}.{r['task_id']}": r for r in csv_rows(out / run_id / "results.csv")}
+    assert sorted(rows) == ["A.t1", "A.t2", "A.t3", "B.t1", "B.t2", "C.t1"]
+    assert [rows[k]["status"] for k in ("B.t1", "B.t2", "C.t1")] == ["skipped"] * 3
+    assert "grace period (1 s) ran out" in rows["B.t1"]["error"]
+    manifest = json.loads((out / run_id / "run.json").read_text())
+    assert manifest["counts"] == {"done": 3, "failed": 0, "skipped": 3, "total": 6}
+    sim.release("b")

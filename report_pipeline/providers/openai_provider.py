@@ -37,6 +37,7 @@ from ..config import RunConfig
 from ..errors import (
     AuthError,
     ConfigError,
+    NotSent,
     ProviderError,
     RateLimited,
     TransientProviderError,
@@ -269,8 +270,7 @@ class OpenAIProvider:
                 ticket = self._throttle.acquire(tokens)
             except Stopped:
                 self._raise_if_stopped()
-                stopped = "the provider was stopped; no more calls are sent"
-                raise ProviderError(stopped, attempts=0) from None
+                raise NotSent("the run is stopping: this call was not sent", attempts=0) from None
             return self._send(request, ticket)
 
     def _send(self, request: ChatRequest, ticket: Ticket) -> _Answer:
