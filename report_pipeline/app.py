@@ -54,7 +54,7 @@ def prepare_run(
         interactive=interactive, quiet=config.quiet, interval_s=config.progress_interval_s, stream=stream
     )
     return ReportGenerationPipeline(
-        config, sheet, observer=observer, stop=stop, run_id=resume, resume=bool(resume),
+        config, sheet, observer=observer, stop=stop, run_id=resume, resume=resume is not None,
         drawing_process=drawing_process,
     )
 

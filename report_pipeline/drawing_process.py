@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -237,6 +238,9 @@ def _say(message: dict[str, Any]) -> None:
 
 def _serve() -> int:
     """The child: warm up, say it is ready, then draw each request line from stdin until its end."""
+    # Ctrl-C at a terminal reaches the whole process group: the run decides what stops, and
+    # this child ends when its input does (the run closes it, or the run is gone).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(os, "nice"):
         # Warming up is not urgent: on a busy machine the run (and a local model server) go first.
         with contextlib.suppress(OSError):

@@ -492,6 +492,13 @@ class Ledger:
         rows = self._select(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
         return RunRow(**rows[0]) if rows else None
 
+    def paid_usd(self, run_id: str) -> float:
+        """What a run's own calls cost (answers from the cache cost nothing): a resumed run's budget starts there."""
+        self.flush()
+        rows = self._select("SELECT COALESCE(SUM(cost_usd), 0) AS paid FROM calls WHERE run_id = ? AND cached = 0",
+                            (run_id,))
+        return float(rows[0]["paid"]) if rows else 0.0
+
     def recent_runs(self, limit: int = 20) -> list[RunRow]:
         """Newest first."""
         self.flush()

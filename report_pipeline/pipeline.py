@@ -49,6 +49,7 @@ from .runlock import RunLock
 from .runner import TaskRunner
 from .scheduler import Halt, Scheduler, SchedulerHooks, make_executors
 from .timeline import draw_timeline_png, timeline_data
+from .budget import CostMeter
 from .chart_drawing import ChartSpec, draw_chart_png
 from .drawing_process import DrawingProcess, DrawingProcessError, start_drawing_process
 from .writers import (
@@ -163,17 +164,35 @@ class ReportGenerationPipeline:
 
     def _run(self) -> RunResult:
         secrets_to_hide = self.secrets
-        with RunLock(Path(self.config.output_dir), self.run_id) as lock:
+        lock = RunLock(Path(self.config.output_dir), self.run_id)
+        try:
+            lock.acquire()
+        except OSError as error:
+            raise self._unusable_output(error) from None
+        try:
             ledger = Ledger(self.config.resolved_ledger_path, secrets=secrets_to_hide) if self.config.ledger else None
             if lock.taken_over is not None and ledger is not None:
                 log.warning("took over a stale lock left by %s", lock.taken_over.describe())
                 ledger.mark_interrupted(lock.taken_over.run_id)  # it died mid-run: say so in `runs`
             try:
-                restored = self._prepare_run_dir(ledger)
+                try:
+                    restored = self._prepare_run_dir(ledger)
+                except OSError as error:
+                    raise self._unusable_output(error) from None
                 return self._run_with(ledger, restored, secrets_to_hide)
             finally:
                 if ledger is not None:
                     ledger.close()
+        finally:
+            lock.release()
+
+    def _unusable_output(self, error: OSError) -> ConfigError:
+        """Before any call: a folder that cannot hold the run is bad input (exit 2), not a crash."""
+        where = error.filename or self.config.output_dir
+        return ConfigError(
+            f"cannot use the output folder {self.config.output_dir} ({error.strerror or error} at {where}): "
+            "pass --output a folder this user can create and write"
+        )
 
     def _prepare_run_dir(self, ledger: Ledger | None) -> dict[str, TaskResult]:
         """A new run gets a new folder; a resumed one reuses its folder and the tasks it finished."""
@@ -187,6 +206,12 @@ class ReportGenerationPipeline:
                 f"--resume {self.run_id}: no such run under {self.config.output_dir} "
                 "(see `report-pipeline runs`, and pass the same --output)"
             )
+        if known.sheet_hash and known.sheet_hash != sheet_hash(self.sheet.path):
+            raise ConfigError(
+                f"--resume {self.run_id}: the workbook {self.sheet.path} changed since that run started, so "
+                "its finished tasks may no longer match their rows. Run it without --resume: a new run "
+                "reuses every unchanged call from the ledger and pays only for what changed"
+            )
         if known.status == "done":
             log.info("run %s had already finished; resuming rewrites its outputs", self.run_id)
         (self.run_dir / "objectives").mkdir(exist_ok=True)
@@ -194,8 +219,22 @@ class ReportGenerationPipeline:
             leftover.unlink(missing_ok=True)
         (self.run_dir / "results.csv").unlink(missing_ok=True)  # rewritten whole, restored rows first
         assert ledger is not None
+        meter = getattr(self.provider, "meter", None)
+        paid = ledger.paid_usd(self.run_id)
+        if isinstance(meter, CostMeter) and paid > 0:
+            meter.add(paid)  # max_cost_usd caps the run, not each attempt at it
+            log.info("run %s had spent $%.4f before it stopped; max_cost_usd counts it", self.run_id, paid)
         finished = ledger.completed_tasks(self.run_id)
-        return {key: restore_result(row) for key, row in finished.items() if key in self.plan.tasks}
+        return {key: restore_result(row) for key, row in finished.items()
+                if key in self.plan.tasks and self._same_model(key, row)}
+
+    def _same_model(self, key: str, row: TaskRow) -> bool:
+        """A finished task is reused only if it ran on the model it would run on now (`--model` on resume)."""
+        models = self.plan.tasks[key].model or (self.config.model,)
+        if len(models) > 1 or row.model in (None, "", models[0]):
+            return True
+        log.info("task %s ran on %s, this run asks %s: it runs again", key, row.model, models[0])
+        return False
 
     def _run_with(self, ledger: Ledger | None, restored: dict[str, TaskResult], secrets_to_hide: list[str]) -> RunResult:
         started = time.time()

@@ -283,3 +283,18 @@ def test_charts_are_drawn_here_when_the_child_dies(tmp_path, monkeypatch, caplog
     assert (result.run_dir / "charts" / "gen.png").read_bytes().startswith(PNG_SIGNATURE)
     assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
     assert "drawing chart gen.png in this process" in caplog.text
+
+
+def test_ctrl_c_at_the_terminal_does_not_stop_the_child(tmp_path):
+    """Ctrl-C signals the whole process group; the run decides what stops, the child keeps drawing."""
+    import signal
+
+    drawer = start_drawing_process()
+    try:
+        assert select.select([drawer._process.stdout], [], [], 60)[0]  # warm: its handlers are set
+        drawer._process.send_signal(signal.SIGINT)
+        drawer.draw_chart(tmp_path / "bars.png", SPECS["bars"])
+    finally:
+        drawer.close()
+    assert (tmp_path / "bars.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert drawer._process.returncode == 0

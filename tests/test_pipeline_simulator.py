@@ -79,6 +79,19 @@ def test_budget_cap_stops_sending_and_exits_3(tmp_path, make_simulator):
     assert sim.stats()["calls"] == len(done)
 
 
+def test_a_resumed_run_counts_what_it_paid_before_against_the_budget(tmp_path, make_simulator):
+    sim = make_simulator(latency_s=0.01)
+    sheet = simple_workbook(tmp_path / "wb", 3, 10)
+    prices = {"sim-small": {"input": 1000.0, "output": 1000.0}}
+    config = openai_config(sim, tmp_path / "out", prices=prices, max_cost_usd=1.0, max_concurrent_requests=2)
+    first = run(sheet, config)
+    assert first.exit_code == 3
+    calls = sim.stats()["calls"]
+    resumed = ReportGenerationPipeline(config, load_prompt_sheet(sheet), run_id=first.run_id, resume=True).run()
+    assert resumed.exit_code == 3 and resumed.status == "budget"  # the cap was spent already: nothing sent
+    assert sim.stats()["calls"] == calls
+
+
 def test_the_key_appears_in_no_output_file(tmp_path, make_simulator):
     sim = make_simulator(error_rate=0.2, seed=1)
     sheet = make_workbook(

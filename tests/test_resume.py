@@ -177,3 +177,51 @@ def test_a_corrupted_ledger_is_a_clear_error_naming_the_file(tmp_path):
     result = CliRunner().invoke(cli, ["run", str(sheet), "--output", str(out)])
     assert result.exit_code == 2 and "ledger.sqlite" in result.output
     assert not [p for p in out.iterdir() if p.is_dir()]
+
+
+def stopped_run(tmp_path: Path, sheet: Path):
+    stop = threading.Event()
+    stopped, _ = run(sheet, tmp_path / "out", stop=stop, observer=StopAfter(stop, 2),
+                     run_objectives_concurrent=False, run_task_concurrent=False)
+    assert stopped.exit_code == 130
+    return stopped
+
+
+def test_resume_with_an_edited_workbook_is_refused_and_says_to_run_again(tmp_path):
+    sheet = workbook(tmp_path / "wb")
+    stopped = stopped_run(tmp_path, sheet)
+    workbook(tmp_path / "wb", first_prompt="First part, rewritten")  # the analyst edits a prompt
+    result = CliRunner().invoke(cli, ["run", str(sheet), "--provider", "offline", "--output", str(tmp_path / "out"),
+                                      "--resume", stopped.run_id])
+    assert result.exit_code == 2, result.output
+    assert "changed since that run started" in result.output and "without --resume" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_resume_with_another_model_runs_the_finished_tasks_again_on_it(tmp_path):
+    sheet = workbook(tmp_path / "wb")
+    stopped = stopped_run(tmp_path, sheet)
+    done_before = {r.key for r in stopped.results if r.status == "done"}
+    resumed, provider = run(sheet, tmp_path / "out", run_id=stopped.run_id, resume=True, model="other-model")
+    assert resumed.exit_code == 0
+    assert {r.model for r in resumed.results} == {"other-model"}
+    assert done_before <= {label.rsplit(".", 1)[0] for label in provider.labels}  # asked again, on the new model
+
+
+def test_resume_with_an_empty_run_id_is_refused_not_a_new_run(tmp_path):
+    sheet = workbook(tmp_path / "wb")
+    result = CliRunner().invoke(cli, ["run", str(sheet), "--provider", "offline", "--output", str(tmp_path / "out"),
+                                      "--resume", ""])
+    assert result.exit_code == 2 and "--resume needs the id" in result.output
+    assert not (tmp_path / "out").exists() or not any(p.is_dir() for p in (tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("where", ["a file", "inside a file"])
+def test_an_output_path_that_cannot_be_a_folder_is_a_clear_error(tmp_path, where):
+    sheet = workbook(tmp_path / "wb")
+    (tmp_path / "taken").write_text("not a folder")
+    output = tmp_path / "taken" if where == "a file" else tmp_path / "taken" / "out"
+    result = CliRunner().invoke(cli, ["run", str(sheet), "--provider", "offline", "--output", str(output)])
+    assert result.exit_code == 2, result.output
+    assert f"cannot use the output folder {output}" in result.output and "Traceback" not in result.output
+    assert (tmp_path / "taken").read_text() == "not a folder"
