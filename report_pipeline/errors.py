@@ -140,6 +140,13 @@ class BudgetExceeded(ReportPipelineError):
     exit_code = EXIT_BUDGET
 
 
+class OutputError(ReportPipelineError):
+    """The run could not write one of its files (a full disk, a folder made read-only meanwhile).
+
+    Every answer paid so far is in the ledger, so `--resume` rewrites the outputs for free.
+    """
+
+
 class Interrupted(ReportPipelineError):
     """The run was stopped by Ctrl-C or SIGTERM."""
 

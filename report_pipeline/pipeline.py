@@ -34,6 +34,7 @@ from .errors import (
     EXIT_OK,
     EXIT_TASKS_FAILED,
     ConfigError,
+    OutputError,
 )
 from .gateway import CallGateway
 from .ledger import Ledger, TaskRow, config_hash, sheet_hash
@@ -147,6 +148,7 @@ class ReportGenerationPipeline:
         self._batch_backend: BatchBackend | None = None
         self._batch: BatchExecution | None = None
         self._started_tasks: set[str] = set()
+        self._unwritten: list[OSError] = []  # chapter CSVs that could not be written (said at the end)
         if config.execution == "batch":
             try:  # an endpoint without a Batch API is refused here, before anything is sent or written
                 self._batch_backend = make_batch_backend(config, self.provider, scrub=self._scrub)
@@ -237,6 +239,25 @@ class ReportGenerationPipeline:
         return False
 
     def _run_with(self, ledger: Ledger | None, restored: dict[str, TaskResult], secrets_to_hide: list[str]) -> RunResult:
+        try:
+            result = self._run_logged(ledger, restored, secrets_to_hide)
+        except OSError as error:
+            if ledger is not None:
+                ledger.mark_interrupted(self.run_id)  # `runs` shows it stopped, and --resume takes it up
+            raise self._cannot_write(error) from None
+        if self._unwritten:
+            raise self._cannot_write(self._unwritten[0], also=len(self._unwritten) - 1)
+        return result
+
+    def _cannot_write(self, error: OSError, *, also: int = 0) -> OutputError:
+        more = f" (and {also} more file(s))" if also else ""
+        return OutputError(
+            f"run {self.run_id} could not write {error.filename or self.run_dir}{more}: {error.strerror or error}. "
+            f"Every answer paid so far is in the ledger: fix the folder, then `report-pipeline run "
+            f"{self.sheet.path} --resume {self.run_id}` writes the outputs again without paying twice"
+        )
+
+    def _run_logged(self, ledger: Ledger | None, restored: dict[str, TaskResult], secrets_to_hide: list[str]) -> RunResult:
         started = time.time()
         if ledger is not None:
             ledger.start_run(
@@ -461,7 +482,12 @@ class ReportGenerationPipeline:
         objective = self.sheet.objective(objective_id)
         results = self.results.objective_results(objective_id)
         path = self.run_dir / "objectives" / objective_csv_name(objective.index + 1, objective.title)
-        write_objective_csv(path, results, with_check=self._with_check)
+        try:
+            write_objective_csv(path, results, with_check=self._with_check)
+        except OSError as error:  # the run goes on: its other files may still be written, and it says so at the end
+            log.error("could not write %s: %s", path, error.strerror or error)
+            self._unwritten.append(error)
+            return
         done = sum(r.status == "done" for r in results)
         log.info("objective %s finished: %d/%d tasks done, wrote %s", objective_id, done, len(results), path.name)
         self.observer.objective_finished(objective_id, results)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from report_pipeline.cli import cli
 from report_pipeline.config import load_config
-from report_pipeline.errors import LedgerError, RunLocked
+from report_pipeline.errors import LedgerError, OutputError, RunLocked
 from report_pipeline.pipeline import ReportGenerationPipeline, RunObserver
 from report_pipeline.providers.offline import OfflineProvider
 from report_pipeline.sheet import load_prompt_sheet
@@ -225,3 +225,38 @@ def test_an_output_path_that_cannot_be_a_folder_is_a_clear_error(tmp_path, where
     assert result.exit_code == 2, result.output
     assert f"cannot use the output folder {output}" in result.output and "Traceback" not in result.output
     assert (tmp_path / "taken").read_text() == "not a folder"
+
+
+class Sabotage(RunObserver):
+    """Once the run folder exists, puts something in the way of one of its files."""
+
+    def __init__(self, blocked: str) -> None:
+        super().__init__()
+        self.blocked = blocked
+
+    def run_started(self, plan, run_dir):
+        target = Path(run_dir) / self.blocked
+        if target.is_dir():
+            target.rmdir()
+            target.write_text("in the way")  # a file where the chapter CSVs' folder should be
+        else:
+            target.mkdir()  # a folder where report.md should be
+
+
+@pytest.mark.parametrize("blocked", ["objectives", "report.md"])
+def test_a_file_the_run_cannot_write_is_a_clear_error_and_resume_writes_it_for_free(tmp_path, blocked):
+    sheet = workbook(tmp_path / "wb")
+    with pytest.raises(OutputError, match=r"could not write .*--resume"):
+        run(sheet, tmp_path / "out", observer=Sabotage(blocked))
+    ledger_db = tmp_path / "out" / "ledger.sqlite"
+    import sqlite3
+    with sqlite3.connect(ledger_db) as db:
+        run_id, status = db.execute("SELECT run_id, status FROM runs").fetchone()
+    assert status == ("done" if blocked == "objectives" else "interrupted")
+    run_dir = tmp_path / "out" / run_id
+    if blocked == "objectives":
+        assert (run_dir / "report.md").is_file()  # the rest of the run was still written
+    (run_dir / blocked).unlink() if blocked == "objectives" else (run_dir / blocked).rmdir()
+    resumed, provider = run(sheet, tmp_path / "out", run_id=run_id, resume=True)
+    assert resumed.exit_code == 0 and provider.labels == []  # nothing paid twice
+    assert (run_dir / "report.md").is_file() and len(list((run_dir / "objectives").iterdir())) == 3
