@@ -12,8 +12,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from .errors import ProviderError
-from .ledger import Ledger, request_hash
+from .errors import LedgerError, ProviderError
+from .ledger import CachedCall, Ledger, request_hash
 from .providers.base import ChatRequest, ChatResponse, Provider
 
 log = logging.getLogger("report_pipeline.gateway")
@@ -48,7 +48,7 @@ class CallGateway:
             return self._provider.complete(request)
         key = request_hash(self._provider.name, self._base_url, request.sampling())
         if self._use_cache:
-            cached = self._ledger.cached_response(key)
+            cached = self._cached(request, key)
             if cached is not None:
                 log.debug("call %s served from the cache (first paid in run %s)", request.label, cached.run_id)
                 response = cached.to_response()
@@ -70,6 +70,14 @@ class CallGateway:
         if self._durable:
             self._ledger.flush()
         return response
+
+    def _cached(self, request: ChatRequest, key: str) -> CachedCall | None:
+        """The cached answer, if any; a ledger row that cannot be read (a damaged page) is a miss, not a failure."""
+        try:
+            return self._ledger.cached_response(key)
+        except LedgerError as error:
+            log.warning("call %s: the cache could not be read (%s); calling the model instead", request.label, error)
+            return None
 
     def _record(
         self, request: ChatRequest, task_key: str, step: str, key: str, response: ChatResponse, *, cached: bool

@@ -260,3 +260,15 @@ def test_a_file_the_run_cannot_write_is_a_clear_error_and_resume_writes_it_for_f
     resumed, provider = run(sheet, tmp_path / "out", run_id=run_id, resume=True)
     assert resumed.exit_code == 0 and provider.labels == []  # nothing paid twice
     assert (run_dir / "report.md").is_file() and len(list((run_dir / "objectives").iterdir())) == 3
+
+
+def test_a_cache_row_that_cannot_be_read_is_a_miss_and_the_call_is_made_again(tmp_path):
+    import sqlite3
+
+    sheet = workbook(tmp_path / "wb")
+    first, _ = run(sheet, tmp_path / "out")
+    with sqlite3.connect(tmp_path / "out" / "ledger.sqlite") as db:  # a damaged row: not UTF-8 any more
+        db.execute("UPDATE calls SET response = CAST(x'c328' AS TEXT) WHERE task_key = 'other.1'")
+    again, provider = run(sheet, tmp_path / "out")
+    assert again.exit_code == 0
+    assert [label.rsplit(".", 1)[0] for label in provider.labels] == ["other.1"]  # only that one paid again
