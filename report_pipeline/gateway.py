@@ -8,6 +8,7 @@ those whose prompts contain its text (its dependents).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -52,6 +53,8 @@ class CallGateway:
             if cached is not None:
                 log.debug("call %s served from the cache (first paid in run %s)", request.label, cached.run_id)
                 response = cached.to_response()
+                if cached.run_id == self._run_id:  # paid by this run before it was stopped: still this run's cost
+                    response = dataclasses.replace(response, cost_usd=cached.original_cost_usd)
                 self._record(request, task_key, step, key, response, cached=True)
                 return response
         started = self._clock()

@@ -688,3 +688,24 @@ def test_an_endpoint_url_with_credentials_is_stored_without_them(ledger_path: Pa
         assert ledger.recall_limits("openai", "https://user:sk-secret@host/v1", max_age_s=60) is not None
     stored = db_factory(ledger_path).execute("SELECT endpoint FROM endpoint_limits").fetchall()
     assert "sk-secret" not in repr(stored)
+
+
+class _NoCalls:
+    """A provider that must not be asked: every call here is a cache hit."""
+
+    name = "openai"
+
+    def complete(self, request: ChatRequest):
+        raise AssertionError(f"{request.label} should have come from the cache")
+
+
+@pytest.mark.parametrize(("run_id", "cost"), [("run-1", 0.0025), ("run-2", 0.0)])
+def test_a_call_the_same_run_paid_before_it_stopped_keeps_its_cost_on_resume(ledger: Ledger, run_id: str, cost: float) -> None:
+    """run-1 paid for the call, then was interrupted: resumed, run-1 still paid it; run-2 got it free."""
+    from report_pipeline.gateway import CallGateway
+
+    record(ledger, request_hash=request_hash("openai", None, PARAMS))
+    ledger.flush()
+    gateway = CallGateway(_NoCalls(), ledger=ledger, run_id=run_id, base_url=None, use_cache=True, durable=False)  # type: ignore[arg-type]
+    response = gateway(ChatRequest(model="gpt-4o-mini", messages=MESSAGES, label="O1.T1.generate"))
+    assert response.extra["cached"] is True and response.cost_usd == cost
