@@ -481,7 +481,7 @@ class ReportGenerationPipeline:
         """Runs on the objective pool the moment the chapter's last task settles."""
         objective = self.sheet.objective(objective_id)
         results = self.results.objective_results(objective_id)
-        path = self.run_dir / "objectives" / objective_csv_name(objective.index + 1, objective.title)
+        path = self.run_dir / "objectives" / objective_csv_name(objective.index + 1, objective.title, of=len(self.sheet.objectives))
         try:
             write_objective_csv(path, results, with_check=self._with_check)
         except OSError as error:  # the run goes on: its other files may still be written, and it says so at the end
@@ -663,7 +663,7 @@ def build_manifest(
         objectives.append({
             "objective_id": objective.objective_id,
             "title": objective.title,
-            "csv": f"objectives/{objective_csv_name(objective.index + 1, objective.title)}",
+            "csv": f"objectives/{objective_csv_name(objective.index + 1, objective.title, of=len(pipeline.sheet.objectives))}",
             "done": sum(r.status == "done" for r in mine),
             "failed": sum(r.status == "failed" for r in mine),
             "skipped": sum(r.status == "skipped" for r in mine),

@@ -140,6 +140,12 @@ def _normalise(name: Any) -> str:
     return re.sub(r"[\s\-]+", "_", str(name).strip()).lower()
 
 
+#: What a cell holding a failed formula shows (its saved value); never a prompt or an id.
+EXCEL_ERRORS = frozenset({
+    "#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA", "#SPILL!", "#CALC!",
+})
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
         value = value.strip()
@@ -255,6 +261,7 @@ class _Reader:
         self.path = path
         self.problems = _Problems()
         self.file_label = path.name or str(path)
+        self._suspects: dict[str, dict[int, dict[str, int]]] = {}  # sheet -> row -> column positions
         self._tables: dict[str, _Table] = {}
         # objectives named by an enabled task row, even a row too broken to become a Task,
         # so one bad row does not also report its chapter as empty
@@ -300,12 +307,46 @@ class _Reader:
             self.problems.add(self.file_label, _not_a_workbook(self.path, error))
             return None
         try:
-            return self._read_sheets(workbook)
+            tables = self._read_sheets(workbook)
         except Exception as error:  # read-only mode parses lazily, so a broken file can fail here
             self.problems.add(self.file_label, _not_a_workbook(self.path, error))
             return None
         finally:
             workbook.close()  # read-only workbooks keep the file open until closed
+        if self._suspects:
+            self._unsaved_formulas()
+        return tables
+
+    def _unsaved_formulas(self) -> None:
+        """Cells that read empty because they hold a formula with no saved result.
+
+        A workbook written by a script (openpyxl, pandas) keeps its formulas but no
+        values until Excel opens and saves it; read for values, such a row looks blank
+        and would silently vanish. Only rows that read blank or lack a required value
+        are looked at, in a second, formulas-only pass over the file.
+        """
+        workbook = load_workbook(self.path, read_only=True, data_only=False)
+        try:
+            by_title = {worksheet.title: worksheet for worksheet in workbook.worksheets}
+            for title, rows in self._suspects.items():
+                worksheet = by_title.get(title)
+                if worksheet is None:
+                    continue
+                for number, values in enumerate(worksheet.iter_rows(min_row=2, values_only=True), start=2):
+                    positions = rows.get(number)
+                    if positions is None:
+                        continue
+                    for name, index in positions.items():
+                        formula = values[index] if index < len(values) else None
+                        if isinstance(formula, str) and formula.startswith("="):
+                            self.problems.add(
+                                title,
+                                f"{name}: the formula {formula[:60]} has no saved value (the file was written "
+                                "by a program) — open and save the workbook in Excel, or type the value",
+                                row=number, column=name, cell=f"{get_column_letter(index + 1)}{number}",
+                            )
+        finally:
+            workbook.close()
 
     def _read_sheets(self, workbook: Any) -> dict[str, _Table]:
         by_name: dict[str, Any] = {}
@@ -351,6 +392,15 @@ class _Reader:
         table_rows = []
         for number, values in enumerate(rows, start=2):
             cells = {name: _clean(values[index]) if index < len(values) else None for name, index in positions.items()}
+            if any(value is None for name, value in cells.items() if name in spec.required):
+                # blank, or a formula nobody computed: looked at once every sheet is read (_unsaved_formulas)
+                self._suspects.setdefault(title, {})[number] = positions
+            for name, value in cells.items():
+                if isinstance(value, str) and value in EXCEL_ERRORS:
+                    self.problems.add(
+                        title, f"{name}: the cell shows the Excel error {value} — fix the formula or type the value",
+                        row=number, column=name, cell=f"{letters[name]}{number}",
+                    )
             if all(value is None for value in cells.values()):
                 continue  # fully blank rows are spacing, not data
             table_rows.append(_Row(title, number, cells, letters))

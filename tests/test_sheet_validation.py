@@ -756,3 +756,38 @@ def test_a_date_typed_as_an_id_reads_as_the_date(tmp_path: Path) -> None:
 def test_one_broken_row_does_not_also_report_its_chapter_as_empty(tmp_path: Path) -> None:
     path = workbook(tmp_path, task_rows=both_chapters({"task_id": None}))
     assert problems_in(path) == ["tasks!B2 (task_id): empty task_id — give this row an id, or delete the row"]
+
+
+# -- formulas ---------------------------------------------------------------------------------------
+
+
+def test_a_row_of_formulas_with_no_saved_values_is_reported_not_dropped(tmp_path: Path) -> None:
+    """openpyxl and pandas write formulas without results: read for values, the row looks blank."""
+    path = workbook(tmp_path, task_rows=[
+        {"objective_id": "A", "task_id": "T1", "prompt": "Write A."},
+        {"objective_id": '="A"', "task_id": '="T2"', "prompt": '="Write more."'},
+        {"objective_id": "B", "task_id": "T1", "prompt": "Write B."},
+    ])
+    found = problems_in(path)
+    assert any("tasks!A3" in p and 'the formula ="A" has no saved value' in p for p in found), found
+    assert any("tasks!C3" in p and "open and save the workbook in Excel" in p for p in found), found
+
+
+def test_a_cell_showing_an_excel_error_is_reported(tmp_path: Path) -> None:
+    path = workbook(tmp_path, task_rows=both_chapters({"prompt": "#N/A"}))
+    assert "Excel error #N/A" in only_problem(path) and "tasks!C2" in only_problem(path)
+
+
+def test_a_workbook_without_blank_or_missing_cells_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import report_pipeline.sheet as sheet_module
+
+    opened: list[bool] = []
+    real = sheet_module.load_workbook
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        opened.append(kwargs.get("data_only", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sheet_module, "load_workbook", counting)
+    assert problems_in(workbook(tmp_path)) == []
+    assert opened == [True]  # no formulas pass for a clean workbook

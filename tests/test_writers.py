@@ -187,6 +187,9 @@ def test_objective_csv_name_is_numbered_and_slugged() -> None:
     assert objective_csv_name(3, "Market size") == "03_market-size.csv"
     assert objective_csv_name(12, "../../etc/passwd") == "12_etc-passwd.csv"
     assert objective_csv_name(123, "CON") == "123_con-x.csv"
+    # padded to the last chapter's width, so a listing of 120 chapters is in sheet order
+    names = [objective_csv_name(n, "Part", of=120) for n in (9, 10, 100, 120)]
+    assert names == ["009_part.csv", "010_part.csv", "100_part.csv", "120_part.csv"] == sorted(names)
     with pytest.raises(ValueError):
         objective_csv_name(-1, "x")
 

@@ -58,15 +58,17 @@ def slugify(text: str, max_len: int = 60) -> str:
     return slug
 
 
-def objective_csv_name(number: int, title: str) -> str:
-    """`NN_<slug>.csv` for the chapter at 1-based position `number`: `03_market-size.csv`.
+def objective_csv_name(number: int, title: str, *, of: int = 0) -> str:
+    """`NN_<slug>.csv` for the chapter at 1-based position `number` of `of`: `03_market-size.csv`.
 
-    The number keeps names unique and sorted in report order even when two
-    titles share a slug.
+    The number keeps names unique and, padded to the width of the last one (two
+    digits at least: `007_` in a workbook of 120 chapters), sorted in report order
+    by any file listing, even when two titles share a slug.
     """
     if isinstance(number, bool) or not isinstance(number, int) or number < 0:
         raise ValueError(f"objective number must be a non-negative int, got {number!r}")
-    return f"{number:02d}_{slugify(title)}.csv"
+    width = max(2, len(str(max(number, of))))
+    return f"{number:0{width}d}_{slugify(title)}.csv"
 
 
 def neutralise_cell(value: T) -> T | str:
