@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import operator
+import re
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
@@ -64,12 +65,50 @@ class TemplateRenderError(ValueError):
     """A prompt cannot be rendered: bad syntax, an unknown name, or a blocked access."""
 
 
-class _PromptSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus a cap on `*` and `**` so a prompt cannot exhaust memory."""
+# A width in a format spec: `%300000000s`, `{:>300000000}`
+_FORMAT_WIDTH = re.compile(r"%[-+ #0]*(\d+)|\{[^{}]*:[^{}\d]*(\d+)[^{}]*\}")
 
-    intercepted_binops = frozenset(["*", "**"])
+
+def _check_widths(text: str) -> None:
+    for match in _FORMAT_WIDTH.finditer(text):
+        if int(match.group(1) or match.group(2)) > _MAX_PRODUCT_LENGTH:
+            raise SecurityError("a format width is too large for a prompt")
+
+
+def _check_width(width: Any) -> None:
+    if isinstance(width, int) and width > _MAX_PRODUCT_LENGTH:
+        raise SecurityError(f"a width of {width} is too large for a prompt")
+
+
+class _PromptSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus caps on what one operator, filter or format may build
+    (`*`, `**`, `%`, |center, |indent, |format, str.format), so a prompt cannot exhaust memory."""
+
+    intercepted_binops = frozenset(["*", "**", "%"])
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        for name in ("center", "indent"):
+            self.filters[name] = _width_capped(self.filters[name])
+        plain_format = self.filters["format"]
+
+        def capped_format(value: Any, *args: Any, **kwargs: Any) -> str:
+            _check_widths(str(value))
+            return plain_format(value, *args, **kwargs)
+
+        self.filters["format"] = capped_format
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:
+            _check_widths(str(getattr(value, "__self__", "")))
+        return wrapped
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "%":
+            if isinstance(left, str):
+                _check_widths(left)
+            return operator.mod(left, right)
         if operator_name == "**":
             if isinstance(right, (int, float)) and abs(right) > _MAX_POWER_EXPONENT:
                 raise SecurityError(f"exponent {right} is too large for a prompt")
@@ -79,6 +118,14 @@ class _PromptSandbox(ImmutableSandboxedEnvironment):
             if repeats and len(sized) * count > _MAX_PRODUCT_LENGTH:
                 raise SecurityError("a repeated value would be too long for a prompt")
         return operator.mul(left, right)
+
+
+def _width_capped(plain: Any) -> Any:
+    def capped(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> Any:
+        _check_width(width)
+        return plain(value, width, *args, **kwargs)
+
+    return capped
 
 
 def make_environment() -> ImmutableSandboxedEnvironment:
@@ -276,6 +323,7 @@ class TemplateFacts:
     syntax_error: str | None = None
     unknown_names: tuple[str, ...] = ()
     blocked: tuple[str, ...] = ()  # attributes/keys starting with `_`
+    refused: tuple[str, ...] = ()  # whole constructs a prompt may not use ({% include %}, |attr('_x'))
     fields: tuple[tuple[str, str], ...] = ()  # (variable, key) of objective/task/project/settings
     data_keys: tuple[str, ...] = ()
     result_keys: tuple[str, ...] = ()
@@ -293,6 +341,7 @@ class TemplateFacts:
         if self.blocked:
             verb = "is" if len(self.blocked) == 1 else "are"
             problems.append(f"{', '.join(self.blocked)} {verb} not allowed in a prompt: names starting with _ are blocked")
+        problems.extend(self.refused)
         for variable, key in self.fields:
             known = CONTEXT_FIELDS.get(variable)
             if variable == "settings":
@@ -344,6 +393,26 @@ def _in_text_order(node: nodes.Node) -> Iterator[nodes.Node]:
     yield node
 
 
+_LOADING_TAGS = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from ... import",
+                 nodes.Extends: "extends"}
+
+
+def _refused(node: nodes.Node) -> str | None:
+    """What the sandbox would refuse only while rendering, said before the run instead."""
+    for kind, tag in _LOADING_TAGS.items():
+        if isinstance(node, kind):
+            return f"{{% {tag} %}} is not allowed in a prompt: a prompt cannot load other templates"
+    if isinstance(node, nodes.Filter) and node.name == "attr":
+        name = node.args[0].value if node.args and isinstance(node.args[0], nodes.Const) else None
+        if not isinstance(name, str) or name.startswith("_"):
+            return "|attr(...) is not allowed in a prompt with a name starting with _ or not written out"
+    if isinstance(node, nodes.Getattr) and node.attr in ("format", "format_map"):
+        text = node.node.value if isinstance(node.node, nodes.Const) else None
+        if isinstance(text, str) and re.search(r"\{[^}]*[.\[]_", text):
+            return f"{text!r}.{node.attr}(...) reaches a name starting with _, which is blocked in a prompt"
+    return None
+
+
 def analyse_template(source: str, *, environment: ImmutableSandboxedEnvironment | None = None) -> TemplateFacts:
     """Parse once and collect what the template uses (`jinja2.meta` plus an AST walk)."""
     environment = environment or make_environment()
@@ -359,7 +428,11 @@ def analyse_template(source: str, *, environment: ImmutableSandboxedEnvironment 
     fields: dict[tuple[str, str], None] = {}
     data_keys: dict[str, None] = {}
     result_keys: dict[str, None] = {}
+    refused: dict[str, None] = {}
     for node in _in_text_order(tree):
+        problem = _refused(node)
+        if problem is not None:
+            refused[problem] = None
         if not isinstance(node, (nodes.Getattr, nodes.Getitem)):
             continue
         key = _key_of(node)
@@ -380,6 +453,7 @@ def analyse_template(source: str, *, environment: ImmutableSandboxedEnvironment 
     return TemplateFacts(
         unknown_names=tuple(sorted(set(undeclared) - set(CONTEXT_NAMES))),
         blocked=tuple(blocked),
+        refused=tuple(refused),
         fields=tuple(fields),
         data_keys=tuple(data_keys),
         result_keys=tuple(result_keys),

@@ -16,6 +16,7 @@ from report_pipeline.templates import (
     PromptRenderer,
     TemplateRenderError,
     build_context,
+    make_environment,
     render_prompt,
     syntax_problem,
     template_problems,
@@ -278,3 +279,40 @@ def test_every_problem_is_listed() -> None:
 def test_syntax_problem_checks_only_syntax() -> None:
     assert syntax_problem("{{ draft }} and {{ anything }}") is None
     assert syntax_problem("{{ draft }") == "template syntax error on line 1: unexpected '}' — line 1 reads: {{ draft }"
+
+
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        ("{% include 'x' %}", "{% include %} is not allowed"),
+        ("{% import 'x' as y %}", "{% import %} is not allowed"),
+        ("{% extends 'x' %}", "{% extends %} is not allowed"),
+        ("{{ objective|attr('__class__') }}", "|attr(...) is not allowed"),
+        ("{{ '{0.__class__}'.format(objective) }}", "reaches a name starting with _"),
+    ],
+)
+def test_what_the_sandbox_would_refuse_at_render_time_is_a_problem_before_the_run(source: str, says: str) -> None:
+    problems = template_problems(source, data_names=(), dependency_keys=())
+    assert any(says in problem for problem in problems), problems
+
+
+def test_plain_attr_and_format_stay_allowed() -> None:
+    assert template_problems("{{ objective|attr('title') }} {{ '{0}'.format(task.title) }}",
+                             data_names=(), dependency_keys=()) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{{ 'x'|center(300000000) }}", "{{ '%300000000s'|format('x') }}", "{{ '%300000000s' % 'x' }}",
+     "{{ '{:>300000000}'.format('x') }}", "{{ 'x'|indent(300000000, true) }}"],
+)
+def test_a_huge_width_is_refused_before_it_is_allocated(source: str) -> None:
+    from jinja2.exceptions import SecurityError
+
+    with pytest.raises(SecurityError, match="too large for a prompt"):
+        make_environment().from_string(source).render()
+
+
+def test_ordinary_widths_and_percent_still_work() -> None:
+    rendered = make_environment().from_string("{{ 'x'|center(5) }}|{{ '%5.1f'|format(2.25) }}|{{ '%d%%' % 7 }}|{{ '{:>4}'.format('a') }}").render()
+    assert rendered == "  x  |  2.2|7%|   a"
