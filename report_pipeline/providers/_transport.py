@@ -19,6 +19,12 @@ the server's keep-alive rather than being reused just as it closes them.
     idle           at most `max_keepalive_connections` per origin; more are closed
     errors         httpcore2's exceptions become httpx2's (ReadTimeout, ConnectError,
                    RemoteProtocolError...), so the SDK sees what it saw before
+    deadline       the request's read timeout also bounds the whole exchange, from
+                   connecting to the body's last byte: httpcore2 applies it to each
+                   read, so a server sending a byte every few seconds (or whitespace
+                   for ever) would otherwise never time out. Checked as each body
+                   chunk arrives, so one call can overrun it by at most one read;
+                   it raises httpx2.ReadTimeout, which the SDK reports as a timeout
 
 It is mounted for `all://` (see `make_http_client`), so httpx2 still routes through a
 proxy from HTTP_PROXY/HTTPS_PROXY, and NO_PROXY hosts through its default transport;
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,21 +75,31 @@ class _ResponseStream(httpx2.SyncByteStream):
     """The body as httpcore2 yields it; closing it gives the connection back to the pool."""
 
     def __init__(self, pool: PooledTransport, key: _Key, connection: httpcore2.HTTPConnection,
-                 stream: Any) -> None:
+                 stream: Any, deadline: float | None = None) -> None:
         self._pool = pool
         self._key = key
         self._connection = connection
         self._stream = stream
+        self._deadline = deadline  # time.monotonic() by which the last byte must be in
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
+        deadline = self._deadline
         try:
-            yield from self._stream
+            for chunk in self._stream:
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                yield chunk
+            else:
+                return
         except Exception as error:
             mapped = _as_httpx_error(error)
             if mapped is error:
                 raise
             raise mapped from error
+        # Raised outside the try: it is already httpx2's. The caller closes the
+        # response, which closes this half-read connection rather than pooling it.
+        raise httpx2.ReadTimeout("the answer was not complete within the request's timeout")
 
     def close(self) -> None:
         if self._closed:
@@ -126,6 +143,7 @@ class PooledTransport(httpx2.BaseTransport):
             extensions=request.extensions,
         )
         self._take_slot(request)
+        deadline = _deadline(request)
         try:
             connection = self._checkout(key, core_request.url.origin)
             try:
@@ -142,7 +160,7 @@ class PooledTransport(httpx2.BaseTransport):
         return httpx2.Response(
             status_code=response.status,
             headers=response.headers,
-            stream=_ResponseStream(self, key, connection, response.stream),
+            stream=_ResponseStream(self, key, connection, response.stream, deadline),
             extensions=response.extensions,
         )
 
@@ -201,17 +219,29 @@ class PooledTransport(httpx2.BaseTransport):
             self._give_slot()
 
 
+def _deadline(request: httpx2.Request) -> float | None:
+    """When the whole exchange must be over: now plus the request's read timeout (None: no limit)."""
+    total = (request.extensions.get("timeout") or {}).get("read")
+    return None if total is None else time.monotonic() + total
+
+
 def make_http_client(*, limits: httpx2.Limits, timeout: httpx2.Timeout) -> httpx2.Client:
     """The httpx2 client the SDK is given: `PooledTransport` for every URL a proxy does not claim.
 
     One SSL context (loading the CA bundle takes milliseconds) serves both it and
     httpx2's own transport, which stays for the hosts NO_PROXY names.
+
+    Redirects are not followed, for any call made through this client (chat,
+    models, batch files and batches): httpx2 turns a POST answered with 301/302
+    into a GET, which reached the server as "405 method GET not allowed", and a
+    redirect loop cost 20 requests an attempt. A 3xx reaches the SDK as an
+    APIStatusError, and the provider says where it points (set base_url to it).
     """
     ssl_context = httpx2.create_ssl_context()
     return httpx2.Client(
         limits=limits,
         timeout=timeout,
-        follow_redirects=True,
+        follow_redirects=False,
         verify=ssl_context,
         mounts={"all://": PooledTransport(limits=limits, ssl_context=ssl_context)},
     )

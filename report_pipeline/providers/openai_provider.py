@@ -12,7 +12,8 @@ only the one that got it.
     _attempt            one send: in-flight slot → throttle (cool-down, limits, pace) → budget → HTTP
     _post_chat          the HTTP call: `client.post()`, below the SDK's params transform
     _classify           an SDK exception → retryable `_Failure` or a final ProviderError
-    _read_answer        the JSON body → text, tokens, finish reason (tolerant of thin servers)
+    _read_answer        the JSON body → text, tokens, finish reason (tolerant of thin servers);
+                        a 200 without text, or with an `error` object, is not an answer
 
 Secrets: the key is only ever handed to the SDK; every message we raise or log
 passes through `_scrub`, which replaces the key's value with `***`.
@@ -74,6 +75,14 @@ _TOKENS_PER_MESSAGE = 4
 _CHAT_PATH = "/chat/completions"
 # The server message in an exception is cut here: a 400 may echo a whole prompt.
 _MAX_MESSAGE_CHARS = 500
+# How much of an unreadable body a "malformed" message quotes.
+_MAX_EXCERPT_CHARS = 200
+# Why a 200 can come back without text, by finish_reason.
+_NO_TEXT_WHY = {
+    "content_filter": "blocked by the content filter",
+    "tool_calls": "the model asked to call a tool, and this pipeline offers none",
+    "function_call": "the model asked to call a function, and this pipeline offers none",
+}
 
 EventHook = Callable[..., None]
 
@@ -85,11 +94,16 @@ def estimate_tokens(request: ChatRequest) -> int:
     completion's maximum against the limit when the call arrives, not what the
     model ends up writing.
     """
+    return _prompt_tokens(request) + request.max_tokens
+
+
+def _prompt_tokens(request: ChatRequest) -> int:
+    """The prompt's tokens by the chars/4 rule (what the simulator charges)."""
     prompt = 0
     for message in request.messages:
         content = str(message.get("content") or "")
         prompt += -(-len(content) // _CHARS_PER_TOKEN) + _TOKENS_PER_MESSAGE
-    return prompt + request.max_tokens
+    return prompt
 
 
 @dataclass(eq=False)
@@ -164,6 +178,7 @@ class OpenAIProvider:
         )
         self._stop_lock = threading.Lock()
         self._stopped: ProviderError | None = None
+        self._usage_warned = False  # "no usage, cost estimated" is said once a run
         timeout = httpx2.Timeout(
             config.request_timeout_s, connect=min(_CONNECT_TIMEOUT_S, config.request_timeout_s)
         )
@@ -223,7 +238,7 @@ class OpenAIProvider:
             except _Failure as failure:
                 if attempt > self._policy.max_retries:
                     raise self._gave_up(failure, attempt) from None
-                self._back_off(request, failure, attempt)
+                self._back_off(request.label, request.label or request.model, failure, attempt)
                 continue
             except ProviderError as error:
                 # `attempts` counts sends; a call refused before sending (the run
@@ -233,16 +248,27 @@ class OpenAIProvider:
             return self._response(request, answer, attempt, started)
 
     def list_models(self) -> list[str]:
-        """Model ids the endpoint offers (`report-pipeline models`)."""
+        """Model ids the endpoint offers (`report-pipeline models`); 429/5xx/timeouts are retried.
+
+        Read from the JSON rather than the SDK's pager, which tracebacks on an
+        HTML login page, a bare list or an event stream. Whatever comes back is
+        either ids or a ProviderError saying what came instead; an empty list is
+        an error too, since every later call would fail on the model name.
+        """
         self._raise_if_stopped()
-        try:
-            return sorted(model.id for model in self._client.models.list())
-        except openai.APIError as error:
-            failure = self._classify(error)
-        raise ProviderError(
-            f"could not list models ({failure.reason}): {failure.message}",
-            status_code=failure.status_code,
-        )
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._models_once()
+            except _Failure as failure:
+                if failure.kind == "malformed":  # a login page will not turn into a list
+                    raise ProviderError(f"could not list models: {failure.message}") from None
+                if attempt > self._policy.max_retries:
+                    error = self._gave_up(failure, attempts=attempt)
+                    error.message = f"could not list models: {error.message}"
+                    raise error from None
+                self._back_off("models", "models", failure, attempt)
 
     def close(self) -> None:
         """Stop: wake every waiting thread, refuse new calls, close the connection pool."""
@@ -313,28 +339,143 @@ class OpenAIProvider:
             options={"security": {"bearer_auth": True}},  # what create() asks for
         )
 
+    def _models_once(self) -> list[str]:
+        """GET /models once: the ids, a retryable `_Failure`, or a final ProviderError."""
+        try:
+            response = self._client.get(
+                "/models", cast_to=httpx2.Response, options={"security": {"bearer_auth": True}}
+            )
+        except openai.APIError as error:
+            raise self._classify(error) from None
+        try:
+            data = _json_body(response)
+        except (ValueError, LookupError):
+            raise self._malformed(response, "the model list is not JSON") from None
+        entries = _model_entries(data)
+        if entries == []:
+            raise ProviderError("the endpoint lists no models: check base_url, or pull or deploy a model")
+        if not isinstance(entries, list):
+            raise self._malformed(response, 'the model list is not the JSON expected ({"data": [{"id": ...}]})')
+        ids = {_model_id(entry) for entry in entries} - {""}
+        if not ids:
+            raise self._malformed(response, "the model list names no model ids")
+        return sorted(ids)
+
     def _read_answer(self, response: httpx2.Response, request: ChatRequest) -> _Answer:
-        """Text, tokens and finish reason from a 2xx body; a body we cannot read is retried.
+        """Text, tokens and finish reason from a 2xx body.
 
         Read from the JSON rather than the SDK's model so that thin servers
-        (no `usage`, no `created`, content as parts) still work.
+        (no `usage`, no `created`, content as parts) still work. A body we cannot
+        read is retried; a readable one without text (a content filter, a
+        reasoning model's thoughts only, a tool call) or with an `error` object
+        (OpenRouter) is not an answer, and saying so beats a task "done" with ''.
+        The checks on the usual answer are a few dict lookups: this path is hot.
         """
         try:
-            data = json.loads(response.content)
+            data = _json_body(response)
+        except (ValueError, LookupError):  # UnicodeDecodeError is a ValueError
+            raise self._malformed(response, "the answer is not JSON") from None
+        try:
             choice = data["choices"][0]
             message = choice["message"]
             text = message_text(message.get("content"))
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise _Failure("malformed", "malformed response", "the answer was not the JSON expected") from None
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise self._not_an_answer(response, data) from None
+        if not text or text.isspace():
+            raise self._no_text(choice, message, request)
+        finish_reason = str(choice.get("finish_reason") or "stop")
+        if finish_reason == "length":
+            log.warning(
+                "%s: the answer was cut at max_tokens=%d (finish_reason length); "
+                "raise max_tokens for the whole text",
+                request.label or request.model, request.max_tokens,
+            )
+        usage = data.get("usage")
+        prompt_tokens = completion_tokens = None
+        if isinstance(usage, dict):
+            prompt_tokens = _count(usage.get("prompt_tokens"))
+            completion_tokens = _count(usage.get("completion_tokens"))
+        if prompt_tokens is None or completion_tokens is None:
+            self._warn_no_usage()
+            if prompt_tokens is None:
+                prompt_tokens = _prompt_tokens(request)
+            if completion_tokens is None:
+                completion_tokens = -(-len(text) // _CHARS_PER_TOKEN)
         return _Answer(
             text=text,
             model=str(data.get("model") or request.model),
-            prompt_tokens=_count(usage.get("prompt_tokens")),
-            completion_tokens=_count(usage.get("completion_tokens")),
-            finish_reason=str(choice.get("finish_reason") or "stop"),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            finish_reason=finish_reason,
             request_id=response.headers.get("x-request-id"),
         )
+
+    def _warn_no_usage(self) -> None:
+        """Say once a run, not once a call, that cost and budget rest on an estimate."""
+        if self._usage_warned:
+            return
+        with self._stop_lock:
+            if self._usage_warned:
+                return
+            self._usage_warned = True
+        log.warning(
+            "%s: the endpoint sends no usable token usage; tokens, cost and max_cost_usd "
+            "use an estimate (about 4 characters a token)",
+            self.name,
+        )
+
+    # -- answers that are not answers ---------------------------------------------
+
+    def _malformed(self, response: httpx2.Response, what: str) -> _Failure:
+        """A body we cannot read, described by what came back: its content type and its start."""
+        content_type = response.headers.get("content-type") or "no content-type"
+        body = response.content
+        if body:
+            excerpt = body[: _MAX_EXCERPT_CHARS * 4].decode(response.charset_encoding or "utf-8", "replace")
+            shown = f"body starts {excerpt[:_MAX_EXCERPT_CHARS]!r}"
+        else:
+            shown = "empty body"
+        return _Failure("malformed", "malformed response", self._scrub(f"{what} ({content_type}; {shown})"))
+
+    def _not_an_answer(self, response: httpx2.Response, data: object) -> Exception:
+        """A JSON body without a first choice's message: an error object, no choices, or junk."""
+        if isinstance(data, dict):
+            if data.get("error") is not None:
+                return self._error_in_body(data["error"])
+            if data.get("choices") == []:
+                return ProviderError("the endpoint returned no text (no choices in the answer)")
+        return self._malformed(response, "the answer is not the JSON expected")
+
+    def _error_in_body(self, error: object) -> Exception:
+        """An `error` object in a 200 (OpenRouter): retried if its code is 429, 5xx or missing."""
+        if isinstance(error, dict):
+            message, code = error.get("message") or json.dumps(error), error.get("code")
+        else:
+            message, code = error, None
+        text = self._scrub(str(message))[:_MAX_MESSAGE_CHARS]
+        status = _status_code(code)
+        if code is None or (status is not None and should_retry(status, "status")):
+            reason = "an error in a 200 answer" if code is None else f"error {code} in a 200 answer"
+            return _Failure("status", reason, text, 429 if status == 429 else None)
+        if status in (401, 403):
+            return self._abort(status, text)
+        return ProviderError(f"the endpoint answered 200 with error {code}: {text}")
+
+    def _no_text(self, choice: Mapping[str, Any], message: Mapping[str, Any], request: ChatRequest) -> ProviderError:
+        """Why a 200 carries no text, named by its finish_reason, as a task failure (not retried)."""
+        reason = str(choice.get("finish_reason") or "not given")
+        why = _NO_TEXT_WHY.get(reason)
+        if why is None and message.get("tool_calls"):
+            why = _NO_TEXT_WHY["tool_calls"]
+        if why is None and (message.get("reasoning_content") or message.get("reasoning")):
+            why = ("only reasoning_content came back: the reasoning used up max_tokens="
+                   f"{request.max_tokens}, or the server's reasoning parser kept the answer")
+        if why is None and reason == "length":
+            why = f"max_tokens={request.max_tokens} ran out before any text; raise max_tokens"
+        if why is None and isinstance(message.get("content"), str):
+            return ProviderError(f"the model returned an empty answer (finish_reason {reason})")
+        detail = f": {why}" if why else ""
+        return ProviderError(f"the endpoint returned no text (finish_reason {reason}{detail})")
 
     # -- failures --------------------------------------------------------------
 
@@ -345,6 +486,8 @@ class OpenAIProvider:
             message = self._scrub(_server_message(error))
             if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
                 raise self._abort(status, message)
+            if 300 <= status < 400:
+                raise ProviderError(_redirect_message(error.response), status_code=status)
             if status == 429 and _error_code(error) == "insufficient_quota":
                 raise self._abort(status, message, quota=True)
             if not should_retry(status, "status"):
@@ -383,17 +526,19 @@ class OpenAIProvider:
             raise AuthError(stopped.message, status_code=stopped.status_code, attempts=0)
         raise ProviderError(stopped.message, attempts=0)
 
-    def _back_off(self, request: ChatRequest, failure: _Failure, attempt: int) -> None:
-        """Wait before the next attempt: a 429 holds every thread, anything else only this one."""
+    def _back_off(self, label: str, shown: str, failure: _Failure, attempt: int) -> None:
+        """Wait before the next attempt: a 429 holds every thread, anything else only this one.
+
+        `label` goes to the retry event (the task's, possibly ''), `shown` to the log line.
+        """
         delay = backoff_delay(attempt, self._policy, failure.retry_after, self._rand)
         if failure.rate_limited:
             self._throttle.rate_limited(delay)  # every thread's next acquire() waits it out
-        label = request.label or request.model
         log.warning(
             "%s: attempt %d of %d failed (%s); retrying in %.2fs",
-            label, attempt, self._policy.max_retries + 1, failure.reason, delay,
+            shown, attempt, self._policy.max_retries + 1, failure.reason, delay,
         )
-        self._emit("retry", label=request.label, attempt=attempt, reason=failure.reason, delay=delay)
+        self._emit("retry", label=label, attempt=attempt, reason=failure.reason, delay=delay)
         if not failure.rate_limited:
             try:
                 sleep_for(delay, self._clock, self._sleeper)
@@ -493,8 +638,74 @@ def _params(request: ChatRequest) -> dict[str, Any]:
     return params
 
 
-def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+def _count(value: object) -> int | None:
+    """A token count from `usage`: an int, or a float or numeric string some servers send; else None."""
+    if type(value) is int:
+        return value if value >= 0 else None
+    if isinstance(value, (float, str)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return int(number) if 0 <= number < float("inf") else None
+    return None
+
+
+def _status_code(code: object) -> int | None:
+    """An HTTP-like status from an error object's `code` (502 or "502"), else None."""
+    if type(code) is int:
+        return code
+    if isinstance(code, str) and code.isdigit():
+        return int(code)
+    return None
+
+
+def _model_entries(data: object) -> object:
+    """The list in a model listing: OpenAI's `data`, Ollama's `models`; `{"object": "list"}` alone is empty."""
+    if not isinstance(data, dict):
+        return None
+    if "data" in data:
+        return data["data"]
+    if "models" in data:
+        return data["models"]
+    return [] if data.get("object") == "list" else None
+
+
+def _model_id(entry: object) -> str:
+    """A model's id in a listing: OpenAI's `id`, or Ollama's `name`; '' when neither."""
+    if isinstance(entry, dict):
+        return str(entry.get("id") or entry.get("name") or "")
+    return entry if isinstance(entry, str) else ""
+
+
+def _json_body(response: httpx2.Response) -> Any:
+    """The body as JSON, in the charset its content type names.
+
+    `json.loads(bytes)` assumes UTF-8 (or 16/32), so the common case costs no
+    header parsing; only a body that is not UTF-8 is decoded by its charset
+    (a server answering `application/json; charset=iso-8859-1`).
+    """
+    content = response.content
+    try:
+        return json.loads(content)
+    except UnicodeDecodeError:
+        charset = response.charset_encoding
+        if not charset:
+            raise
+        return json.loads(content.decode(charset))
+
+
+def _redirect_message(response: httpx2.Response) -> str:
+    """Where a 3xx points, and the base_url that would reach it directly."""
+    location = response.headers.get("location")
+    if not location:
+        return "the endpoint answered with a redirect but no Location: check base_url"
+    target = str(response.url.join(location))
+    for path in (_CHAT_PATH, "/models"):
+        base = target.split("?", 1)[0]
+        if base.endswith(path):
+            return f"the endpoint redirected to {target}: set base_url to {base[: -len(path)]}"
+    return f"the endpoint redirected to {target}: set base_url to it"
 
 
 def _server_message(error: openai.APIStatusError) -> str:

@@ -1,0 +1,363 @@
+"""The openai provider against servers that answer oddly: 200s without text, errors in a 200,
+bodies that are not the JSON expected, redirects, model listings, bodies that never end.
+
+Each test serves its own aiohttp app on 127.0.0.1 (the `odd_server` fixture) and drives the
+real SDK over real HTTP, as tests/test_openai_provider.py does with the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from aiohttp import web
+from pydantic import SecretStr
+
+from report_pipeline.config import RunConfig
+from report_pipeline.errors import BudgetExceeded, ProviderError, RateLimited, TransientProviderError
+from report_pipeline.providers.base import ChatRequest
+from report_pipeline.providers.openai_provider import OpenAIProvider
+from report_pipeline.retry import RetryPolicy
+
+KEY = "sk-answers-test-5e1d"
+# Retry quickly, and few times: each test counts the requests the server saw.
+FAST = RetryPolicy(max_retries=2, initial_delay=0.01, max_delay=0.02)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class OddServer:
+    """An aiohttp app in a thread; `chat` and `models` answer POST /v1/chat/completions and GET /v1/models."""
+
+    def __init__(self) -> None:
+        self.chat: Handler = _json(_ok())
+        self.models: Handler = _json({"object": "list", "data": [{"id": "m-b"}, {"id": "m-a"}]})
+        self.seen: list[str] = []  # "METHOD /path" of every request
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="odd-server", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> None:
+        self._thread.start()
+        assert self._ready.wait(timeout=10)
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = runner.addresses[0][1]
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+        self._loop.close()
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        self.seen.append(f"{request.method} {request.path}")
+        if request.path.endswith("/models"):
+            return await self.models(request)
+        return await self.chat(request)
+
+
+@pytest.fixture
+def odd_server() -> Iterator[OddServer]:
+    server = OddServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _ok(content: Any = "an answer", finish: str | None = "stop", **message: Any) -> dict[str, Any]:
+    return {"id": "x", "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, **message},
+                         "finish_reason": finish}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 50}}
+
+
+def _json(body: Any, status: int = 200) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.json_response(body, status=status)
+    return handler
+
+
+def _raw(body: bytes, content_type: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, headers={"Content-Type": content_type})
+    return handler
+
+
+def _drip(byte: bytes | None, every_s: float) -> Handler:
+    """Headers at once, then the body a byte every `every_s` (`byte` None: the real body; else that byte for ever)."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        data = json.dumps(_ok()).encode()
+        for i in range(10_000):
+            await response.write(byte if byte is not None else data[i:i + 1])
+            await asyncio.sleep(every_s)
+        return response
+    return handler
+
+
+@contextmanager
+def _provider(server: OddServer, **changes: Any) -> Iterator[OpenAIProvider]:
+    config = RunConfig(provider="openai", base_url=server.base_url, api_key=SecretStr(KEY), model="gpt-4o-mini",
+                       **changes)
+    provider = OpenAIProvider(config, policy=FAST)
+    try:
+        yield provider
+    finally:
+        provider.close()
+
+
+def _ask(text: str = "hello", *, label: str = "obj.t1.generate") -> ChatRequest:
+    return ChatRequest(model="gpt-4o-mini", messages=({"role": "user", "content": text},), max_tokens=200,
+                       label=label)
+
+
+def _fails(server: OddServer, **changes: Any) -> ProviderError:
+    with _provider(server, **changes) as provider, pytest.raises(ProviderError) as caught:
+        provider.complete(_ask())
+    assert KEY not in str(caught.value)
+    return caught.value
+
+
+# -- 1. a 200 without text is not an answer ---------------------------------------------------
+
+NO_TEXT = [
+    pytest.param(_ok(None, "content_filter"),
+                 "the endpoint returned no text (finish_reason content_filter: blocked by the content filter)",
+                 id="azure-content-filter-null"),
+    pytest.param(_ok("", "content_filter"),
+                 "the endpoint returned no text (finish_reason content_filter: blocked by the content filter)",
+                 id="azure-content-filter-empty"),
+    pytest.param(_ok(None, "stop", reasoning_content="thinking..."),
+                 "the endpoint returned no text (finish_reason stop: only reasoning_content came back",
+                 id="vllm-reasoning-only"),
+    pytest.param(_ok(None, "tool_calls", tool_calls=[{"id": "c", "type": "function",
+                                                     "function": {"name": "f", "arguments": "{}"}}]),
+                 "the endpoint returned no text (finish_reason tool_calls: the model asked to call a tool",
+                 id="tool-calls-only"),
+    pytest.param({"id": "x", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 0}},
+                 "the endpoint returned no text (no choices in the answer)", id="empty-choices"),
+    pytest.param(_ok(None, "stop"), "the endpoint returned no text (finish_reason stop)", id="null-content"),
+    pytest.param(_ok("", "stop"), "the model returned an empty answer (finish_reason stop)", id="empty-string"),
+    pytest.param(_ok(None, "length"), "finish_reason length: max_tokens=200 ran out before any text",
+                 id="length-before-any-text"),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), NO_TEXT)
+def test_answer_without_text_fails_the_call_at_once_naming_the_finish_reason(
+    odd_server: OddServer, body: dict[str, Any], message: str
+) -> None:
+    odd_server.chat = _json(body)
+    error = _fails(odd_server)
+    assert message in error.message
+    assert not isinstance(error, TransientProviderError)
+    assert (error.attempts, len(odd_server.seen)) == (1, 1)  # not retried
+
+
+# -- 2. an error object in a 200 (OpenRouter) -------------------------------------------------
+
+
+def test_error_in_a_200_with_a_client_code_fails_at_once_with_the_servers_message(odd_server: OddServer) -> None:
+    odd_server.chat = _json({"error": {"message": "This model's maximum context length is 8192 tokens", "code": 400}})
+    error = _fails(odd_server)
+    assert error.message == "the endpoint answered 200 with error 400: This model's maximum context length is 8192 tokens"
+    assert len(odd_server.seen) == 1
+
+
+@pytest.mark.parametrize("error", [
+    {"message": "Upstream provider returned error: model overloaded", "code": 502},
+    {"message": "Upstream provider returned error: model overloaded", "code": "429"},
+    {"message": "Upstream provider returned error: model overloaded"},
+], ids=["code-502", "code-429-as-text", "no-code"])
+def test_error_in_a_200_with_a_retryable_or_missing_code_is_retried(
+    odd_server: OddServer, error: dict[str, Any]
+) -> None:
+    odd_server.chat = _json({"error": error})
+    failure = _fails(odd_server)
+    assert isinstance(failure, (TransientProviderError, RateLimited))
+    assert failure.attempts == FAST.max_retries + 1
+    assert "Upstream provider returned error: model overloaded" in failure.message
+    assert len(odd_server.seen) == FAST.max_retries + 1
+
+
+# -- 3. finish_reason length ------------------------------------------------------------------
+
+
+def test_cut_answer_keeps_its_text_and_warns_with_the_label_and_max_tokens(
+    odd_server: OddServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="report_pipeline.provider")
+    odd_server.chat = _json(_ok("The answer was cut", "length"))
+    with _provider(odd_server) as provider:
+        response = provider.complete(_ask(label="prices.t1.generate"))
+    assert (response.text, response.finish_reason) == ("The answer was cut", "length")
+    (record,) = [r for r in caplog.records if "max_tokens" in r.getMessage()]
+    assert "prices.t1.generate" in record.getMessage() and "max_tokens=200" in record.getMessage()
+
+
+# -- 4. usage missing or odd ------------------------------------------------------------------
+
+
+def test_missing_usage_is_estimated_for_cost_and_warned_about_once_a_run(
+    odd_server: OddServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="report_pipeline.provider")
+    body = _ok("x" * 40)
+    del body["usage"]
+    odd_server.chat = _json(body)
+    with _provider(odd_server) as provider:
+        responses = [provider.complete(_ask("y" * 80)) for _ in range(3)]
+    assert (responses[0].prompt_tokens, responses[0].completion_tokens) == (20 + 4, 10)
+    assert responses[0].cost_usd > 0
+    assert len([r for r in caplog.records if "no usable token usage" in r.getMessage()]) == 1
+
+
+def test_missing_usage_still_counts_against_the_budget(odd_server: OddServer) -> None:
+    odd_server.chat = _json({**_ok(), "usage": None})
+    with _provider(odd_server, max_cost_usd=1e-9) as provider:
+        provider.complete(_ask())
+        with pytest.raises(BudgetExceeded):
+            provider.complete(_ask())
+    assert len(odd_server.seen) == 1
+
+
+def test_usage_as_numeric_strings_and_floats_counts(odd_server: OddServer) -> None:
+    odd_server.chat = _json({**_ok(), "usage": {"prompt_tokens": "100", "completion_tokens": 50.0}})
+    with _provider(odd_server) as provider:
+        response = provider.complete(_ask())
+    assert (response.prompt_tokens, response.completion_tokens) == (100, 50)
+
+
+# -- 5. bodies that are not the JSON expected -------------------------------------------------
+
+
+@pytest.mark.parametrize(("handler", "shown"), [
+    (_raw(b"<html><body>Please log in</body></html>", "text/html"),
+     "(text/html; body starts '<html><body>Please log in</body></html>')"),
+    (_raw(b"", "application/json"), "(application/json; empty body)"),
+    (_json([_ok()]), "(application/json; charset=utf-8; body starts '[{"),
+    (_raw(b'data: {"choices": []}\n\n', "text/event-stream"), "(text/event-stream; body starts 'data: "),
+], ids=["html-200", "empty-200", "json-list", "sse"])
+def test_malformed_answer_says_what_came_back(odd_server: OddServer, handler: Handler, shown: str) -> None:
+    odd_server.chat = handler
+    error = _fails(odd_server)
+    assert "malformed response" in error.message
+    assert shown in error.message
+    assert "Bearer" not in error.message
+
+
+def test_json_in_latin1_is_read_by_its_charset(odd_server: OddServer) -> None:
+    body = json.dumps(_ok("café"), ensure_ascii=False).encode("latin-1")
+    odd_server.chat = _raw(body, "application/json; charset=iso-8859-1")
+    with _provider(odd_server) as provider:
+        assert provider.complete(_ask()).text == "café"
+
+
+# -- 6. redirects -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+def test_redirect_is_not_followed_and_names_the_base_url_to_use(odd_server: OddServer, status: int) -> None:
+    async def moved(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, headers={"Location": "/new" + request.path})
+    odd_server.chat = moved
+    error = _fails(odd_server)
+    new = f"http://127.0.0.1:{odd_server.port}/new/v1"
+    assert error.message == f"the endpoint redirected to {new}/chat/completions: set base_url to {new}"
+    assert odd_server.seen == ["POST /v1/chat/completions"]  # not followed, not retried
+
+
+def test_redirect_loop_is_sent_once(odd_server: OddServer) -> None:
+    async def loop(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=307, headers={"Location": request.path})
+    odd_server.chat = loop
+    assert "the endpoint redirected to" in _fails(odd_server).message
+    assert len(odd_server.seen) == 1
+
+
+# -- 7. listing models ------------------------------------------------------------------------
+
+
+def test_list_models_reads_openai_and_ollama_listings(odd_server: OddServer) -> None:
+    with _provider(odd_server) as provider:
+        assert provider.list_models() == ["m-a", "m-b"]
+        odd_server.models = _json({"models": [{"name": "llama3"}]})
+        assert provider.list_models() == ["llama3"]
+
+
+@pytest.mark.parametrize("handler", [
+    _raw(b"<html><body>Please log in</body></html>", "text/html"),
+    _json([{"id": "m"}]),
+    _raw(b'data: {"id": "m"}\n\n', "text/event-stream"),
+    _raw(b"", "application/json"),
+    _raw(b'{"data": [{"id": "caf\xff\xfe"}]}', "application/json"),
+    _json({"object": "list", "data": [{"object": "model"}]}),
+], ids=["html-200", "json-list", "sse", "empty-body", "not-utf8", "no-ids"])
+def test_list_models_turns_an_odd_listing_into_a_provider_error(odd_server: OddServer, handler: Handler) -> None:
+    odd_server.models = handler
+    with _provider(odd_server) as provider, pytest.raises(ProviderError) as caught:
+        provider.list_models()
+    assert caught.value.message.startswith("could not list models: the model list ")
+    assert "body" in caught.value.message
+    assert len(odd_server.seen) == 1
+
+
+@pytest.mark.parametrize("body", [{"object": "list", "data": []}, {"object": "list"}], ids=["empty-data", "no-data"])
+def test_list_models_reports_an_empty_listing(odd_server: OddServer, body: dict[str, Any]) -> None:
+    odd_server.models = _json(body)
+    with _provider(odd_server) as provider, pytest.raises(ProviderError, match="the endpoint lists no models"):
+        provider.list_models()
+
+
+def test_list_models_retries_server_errors(odd_server: OddServer) -> None:
+    answers = iter([_json({"error": {"message": "busy"}}, status=503), _json({"data": [{"id": "m"}]})])
+
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        return await next(answers)(request)
+    odd_server.models = flaky
+    with _provider(odd_server) as provider:
+        assert provider.list_models() == ["m"]
+    assert odd_server.seen == ["GET /v1/models"] * 2
+
+
+# -- 8. request_timeout_s bounds the whole attempt --------------------------------------------
+
+
+@pytest.mark.parametrize("handler", [_drip(None, 0.3), _drip(b" ", 0.3)], ids=["drip", "whitespace-for-ever"])
+def test_a_body_that_trickles_in_times_out_at_request_timeout_s(odd_server: OddServer, handler: Handler) -> None:
+    odd_server.chat = handler
+    started = time.monotonic()
+    error = _fails(odd_server, request_timeout_s=1.0)
+    assert isinstance(error, TransientProviderError)
+    assert "timeout" in error.message
+    assert len(odd_server.seen) == FAST.max_retries + 1  # a timeout is retried, like any other
+    assert time.monotonic() - started < 10  # three attempts of 1 s each, not three of 90 s
