@@ -124,6 +124,7 @@ class TaskResult:
     thread: str = ""
     check_verdict: str = ""
     check_notes: str = ""
+    failed_attempts: int = 0  # sends of the call it failed on (a failed call leaves no CallRecord)
 
     @property
     def key(self) -> str:
@@ -143,7 +144,7 @@ class TaskResult:
 
     @property
     def attempts(self) -> int:
-        return sum(c.attempts for c in self.calls)
+        return sum(c.attempts for c in self.calls) + self.failed_attempts
 
     @property
     def cached(self) -> bool:

@@ -191,7 +191,8 @@ class TaskRunner:
             raise
         except ProviderError as error:
             error.objective_id, error.task_id = task.objective_id, task.task_id
-            return self._failed(task, steps, ",".join(models), calls.records(), started, thread, str(error))
+            failed = self._failed(task, steps, ",".join(models), calls.records(), started, thread, str(error))
+            return dataclasses.replace(failed, failed_attempts=error.attempts)
         except _TaskFailed as error:
             return self._failed(task, steps, ",".join(models), calls.records(), started, thread, str(error))
         except ValueError as error:  # template render errors

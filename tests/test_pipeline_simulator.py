@@ -391,3 +391,18 @@ def test_sigterm_with_calls_that_never_answer_leaves_after_the_grace_period(tmp_
     manifest = json.loads((out / run_id / "run.json").read_text())
     assert manifest["counts"] == {"done": 3, "failed": 0, "skipped": 3, "total": 6}
     sim.release("b")
+
+
+def test_a_failed_task_shows_how_many_times_its_call_was_sent(tmp_path, make_simulator):
+    sim = make_simulator(latency_s=0.0)
+    sheet = make_workbook(
+        tmp_path / "wb",
+        objectives=[{"objective_id": "o", "title": "O"}],
+        tasks=[{"objective_id": "o", "task_id": "down", "prompt": "sim:status=500 always"},
+               {"objective_id": "o", "task_id": "bad", "prompt": "sim:status=400 never retried"}],
+    )
+    result = run(sheet, openai_config(sim, tmp_path / "out", max_retries=2))
+    rows = {r["task_id"]: r for r in csv_rows(result.run_dir / "results.csv")}
+    assert (rows["down"]["status"], rows["down"]["attempts"]) == ("failed", "3")  # 1 + max_retries
+    assert (rows["bad"]["status"], rows["bad"]["attempts"]) == ("failed", "1")
+    assert sim.stats()["calls"] == 4
