@@ -58,6 +58,9 @@ def test_wrong_key_stops_the_run_at_once_with_exit_2(tmp_path, make_simulator):
     result = run(sheet, openai_config(sim, tmp_path / "out", max_concurrent_requests=4))
     assert result.exit_code == 2 and result.status == "aborted"
     assert sim.stats()["calls"] <= 4
+    failed = [r for r in result.results if r.status == "failed"]
+    assert 1 <= len(failed) <= sim.stats()["calls"]  # failed: the tasks whose call got the 401
+    assert all(r.status == "skipped" and r.error.startswith("aborted") for r in result.results if r not in failed)
     manifest = json.loads((result.run_dir / "run.json").read_text())
     assert manifest["status"] == "aborted"
     assert "401" in manifest["halt_reason"] or "auth" in manifest["halt_reason"].lower()
