@@ -259,7 +259,7 @@ class Scheduler:
         if isinstance(error, AuthError):
             if self.halt is None:
                 self.halt = Halt("auth", f"aborted: {error}", error)
-            elif error.attempts == 0:  # never sent: the provider refused it after the first 401
+            if error.attempts == 0:  # never sent: the provider refused it after the first 401 (which may report later)
                 return replace(base, status="skipped", error=self.halt.message)
             return base
         if isinstance(error, NotSent):  # the run is stopping: its next call was never sent
