@@ -39,7 +39,7 @@ from .errors import (
 from .gateway import CallGateway
 from .ledger import Ledger, TaskRow, config_hash, sheet_hash
 from .logs import redact, run_log
-from .models import CallRecord, PromptSheet, Task, TaskResult
+from .models import CallRecord, Objective, PromptSheet, Task, TaskResult
 from .monitor import ResourceMonitor
 from .plan import Plan, build_plan
 from .providers import Provider
@@ -188,6 +188,17 @@ class ReportGenerationPipeline:
         finally:
             lock.release()
 
+    @functools.cached_property
+    def _sheet_digest(self) -> str:
+        """The workbook's sha256, read once: a resume compares it, the ledger records it."""
+        return sheet_hash(self.sheet.path)
+
+    def chapter_csv(self, objective: Objective) -> Path:
+        """`objectives/NN_<slug>.csv` for a chapter, relative to the run folder (written and listed alike)."""
+        return Path("objectives") / objective_csv_name(
+            objective.index + 1, objective.title, of=len(self.sheet.objectives)
+        )
+
     def _unusable_output(self, error: OSError) -> ConfigError:
         """Before any call: a folder that cannot hold the run is bad input (exit 2), not a crash."""
         where = error.filename or self.config.output_dir
@@ -208,7 +219,7 @@ class ReportGenerationPipeline:
                 f"--resume {self.run_id}: no such run under {self.config.output_dir} "
                 "(see `report-pipeline runs`, and pass the same --output)"
             )
-        if known.sheet_hash and known.sheet_hash != sheet_hash(self.sheet.path):
+        if known.sheet_hash and known.sheet_hash != self._sheet_digest:
             raise ConfigError(
                 f"--resume {self.run_id}: the workbook {self.sheet.path} changed since that run started, so "
                 "its finished tasks may no longer match their rows. Run it without --resume: a new run "
@@ -261,7 +272,7 @@ class ReportGenerationPipeline:
         started = time.time()
         if ledger is not None:
             ledger.start_run(
-                self.run_id, self.sheet.path, sheet_hash(self.sheet.path),
+                self.run_id, self.sheet.path, self._sheet_digest,
                 config_hash(self.config.redacted()), self.plan.task_count,
             )
         with run_log(self.run_dir / "run.log", level=self.config.log_level, secrets=secrets_to_hide):
@@ -481,7 +492,7 @@ class ReportGenerationPipeline:
         """Runs on the objective pool the moment the chapter's last task settles."""
         objective = self.sheet.objective(objective_id)
         results = self.results.objective_results(objective_id)
-        path = self.run_dir / "objectives" / objective_csv_name(objective.index + 1, objective.title, of=len(self.sheet.objectives))
+        path = self.run_dir / self.chapter_csv(objective)
         try:
             write_objective_csv(path, results, with_check=self._with_check)
         except OSError as error:  # the run goes on: its other files may still be written, and it says so at the end
@@ -663,7 +674,7 @@ def build_manifest(
         objectives.append({
             "objective_id": objective.objective_id,
             "title": objective.title,
-            "csv": f"objectives/{objective_csv_name(objective.index + 1, objective.title, of=len(pipeline.sheet.objectives))}",
+            "csv": pipeline.chapter_csv(objective).as_posix(),
             "done": sum(r.status == "done" for r in mine),
             "failed": sum(r.status == "failed" for r in mine),
             "skipped": sum(r.status == "skipped" for r in mine),

@@ -701,8 +701,8 @@ def _redirect_message(response: httpx2.Response) -> str:
     if not location:
         return "the endpoint answered with a redirect but no Location: check base_url"
     target = str(response.url.join(location))
+    base = target.split("?", 1)[0]
     for path in (_CHAT_PATH, "/models"):
-        base = target.split("?", 1)[0]
         if base.endswith(path):
             return f"the endpoint redirected to {target}: set base_url to {base[: -len(path)]}"
     return f"the endpoint redirected to {target}: set base_url to it"
