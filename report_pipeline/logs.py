@@ -14,6 +14,9 @@ from pathlib import Path
 LOGGER_NAME = "report_pipeline"
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
 REDACTED = "***"
+# Shorter "keys" are placeholders for local servers that want none (OPENAI_API_KEY=x): replacing
+# every "x" in a message with *** would hide the message, and hide no secret.
+MIN_SECRET_CHARS = 4
 
 
 class SecretFilter(logging.Filter):
@@ -21,7 +24,7 @@ class SecretFilter(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self._secrets = [s for s in secrets if s and len(s) >= 4]
+        self._secrets = [s for s in secrets if s and len(s) >= MIN_SECRET_CHARS]
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._secrets:
@@ -39,7 +42,7 @@ class SecretFilter(logging.Filter):
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
-        if secret:
+        if secret and len(secret) >= MIN_SECRET_CHARS:
             text = text.replace(secret, REDACTED)
     return text
 

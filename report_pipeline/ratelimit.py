@@ -35,7 +35,9 @@ N - L rejections; with it, at most `probe_burst - L`, and only when L is that
 small. The burst is booked against the pace learned afterwards (as if those
 calls had been paced from the first), so no window holds more than the limit;
 it only keeps the probe's round trip from being dead time, which for 300 calls
-at 40/s with 0.2 s latency was 2.5 % of the run.
+at 40/s with 0.2 s latency was 2.5 % of the run. The provider streams the probe
+burst (`Ticket.probe`): a streamed answer's headers come with its first token,
+so the others wait a time to first token, not a whole answer's latency.
 
 The probe is paid once per endpoint, not once per run: a run ends by keeping
 what it learned (`learned()`, stored in the ledger's `endpoint_limits`), and the
@@ -447,11 +449,17 @@ def _ratelimit_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Ticket:
-    """One booked send: its order, when it may go and the tokens it was booked for."""
+    """One booked send: its order, when it may go and the tokens it was booked for.
+
+    `probe` is True for a send booked before any answer told us the endpoint's
+    limits (the probe burst): the provider streams those, because a streamed
+    answer's headers arrive before its text, and the other threads wait on them.
+    """
 
     seq: int
     at: float
     tokens: float
+    probe: bool = False
 
 
 @dataclass(frozen=True)
@@ -664,7 +672,7 @@ class HeaderPacer:
                 self._probe_deadline = at + self._probe_timeout_s
             self.requests.commit(at, 1.0)
             self.tokens.commit(at, tokens)
-            return Ticket(self._seq, at, tokens)
+            return Ticket(self._seq, at, tokens, probe=not self._probe_answered)
 
     def observe(self, headers: Mapping[str, str], ticket: Ticket | None = None, *, admitted: bool = True) -> bool:
         """Learn from one answer's headers; True if this ended the probe (wake the waiters).

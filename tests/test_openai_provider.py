@@ -29,6 +29,7 @@ from report_pipeline.errors import (
 from report_pipeline.providers._transport import PooledTransport, make_http_client
 from report_pipeline.providers.base import ChatRequest, Provider
 from report_pipeline.providers.openai_provider import OpenAIProvider, estimate_tokens
+from report_pipeline.ratelimit import HeaderPacer, LearnedLimits
 from report_pipeline.retry import RetryPolicy
 from report_pipeline.simulator import SimulatorHandle
 from tests.simulator_support import TEST_API_KEY, make_simulator, simulator  # noqa: F401
@@ -157,6 +158,34 @@ def test_server_without_usage_or_rate_headers_still_works() -> None:
     assert (first.text, first.prompt_tokens, first.completion_tokens) == ("plain answer", 5, 3)
     assert first.cost_usd > 0
     assert (first.model, first.finish_reason) == ("gpt-4o-mini", "stop")
+
+
+# -- the streamed probe -------------------------------------------------------------------
+
+
+def test_the_probes_headers_release_the_waiting_calls_before_its_text(make_simulator: MakeSimulator) -> None:  # noqa: F811
+    """The first calls to an unknown endpoint are streamed: their headers, limits included, come
+    before their text, so the threads waiting on the probe go a whole model latency sooner."""
+    sim = make_simulator(api_key=TEST_API_KEY, requests_per_window=1000, window_s=60.0)
+    pacer = HeaderPacer(probe_timeout_s=120.0)  # unstreamed, the ninth call would wait 2 minutes
+    with _provider(_config(sim.base_url), pacer=pacer) as provider, ThreadPoolExecutor(9) as pool:
+        held = [pool.submit(provider.complete, _ask(f"probe {i} sim:hold=text")) for i in range(8)]
+        sim.wait_until_held(8, "text")
+        free = pool.submit(provider.complete, _ask("a call that waited for the probe")).result(timeout=10)
+        # answered while every probe's text is still held: their headers alone ended the probe
+        learned = provider.throttle.pacer.learned()
+        assert learned is not None and learned.requests_limit == 1000
+        assert not any(f.done() for f in held) and sim.stats()["completed"] == 1
+        sim.release("text")
+        streamed = [f.result(timeout=10) for f in held]
+    assert sim.stats()["calls"] == 9
+    # a streamed answer is the same answer: same text, usage and finish reason as unstreamed
+    with _provider(_config(sim.base_url)) as later:
+        later.throttle.pacer.recall(LearnedLimits(requests_limit=1000, requests_window_s=60.0))  # no probe
+        again = [later.complete(_ask(f"probe {i} sim:hold=text")) for i in range(8)]
+    for one, other in zip(streamed, again, strict=True):
+        assert (one.text, one.prompt_tokens, one.completion_tokens, one.finish_reason, one.model) == (
+            other.text, other.prompt_tokens, other.completion_tokens, other.finish_reason, other.model)
 
 
 # -- retries -----------------------------------------------------------------------------
@@ -429,12 +458,17 @@ def test_openai_calls_send_the_plain_body_with_a_bearer_key() -> None:
     request = ChatRequest(model="gpt-4o-mini", messages=({"role": "user", "content": "hi"},), max_tokens=50,
                           response_format={"type": "json_object"})
     with _recording_server() as (root, seen), _provider(_config(f"{root}/v1")) as provider:
+        provider.complete(request)  # the probe: the endpoint's limits are not known yet
         provider.complete(request)
-    (call,) = seen.seen
-    assert call["path"] == "/v1/chat/completions"
+    probe, call = seen.seen
+    assert call["path"] == probe["path"] == "/v1/chat/completions"
     assert call["headers"]["authorization"] == f"Bearer {TEST_API_KEY}"
-    assert call["body"] == {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
-                            "temperature": 0.2, "max_tokens": 50, "response_format": {"type": "json_object"}}
+    plain = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+             "temperature": 0.2, "max_tokens": 50, "response_format": {"type": "json_object"}}
+    assert call["body"] == plain
+    # the probe is streamed, so its rate-limit headers come before its text; this server
+    # ignores `stream` and answers plain JSON, which is read as an answer all the same
+    assert probe["body"] == {**plain, "stream": True, "stream_options": {"include_usage": True}}
 
 
 def test_pool_reuses_one_connection_for_calls_one_after_another() -> None:

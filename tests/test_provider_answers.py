@@ -24,6 +24,7 @@ from report_pipeline.config import RunConfig
 from report_pipeline.errors import BudgetExceeded, ProviderError, RateLimited, TransientProviderError
 from report_pipeline.providers.base import ChatRequest
 from report_pipeline.providers.openai_provider import OpenAIProvider
+from report_pipeline.ratelimit import LearnedLimits
 from report_pipeline.retry import RetryPolicy
 
 KEY = "sk-answers-test-5e1d"
@@ -125,10 +126,14 @@ def _drip(byte: bytes | None, every_s: float) -> Handler:
 
 
 @contextmanager
-def _provider(server: OddServer, **changes: Any) -> Iterator[OpenAIProvider]:
+def _provider(server: OddServer, *, probe: bool = False, **changes: Any) -> Iterator[OpenAIProvider]:
+    """A provider on `server`; without `probe`, as on an endpoint a previous run learned sends no
+    rate-limit headers, so every call is plain (the streamed probe has its own tests, section 7)."""
     config = RunConfig(provider="openai", base_url=server.base_url, api_key=SecretStr(KEY), model="gpt-4o-mini",
                        **changes)
     provider = OpenAIProvider(config, policy=FAST)
+    if not probe:
+        provider.throttle.pacer.recall(LearnedLimits())
     try:
         yield provider
     finally:
@@ -361,3 +366,137 @@ def test_a_body_that_trickles_in_times_out_at_request_timeout_s(odd_server: OddS
     assert "timeout" in error.message
     assert len(odd_server.seen) == FAST.max_retries + 1  # a timeout is retried, like any other
     assert time.monotonic() - started < 10  # three attempts of 1 s each, not three of 90 s
+
+
+# -- 9. the streamed probe --------------------------------------------------------------------
+# The first calls to an endpoint whose limits are unknown are streamed, so that their headers
+# (and the limits in them) arrive before their text; every other call is plain. A probe that
+# fails is retried plain: its headers already ended the probe.
+
+
+def _event(payload: Any) -> bytes:
+    return b"data: " + (payload if isinstance(payload, bytes) else json.dumps(payload).encode()) + b"\n\n"
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"id": "x", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+_USAGE_EVENT = {"id": "x", "object": "chat.completion.chunk", "model": "gpt-4o-mini-2024", "choices": [],
+                "usage": {"prompt_tokens": 120, "completion_tokens": 60}}
+_GOOD_STREAM = [_chunk({"role": "assistant", "content": ""}), _chunk({"content": "a streamed "}),
+                _chunk({"content": "answer"}), _chunk({}, "length"), _USAGE_EVENT, b"[DONE]"]
+
+
+def _streams(events: list[Any], *, plain: Handler | None = None, status: int = 200) -> Handler:
+    """Server-sent `events` to a request with `stream: true`; `plain` (a good answer) to any other."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if not body.get("stream"):
+            return await (plain or _json(_ok()))(request)
+        if status != 200:
+            return web.json_response(events[0], status=status)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"".join(_event(e) for e in events))
+        await response.write_eof()
+        return response
+    return handler
+
+
+def test_a_streamed_probe_reads_text_tokens_and_finish_reason_from_its_events(odd_server: OddServer) -> None:
+    odd_server.chat = _streams(_GOOD_STREAM)
+    with _provider(odd_server, probe=True) as provider:
+        response = provider.complete(_ask())
+    assert (response.text, response.prompt_tokens, response.completion_tokens) == ("a streamed answer", 120, 60)
+    assert (response.model, response.finish_reason, response.attempts) == ("gpt-4o-mini-2024", "length", 1)
+    assert response.cost_usd > 0
+
+
+@pytest.mark.parametrize("bad", [
+    _event({"error": {"message": "Upstream provider returned error: overloaded", "code": 502}}),
+    b"data: {not json\n\n",
+], ids=["error-event", "not-json"])
+def test_a_probe_whose_stream_breaks_is_retried_plain(odd_server: OddServer, bad: bytes) -> None:
+    odd_server.chat = _streams([_chunk({"role": "assistant", "content": "an "}), bad])
+    with _provider(odd_server, probe=True) as provider:
+        response = provider.complete(_ask())
+    assert (response.text, response.attempts) == ("an answer", 2)
+    assert len(odd_server.seen) == 2
+
+
+def test_a_streamed_probe_without_usage_is_estimated_without_blaming_the_endpoint(
+    odd_server: OddServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """llama.cpp's Python server ignores stream_options: its plain answers do carry usage, so the
+    once-a-run warning that the endpoint sends none would be wrong."""
+    odd_server.chat = _streams([_chunk({"content": "a streamed answer"}, "stop"), b"[DONE]"])
+    with _provider(odd_server, probe=True) as provider:
+        response = provider.complete(_ask("x" * 40))
+        plain = provider.complete(_ask("x" * 40))
+    assert (response.text, response.prompt_tokens, response.completion_tokens) == ("a streamed answer", 14, 5)
+    assert (plain.prompt_tokens, plain.completion_tokens) == (100, 50)
+    assert not any("no usable token usage" in r.getMessage() for r in caplog.records)
+
+
+def test_a_streamed_probe_with_no_text_fails_naming_the_finish_reason(odd_server: OddServer) -> None:
+    odd_server.chat = _streams([_chunk({"role": "assistant", "content": ""}), _chunk({}, "content_filter"), b"[DONE]"])
+    with _provider(odd_server, probe=True) as provider, pytest.raises(ProviderError) as caught:
+        provider.complete(_ask())
+    assert "blocked by the content filter" in caught.value.message
+    assert len(odd_server.seen) == 1
+
+
+def test_an_endpoint_that_refuses_streaming_is_asked_plain_from_then_on(
+    odd_server: OddServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="report_pipeline.provider")
+    refusal = {"error": {"message": "Unrecognized request argument supplied: stream_options", "code": None}}
+    odd_server.chat = _streams([refusal], status=400)
+    with _provider(odd_server, probe=True) as provider:
+        first = provider.complete(_ask())
+        provider.throttle.pacer._probe_answered = False  # as if the limits were still unknown
+        second = provider.complete(_ask())
+    assert (first.text, first.attempts, second.text) == ("an answer", 1, "an answer")
+    assert len(odd_server.seen) == 3  # the refused stream, then two plain calls: streaming is not tried again
+    assert any("refused a streamed call" in r.getMessage() for r in caplog.records)
+
+
+def test_a_400_that_is_not_about_streaming_fails_the_probe_once(odd_server: OddServer) -> None:
+    odd_server.chat = _streams([{"error": {"message": "This model's maximum context length is 8192 tokens"}}], status=400)
+    with _provider(odd_server, probe=True) as provider, pytest.raises(ProviderError) as caught:
+        provider.complete(_ask())
+    assert caught.value.status_code == 400 and "maximum context length" in caught.value.message
+    assert len(odd_server.seen) == 1
+
+
+def test_a_streamed_probe_that_trickles_in_times_out_at_request_timeout_s(odd_server: OddServer) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for _ in range(10_000):
+            await response.write(b": keep-alive\n\n")  # an SSE comment: never an event
+            await asyncio.sleep(0.2)
+        return response
+    odd_server.chat = handler
+    started = time.monotonic()
+    error = _fails_probe(odd_server, request_timeout_s=1.0)
+    assert isinstance(error, TransientProviderError) and "timeout" in error.message
+    assert len(odd_server.seen) == FAST.max_retries + 1
+    assert time.monotonic() - started < 10
+
+
+def _fails_probe(server: OddServer, **changes: Any) -> ProviderError:
+    with _provider(server, probe=True, **changes) as provider, pytest.raises(ProviderError) as caught:
+        provider.complete(_ask())
+    return caught.value
+
+
+def test_a_placeholder_key_for_a_local_server_does_not_mangle_messages(odd_server: OddServer) -> None:
+    """OPENAI_API_KEY=x for llama.cpp: hiding every "x" would make "ma***imum" of the server's words."""
+    odd_server.chat = _json({"error": {"message": "This model's maximum context length is 2048 tokens"}}, status=400)
+    config = RunConfig(provider="openai", base_url=odd_server.base_url, api_key=SecretStr("x"), model="gpt-4o-mini")
+    with OpenAIProvider(config, policy=FAST) as provider, pytest.raises(ProviderError) as caught:
+        provider.complete(_ask())
+    assert "This model's maximum context length is 2048 tokens" in caught.value.message

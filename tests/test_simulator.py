@@ -483,6 +483,58 @@ def test_hold_directive_waits_for_its_gate(simulator: SimulatorHandle) -> None:
     assert simulator.stats()["held"] == {}
 
 
+# --- streamed answers ----------------------------------------------------------------------
+
+
+def test_a_streamed_answer_sends_its_headers_before_its_text(make_simulator) -> None:  # noqa: F811
+    """As OpenAI does: the status and rate-limit headers at once, the events after the latency."""
+    sim = make_simulator(requests_per_window=100, window_s=60.0)
+    with open_client(sim) as client:
+        stream = ask(client, "Streamed sim:hold=text", stream=True, stream_options={"include_usage": True})
+        # create() returned: the headers are here while the text is still held at the gate
+        assert sim.stats()["held"] == {"text": 1}
+        assert stream.response.headers["x-ratelimit-limit-requests"] == "100"
+        assert stream.response.headers["content-type"].startswith("text/event-stream")
+        sim.release("text")
+        chunks = list(stream)
+        plain = ask(client, "Streamed sim:hold=text")
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == plain.choices[0].message.content
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    (usage,) = [c.usage for c in chunks if c.usage is not None]
+    assert not chunks[-1].choices and usage.model_dump(include={"prompt_tokens", "completion_tokens"}) == (
+        plain.usage.model_dump(include={"prompt_tokens", "completion_tokens"}))
+    assert sim.stats()["completed"] == 2
+
+
+def test_a_stream_without_include_usage_sends_no_usage_chunk(simulator: SimulatorHandle) -> None:  # noqa: F811
+    with open_client(simulator) as client:
+        chunks = list(ask(client, "No usage", stream=True))
+    assert chunks and all(c.usage is None and c.choices for c in chunks)
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"stream_options": {"include_usage": True}}, "only allowed when 'stream' is enabled"),
+    ({"stream": "yes"}, "must be a boolean"),
+    ({"stream": True, "stream_options": {"include_usage": 1}}, "must be a boolean"),
+])
+def test_stream_options_are_checked(simulator: SimulatorHandle, body: dict[str, Any], message: str) -> None:  # noqa: F811
+    with open_client(simulator) as client, pytest.raises(openai.BadRequestError) as caught:
+        client.post("/chat/completions", cast_to=object,
+                    body={"model": "sim-small", "messages": [{"role": "user", "content": "x"}], **body})
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("fault", ["drop_rate", "malformed_rate"])
+def test_stream_faults_break_the_stream_after_its_headers(make_simulator, fault: str) -> None:  # noqa: F811
+    sim = make_simulator(**{fault: 1.0})
+    with open_client(sim) as client:
+        stream = ask(client, "Broken stream", stream=True)
+        with pytest.raises((openai.APIConnectionError, ValueError)):
+            list(stream)
+    assert sim.stats()["faults"] == {fault.removesuffix("_rate"): 1}
+
+
 # --- stats and control -------------------------------------------------------------------
 
 
@@ -633,3 +685,11 @@ def test_cli_prints_the_base_url_and_stops_on_sigterm() -> None:
 def test_cli_rejects_a_bad_flag_value(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--error-rate", "2"]) == 2
     assert "error_rate" in capsys.readouterr().err
+
+
+def test_a_streamed_batch_line_is_answered_400() -> None:
+    from report_pipeline.simulator._server import SimulatorServer
+
+    body = {"model": "sim-small", "messages": [{"role": "user", "content": "x"}], "stream": True}
+    result = SimulatorServer().answer_batch_request(body, server_error=False)
+    assert result.status_code == 400 and "stream is not supported in a batch" in json.dumps(result.body)

@@ -43,6 +43,7 @@ from ..errors import (
     RateLimited,
     TransientProviderError,
 )
+from ..logs import redact
 from ..ratelimit import (
     HeaderPacer,
     InFlightLimit,
@@ -121,6 +122,10 @@ class _Failure(Exception):
         return self.status_code == 429
 
 
+class _StreamRefused(Exception):
+    """The endpoint answered a streamed call with 400: send it again, unstreamed."""
+
+
 @dataclass(frozen=True)
 class _Answer:
     text: str
@@ -151,6 +156,7 @@ class OpenAIProvider:
         wall_clock: Callable[[], float] = time.time,
         meter: CostMeter | None = None,
         policy: RetryPolicy | None = None,
+        pacer: HeaderPacer | None = None,
     ) -> None:
         if config.provider not in ("openai", "azure"):
             raise ConfigError(
@@ -172,13 +178,14 @@ class OpenAIProvider:
             limiter=RateLimiter(
                 config.requests_per_minute, config.tokens_per_minute, clock=clock, sleeper=self._sleeper
             ),
-            pacer=HeaderPacer(clock=clock),
+            pacer=pacer or HeaderPacer(clock=clock),
             clock=clock,
             sleeper=self._sleeper,
         )
         self._stop_lock = threading.Lock()
         self._stopped: ProviderError | None = None
         self._usage_warned = False  # "no usage, cost estimated" is said once a run
+        self._stream_probes = True  # until the endpoint refuses a streamed call (a 400)
         timeout = httpx2.Timeout(
             config.request_timeout_s, connect=min(_CONNECT_TIMEOUT_S, config.request_timeout_s)
         )
@@ -292,12 +299,20 @@ class OpenAIProvider:
 
     def _attempt(self, request: ChatRequest, tokens: int) -> _Answer:
         with self._in_flight.slot():
-            try:
-                ticket = self._throttle.acquire(tokens)
-            except Stopped:
-                self._raise_if_stopped()
-                raise NotSent("the run is stopping: this call was not sent", attempts=0) from None
+            ticket = self._acquire(tokens)
+            if ticket.probe and self._stream_probes:
+                try:
+                    return self._send_streamed(request, ticket)
+                except _StreamRefused:
+                    ticket = self._acquire(tokens)
             return self._send(request, ticket)
+
+    def _acquire(self, tokens: int) -> Ticket:
+        try:
+            return self._throttle.acquire(tokens)
+        except Stopped:
+            self._raise_if_stopped()
+            raise NotSent("the run is stopping: this call was not sent", attempts=0) from None
 
     def _send(self, request: ChatRequest, ticket: Ticket) -> _Answer:
         """Send once; every booked ticket is observed exactly once, answered or not."""
@@ -318,6 +333,110 @@ class OpenAIProvider:
             return self._read_answer(response, request)
         finally:
             self._throttle.observe(headers, ticket, admitted=admitted)
+
+    def _send_streamed(self, request: ChatRequest, ticket: Ticket) -> _Answer:
+        """Send a probe call streamed, and learn the limits from its headers before its text.
+
+        Until one answer's headers say what the endpoint allows, every thread but
+        the probe burst waits (ratelimit.py). Unstreamed, the headers come with
+        the whole answer: one full model latency with 8 calls in flight, every
+        first run against an endpoint. Streamed, they come with the first token,
+        so the waiting threads go that much sooner. The text, finish reason and
+        usage (`stream_options.include_usage`) are then read from the events and
+        make the same answer as unstreamed. An endpoint that refuses the stream
+        (a 400 or 422 naming it, e.g. an older API version without
+        `stream_options`) is asked unstreamed, now and for the rest of the run
+        (`_StreamRefused`); one that ignores it is read as a plain answer.
+        """
+        headers: Mapping[str, str] = {}
+        admitted, observed = True, False
+        try:
+            self._raise_if_stopped()
+            self._meter.check()
+            try:
+                stream = self._client.post(
+                    _CHAT_PATH,
+                    body={**_params(request), "stream": True, "stream_options": {"include_usage": True}},
+                    cast_to=object,
+                    stream=True,
+                    stream_cls=openai.Stream[object],
+                    options={"security": {"bearer_auth": True}},
+                )
+            except openai.APIStatusError as error:
+                headers = error.response.headers
+                admitted = error.status_code != 429
+                message = self._scrub(_server_message(error))
+                if error.status_code in (400, 422) and "stream" in message.lower():
+                    self._stream_probes = False
+                    log.info("%s: the endpoint refused a streamed call (%s); calls go unstreamed",
+                             self.name, message[:_MAX_MESSAGE_CHARS])
+                    raise _StreamRefused from None
+                raise self._classify(error) from None
+            except openai.APIError as error:
+                raise self._classify(error) from None
+            headers = stream.response.headers
+            self._throttle.observe(headers, ticket, admitted=True)  # the waiting threads go now
+            observed = True
+            with stream:
+                if not _is_event_stream(stream.response):  # a server that ignores `stream`
+                    self._read_body(stream.response)
+                    return self._read_answer(stream.response, request)
+                return self._read_stream(stream, request)
+        finally:
+            if not observed:
+                self._throttle.observe(headers, ticket, admitted=admitted)
+
+    def _read_stream(self, stream: openai.Stream[object], request: ChatRequest) -> _Answer:
+        """The answer from a stream's `chat.completion.chunk` events: text, finish reason, usage.
+
+        The first choice's deltas are joined into one message, which then goes
+        through the same checks as an unstreamed answer's (`_answer`).
+        """
+        response = stream.response
+        parts: list[str] = []
+        message: dict[str, Any] = {}
+        choice: dict[str, Any] = {}
+        usage: object = None
+        model: object = None
+        try:
+            for chunk in stream:
+                if not isinstance(chunk, dict):
+                    raise _Failure("malformed", "malformed response", "a streamed event is not a JSON object")
+                model = chunk.get("model") or model
+                if chunk.get("usage") is not None:
+                    usage = chunk["usage"]
+                for event_choice in chunk.get("choices") or ():
+                    if not isinstance(event_choice, dict) or event_choice.get("index", 0) != 0:
+                        continue
+                    delta = event_choice.get("delta")
+                    if isinstance(delta, dict):
+                        content = delta.get("content")
+                        if isinstance(content, str):
+                            parts.append(content)
+                        for name in ("tool_calls", "reasoning_content", "reasoning", "refusal"):
+                            if delta.get(name):
+                                message[name] = delta[name]
+                    if event_choice.get("finish_reason"):
+                        choice["finish_reason"] = event_choice["finish_reason"]
+        except (openai.APIStatusError, openai.APIConnectionError) as error:  # timeouts are connection errors
+            raise self._classify(error) from None
+        except openai.APIError as error:  # an `error` event mid-stream (the SDK raises it)
+            raise self._error_in_body(error.body if error.body is not None else error.message) from None
+        except ValueError:  # an event whose data is not JSON
+            raise _Failure("malformed", "malformed response", "a streamed event is not JSON") from None
+        message["content"] = "".join(parts)
+        data = {"model": model, "usage": usage}
+        return self._answer(data, choice, message, request, response, streamed=True)
+
+    def _read_body(self, response: httpx2.Response) -> None:
+        """Read a body the SDK left unread, with its errors as the SDK would have reported them."""
+        try:
+            response.read()
+        except httpx2.TimeoutException:
+            raise self._classify(openai.APITimeoutError(request=response.request)) from None
+        except httpx2.TransportError as error:
+            message = f"{type(error).__name__}: {error}"
+            raise self._classify(openai.APIConnectionError(message=message, request=response.request)) from None
 
     def _post_chat(self, request: ChatRequest) -> httpx2.Response:
         """POST /chat/completions through the SDK client, skipping what we would throw away.
@@ -378,8 +497,29 @@ class OpenAIProvider:
         try:
             choice = data["choices"][0]
             message = choice["message"]
-            text = message_text(message.get("content"))
         except (KeyError, IndexError, TypeError, AttributeError):
+            raise self._not_an_answer(response, data) from None
+        return self._answer(data, choice, message, request, response)
+
+    def _answer(
+        self,
+        data: Mapping[str, Any],
+        choice: Mapping[str, Any],
+        message: Mapping[str, Any],
+        request: ChatRequest,
+        response: httpx2.Response,
+        *,
+        streamed: bool = False,
+    ) -> _Answer:
+        """Text, tokens and finish reason from the first choice, streamed or not.
+
+        A stream without usage (servers that ignore `stream_options`, llama.cpp's
+        Python server among them) is estimated without the once-a-run warning:
+        it says nothing of the plain calls, which are most of them.
+        """
+        try:
+            text = message_text(message.get("content"))
+        except (TypeError, AttributeError):
             raise self._not_an_answer(response, data) from None
         if not text or text.isspace():
             raise self._no_text(choice, message, request)
@@ -396,7 +536,10 @@ class OpenAIProvider:
             prompt_tokens = _count(usage.get("prompt_tokens"))
             completion_tokens = _count(usage.get("completion_tokens"))
         if prompt_tokens is None or completion_tokens is None:
-            self._warn_no_usage()
+            if streamed:
+                log.debug("%s: a streamed answer without usage: its tokens are estimated", request.label or request.model)
+            else:
+                self._warn_no_usage()
             if prompt_tokens is None:
                 prompt_tokens = _prompt_tokens(request)
             if completion_tokens is None:
@@ -584,7 +727,7 @@ class OpenAIProvider:
 
     def _scrub(self, text: str) -> str:
         """Last line of defence: the key's value never leaves this class in a message."""
-        return text.replace(self._key, "***") if self._key else text
+        return redact(text, (self._key,))
 
     def _build_client(self, timeout: httpx2.Timeout) -> openai.OpenAI:
         config = self._config
@@ -636,6 +779,10 @@ def _params(request: ChatRequest) -> dict[str, Any]:
     if request.response_format is not None:
         params["response_format"] = request.response_format
     return params
+
+
+def _is_event_stream(response: httpx2.Response) -> bool:
+    return response.headers.get("content-type", "").split(";")[0].strip().lower() == "text/event-stream"
 
 
 def _count(value: object) -> int | None:

@@ -12,7 +12,10 @@ and would fight the client for the GIL.
 
 Endpoints::
 
-    POST /v1/chat/completions   OpenAI chat.completion shape, usage estimate
+    POST /v1/chat/completions   OpenAI chat.completion shape, usage estimate; with
+                                stream: true, server-sent chunks (headers at once,
+                                the text after the latency; usage with
+                                stream_options.include_usage)
     GET  /v1/models             OpenAI list shape, models from the config
     GET  /v1/models/{id}        one model (404 if unknown)
     GET  /_sim/stats            counters (``SimulatorStats``, ``BatchCounters``)

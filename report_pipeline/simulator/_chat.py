@@ -295,6 +295,8 @@ class ChatRequest:
     max_tokens: int | None
     json_mode: bool
     temperature: object
+    stream: bool = False  # answer as server-sent events (headers at once, text after the latency)
+    include_usage: bool = False  # stream_options.include_usage: a last chunk with the usage
 
     @classmethod
     def parse(cls, raw: bytes) -> ChatRequest:
@@ -309,8 +311,7 @@ class ChatRequest:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise ValueError("you must provide a model parameter")
-        if body.get("stream"):
-            raise ValueError("the simulator does not support stream=true")
+        stream, include_usage = _stream_options(body)
         prompt = Prompt.from_messages(body.get("messages"))
         response_format = body.get("response_format")
         return cls(
@@ -321,6 +322,8 @@ class ChatRequest:
             json_mode=isinstance(response_format, dict)
             and response_format.get("type") == "json_object",
             temperature=body.get("temperature"),
+            stream=stream,
+            include_usage=include_usage,
         )
 
     def token_cost(self, completion_tokens: int) -> int:
@@ -328,6 +331,26 @@ class ChatRequest:
         completion it may produce (max_tokens when given, else the answer)."""
         reserved = self.max_tokens if self.max_tokens is not None else completion_tokens
         return self.prompt.prompt_tokens + reserved
+
+
+def _stream_options(body: Mapping[str, Any]) -> tuple[bool, bool]:
+    """(stream, include_usage), checked as OpenAI checks them: booleans, and options only with a stream."""
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise ValueError(f"stream: {stream!r} must be a boolean")
+    options = body.get("stream_options")
+    if options is None:
+        return stream, False
+    if not stream:
+        raise ValueError("The 'stream_options' parameter is only allowed when 'stream' is enabled.")
+    if not isinstance(options, dict):
+        raise ValueError("stream_options must be an object")
+    include_usage = options.get("include_usage", False)
+    if not isinstance(include_usage, bool):
+        raise ValueError(f"stream_options.include_usage: {include_usage!r} must be a boolean")
+    return stream, include_usage
 
 
 def _max_tokens(body: Mapping[str, Any]) -> int | None:
@@ -366,6 +389,51 @@ def completion_payload(
             "total_tokens": prompt_tokens + answer.completion_tokens,
         },
     }
+
+
+# A streamed answer's text arrives in this many pieces (fewer for short texts).
+_STREAM_PIECES = 4
+
+
+def stream_events(chat: ChatRequest, answer: Answer, *, completion_id: str, created: int) -> list[bytes]:
+    """The server-sent events of a streamed ``chat.completion.chunk`` answer, ``[DONE]`` last.
+
+    As OpenAI sends them: a first chunk with the role, the text in pieces, a
+    chunk with the finish_reason, then (with ``include_usage``) one with no
+    choices and the usage; every chunk before it carries ``"usage": null``.
+    """
+    base = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": chat.model,
+        "system_fingerprint": "fp_simulator",
+    }
+    usage_field: dict[str, Any] = {"usage": None} if chat.include_usage else {}
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return _event({**base, "choices": [choice], **usage_field})
+
+    text = answer.text
+    size = max(1, -(-len(text) // _STREAM_PIECES))
+    events = [chunk({"role": "assistant", "content": "", "refusal": None})]
+    events += [chunk({"content": text[i : i + size]}) for i in range(0, len(text), size)]
+    events.append(chunk({}, answer.finish_reason))
+    if chat.include_usage:
+        prompt_tokens = chat.prompt.prompt_tokens
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": answer.completion_tokens,
+            "total_tokens": prompt_tokens + answer.completion_tokens,
+        }
+        events.append(_event({**base, "choices": [], "usage": usage}))
+    events.append(b"data: [DONE]\n\n")
+    return events
+
+
+def _event(payload: Mapping[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
 def error_payload(

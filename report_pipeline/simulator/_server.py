@@ -24,6 +24,7 @@ from report_pipeline.simulator._chat import (
     completion_payload,
     compose_answer,
     error_payload,
+    stream_events,
 )
 from report_pipeline.simulator._config import SimulatorConfig, is_int
 from report_pipeline.simulator._gates import Gates
@@ -42,6 +43,10 @@ _CLIENT_MAX_SIZE = 64 * 1024 * 1024
 _SHUTDOWN_GRACE_S = 1.0
 _MALFORMED_BODY = b'{"id": "chatcmpl-sim-malformed", "object": "chat.completion", "choi'
 _DROPPED_BODY_PREFIX = b'{"id": "chatcmpl-sim-dropped", "object": "chat.completion", "cho'
+# A streamed answer that dies mid-event, and one whose event is not JSON.
+_DROPPED_EVENT_PREFIX = b'data: {"id": "chatcmpl-sim-dropped", "object": "chat.completion.chunk", "cho'
+_MALFORMED_EVENT = b'data: {"id": "chatcmpl-sim-malformed", "object": "chat.completion.chunk", "choi\n\n'
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 # The dropped response promises more bytes than it sends, so the client sees
 # the connection close mid-body rather than a short but complete response.
 _DROPPED_CONTENT_LENGTH = 4096
@@ -363,6 +368,8 @@ class SimulatorServer:
             # Counted when chosen: a client that gives up during a hang has
             # still met the fault.
             self._stats.faults[outcome.fault] += 1
+        if chat.stream and outcome.kind != "error":
+            return await self._stream(request, chat, outcome, draws, answer, decision.headers)
         await self._wait(chat, outcome, draws, config)
         return await self._deliver(request, chat, outcome, answer, decision.headers)
 
@@ -412,6 +419,8 @@ class SimulatorServer:
             chat = ChatRequest.from_body(body)
         except ValueError as error:
             return RequestResult(400, request_id, error_payload(400, str(error)))
+        if chat.stream:
+            return RequestResult(400, request_id, error_payload(400, "stream is not supported in a batch"))
         label = chat.directives.label
         outcome = self._directive_outcome(chat)
         if outcome is None and server_error:
@@ -509,6 +518,48 @@ class SimulatorServer:
         if kind == "bad_json":
             answer = clip_to_tokens(BAD_JSON_CONTENT, chat.max_tokens)
         return self._completion(chat, answer, headers)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        chat: ChatRequest,
+        outcome: _Outcome,
+        draws: _Draws,
+        answer: Answer,
+        headers: dict[str, str],
+    ) -> web.StreamResponse:
+        """A streamed answer: status and headers at once, the events after the latency.
+
+        What OpenAI does with `stream: true`, and why a client can learn the
+        rate-limit headers from a streamed call long before its text is written.
+        The faults happen after the headers: a hang sends nothing more, a drop
+        half an event, malformed an event that is not JSON. Errors (5xx, 4xx
+        directives) are plain JSON answers before any event, as OpenAI's are.
+        """
+        headers["x-request-id"] = self._next_request_id()
+        response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
+        await response.prepare(request)
+        await self._wait(chat, outcome, draws, self._config)
+        self._stats.status_counts["200"] += 1
+        if outcome.kind == "drop":
+            await response.write(_DROPPED_EVENT_PREFIX)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        if outcome.kind == "malformed":
+            await response.write(_MALFORMED_EVENT)
+            await response.write_eof()
+            return response
+        if outcome.kind == "bad_json":
+            answer = clip_to_tokens(BAD_JSON_CONTENT, chat.max_tokens)
+        events = stream_events(chat, answer, completion_id=self._completion_id(), created=int(self._wall_clock()))
+        await response.write(b"".join(events))
+        stats = self._stats
+        stats.completed += 1
+        stats.prompt_tokens += chat.prompt.prompt_tokens
+        stats.completion_tokens += answer.completion_tokens
+        await response.write_eof()
+        return response
 
     def _take_directive(self, kind: str, key: str, limit: int) -> bool:
         """True while this prompt has used fewer than ``limit`` of ``kind``; counts one use."""
