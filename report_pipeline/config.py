@@ -2,11 +2,18 @@
 and the environment (in that order of precedence), then passed into constructors.
 
 This is the only module that reads `os.environ`.
+
+A spreadsheet cell has its own idea of types: `2024` typed as a project name is a
+number, `10` typed into a text-formatted cell is text. So a number given for a
+text key reads as its text (`2024`, never `2024.0`), and numbers and TRUE/FALSE
+given as text (`"10"`, `"yes"`) are read as the key's type, as YAML values are.
 """
 
 from __future__ import annotations
 
 import os
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -54,8 +61,18 @@ DEFAULT_PRICES: dict[str, Price] = {
 }
 
 
+def _number_text(value: Any) -> Any:
+    """A number as the text a user typed: `2024` for 2024 and 2024.0 (Excel stores every number as a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _split_list(value: Any) -> Any:
     """Accept `a, b` from a spreadsheet cell or a CLI flag as well as a YAML list."""
+    value = _number_text(value)
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     return value
@@ -150,11 +167,21 @@ class RunConfig(BaseModel):
             return None
         return value
 
-    @model_validator(mode="after")
-    def _base_url_shape(self) -> RunConfig:
-        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_as_text(cls, data: Any) -> Any:
+        """`project_name: 2024` (YAML, or a number cell in the settings sheet) is the text "2024"."""
+        if not isinstance(data, Mapping):
+            return data
+        return {key: _number_text(value) if key in _TEXT_FIELDS else value for key, value in data.items()}
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_shape(cls, value: str | None) -> str | None:
+        # a field validator, not a model one, so the error names base_url (and its settings cell)
+        if value and not value.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
-        return self
+        return value
 
     # -- derived values -------------------------------------------------------------
 
@@ -193,6 +220,20 @@ class RunConfig(BaseModel):
         return data
 
 
+def _is_text(annotation: Any) -> bool:
+    """`str`, `Path`, or either or None: a key whose value is text a user types."""
+    if annotation in (str, Path):
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        parts = [part for part in typing.get_args(annotation) if part is not type(None)]
+        return bool(parts) and all(part in (str, Path) for part in parts)
+    return False
+
+
+# the keys whose values are free text (names, paths, URLs): a number given for one is its text
+_TEXT_FIELDS = frozenset(name for name, info in RunConfig.model_fields.items() if _is_text(info.annotation))
+
+
 def validate_steps(steps: tuple[str, ...]) -> tuple[str, ...]:
     """Steps must be known, unique, start with generate and keep chain order."""
     if not steps:
@@ -211,19 +252,44 @@ def validate_steps(steps: tuple[str, ...]) -> tuple[str, ...]:
 _FORBIDDEN_KEYS = {"api_key": "never put a key in a file: set the environment variable named by api_key_env"}
 
 
+def _problem(item: Mapping[str, Any]) -> str:
+    """One pydantic error as `key: what is wrong (got value)`."""
+    loc = ".".join(str(p) for p in item["loc"]) or "config"
+    if item["type"] == "extra_forbidden":
+        return f"unknown key {loc!r}: check its spelling against config/example.yaml"
+    value = item.get("input")
+    shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
+    message = str(item["msg"]).removeprefix("Value error, ")
+    return f"{loc}: {message}{shown}"
+
+
 def _describe(error: ValidationError, source: str, locations: Mapping[str, str] | None) -> str:
     lines = []
     for item in error.errors():
-        loc = ".".join(str(p) for p in item["loc"]) or "config"
         key = str(item["loc"][0]) if item["loc"] else ""
         where = (locations or {}).get(key, source)
-        if item["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown key {loc!r}: check its spelling against config/example.yaml")
-        else:
-            value = item.get("input")
-            shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
-            lines.append(f"{where}: {loc}: {item['msg']}{shown}")
+        lines.append(f"{where}: {_problem(item)}")
     return "\n".join(lines)
+
+
+def settings_problems(settings: Mapping[str, Any]) -> dict[str, str]:
+    """Each known key whose value cannot be used, mapped to why (`max_tokens: ... (got 0)`).
+
+    The settings sheet calls this while it reads, so a bad value is reported with
+    the workbook's other problems rather than in a second round. Every check is
+    per key, so checking the sheet's keys alone is exact; unknown keys are the
+    caller's to report.
+    """
+    known = {key: value for key, value in settings.items() if key in RunConfig.model_fields}
+    try:
+        RunConfig.model_validate(known)
+    except ValidationError as error:
+        found: dict[str, str] = {}
+        for item in error.errors():
+            key = str(item["loc"][0]) if item["loc"] else ""
+            found.setdefault(key, _problem(item))
+        return found
+    return {}
 
 
 def _validate(

@@ -12,10 +12,16 @@ and applied with plain boolean masks. The grammar, in full:
     value      := number | "quoted" | 'quoted' | bare word
 
 `and` binds tighter than `or`; there are no parentheses for grouping.
+
+CSV files come from many Excels: the delimiter is sniffed from the first lines
+(one of `, ; TAB |`, falling back to a comma), and a semicolon file, which is
+what Excel writes where the comma is the decimal mark, has its `2,50` columns
+read as numbers.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 import threading
@@ -45,6 +51,7 @@ __all__ = [
     "check_source",
     "filter_columns",
     "load_frame",
+    "ole2_advice",
     "parse_filter",
     "read_table",
     "source_problems",
@@ -58,6 +65,12 @@ FILTER_SYNTAX = (
 )
 CSV_SUFFIXES = (".csv",)
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+CSV_DELIMITERS = ",;\t|"
+_SNIFF_BYTES = 64 * 1024
+# An OLE2 compound file: an old .xls, or an .xlsx encrypted with a password (its package wrapped in one).
+OLE2_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")  # the stream name in the compound file's directory
+_OLE2_SCAN_BYTES = 64 * 1024 * 1024
 
 
 class DataSourceError(ValueError):
@@ -348,16 +361,82 @@ def apply_filter(frame: pd.DataFrame, expression: AnyOf) -> pd.DataFrame:
 # -- loading ----------------------------------------------------------------------------
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def ole2_advice(path: Path) -> str | None:
+    """What to tell a user whose "workbook" is an OLE2 compound file; None when it is not one.
+
+    Excel wraps a password-protected .xlsx in the same container as an old .xls,
+    so the signature alone cannot tell them apart; a directory entry named
+    EncryptedPackage can. When it is not found (a very large file, or an .xls
+    that is itself protected) the advice covers both.
+    """
     try:
-        # utf-8-sig drops the byte-order mark Excel writes into "CSV UTF-8" files
-        return pd.read_csv(path, encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        # Excel's plain "CSV" on Windows is cp1252; try it before giving up
+        with Path(path).open("rb") as handle:
+            head = handle.read(len(OLE2_SIGNATURE))
+            if head != OLE2_SIGNATURE:
+                return None
+            body = handle.read(_OLE2_SCAN_BYTES)
+    except OSError:
+        return None
+    if _ENCRYPTED_PACKAGE in body:
+        return (
+            "this workbook is protected with a password — open it in Excel and save an unprotected copy as .xlsx "
+            "(File > Info > Protect Workbook > Encrypt with Password, clear the password, save)"
+        )
+    return (
+        "this file was saved as .xls or protected with a password — open it in Excel and save an unprotected "
+        "copy as .xlsx (File > Save As > Excel Workbook)"
+    )
+
+
+def _sniff_delimiter(sample: str) -> str:
+    """The delimiter of a CSV sample, one of `CSV_DELIMITERS`; a comma when unsure.
+
+    The header line must contain the delimiter sniffed, so a comma file whose
+    values hold semicolons (`"a; b"`) is never split on them, and a one-column
+    file stays one column.
+    """
+    lines = sample.splitlines()
+    if len(lines) > 1 and not sample.endswith(("\n", "\r")):
+        sample = "\n".join(lines[:-1])  # the sample may end mid-line
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=CSV_DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+    header = lines[0] if lines else ""
+    return delimiter if delimiter in header else ","
+
+
+_DECIMAL_COMMA = re.compile(r"-?\d+(,\d+)?\Z")
+
+
+def _decimal_commas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns that hold only numbers like `2,50` (and whole numbers) read as floats."""
+    for name in frame.columns:
+        series = frame[name]
+        if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+            continue
+        values = series.dropna()
+        if values.empty or not all(isinstance(v, str) for v in values):
+            continue
+        text = values.str.strip()
+        if text.str.match(_DECIMAL_COMMA).all() and text.str.contains(",", regex=False).any():
+            frame[name] = pd.to_numeric(series.str.strip().str.replace(",", ".", regex=False))
+    return frame
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    with path.open("rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    # utf-8-sig drops the byte-order mark Excel writes into "CSV UTF-8" files;
+    # Excel's plain "CSV" on Windows is cp1252: try it before giving up
+    for encoding in ("utf-8-sig", "cp1252"):
+        delimiter = _sniff_delimiter(head.decode(encoding, errors="replace"))
         try:
-            return pd.read_csv(path, encoding="cp1252")
+            frame = pd.read_csv(path, encoding=encoding, sep=delimiter)
         except UnicodeDecodeError:
-            raise DataSourceError(f"{path}: not UTF-8 text — save it as \"CSV UTF-8\"") from None
+            continue
+        return _decimal_commas(frame) if delimiter == ";" else frame
+    raise DataSourceError(f"{path}: not UTF-8 text — save it as \"CSV UTF-8\"")
 
 
 def _read_excel(path: Path, sheet: str | None) -> pd.DataFrame:
@@ -370,6 +449,9 @@ def _read_excel(path: Path, sheet: str | None) -> pd.DataFrame:
     except DataSourceError:
         raise
     except Exception as error:  # zip, XML and openpyxl errors all mean "not a workbook we can read"
+        advice = ole2_advice(path)
+        if advice is not None:
+            raise DataSourceError(f"{path}: {advice}") from None
         raise DataSourceError(f"{path}: cannot read it as an Excel workbook ({type(error).__name__}: {error})") from None
 
 

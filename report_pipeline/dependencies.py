@@ -8,6 +8,10 @@ A `depends_on` entry is either `OBJ.TASK` (that task) or `OBJ` (every task of
 that chapter, e.g. an executive summary after all chapters). An objective_id
 may not contain `.` and no id may contain `,` (the sheet validator enforces
 it), so an entry is never ambiguous: a task key splits at its first dot.
+
+Ids are case-sensitive, here as in `results["OBJ.TASK"]` in a prompt: `o1.t2`
+is not `O1.T2`. The "did you mean" hint ignores case, though, and names the id
+exactly as the sheet spells it, so the analyst can type it as shown.
 """
 
 from __future__ import annotations
@@ -57,12 +61,18 @@ def format_cycle(keys: Sequence[str]) -> str:
     return " -> ".join([*keys, keys[0]])
 
 
-def _suggestion(entry: str, task: Task, known: Sequence[str]) -> str:
-    close = [c for c in difflib.get_close_matches(entry, known, n=3) if c not in (task.key, task.objective_id)]
-    return f" (did you mean {close[0]}?)" if close else ""  # never suggest the task itself
+def _suggestion(entry: str, task: Task, known: Mapping[str, str]) -> str:
+    """` (did you mean O1.T2?)`, or "". `known` maps each id's casefold to the id as spelt."""
+    own = {task.key, task.objective_id}  # never suggest the task itself
+    folded = entry.casefold()
+    exact = known.get(folded)
+    if exact is not None and exact not in own:
+        return f" (did you mean {exact}? ids are case-sensitive)"
+    close = [known[c] for c in difflib.get_close_matches(folded, known, n=3) if known[c] not in own]
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
-def _reference_problems(task: Task, task_keys: set[str], objective_ids: set[str], known: Sequence[str]) -> list[str]:
+def _reference_problems(task: Task, task_keys: set[str], objective_ids: set[str], known: Mapping[str, str]) -> list[str]:
     problems = []
     for entry in task.depends_on:
         if entry == task.key:
@@ -115,7 +125,11 @@ def dependency_problems(tasks: Sequence[Task], objectives: Sequence[Objective]) 
     objective_ids = {objective.objective_id for objective in objectives}
     by_key = {task.key: task for task in tasks}
     position = {task.key: i for i, task in enumerate(tasks)}
-    known = sorted(task_keys | objective_ids)  # once: suggestions for 10,000 tasks must not sort 10,000 times
+    # once: suggestions for 10,000 tasks must not sort 10,000 times. Ids that differ only
+    # in case (legal, if unwise) keep the first in sorted order as the suggestion.
+    known: dict[str, str] = {}
+    for key in sorted(task_keys | objective_ids):
+        known.setdefault(key.casefold(), key)
     problems: list[tuple[Task, str]] = []
     for task in tasks:
         problems.extend((task, message) for message in _reference_problems(task, task_keys, objective_ids, known))

@@ -11,13 +11,29 @@ turn rows into `Objective`, `Task`, `DataSource`, settings and step prompts
 (checking each cell's type); then the checks across sheets (references,
 dependencies, data files, templates). Rows that are disabled (or whose
 objective is) get the cell checks but not the deep ones: an analyst parks
-half-written rows that way.
+half-written rows that way. Settings values are checked here too (by
+`config.settings_problems`), so a bad value comes in the same list.
+
+What a sheet looks like to an analyst, not to a parser, decides how it reads:
+
+- The header is the first of the first five rows that holds every required
+  column, so a title above it ("Q3 report prompts" in row 1) is fine. With no
+  such row, the row naming most of the sheet's columns is taken as the header
+  and the missing columns are reported in it.
+- A cell merged down a column (O1 merged across three task rows) gives its
+  value to every row it covers, in any column: that is what the sheet shows.
+  A row whose only values come from such a merge is blank. A cell merged
+  across columns would leave the columns after its first one empty while
+  looking filled, so that is a problem naming the range, unless the columns it
+  covers are only notes (unknown columns). Merges in or above the header row
+  (a title across the top) are ignored.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import difflib
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from openpyxl import load_workbook
-from openpyxl.utils import column_index_from_string, get_column_letter
+from openpyxl.utils import column_index_from_string, get_column_letter, range_boundaries
 
-from .config import RunConfig, validate_steps
-from .data import source_problems
+from .config import RunConfig, settings_problems, validate_steps
+from .data import ole2_advice, source_problems
 from .dependencies import dependency_problems, expand_dependencies
 from .errors import PromptSheetError, SheetProblem
 from .models import DataSource, Objective, PromptSheet, Task
@@ -40,6 +56,7 @@ __all__ = [
     "CHART_CHOICES",
     "STEP_PROMPT_NAMES",
     "SheetReading",
+    "describe_sheet",
     "load_prompt_sheet",
     "read_prompt_sheet",
     "validate_sheet",
@@ -54,6 +71,10 @@ _TRUE_WORDS = frozenset({"true", "yes", "y", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "n", "0"})
 _DATA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _LIST_SEPARATORS = re.compile(r"[,;\n]")
+# how far down a header row is looked for (a title and a blank row above it are common)
+_HEADER_SEARCH_ROWS = 5
+# a merged range in a worksheet's XML (read-only worksheets do not parse them); any namespace prefix
+_MERGE_CELL = re.compile(rb"""<(?:\w+:)?mergeCell\b[^>]*?\bref=["']([A-Za-z]+[0-9]+:[A-Za-z]+[0-9]+)["']""")
 # settings a workbook may never hold (config.py says why when loading)
 _FORBIDDEN_SETTINGS = {"api_key": "never put a key in a workbook: set the environment variable named by api_key_env"}
 
@@ -95,13 +116,16 @@ class SheetReading:
 
     `sheet` is None whenever `problems` is not empty. `settings_locations` maps
     each settings key to its value cell (`settings!B4`), so `config.load_config`
-    can name the cell of a bad value; it is filled even when there are problems.
+    can name the cell of a bad value; it is filled even when there are problems,
+    and so is `settings` (the values that passed their own checks), so that a
+    validator can check a config file alongside a workbook that has problems.
     """
 
     path: Path
     sheet: PromptSheet | None
     problems: tuple[SheetProblem, ...]
     settings_locations: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -128,6 +152,27 @@ def validate_sheet(path: Path | str) -> tuple[PromptSheet | None, list[SheetProb
 def load_prompt_sheet(path: Path | str) -> PromptSheet:
     """The validated sheet, or `PromptSheetError(path, problems)`."""
     return read_prompt_sheet(path).require()
+
+
+def describe_sheet(sheet: PromptSheet) -> str:
+    """`2 objectives (1 disabled), 5 tasks to run (2 disabled), 1 data source`.
+
+    Counts what a run would do; parked rows are counted apart, so a summary never
+    promises work that is switched off.
+    """
+    sources = len(sheet.data_sources)
+    return ", ".join([
+        _enabled_count(sheet.objectives, "objective"),
+        _enabled_count(sheet.tasks, "task", " to run"),
+        f"{sources} data source{'' if sources == 1 else 's'}",
+    ])
+
+
+def _enabled_count(items: Sequence[Objective] | Sequence[Task], noun: str, suffix: str = "") -> str:
+    running = sum(1 for item in items if item.enabled)
+    parked = len(items) - running
+    text = f"{running} {noun}{'' if running == 1 else 's'}{suffix}"
+    return f"{text} ({parked} disabled)" if parked else text
 
 
 # -- cells and rows -------------------------------------------------------------------------
@@ -180,6 +225,43 @@ def _split(value: Any) -> tuple[str, ...]:
     return tuple(part.strip() for part in _LIST_SEPARATORS.split(_as_text(value)) if part.strip())
 
 
+def _find_header(lead: Sequence[Sequence[Any]], spec: _Spec) -> int | None:
+    """Which of the first rows holds the column names (an index into `lead`); None if all are blank.
+
+    The first row naming every required column; failing that, the row naming
+    most of the sheet's columns (so missing ones are reported where the header
+    is); failing that, the first non-blank row.
+    """
+    best, best_count, first = None, 0, None
+    for index, values in enumerate(lead):
+        names = {_normalise(value) for value in values}
+        if set(spec.required) <= names:
+            return index
+        count = len(names & set(spec.columns))
+        if count > best_count:
+            best, best_count = index, count
+        if first is None and any(_clean(value) is not None for value in values):
+            first = index
+    return best if best is not None else first
+
+
+def _merged_ranges(worksheet: Any) -> list[str]:
+    """The sheet's merged ranges (`A2:A4`).
+
+    A read-only worksheet (how the workbook is opened, to stay fast at 10,000
+    rows) does not parse them, so its XML part is scanned for `<mergeCell>`:
+    cell text is escaped in XML, so nothing a user typed can look like one.
+    """
+    merged = getattr(worksheet, "merged_cells", None)
+    if merged is not None:
+        return [str(cell_range) for cell_range in merged.ranges]
+    source = getattr(worksheet, "_get_source", None)  # openpyxl's read-only worksheet: its XML part
+    if source is None:
+        return []
+    with source() as handle:
+        return [match.decode("ascii") for match in _MERGE_CELL.findall(handle.read())]
+
+
 @dataclass(frozen=True)
 class _Row:
     """One non-blank row: its known columns' cleaned values and where each sits."""
@@ -206,6 +288,11 @@ class _Table:
     title: str
     rows: tuple[_Row, ...]
     columns: Mapping[str, str]  # known column -> letter
+    header_row: int = 1  # spreadsheet row number of the column names
+
+    @property
+    def first_row(self) -> int:
+        return self.header_row + 1
 
 
 class _Problems:
@@ -245,7 +332,10 @@ def _not_a_workbook(path: Path, error: Exception) -> str:
     except OSError:
         head = b""
     suffix = path.suffix.lower()
-    if head.startswith(b"\xd0\xcf\x11\xe0") or suffix == ".xls":
+    advice = ole2_advice(path)  # an old .xls, or an .xlsx encrypted with a password
+    if advice is not None:
+        return advice
+    if suffix == ".xls":
         return "this is an old Excel .xls file — open it in Excel and save it as .xlsx"
     if suffix == ".csv" or (head and b"\x00" not in head and b"," in head and not head.startswith(b"PK")):
         return "this is CSV text, not an .xlsx workbook — the prompt sheet needs the sheets objectives and tasks (report-pipeline init DIR writes a starter)"
@@ -262,6 +352,7 @@ class _Reader:
         self.problems = _Problems()
         self.file_label = path.name or str(path)
         self._suspects: dict[str, dict[int, dict[str, int]]] = {}  # sheet -> row -> column positions
+        self._header_rows: dict[str, int] = {}  # sheet -> row number of its header
         self._tables: dict[str, _Table] = {}
         # objectives named by an enabled task row, even a row too broken to become a Task,
         # so one bad row does not also report its chapter as empty
@@ -277,7 +368,7 @@ class _Reader:
         objectives = self._objectives(tables.get("objectives"))
         tasks = self._tasks(tables.get("tasks"), objectives)
         sources = self._data_sources(tables.get("data"))
-        settings, locations = self._settings(tables.get("settings"))
+        settings, locations, usable = self._settings(tables.get("settings"))
         prompts = self._step_prompts(tables.get("prompts"))
         if "objectives" in tables and "tasks" in tables:
             self._check_across(objectives, tasks, sources, settings)
@@ -292,7 +383,7 @@ class _Reader:
                 settings=settings,
                 prompts=prompts,
             )
-        return SheetReading(self.path, sheet, problems, locations)
+        return SheetReading(self.path, sheet, problems, locations, usable)
 
     def _read_workbook(self) -> dict[str, _Table] | None:
         if not self.path.exists():
@@ -332,7 +423,8 @@ class _Reader:
                 worksheet = by_title.get(title)
                 if worksheet is None:
                     continue
-                for number, values in enumerate(worksheet.iter_rows(min_row=2, values_only=True), start=2):
+                first = self._header_rows.get(title, 1) + 1
+                for number, values in enumerate(worksheet.iter_rows(min_row=first, values_only=True), start=first):
                     positions = rows.get(number)
                     if positions is None:
                         continue
@@ -379,34 +471,80 @@ class _Reader:
             # some writers store a wrong used-range; without this, read-only mode trusts it
             worksheet.reset_dimensions()
         rows = worksheet.iter_rows(values_only=True)
-        header = next(rows, None)
-        if header is None or all(_clean(value) is None for value in header):
+        lead = list(itertools.islice(rows, _HEADER_SEARCH_ROWS))
+        found = _find_header(lead, spec)
+        if found is None:
             self.problems.add(
                 title, f"the sheet is empty — put the column names ({', '.join(spec.required)}, ...) in row 1", row=1
             )
             return None
-        positions = self._header(title, spec, header)
+        header_row = found + 1
+        positions = self._header(title, spec, lead[found], header_row)
         if positions is None:
             return None
+        self._header_rows[title] = header_row
         letters = {name: get_column_letter(index + 1) for name, index in positions.items()}
+        fills, anchors = self._merges(title, _merged_ranges(worksheet), positions, header_row)
+        anchor_values: dict[tuple[int, str], Any] = {}
         table_rows = []
-        for number, values in enumerate(rows, start=2):
+        for number, values in enumerate(itertools.chain(lead[found + 1:], rows), start=header_row + 1):
             cells = {name: _clean(values[index]) if index < len(values) else None for name, index in positions.items()}
-            if any(value is None for name, value in cells.items() if name in spec.required):
-                # blank, or a formula nobody computed: looked at once every sheet is read (_unsaved_formulas)
-                self._suspects.setdefault(title, {})[number] = positions
             for name, value in cells.items():
                 if isinstance(value, str) and value in EXCEL_ERRORS:
                     self.problems.add(
                         title, f"{name}: the cell shows the Excel error {value} — fix the formula or type the value",
                         row=number, column=name, cell=f"{letters[name]}{number}",
                     )
-            if all(value is None for value in cells.values()):
-                continue  # fully blank rows are spacing, not data
+                if (number, name) in anchors:
+                    anchor_values[number, name] = value
+            blank = all(value is None for value in cells.values())
+            for name, anchor_row in fills.get(number, {}).items():
+                if cells[name] is None:
+                    cells[name] = anchor_values.get((anchor_row, name))
+            if any(value is None for name, value in cells.items() if name in spec.required):
+                # blank, or a formula nobody computed: looked at once every sheet is read (_unsaved_formulas)
+                self._suspects.setdefault(title, {})[number] = positions
+            if blank:
+                continue  # fully blank rows are spacing, not data, even where a merged cell runs past them
             table_rows.append(_Row(title, number, cells, letters))
-        return _Table(spec, title, tuple(table_rows), letters)
+        return _Table(spec, title, tuple(table_rows), letters, header_row)
 
-    def _header(self, title: str, spec: _Spec, header: Sequence[Any]) -> dict[str, int] | None:
+    def _merges(
+        self, title: str, ranges: Sequence[str], positions: Mapping[str, int], header_row: int
+    ) -> tuple[dict[int, dict[str, int]], set[tuple[int, str]]]:
+        """Where merged cells below the header put their value (see the module docstring).
+
+        Returns row -> {column: the row holding the value} for every cell a merge
+        covers below its first row, and the (row, column) cells holding those values.
+        A merge across known columns is reported here, once, at its first cell.
+        """
+        by_index = {index: name for name, index in positions.items()}
+        fills: dict[int, dict[str, int]] = {}
+        anchors: set[tuple[int, str]] = set()
+        for ref in ranges:
+            try:
+                min_col, min_row, max_col, max_row = range_boundaries(ref)
+            except ValueError:
+                continue  # not a range we can read: leave the cells as they read
+            if min_row <= header_row:
+                continue  # a title across the top, or a merged header cell
+            anchor = by_index.get(min_col - 1)
+            hidden = [by_index[i] for i in range(min_col, max_col) if i in by_index]
+            if hidden:
+                verb = "reads" if len(hidden) == 1 else "read"
+                self.problems.add(
+                    title,
+                    f"cells {ref} are merged, so {', '.join(hidden)} {verb} empty — unmerge them and give each column its own value",
+                    row=min_row, column=anchor or hidden[0], cell=f"{get_column_letter(min_col)}{min_row}",
+                )
+            if anchor is None or max_row == min_row:
+                continue
+            anchors.add((min_row, anchor))
+            for number in range(min_row + 1, max_row + 1):
+                fills.setdefault(number, {})[anchor] = min_row
+        return fills, anchors
+
+    def _header(self, title: str, spec: _Spec, header: Sequence[Any], row: int) -> dict[str, int] | None:
         """Known column -> position; None (after reporting) when a required one is missing."""
         positions: dict[str, int] = {}
         unknown: list[tuple[str, int]] = []
@@ -419,9 +557,9 @@ class _Reader:
                 self.problems.add(
                     title,
                     f"column {name} appears twice ({first} and {get_column_letter(index + 1)}) — keep one",
-                    row=1,
+                    row=row,
                     column=name,
-                    cell=f"{get_column_letter(index + 1)}1",
+                    cell=f"{get_column_letter(index + 1)}{row}",
                 )
             elif name in spec.columns:
                 positions[name] = index
@@ -434,16 +572,16 @@ class _Reader:
                 self.problems.add(
                     title,
                     f"unknown column {name!r} — did you mean {close[0]}? Rename it (otherwise it is ignored)",
-                    row=1,
+                    row=row,
                     column=name,
-                    cell=f"{get_column_letter(index + 1)}1",
+                    cell=f"{get_column_letter(index + 1)}{row}",
                 )
         missing = [name for name in spec.required if name not in positions]
         for name in missing:
             self.problems.add(
                 title,
-                f"missing required column — add a header cell named {name} in row 1",
-                row=1,
+                f"missing required column — add a header cell named {name} in row {row}",
+                row=row,
                 column=name,
             )
         return None if missing else positions
@@ -530,7 +668,7 @@ class _Reader:
         if table is None:
             return []
         if not table.rows:
-            self.problems.add(table.title, "no objectives — add at least one row under the header", row=2)
+            self.problems.add(table.title, "no objectives — add at least one row under the header", row=table.first_row)
         objectives: list[Objective] = []
         first_row: dict[str, int] = {}
         for row in table.rows:
@@ -582,7 +720,7 @@ class _Reader:
         if table is None:
             return []
         if not table.rows:
-            self.problems.add(table.title, "no tasks — add at least one row under the header", row=2)
+            self.problems.add(table.title, "no tasks — add at least one row under the header", row=table.first_row)
         objective_enabled = {o.objective_id: o.enabled for o in objectives}
         tasks: list[Task] = []
         first_row: dict[tuple[str, str], int] = {}
@@ -672,13 +810,19 @@ class _Reader:
                 self.problems.at(rows[name], column, message)
         return sources
 
-    def _settings(self, table: _Table | None) -> tuple[dict[str, Any], dict[str, str]]:
-        """Raw settings, blank values skipped (a cleared value means "use the default")."""
+    def _settings(self, table: _Table | None) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+        """Raw settings, their value cells, and those of them whose value is usable.
+
+        Blank values are skipped (a cleared value means "use the default"). Each
+        value is checked against its key's type here, with the rest of the
+        workbook, so a user fixing a sheet does not meet a second batch of problems.
+        """
         settings: dict[str, Any] = {}
         locations: dict[str, str] = {}
         if table is None:
-            return settings, locations
+            return settings, locations, {}
         known = tuple(RunConfig.model_fields)
+        rows: dict[str, _Row] = {}
         for row in table.rows:
             key = _normalise(row.get("key"))
             if not key:
@@ -696,10 +840,20 @@ class _Reader:
                 self.problems.at(row, "key", f"unknown setting {key!r}{hint}")
                 continue
             value = row.get("value")
+            if isinstance(value, (dt.date, dt.time)):
+                value = _as_text(value)  # Excel turns a typed date into one; a setting holds it as text
             locations[key] = f"{row.sheet}!{row.cell('value')}"
+            rows[key] = row
             if value is not None:
                 settings[key] = value
-        return settings, locations
+        bad = settings_problems(settings)
+        for key, message in bad.items():
+            fix = f"{message} — fix the value, or clear it to use the default"
+            if key in rows:
+                self.problems.at(rows[key], "value", fix)
+            else:  # a check across keys: no one cell to blame
+                self.problems.add(table.title, fix)
+        return settings, locations, {key: value for key, value in settings.items() if key not in bad}
 
     def _step_prompts(self, table: _Table | None) -> dict[str, str]:
         prompts: dict[str, str] = {}
@@ -737,9 +891,8 @@ class _Reader:
         by_key = {task.key: task for task in tasks}
         enabled = [task for task in tasks if task.enabled]
         if tasks and not enabled:
-            self.problems.add(
-                self._tables["tasks"].title, "every task is disabled (or in a disabled objective) — enable at least one", row=2
-            )
+            table = self._tables["tasks"]
+            self.problems.add(table.title, "every task is disabled (or in a disabled objective) — enable at least one", row=table.first_row)
         self._check_empty_objectives(objectives, tasks)
         for task, message in dependency_problems(tasks, objectives):
             if task.enabled:

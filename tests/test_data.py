@@ -284,6 +284,52 @@ def test_excel_csv_byte_order_mark_and_cp1252_are_read(tmp_path: Path) -> None:
     assert rows(load_frame(DataSource(name="l", path=legacy)), "name") == ["café"]
 
 
+@pytest.mark.parametrize(
+    ("text", "delimiter"),
+    [
+        ("region;month;sales\nNorth;1;10\nSouth;1;20\n", ";"),  # European Excel's "CSV"
+        ("region\tmonth\tsales\nNorth\t1\t10\nSouth\t1\t20\n", "\t"),
+        ("region|month|sales\nNorth|1|10\nSouth|1|20\n", "|"),
+        ("region,month,sales\nNorth,1,10\nSouth,1,20\n", ","),
+    ],
+)
+def test_the_delimiter_of_a_csv_is_detected(tmp_path: Path, text: str, delimiter: str) -> None:
+    path = tmp_path / "sales.csv"
+    path.write_text(text, encoding="utf-8")
+    frame = load_frame(DataSource(name="s", path=path, filter="sales > 15"))
+    assert list(frame.columns) == ["region", "month", "sales"], delimiter
+    assert rows(frame, "region") == ["South"]
+
+
+def test_a_semicolon_csv_with_decimal_commas_reads_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "prices.csv"
+    path.write_bytes("Produkt;Preis;Menge\nKäse;2,50;3\nBrot;1,20;10\nWein;12;1\n".encode("cp1252"))
+    frame = load_frame(DataSource(name="p", path=path, filter="Preis > 2"))
+    assert rows(frame, "Produkt") == ["Käse", "Wein"]
+    assert rows(frame, "Preis") == [2.5, 12.0]
+
+
+def test_a_comma_csv_with_semicolons_inside_its_values_stays_comma_separated(tmp_path: Path) -> None:
+    path = tmp_path / "notes.csv"
+    path.write_text('name,notes\nx,"a; b; c"\ny,d;e\nz,plain\n', encoding="utf-8")
+    frame = load_frame(DataSource(name="n", path=path))
+    assert list(frame.columns) == ["name", "notes"]
+    assert rows(frame, "notes") == ["a; b; c", "d;e", "plain"]
+
+
+def test_a_one_column_csv_is_one_column(tmp_path: Path) -> None:
+    path = tmp_path / "names.csv"
+    path.write_text("name\nAda\nGrace\n", encoding="utf-8")
+    assert rows(load_frame(DataSource(name="n", path=path)), "name") == ["Ada", "Grace"]
+
+
+def test_an_old_or_password_protected_excel_data_file_says_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "numbers.xlsx"
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600)
+    with pytest.raises(DataSourceError, match="saved as .xls or protected with a password — open it in Excel and save an unprotected copy as .xlsx"):
+        load_frame(DataSource(name="n", path=path))
+
+
 def test_header_spaces_are_stripped(tmp_path: Path) -> None:
     path = tmp_path / "spaced.csv"
     path.write_text(" region , sales \nN,1\n", encoding="utf-8")

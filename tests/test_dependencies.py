@@ -123,6 +123,26 @@ def test_unknown_task_is_reported_with_a_suggestion() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        ("o1.t2", "unknown dependency 'o1.t2' (did you mean O1.T2? ids are case-sensitive)"),
+        ("O1.t2", "unknown dependency 'O1.t2' (did you mean O1.T2? ids are case-sensitive)"),
+        ("o2", "unknown dependency 'o2' (did you mean O2? ids are case-sensitive)"),
+        ("o1.t3", "unknown dependency 'o1.t3' (did you mean O1.T2?)"),  # a near miss in another case
+    ],
+)
+def test_a_dependency_in_the_wrong_case_suggests_the_exact_id(entry: str, says: str) -> None:
+    found = messages([task("O1.T1"), task("O1.T2"), task("O2.T1"), task("O3.T1", entry)])
+    assert [key for key, _ in found] == ["O3.T1"]
+    assert found[0][1].startswith(says), found
+
+
+def test_ids_stay_case_sensitive() -> None:
+    """A wrong-case entry is still an error: ids match exactly everywhere else too (results["O1.T2"])."""
+    assert expand_dependencies([task("O1.T2"), task("O2.T1", "o1.t2")])["O2.T1"] == ()
+
+
 def test_unknown_objective_is_reported() -> None:
     found = messages([task("A.1"), task("B.1", "ZZZ")])
     assert found[0][0] == "B.1"

@@ -5,6 +5,7 @@ Every workbook here is a real .xlsx written by openpyxl (tests/workbooks.py).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from report_pipeline.sheet import load_prompt_sheet, read_prompt_sheet, validate
 from tests.workbooks import make_workbook, simple_workbook
 
 OBJECTIVES = [{"objective_id": "A", "title": "Chapter A"}, {"objective_id": "B", "title": "Chapter B"}]
+OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # an OLE2 compound file: .xls, or an encrypted .xlsx
 
 
 def tasks(*rows: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -172,7 +174,19 @@ def test_a_row_with_only_notes_in_unknown_columns_is_blank(tmp_path: Path) -> No
         ("table.csv", b"objective_id,title\nA,Chapter\n", "table.csv: this is CSV text, not an .xlsx workbook"),
         ("csv_renamed.xlsx", b"objective_id,title\nA,Chapter\n", "csv_renamed.xlsx: this is CSV text, not an .xlsx workbook"),
         ("empty.xlsx", b"", "empty.xlsx: the file is empty — it is not an .xlsx workbook"),
-        ("old.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, "old.xls: this is an old Excel .xls file — open it in Excel and save it as .xlsx"),
+        (
+            "old.xls",
+            OLE_SIGNATURE + b"\x00" * 100,
+            (
+                "old.xls: this file was saved as .xls or protected with a password — open it in Excel and save an "
+                "unprotected copy as .xlsx"
+            ),
+        ),
+        (
+            "old_renamed.xlsx",
+            OLE_SIGNATURE + b"\x00" * 100,
+            "old_renamed.xlsx: this file was saved as .xls or protected with a password",
+        ),
     ],
 )
 def test_a_file_that_is_not_an_xlsx_workbook_is_one_clear_problem(tmp_path: Path, name: str, content: bytes, says: str) -> None:
@@ -655,11 +669,11 @@ def test_depends_on_accepts_commas_semicolons_and_new_lines(tmp_path: Path) -> N
 
 
 def test_settings_are_raw_values_with_their_cells(tmp_path: Path) -> None:
-    path = workbook(tmp_path, settings={"Model": " gpt-4o ", "max_tokens": 900, "requests_per_minute": None, "temperature": "hot"})
+    path = workbook(tmp_path, settings={"Model": " gpt-4o ", "max_tokens": 900, "requests_per_minute": None, "temperature": "0.5"})
     reading = read_prompt_sheet(path)
     assert reading.problems == ()
     assert reading.sheet is not None
-    assert reading.sheet.settings == {"model": "gpt-4o", "max_tokens": 900, "temperature": "hot"}  # types are config's job
+    assert reading.sheet.settings == {"model": "gpt-4o", "max_tokens": 900, "temperature": "0.5"}  # config converts them
     assert reading.settings_locations == {
         "model": "settings!B2", "max_tokens": "settings!B3", "requests_per_minute": "settings!B4", "temperature": "settings!B5",
     }
@@ -791,3 +805,225 @@ def test_a_workbook_without_blank_or_missing_cells_is_read_once(tmp_path: Path, 
     monkeypatch.setattr(sheet_module, "load_workbook", counting)
     assert problems_in(workbook(tmp_path)) == []
     assert opened == [True]  # no formulas pass for a clean workbook
+
+
+# -- settings values are checked with the rest of the sheet -------------------------------------------------------------
+
+
+def test_a_bad_settings_value_is_reported_with_the_sheets_other_problems(tmp_path: Path) -> None:
+    path = workbook(tmp_path, task_rows=both_chapters({"prompt": ""}), settings={"max_task_workers": "lots", "model": "gpt-4o"})
+    assert problems_in(path) == [
+        "tasks!C2 (prompt): empty prompt — write one or set enabled to FALSE",
+        (
+            "settings!B2 (value): max_task_workers: Input should be a valid integer, unable to parse string as an integer "
+            "(got 'lots') — fix the value, or clear it to use the default"
+        ),
+    ]
+
+
+def test_every_bad_settings_value_is_reported_at_once(tmp_path: Path) -> None:
+    path = workbook(tmp_path, settings={"max_tokens": 0, "cache": "maybe", "base_url": "localhost:8000", "provider": "openia"})
+    found = problems_in(path)
+    assert [p.split(" ")[0] for p in found] == ["settings!B2", "settings!B3", "settings!B4", "settings!B5"]
+    assert "max_tokens: Input should be greater than or equal to 1 (got 0)" in found[0]
+    assert "cache: Input should be a valid boolean" in found[1]
+    assert "base_url must start with http:// or https://" in found[2]
+    assert "provider: Input should be 'offline', 'openai' or 'azure'" in found[3]
+
+
+@pytest.mark.parametrize(
+    ("key", "cell", "expected"),
+    [
+        ("project_name", 2024, "2024"),  # openpyxl reads a typed number as an int
+        ("project_name", 2024.0, "2024"),  # ... or as a float: never "2024.0"
+        ("project_name", 3.5, "3.5"),
+        ("model", 4, "4"),
+        ("output_dir", 2024, Path("2024")),
+        ("project_name", dt.date(2024, 9, 30), "2024-09-30"),  # Excel made the text a date
+        ("cache", True, True),  # a TRUE cell
+        ("cache", False, False),
+        ("cache", "yes", True),
+        ("cache", "No", False),
+        ("cache", 0, False),
+        ("max_task_workers", "10", 10),  # a number typed as text
+        ("max_task_workers", 10.0, 10),
+        ("temperature", "0.5", 0.5),
+        ("requests_per_minute", "120", 120.0),
+        ("steps", "generate, check", ("generate", "check")),
+    ],
+)
+def test_settings_cells_read_as_the_type_their_key_needs(tmp_path: Path, key: str, cell: Any, expected: Any) -> None:
+    from report_pipeline.config import load_config
+
+    reading = read_prompt_sheet(workbook(tmp_path, settings={key: cell}))
+    assert reading.problems == ()
+    config = load_config(settings=reading.require().settings, settings_locations=reading.settings_locations)
+    assert getattr(config, key) == expected
+
+
+def test_a_number_in_a_text_setting_of_a_yaml_file_is_text_too(tmp_path: Path) -> None:
+    from report_pipeline.config import load_config
+
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text("project_name: 2024\nmodel: 4\n", encoding="utf-8")
+    config = load_config(config_path=config_path)
+    assert (config.project_name, config.model) == ("2024", "4")
+
+
+# -- merged cells -----------------------------------------------------------------------------------------------------------
+
+
+def merged_tasks(tmp_path: Path, merges: Sequence[str], rows: Sequence[Sequence[Any]] | None = None) -> Path:
+    header = ["objective_id", "task_id", "prompt", "title", "notes"]
+    rows = rows or [["A", "T1", "Write 1.", "One", None], [None, "T2", "Write 2.", "Two", None], [None, "T3", "Write 3.", "Three", None]]
+    return make_workbook(
+        tmp_path / "sheet.xlsx",
+        objectives=[{"objective_id": "A", "title": "Chapter A"}],
+        raw_sheets={"tasks": [header, *rows]},
+        merges={"tasks": list(merges)},
+    )
+
+
+def test_a_merged_objective_id_belongs_to_every_row_it_covers(tmp_path: Path) -> None:
+    sheet = load_prompt_sheet(merged_tasks(tmp_path, ["A2:A4"]))
+    assert [task.key for task in sheet.tasks] == ["A.T1", "A.T2", "A.T3"]
+    assert [task.row for task in sheet.tasks] == [2, 3, 4]
+
+
+def test_a_merged_value_fills_down_in_any_column(tmp_path: Path) -> None:
+    rows = [["A", "T1", "Write the same.", "One", None], ["A", "T2", None, "Two", None]]
+    sheet = load_prompt_sheet(merged_tasks(tmp_path, ["C2:C3"], rows))
+    assert [task.prompt for task in sheet.tasks] == ["Write the same.", "Write the same."]
+
+
+def test_a_row_holding_only_a_merged_value_is_blank(tmp_path: Path) -> None:
+    rows = [["A", "T1", "Write 1.", None, None], [None, "T2", "Write 2.", None, None], [None, None, None, None, None]]
+    sheet = load_prompt_sheet(merged_tasks(tmp_path, ["A2:A4"], rows))
+    assert [task.key for task in sheet.tasks] == ["A.T1", "A.T2"]
+
+
+def test_a_cell_merged_across_two_columns_is_a_problem_naming_the_range(tmp_path: Path) -> None:
+    rows = [["A", "T1", "A long prompt spread over two columns.", None, None]]
+    assert only_problem(merged_tasks(tmp_path, ["C2:D2"], rows)) == (
+        "tasks!C2 (prompt): cells C2:D2 are merged, so title reads empty — unmerge them and give each column its own value"
+    )
+
+
+def test_a_merge_into_notes_columns_is_fine(tmp_path: Path) -> None:
+    rows = [["A", "T1", "Write.", "A title running into the notes", None]]
+    sheet = load_prompt_sheet(merged_tasks(tmp_path, ["D2:E2"], rows))
+    assert sheet.tasks[0].title == "A title running into the notes"
+
+
+# -- the header row ---------------------------------------------------------------------------------------------------------
+
+
+def titled(rows: Sequence[Sequence[Any]], *titles: Sequence[Any]) -> list[list[Any]]:
+    return [list(title) for title in titles] + [list(row) for row in rows]
+
+
+def test_headers_below_a_title_row_are_found(tmp_path: Path) -> None:
+    path = make_workbook(
+        tmp_path / "sheet.xlsx",
+        raw_sheets={
+            "objectives": titled([["objective_id", "title"], ["A", "Chapter A"]], ["Q3 report prompts"]),
+            "tasks": titled([["objective_id", "task_id", "prompt"], ["A", "T1", "Write."], ["A", "T2", ""]], ["Q3 report prompts"], []),
+        },
+        merges={"objectives": ["A1:B1"]},
+    )
+    assert problems_in(path) == ["tasks!C5 (prompt): empty prompt — write one or set enabled to FALSE"]
+
+
+def test_a_missing_column_is_named_in_the_header_row_found(tmp_path: Path) -> None:
+    path = workbook(
+        tmp_path,
+        raw_sheets={"tasks": titled([["objective_id", "task_id", "title"], ["A", "T1", "x"]], ["Q3 report prompts"])},
+    )
+    assert problems_in(path) == ["tasks!row 2 (prompt): missing required column — add a header cell named prompt in row 2"]
+
+
+def test_rows_under_a_lower_header_are_checked_for_unsaved_formulas(tmp_path: Path) -> None:
+    path = workbook(
+        tmp_path,
+        raw_sheets={"tasks": titled([["objective_id", "task_id", "prompt"], ["A", "T1", "a"], ["B", "T1", '="b"']], ["Q3"])},
+    )
+    assert "tasks!C4 (prompt): prompt: the formula =\"b\" has no saved value" in "\n".join(problems_in(path))
+
+
+# -- describing a good sheet ------------------------------------------------------------------------------------------------
+
+
+def test_the_summary_counts_what_will_run_and_says_how_much_is_disabled(tmp_path: Path) -> None:
+    from report_pipeline.sheet import describe_sheet
+
+    path = workbook(
+        tmp_path,
+        objectives=[*OBJECTIVES, {"objective_id": "C", "title": "Parked", "enabled": False}],
+        task_rows=[
+            *both_chapters({}, {"enabled": False}, {"enabled": "no"}),
+            {"objective_id": "C", "task_id": "T1", "prompt": "x"},
+        ],
+    )
+    assert describe_sheet(load_prompt_sheet(path)) == "2 objectives (1 disabled), 2 tasks to run (3 disabled), 0 data sources"
+
+
+def test_the_summary_leaves_out_disabled_counts_of_zero(tmp_path: Path) -> None:
+    from report_pipeline.sheet import describe_sheet
+
+    path = simple_workbook(tmp_path / "s.xlsx", n_objectives=1, n_tasks=1)
+    assert describe_sheet(load_prompt_sheet(path)) == "1 objective, 1 task to run, 0 data sources"
+
+
+# -- the validate command ---------------------------------------------------------------------------------------------------
+
+
+def validate_command(*args: Any) -> Any:
+    from click.testing import CliRunner
+
+    from report_pipeline.cli import cli
+
+    return CliRunner().invoke(cli, ["validate", *map(str, args)], catch_exceptions=False)
+
+
+def test_validate_reports_sheet_and_settings_problems_in_one_pass(tmp_path: Path) -> None:
+    path = workbook(tmp_path, task_rows=both_chapters({"prompt": ""}), settings={"project_name": 2024, "max_task_workers": "lots"})
+    result = validate_command(path)
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "tasks!C2 (prompt): empty prompt" in result.output
+    assert "settings!B3 (value): max_task_workers" in result.output
+    assert "project_name" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_validate_reports_config_file_problems_with_the_sheets(tmp_path: Path) -> None:
+    path = workbook(tmp_path, task_rows=both_chapters({"prompt": ""}))
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text("max_task_workrs: 4\n", encoding="utf-8")
+    result = validate_command(path, "--config", config_path)
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "tasks!C2 (prompt): empty prompt" in result.output
+    assert "max_task_workrs" in result.output
+
+
+def test_validate_counts_only_the_tasks_that_would_run(tmp_path: Path) -> None:
+    path = workbook(tmp_path, task_rows=both_chapters({}, {"enabled": False}, {"enabled": 0}))
+    result = validate_command(path)
+    assert result.exit_code == 0, result.output
+    assert f"{path}: OK: 2 objectives, 2 tasks to run (2 disabled), 0 data sources" in result.output
+
+
+def test_validate_a_password_protected_workbook(tmp_path: Path) -> None:
+    path = tmp_path / "locked.xlsx"
+    path.write_bytes(encrypted_ooxml_bytes())
+    result = validate_command(path)
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "locked.xlsx: this workbook is protected with a password — open it in Excel and save an unprotected copy" in result.output
+    assert "Traceback" not in result.output
+
+
+def encrypted_ooxml_bytes() -> bytes:
+    """The parts of an encrypted .xlsx the reader looks at: the OLE2 signature and the
+    compound file's directory naming the `EncryptionInfo` and `EncryptedPackage` streams."""
+    entries = b"".join(name.encode("utf-16-le") + b"\x00\x00" + b"\x00" * (64 - 2 * len(name) - 2) + b"\x00" * 64
+                       for name in ("Root Entry", "EncryptionInfo", "EncryptedPackage"))
+    return OLE_SIGNATURE + b"\x00" * 504 + entries + b"\x00" * 512

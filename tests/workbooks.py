@@ -40,6 +40,7 @@ def make_workbook(
     data_columns: Sequence[str] | None = None,
     omit_sheets: Sequence[str] = (),
     raw_sheets: Mapping[str, Sequence[Sequence[Any]]] | None = None,
+    merges: Mapping[str, Sequence[str]] | None = None,
 ) -> Path:
     """Write a workbook; columns default to the union of the given rows' keys (in order).
 
@@ -47,7 +48,8 @@ def make_workbook(
     required column), and `omit_sheets=["tasks"]` to leave a sheet out.
     `raw_sheets={"Tasks": [header, row, ...]}` writes sheets cell for cell (odd
     headers, blank rows, notes), after the others; a name given here replaces
-    the generated sheet of the same name.
+    the generated sheet of the same name. `merges={"tasks": ["A2:A4"]}` merges
+    those ranges as Excel does (the top-left cell keeps its value, the rest are cleared).
     """
     path = Path(path)
     if path.suffix != ".xlsx":
@@ -71,6 +73,9 @@ def make_workbook(
         ws = wb.create_sheet(name)
         for row in rows:
             ws.append(list(row))
+    for name, ranges in (merges or {}).items():
+        for cell_range in ranges:
+            wb[name].merge_cells(cell_range)
     if not wb.sheetnames:
         wb.create_sheet("Sheet1")
     wb.save(path)
