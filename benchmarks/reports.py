@@ -50,9 +50,9 @@ BENCHMARKS = Path(__file__).resolve().parent
 
 # What the writers import, each measured on top of `import report_pipeline.pipeline`.
 HEAVY_IMPORTS = {
-    "matplotlib (timeline, charts)": "import matplotlib.figure, matplotlib.patches, matplotlib.lines, "
-                                     "matplotlib.backends.backend_agg",
-    "matplotlib and its fonts: timeline.warm_up()": "from report_pipeline.timeline import warm_up; warm_up()",
+    "matplotlib (data charts)": "import matplotlib.figure, matplotlib.patches, matplotlib.lines, "
+                                "matplotlib.backends.backend_agg",
+    "Pillow and its fonts: timeline.warm_up()": "from report_pipeline.timeline import warm_up; warm_up()",
     "docx (python-docx)": "import docx",
     "openpyxl": "import openpyxl",
 }
@@ -181,7 +181,7 @@ def first_writes(inputs: dict[str, Any], folder: Path, processes: int, clock: st
     """Median seconds of each writer's first call in a fresh process (see the module docstring)."""
     data = folder / "inputs.pickle"
     data.write_bytes(pickle.dumps(inputs))
-    code = FIRST_WRITE.format(matplotlib=HEAVY_IMPORTS["matplotlib (timeline, charts)"], benchmarks=str(BENCHMARKS))
+    code = FIRST_WRITE.format(matplotlib=HEAVY_IMPORTS["matplotlib (data charts)"], benchmarks=str(BENCHMARKS))
     samples: dict[str, list[float]] = {}
     for number in range(processes):
         out = folder / f"first-{number}"
@@ -311,8 +311,8 @@ def main() -> None:
         "Each heavy import is measured on top of `import report_pipeline.pipeline` (what a run has loaded before "
         "its first call); one not loaded by then is paid when the reports are written, unless something imports "
         "it while the calls run.",
-        "timeline.warm_up() imports matplotlib and draws an empty timeline in memory (font cache, font file, PNG "
-        "encoder): the whole first-use cost, which a run can pay on a background thread while its calls wait "
+        "timeline.warm_up() imports Pillow, loads the fonts and paints a small timeline in memory (font file, "
+        "PNG encoder): the whole first-use cost, which a run's drawing process pays while the calls wait "
         "(- where this version of the code has no warm_up).",
     ]
     text = table.markdown() + "\n" + imported.markdown()

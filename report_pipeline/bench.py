@@ -447,7 +447,7 @@ def speedup_table(
 
 def warm_up(sim: SimulatorProcess, workdir: Path) -> None:
     """One task through the whole pipeline first, so the first measured run does not also
-    pay this process's one-off costs (importing matplotlib for the timeline, compiling
+    pay this process's one-off costs (importing Pillow and its fonts for the timeline, compiling
     templates, opening the SDK's connection pool)."""
     sheet = write_workbook(workdir / "wb-warm-up" / "sheet.xlsx", 1, 1)
     run_pipeline(sheet, base_url=sim.base_url, output_dir=workdir / "out-warm-up", sim=sim, steps=",".join(STEPS))

@@ -14,7 +14,7 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -68,7 +68,7 @@ log = logging.getLogger("report_pipeline.pipeline")
 # Rate limits learned by a run serve the runs of the next two weeks (a weekly report's next
 # run included); older, they are learned again with the probe.
 LIMITS_MEMORY_S = 14 * 86_400.0
-# Loaded once matplotlib has drawn in this process (a chart, an earlier run's timeline).
+# Loaded once matplotlib has drawn a data chart in this process.
 _MATPLOTLIB = "matplotlib.figure"
 
 
@@ -286,8 +286,9 @@ class ReportGenerationPipeline:
             if ledger is not None:
                 self._recall_limits(ledger)
             self.observer.run_started(self.plan, self.run_dir)
-            drawer = self._drawer = self._drawer or _start_drawing_process()
-            prefetch = self._start_charts()
+            charts = self._chart_names()
+            drawer = self._drawer = self._drawer or (_start_drawing_process() if charts else None)
+            prefetch = self._start_charts(charts)
             try:
                 with ResourceMonitor(rss_warn_mb=self.config.rss_warn_mb) as monitor:
                     halt = self._execute(ledger, restored)
@@ -441,10 +442,13 @@ class ReportGenerationPipeline:
                 log.warning("%s; drawing chart %s in this process", error, path.name)
         draw_chart_png(path, spec)
 
-    def _start_charts(self) -> threading.Thread:
+    def _chart_names(self) -> list[str]:
+        """The data sources whose chart this run's tasks attach."""
+        return sorted({n for t in self.plan.tasks.values() for n in t.data
+                       if n in self.sheet.data_sources and self.sheet.data_sources[n].chart})
+
+    def _start_charts(self, names: Sequence[str]) -> threading.Thread:
         """Charts depend on the data, not on the model's answers: draw them while the calls run."""
-        names = sorted({n for t in self.plan.tasks.values() for n in t.data
-                        if n in self.sheet.data_sources and self.sheet.data_sources[n].chart})
 
         def draw() -> None:
             for name in names:
@@ -560,10 +564,12 @@ class ReportGenerationPipeline:
 
 
 def _start_drawing_process() -> DrawingProcess | None:
-    """The child that draws the charts and timeline.png (drawing_process.py); None draws them here.
+    """The child that draws a run's data charts (drawing_process.py); None draws them here.
 
-    None too when this process has matplotlib loaded already (a second run in one process,
-    the tests): drawing here then costs only the drawing, less than a new process's import.
+    Started by the run only when it has charts (the CLI starts one for every run, before
+    its own imports), and not when this process has matplotlib loaded already (a second
+    run in one process, the tests): drawing here then costs only the drawing, less than
+    a new process's import.
     """
     if _MATPLOTLIB in sys.modules:
         return None
@@ -575,9 +581,11 @@ def _start_drawing_process() -> DrawingProcess | None:
 
 
 def _use_drawer(drawer: DrawingProcess) -> bool:
-    """At the run's end: the child if it is warm, or if this process would have to import matplotlib
-    itself (the child is then further along); else draw here and stop the child."""
-    if drawer.broken is None and (drawer.ready or _MATPLOTLIB not in sys.modules):
+    """At the run's end: the child, unless it broke (then it is stopped and this process draws).
+
+    Warm or still starting, it is further along than this process, whose GIL the timeline
+    would hold while report.md, .docx and .xlsx are written."""
+    if drawer.broken is None:
         return True
     drawer.close()
     return False

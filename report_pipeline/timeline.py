@@ -1,37 +1,40 @@
 """A run's timeline: every step of every task on the worker thread that ran it, as a Gantt chart.
 
-`timeline_data()` turns results into bars (pure, testable without a figure);
-`write_timeline()` draws them to a PNG. Rows are worker threads in natural order
-(task_0, task_1, ..., task_10), x is seconds since the first task started, and
-colour is the objective. What each bar means:
+`timeline_data()` turns results into bars (pure, testable without an image);
+`timeline_layout()` places them (pure: rows, scale, ticks, legend, margins);
+`draw_timeline_png()` paints the layout with Pillow. Rows are worker threads in
+natural order (task_0, task_1, ..., task_10), x is seconds since the first task
+started, and colour is the objective. What each bar means:
 
 - a call that succeeded: one bar per `CallRecord`, from its start to its finish,
   in the objective's colour, lighter for refine and lighter still for check;
 - the step a task failed on: a failed call leaves no `CallRecord`, so its bar runs
   from the end of the task's last successful call (or the task's start) to the
-  task's finish, on the task's thread, with `failed=True`: that is the time the
-  thread spent on the failing call and its retries. A failure with no time on a
-  thread (an error that escaped the task) is a zero-width bar, drawn as an ✕;
-- a skipped task never ran on any thread: it is a zero-width marker on a separate
-  row, `SKIPPED_ROW`, at the moment it was settled (so a halt shows as a wall of
-  markers at the halt time).
+  task's finish, on the task's thread, with `failed=True`, a red edge and an ✕ at
+  its end: that is the time the thread spent on the failing call and its retries.
+  A failure with no time on a thread (an error that escaped the task) is just the ✕;
+- a skipped task never ran on any thread: it is a grey tick on a separate row,
+  `SKIPPED_ROW`, at the moment it was settled (so a halt shows as a wall of ticks
+  at the halt time).
 
-Drawing cost does not grow with the number of bars' Python calls: every bar is one
-rectangle of a single `PolyCollection` with per-bar colours, so 10,000 bars are one
-artist, and the figure size is capped however many threads there are.
-
-The timeline is written when every call is done, so its drawing time is the run's
-time: the margins are fitted in one measuring pass (`_fit_axes`) rather than by
-matplotlib's constrained layout, which draws the whole figure an extra time first.
-A run draws it in a child process (`drawing_process.py`), which imports matplotlib
-and `warm_up()`s while the calls wait, and draws while the run writes its other
-reports; `write_timeline()` is the same drawing in the caller's process.
+Why Pillow and not matplotlib: the timeline is drawn after the last call, so its
+drawing time is the run's. matplotlib spent 0.2 s on 100 tasks (artists, layout,
+a text engine, then the PNG) after every optimisation; painting rectangles and
+about a hundred short texts straight into an image costs a tenth of that, most
+of it the PNG encoding, and a run without data charts never imports matplotlib.
+The look is matplotlib's (its palette, DejaVu Sans, a frame with ticks and a
+dotted grid), and the figure size is capped however many threads there are.
+A run draws it in its drawing process (`drawing_process.py`) while it writes its
+other reports; `write_timeline()` is the same drawing in the caller's process.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import math
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,30 +45,57 @@ from .models import STEP_NAMES, TaskResult
 from .writers import atomic_path
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-    from matplotlib.text import Text
+    from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["ROW_LABEL_GID", "SKIPPED_ROW", "Bar", "draw_timeline_png", "natural_key", "timeline_data", "timeline_figure", "warm_up", "write_timeline"]
+__all__ = [
+    "NO_THREAD",
+    "SKIPPED_ROW",
+    "Bar",
+    "TimelineLayout",
+    "draw_timeline_png",
+    "natural_key",
+    "timeline_data",
+    "timeline_layout",
+    "warm_up",
+    "write_timeline",
+]
 
 SKIPPED_ROW = "(skipped)"  # the row of tasks that never ran
 NO_THREAD = "(no thread)"  # a failure recorded without a thread name
-ROW_LABEL_GID = "timeline-row-label"  # the gid of the Text artists naming the rows (see _draw_row_labels)
 
+_DPI = 100  # pixels per inch: sizes below are in inches and points, as a figure's would be
 _WIDTH_IN = 12.0
-_DPI = 100  # the figure's and the PNG's: one renderer measures and draws (see _fit_axes)
-_PAD_IN = 3 / 72  # space around the figure's contents, as constrained layout leaves
-# zlib level 1: the PNG is a fifth larger (about 120 kB at 100 tasks) and encodes in two thirds
-# of the time of the default level 6; the pixels are the same
-_PNG_OPTIONS = {"compress_level": 1}
 _ROW_IN = 0.28
 _MIN_HEIGHT_IN = 3.0
 _MAX_HEIGHT_IN = 18.0
 _MAX_ROW_LABELS = 60  # beyond this, label every k-th row so names stay legible
-_MAX_LEGEND = 20
-_FAILED_EDGE = "#d62728"
+_MAX_LEGEND = 20  # objectives named in the legend; beyond, only the steps and marks are
+_LEGEND_CHARS = 32  # a legend entry is cut to this many characters
+# zlib level 1: the PNG is a fifth larger than at the default level 6 and encodes in two thirds
+# of the time; the pixels are the same
+_PNG_OPTIONS = {"compress_level": 1}
+_FAILED_EDGE = (214, 39, 40)
+_SKIPPED_MARK = (102, 102, 102)
+_TEXT = (0, 0, 0)
+_SUBTLE_TEXT = (89, 89, 89)
+_GRID = (190, 190, 190)
+_BACKGROUND = (255, 255, 255)
 # later steps of a chain are lighter shades of their objective's colour
 _STEP_SHADE = {"generate": 0.0, "refine": 0.35, "check": 0.6}
+# matplotlib's tab10 and tab20 palettes (their RGB values), so the colours match the data charts
+_TAB10 = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+          (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+_TAB20 = ((31, 119, 180), (174, 199, 232), (255, 127, 14), (255, 187, 120), (44, 160, 44),
+          (152, 223, 138), (214, 39, 40), (255, 152, 150), (148, 103, 189), (197, 176, 213),
+          (140, 86, 75), (196, 156, 148), (227, 119, 194), (247, 182, 210), (127, 127, 127),
+          (199, 199, 199), (188, 189, 34), (219, 219, 141), (23, 190, 207), (158, 218, 229))
+# font sizes in points, as matplotlib's defaults for these texts
+_TITLE_PT, _LABEL_PT, _TICK_PT, _SMALL_PT = 11, 10, 10, 8
+_PAD = 4  # pixels around the picture's contents and between its parts
+_TICK = 5  # tick mark length, pixels
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+RGB = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
@@ -162,23 +192,18 @@ def draw_timeline_png(
     path: Path, bars: Sequence[Bar], *, title: str, objective_titles: Mapping[str, str] | None = None
 ) -> None:
     """The bars to a PNG at `path`, atomically (the half a run and drawing_process share)."""
-    with DRAW_LOCK, atomic_path(path) as tmp:
-        figure = timeline_figure(bars, title=title, objective_titles=objective_titles)
-        figure.savefig(tmp, format="png", dpi=_DPI, pil_kwargs=_PNG_OPTIONS)
-
-
-# Every printable ASCII character, so that warm_up() renders each glyph a real timeline may use.
-_WARM_TEXT = "".join(chr(c) for c in range(33, 127)).replace("$", "")
+    with DRAW_LOCK:
+        image = timeline_image(bars, title=title, objective_titles=objective_titles)
+        with atomic_path(path) as tmp:
+            image.save(tmp, format="PNG", **_PNG_OPTIONS)
 
 
 def warm_up() -> None:
-    """Import matplotlib and draw a small timeline of every kind of bar into memory, and throw it away.
+    """Load Pillow and the fonts and paint a small timeline of every kind of bar in memory.
 
-    A run draws its timeline after the last call, when the ~0.5 s of importing matplotlib,
-    reading its font cache and loading the font would count against the run, and a first
-    drawing costs a third more than the next (legend, markers, each glyph at each size drawn
-    once). Called while the calls wait on the network (by `drawing_process`'s child), it
-    pays all that in time that is otherwise spent waiting.
+    The drawing process calls it while the calls wait on the network, so the run's
+    last moments do not pay for importing Pillow, reading the font files or the first
+    use of each glyph size.
     """
     bars = [
         Bar("A.T1", "A", "generate", "task_0", 0.0, 1.0),
@@ -187,162 +212,85 @@ def warm_up() -> None:
         Bar("B.T2", "B", "", SKIPPED_ROW, 2.0, 2.0, skipped=True),
     ]
     with DRAW_LOCK:
-        figure = timeline_figure(bars, title=_WARM_TEXT, objective_titles={"A": _WARM_TEXT, "B": _WARM_TEXT})
-        for size in (8, 9, 11):
-            figure.text(0.0, 0.0, _WARM_TEXT, fontsize=size)
-        figure.savefig(io.BytesIO(), format="png", dpi=_DPI, pil_kwargs=_PNG_OPTIONS)
+        image = timeline_image(bars, title="warm-up", objective_titles={"A": "0123456789", "B": "abcxyz"})
+        image.save(io.BytesIO(), format="PNG", **_PNG_OPTIONS)
 
 
-def timeline_figure(
-    bars: Sequence[Bar],
-    *,
-    title: str,
-    objective_titles: Mapping[str, str] | None = None,
-) -> Figure:
-    """The Gantt chart as a matplotlib Figure, without pyplot (no global state, no display).
+# -- layout (pure) -------------------------------------------------------------------
 
-    matplotlib is imported here, not at module load, so runs that never draw a
-    timeline do not pay for it.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
-    rows = _rows(bars)
-    row_of = {name: i for i, name in enumerate(rows)}
+@dataclass(frozen=True)
+class LegendEntry:
+    """One line of the legend: how its key is drawn ("patch", "failed", "skipped") and its text."""
+
+    kind: str
+    label: str
+    colour: RGB
+
+
+@dataclass(frozen=True)
+class TimelineLayout:
+    """Where everything goes, in pixels (y down): testable without painting."""
+
+    width: int
+    height: int
+    frame: tuple[int, int, int, int]  # left, top, right, bottom of the plotting area
+    rows: tuple[str, ...]  # top to bottom
+    labelled_rows: tuple[tuple[int, str], ...]  # (row, name) of the rows whose name is drawn
+    x_max: float  # seconds at the frame's right edge
+    x_ticks: tuple[tuple[float, str], ...]
+    legend: tuple[LegendEntry, ...]
+    colours: Mapping[str, RGB]  # objective -> colour
+    title: str
+    subtitle: str
+    empty: bool  # nothing ran: "no task ran" in the frame
+
+    def x(self, seconds: float) -> float:
+        left, _, right, _ = self.frame
+        return left + (right - left) * seconds / self.x_max
+
+    def row_y(self, row: int) -> float:
+        """The centre of row `row`."""
+        _, top, _, bottom = self.frame
+        return top + (bottom - top) * (row + 0.5) / max(len(self.rows), 1)
+
+    @property
+    def row_height(self) -> float:
+        _, top, _, bottom = self.frame
+        return (bottom - top) / max(len(self.rows), 1)
+
+
+def timeline_layout(
+    bars: Sequence[Bar], *, title: str, objective_titles: Mapping[str, str] | None = None
+) -> TimelineLayout:
+    """Place the chart: rows, x scale and ticks, legend, and margins fitted to the texts' sizes."""
+    rows = tuple(_rows(bars))
     objectives = list(dict.fromkeys(b.objective_id for b in bars))
-    colour_of = _colours(objectives)
-    height = min(_MAX_HEIGHT_IN, max(_MIN_HEIGHT_IN, 1.6 + _ROW_IN * len(rows)))
-    figure = Figure(figsize=(_WIDTH_IN, height), dpi=_DPI)
-    FigureCanvasAgg(figure)  # the Agg canvas, explicitly: no backend lookup, no display
-    ax = figure.add_subplot()
-
-    _draw_bars(ax, bars, row_of, colour_of)
-    _draw_markers(ax, bars, row_of)
-
-    row_labels = _draw_row_labels(ax, rows)
-    ax.set_ylim(max(len(rows), 1) - 0.5, -0.5)  # first thread at the top
-    if not bars:
-        ax.text(0.5, 0.5, "no task ran", transform=ax.transAxes, ha="center", va="center", color="0.4")
+    colours = _colours(objectives)
+    height_in = min(_MAX_HEIGHT_IN, max(_MIN_HEIGHT_IN, 1.6 + _ROW_IN * len(rows)))
+    width, height = round(_WIDTH_IN * _DPI), round(height_in * _DPI)
+    small, label, tick, big = (_font(pt) for pt in (_SMALL_PT, _LABEL_PT, _TICK_PT, _TITLE_PT))
+    labelled = tuple(_row_labels(rows))
+    legend = tuple(_legend(bars, objectives, colours, objective_titles or {}))
     span = max((b.end for b in bars), default=0.0)
-    ax.set_xlim(0, span * 1.02 if span > 0 else 1.0)
-    ax.set_xlabel("seconds since the first task started")
-    ax.set_ylabel("worker thread")
-    ax.grid(axis="x", linestyle=":", linewidth=0.5, alpha=0.6)
-    ax.set_axisbelow(True)
-    ax.set_title(title, loc="left", fontsize=11)
-    subtitle = figure.suptitle(_subtitle(bars, rows), x=0.99, ha="right", va="top", fontsize=8, color="0.35")
+    x_max = span * 1.02 if span > 0 else 1.0
 
-    handles: list[Patch | Line2D] = []
-    if len(objectives) <= _MAX_LEGEND:
-        names = objective_titles or {}
-        handles += [
-            Patch(facecolor=colour_of[o], label=_short(f"{o} {names[o]}" if o in names else o)) for o in objectives
-        ]
-    steps = [s for s in _STEP_SHADE if any(b.step == s for b in bars)]
-    if len(steps) > 1:
-        handles += [Patch(facecolor=_shade((0.35, 0.35, 0.35, 1.0), s), label=s) for s in steps]
-    if any(b.failed for b in bars):
-        handles.append(Patch(facecolor="white", edgecolor=_FAILED_EDGE, linewidth=1.5, label="failed step (✕)"))
-    if any(b.skipped for b in bars):
-        handles.append(Line2D([], [], color="0.4", marker="|", linestyle="", markersize=10, label="skipped task"))
-    if handles:
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
-    _fit_axes(figure, ax, subtitle, row_labels)
-    return figure
+    names_width = max((_text_width(name, small) for _, name in labelled), default=0)
+    left = _PAD + _line_height(label) + _PAD + names_width + _PAD + _TICK
+    legend_width = max((_text_width(e.label, small) for e in legend), default=0)
+    right = width - _PAD - (legend_width + _LEGEND_KEY + 2 * _PAD if legend else 0) - _PAD
+    top = _PAD + _line_height(small) + _PAD + _line_height(big) + _PAD
+    bottom = height - _PAD - _line_height(label) - _PAD - _line_height(tick) - _TICK
+    frame = (round(left), round(top), round(max(right, left + 1)), round(max(bottom, top + 1)))
+    ticks = _x_ticks(x_max, frame[2] - frame[0], tick)
+    return TimelineLayout(
+        width=width, height=height, frame=frame, rows=rows, labelled_rows=labelled, x_max=x_max,
+        x_ticks=ticks, legend=legend, colours=colours, title=_one_line(title),
+        subtitle=_subtitle(bars, rows), empty=not bars,
+    )
 
 
-def _row_labels(rows: Sequence[str]) -> list[tuple[int, str]]:
-    """(row, label) of the rows that are named: all of them up to `_MAX_ROW_LABELS`, beyond that
-    every k-th row so names stay legible, and the skipped row always."""
-    step = max(1, -(-len(rows) // _MAX_ROW_LABELS))
-    return [(i, name) for i, name in enumerate(rows) if i % step == 0 or name == SKIPPED_ROW]
-
-
-def _draw_row_labels(ax: Axes, rows: Sequence[str]) -> list[Text]:
-    """The rows' names and tick marks, drawn as a y axis' ticks would look, without its ticks.
-
-    matplotlib makes a `Tick` (two lines, two texts, a grid line) per y tick, lays out and
-    measures each, which cost the most of the whole drawing at 50 threads. Here the tick marks
-    are one `Line2D` of tick markers and each name is one plain `Text` at the tick label's place
-    (the tick's length plus its pad to the left of the frame, in the tick labels' alignment);
-    the names are left out of the axes' tight bbox and measured once in `_fit_axes`.
-    """
-    from matplotlib import rcParams
-    from matplotlib.lines import Line2D
-    from matplotlib.markers import TICKLEFT
-
-    ax.set_yticks([])
-    if not rows:
-        return []
-    size, pad = rcParams["ytick.major.size"], rcParams["ytick.major.pad"]
-    tick_transform = ax.get_yaxis_transform(which="tick1")  # x in axes coordinates, y in rows
-    ax.add_line(Line2D(
-        [0.0] * len(rows), range(len(rows)), transform=tick_transform, linestyle="", marker=TICKLEFT,
-        markersize=size, markeredgewidth=rcParams["ytick.major.width"], color=rcParams["ytick.color"],
-        clip_on=False, zorder=2.5,
-    ))
-    transform, va, ha = ax.get_yaxis_text1_transform(size + pad)
-    colour = rcParams["ytick.labelcolor"]
-    colour = rcParams["ytick.color"] if colour == "inherit" else colour
-    labels = []
-    for row, name in _row_labels(rows):
-        label = ax.text(0.0, row, name, transform=transform, ha=ha, va=va, fontsize=8, color=colour, clip_on=False,
-                        gid=ROW_LABEL_GID)
-        label.set_in_layout(False)  # measured in _fit_axes, not by get_tightbbox
-        labels.append(label)
-    return labels
-
-
-def _fit_axes(figure: Figure, ax: Axes, subtitle: Text, row_labels: Sequence[Text] = ()) -> None:
-    """Place the axes so its labels, title and legend just fit, the subtitle above them.
-
-    What constrained layout would do, in one pass: measure how far the axes' decorations
-    reach beyond its frame (they do not depend on the frame's size, bar the legend's 0.5 %
-    offset: under a pixel), then size the frame to leave exactly that room, with a 3 pt pad
-    around it all and on either side of the subtitle. The text measured here is drawn with
-    the same renderer, so its layout is not worked out twice. The row names (plain texts, not
-    ticks: see `_draw_row_labels`) are measured apart, all at once, and the y label is moved
-    out past them as matplotlib would move it past tick labels.
-    """
-    from matplotlib import rcParams
-
-    width, height = figure.bbox.width, figure.bbox.height
-    pad = _PAD_IN * figure.dpi
-    renderer = figure.canvas.get_renderer()
-    subtitle.set_y(1.0 - pad / height)
-    top = subtitle.get_window_extent(renderer).height + 2 * pad
-    frame = ax.get_window_extent(renderer)
-    # the row names reach this far left of the frame, whatever its size: their offset is in points;
-    # the y label goes that much further out, as it would beyond tick labels
-    names = _names_reach(figure, renderer, row_labels, frame.x0)
-    ax.yaxis.labelpad = rcParams["axes.labelpad"] + names * 72 / figure.dpi
-    reach = ax.get_tightbbox(renderer)
-    left = pad + frame.x0 - min(reach.x0, frame.x0 - names)
-    right = width - pad - (reach.x1 - frame.x1)
-    bottom = pad + frame.y0 - reach.y0
-    upper = height - top - pad - (reach.y1 - frame.y1)
-    ax.set_position([left / width, bottom / height, max(right - left, 1.0) / width, max(upper - bottom, 1.0) / height])
-
-
-def _names_reach(figure: Figure, renderer, row_labels: Sequence[Text], frame_x0: float) -> float:
-    """How far, in pixels, the right-aligned row names reach left of the axes' frame.
-
-    All names are measured at once as the lines of one text (its width is the widest line's);
-    the renderer keeps each line's metrics, so drawing the names does not measure them again.
-    A name that matplotlib would read as math is measured on its own, as it is drawn.
-    """
-    from matplotlib.text import Text
-
-    if not row_labels:
-        return 0.0
-    prop = row_labels[0].get_fontproperties()
-    plain = [t.get_text() for t in row_labels if t.get_text().count("$") < 2]
-    widest = Text(text="\n".join(plain), fontproperties=prop, figure=figure).get_window_extent(renderer).width
-    widest = max([widest, *(t.get_window_extent(renderer).width for t in row_labels if t.get_text().count("$") >= 2)])
-    anchor = row_labels[0].get_transform().transform((0.0, 0.0))[0]  # where the names end, right-aligned
-    return frame_x0 - anchor + widest
+_LEGEND_KEY = 22  # the width of a legend entry's colour patch
 
 
 def _rows(bars: Sequence[Bar]) -> list[str]:
@@ -350,56 +298,55 @@ def _rows(bars: Sequence[Bar]) -> list[str]:
     return threads + ([SKIPPED_ROW] if any(b.skipped for b in bars) else [])
 
 
-def _colours(objectives: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
+def _row_labels(rows: Sequence[str]) -> list[tuple[int, str]]:
+    """(row, label) of the rows that are named: all of them up to `_MAX_ROW_LABELS`, beyond that
+    every k-th row so names stay legible, and the skipped row always."""
+    step = max(1, -(-len(rows) // _MAX_ROW_LABELS))
+    return [(i, _short(_one_line(name))) for i, name in enumerate(rows) if i % step == 0 or name == SKIPPED_ROW]
+
+
+def _colours(objectives: Sequence[str]) -> dict[str, RGB]:
     """A qualitative palette in objective order; past 20 objectives the colours repeat."""
-    from matplotlib import colormaps
-
-    palette = colormaps["tab10" if len(objectives) <= 10 else "tab20"].colors
-    return {o: (*palette[i % len(palette)][:3], 1.0) for i, o in enumerate(objectives)}
+    palette = _TAB10 if len(objectives) <= 10 else _TAB20
+    return {o: palette[i % len(palette)] for i, o in enumerate(objectives)}
 
 
-def _draw_bars(ax, bars: Sequence[Bar], row_of: dict[str, int], colour_of: dict[str, tuple]) -> None:
-    """Every bar a rectangle 0.8 rows high of one `PolyCollection`, with per-bar face and edge
-    colours: one artist however many bars and threads (bars on one row never overlap)."""
-    import numpy as np
-    from matplotlib.collections import PolyCollection
-
-    drawn = [b for b in bars if not b.skipped]
-    if not drawn:
-        return
-    x0 = np.array([b.start for b in drawn])
-    x1 = np.array([b.end for b in drawn])
-    rows = np.array([row_of[b.thread] for b in drawn], dtype=float)
-    y0, y1 = rows - 0.4, rows + 0.4
-    # the corners in broken_barh's order: bottom left, top left, top right, bottom right
-    corners = np.stack([np.stack([x0, y0], 1), np.stack([x0, y1], 1), np.stack([x1, y1], 1), np.stack([x1, y0], 1)], 1)
-    shade_of = {key: _shade(colour_of[key[0]], key[1]) for key in {(b.objective_id, b.step) for b in drawn}}
-    failed = any(b.failed for b in drawn)
-    ax.add_collection(PolyCollection(
-        corners,
-        facecolors=[shade_of[b.objective_id, b.step] for b in drawn],
-        # one edge for all bars when none failed: matplotlib scales a list of widths bar by bar
-        edgecolors=[_FAILED_EDGE if b.failed else "none" for b in drawn] if failed else "none",
-        linewidths=[1.5 if b.failed else 0.0 for b in drawn] if failed else 0.0,
-    ))
-
-
-def _shade(colour: tuple, step: str) -> tuple[float, float, float, float]:
+def _shade(colour: RGB, step: str) -> RGB:
     """Mix the objective's colour with white by step, so a chain reads left to right."""
     mix = _STEP_SHADE.get(step, 0.0)
-    return (*(c + (1.0 - c) * mix for c in colour[:3]), 1.0)
+    return tuple(round(c + (255 - c) * mix) for c in colour)  # type: ignore[return-value]
 
 
-def _draw_markers(ax, bars: Sequence[Bar], row_of: dict[str, int]) -> None:
-    """An ✕ at the end of each failed step and a tick per skipped task: one scatter each."""
-    failed = [b for b in bars if b.failed]
-    if failed:
-        ax.scatter([b.end for b in failed], [row_of[b.thread] for b in failed],
-                   marker="x", s=28, color=_FAILED_EDGE, linewidths=1.5, zorder=3)
-    skipped = [b for b in bars if b.skipped]
-    if skipped:
-        ax.scatter([b.start for b in skipped], [row_of[SKIPPED_ROW]] * len(skipped),
-                   marker="|", s=60, color="0.4", linewidths=1.0, zorder=3)
+def _legend(
+    bars: Sequence[Bar], objectives: Sequence[str], colours: Mapping[str, RGB], names: Mapping[str, str]
+) -> list[LegendEntry]:
+    entries = []
+    if len(objectives) <= _MAX_LEGEND:
+        entries += [
+            LegendEntry("patch", _short(_one_line(f"{o} {names[o]}" if o in names else o), _LEGEND_CHARS), colours[o])
+            for o in objectives
+        ]
+    steps = [s for s in _STEP_SHADE if any(b.step == s for b in bars)]
+    if len(steps) > 1:
+        entries += [LegendEntry("patch", s, _shade((89, 89, 89), s)) for s in steps]
+    if any(b.failed for b in bars):
+        entries.append(LegendEntry("failed", "failed step (✕)", _FAILED_EDGE))
+    if any(b.skipped for b in bars):
+        entries.append(LegendEntry("skipped", "skipped task", _SKIPPED_MARK))
+    return entries
+
+
+def _x_ticks(x_max: float, frame_width: int, font: ImageFont.FreeTypeFont) -> tuple[tuple[float, str], ...]:
+    """Round values (1, 2, 2.5 or 5 times a power of ten) across [0, x_max], their labels not
+    crowding each other: as matplotlib's default locator picks them."""
+    widest = _text_width(f"{x_max:.2f}", font) + 2 * _PAD
+    most = max(2, min(10, frame_width // max(widest, 1)))
+    raw = x_max / most
+    power = 10.0 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
+    step = next((m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw), 10 * power)
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9) + (1 if round(step / power, 6) == 2.5 else 0))
+    count = int(math.floor(x_max / step + 1e-9))
+    return tuple((i * step, f"{i * step:.{decimals}f}") for i in range(count + 1))
 
 
 def _subtitle(bars: Sequence[Bar], rows: Sequence[str]) -> str:
@@ -415,5 +362,197 @@ def _subtitle(bars: Sequence[Bar], rows: Sequence[str]) -> str:
     )
 
 
+def _one_line(text: str) -> str:
+    """Control characters and line breaks become spaces: every text here is one line."""
+    return _CONTROL.sub(" ", text).strip()
+
+
 def _short(text: str, limit: int = 32) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- painting ------------------------------------------------------------------------
+
+
+def timeline_image(
+    bars: Sequence[Bar], *, title: str, objective_titles: Mapping[str, str] | None = None
+) -> Image.Image:
+    """The chart as an RGB Pillow image: the layout, painted back to front."""
+    from PIL import Image, ImageDraw
+
+    layout = timeline_layout(bars, title=title, objective_titles=objective_titles)
+    image = Image.new("RGB", (layout.width, layout.height), _BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    _paint_axes(draw, layout)
+    _paint_bars(draw, layout, bars)
+    _paint_texts(image, draw, layout)
+    return image
+
+
+def _paint_axes(draw: ImageDraw.ImageDraw, layout: TimelineLayout) -> None:
+    """The dotted x grid, the frame, its tick marks and the x tick labels."""
+    left, top, right, bottom = layout.frame
+    font = _font(_TICK_PT)
+    for value, text in layout.x_ticks:
+        x = round(layout.x(value))
+        draw.point([(x, y) for y in range(top + 1, bottom, 3)], fill=_GRID)
+        draw.line([(x, bottom), (x, bottom + _TICK)], fill=_TEXT)
+        width = _text_width(text, font)
+        draw.text((x - width / 2, bottom + _TICK + 1), text, font=font, fill=_TEXT)
+    for row, _ in layout.labelled_rows:
+        y = round(layout.row_y(row))
+        draw.line([(left - _TICK, y), (left, y)], fill=_TEXT)
+    draw.rectangle(layout.frame, outline=_TEXT)
+    if layout.empty:
+        font = _font(_LABEL_PT)
+        text = "no task ran"
+        draw.text(((left + right - _text_width(text, font)) / 2, (top + bottom) / 2 - _line_height(font) / 2),
+                  text, font=font, fill=(102, 102, 102))
+
+
+def _paint_bars(draw: ImageDraw.ImageDraw, layout: TimelineLayout, bars: Sequence[Bar]) -> None:
+    """Each bar 0.8 rows high in its shade; failed steps edged in red with an ✕ at their end,
+    skipped tasks a grey tick on their row. Bars on one row never overlap: no order matters."""
+    row_of = {name: i for i, name in enumerate(layout.rows)}
+    half = max(layout.row_height * 0.4, 0.5)
+    shade_of: dict[tuple[str, str], RGB] = {}
+    failed, skipped = [], []
+    for bar in bars:
+        if bar.skipped:
+            skipped.append(bar)
+            continue
+        if bar.failed:
+            failed.append(bar)
+        key = (bar.objective_id, bar.step)
+        colour = shade_of.get(key)
+        if colour is None:
+            colour = shade_of[key] = _shade(layout.colours[bar.objective_id], bar.step)
+        y = layout.row_y(row_of[bar.thread])
+        x0, x1 = layout.x(bar.start), layout.x(bar.end)
+        if x1 - x0 < 1e-9 and bar.failed:
+            continue  # no time on a thread: only its ✕
+        draw.rectangle((round(x0), round(y - half), max(round(x0), round(x1) - 1), round(y + half) - 1), fill=colour)
+    for bar in failed:
+        y = layout.row_y(row_of[bar.thread])
+        x0, x1 = round(layout.x(bar.start)), round(layout.x(bar.end))
+        if x1 > x0:
+            draw.rectangle((x0, round(y - half), max(x0, x1 - 1), round(y + half) - 1), outline=_FAILED_EDGE, width=2)
+        arm = max(2, min(4, round(half)))
+        cy = round(y)
+        draw.line([(x1 - arm, cy - arm), (x1 + arm, cy + arm)], fill=_FAILED_EDGE, width=2)
+        draw.line([(x1 - arm, cy + arm), (x1 + arm, cy - arm)], fill=_FAILED_EDGE, width=2)
+    if skipped:
+        y = layout.row_y(row_of[SKIPPED_ROW])
+        for bar in skipped:
+            x = round(layout.x(bar.start))
+            draw.line([(x, round(y - half)), (x, round(y + half))], fill=_SKIPPED_MARK, width=1)
+
+
+def _paint_texts(image: Image.Image, draw: ImageDraw.ImageDraw, layout: TimelineLayout) -> None:
+    """Row names, axis labels, title, subtitle and legend."""
+    left, top, right, bottom = layout.frame
+    small, label, big = _font(_SMALL_PT), _font(_LABEL_PT), _font(_TITLE_PT)
+    line = _line_height(small)
+    for row, name in layout.labelled_rows:
+        y = layout.row_y(row)
+        draw.text((left - _TICK - _PAD - _text_width(name, small), y - line / 2), name, font=small, fill=_TEXT)
+    x_label = "seconds since the first task started"
+    draw.text(((left + right - _text_width(x_label, label)) / 2, layout.height - _PAD - _line_height(label)),
+              x_label, font=label, fill=_TEXT)
+    _paint_vertical(image, "worker thread", label, (_PAD, (top + bottom) / 2))
+    title = _fitted(layout.title, big, right - left)
+    draw.text((left, top - _PAD - _line_height(big)), title, font=big, fill=_TEXT)
+    subtitle = _fitted(layout.subtitle, small, layout.width - 2 * _PAD)
+    draw.text((layout.width - _PAD - _text_width(subtitle, small), _PAD), subtitle, font=small, fill=_SUBTLE_TEXT)
+    _paint_legend(draw, layout, small)
+
+
+def _paint_legend(draw: ImageDraw.ImageDraw, layout: TimelineLayout, font: ImageFont.FreeTypeFont) -> None:
+    """One entry a line right of the frame, from its top; lines close up to fit the height."""
+    if not layout.legend:
+        return
+    _, top, right, _ = layout.frame
+    line = _line_height(font)
+    spacing = min(line * 1.7, max(line, (layout.height - _PAD - top) / len(layout.legend)))
+    x = right + 2 * _PAD
+    for index, entry in enumerate(layout.legend):
+        y = top + index * spacing
+        middle = round(y + line / 2)
+        key = (x, middle - 4, x + _LEGEND_KEY - 4, middle + 4)
+        if entry.kind == "patch":
+            draw.rectangle(key, fill=entry.colour)
+        elif entry.kind == "failed":
+            draw.rectangle(key, fill=_BACKGROUND, outline=entry.colour, width=2)
+        else:
+            centre = x + (_LEGEND_KEY - 4) // 2
+            draw.line([(centre, middle - 5), (centre, middle + 5)], fill=entry.colour, width=1)
+        draw.text((x + _LEGEND_KEY + 2, y), entry.label, font=font, fill=_TEXT)
+
+
+def _paint_vertical(image: Image.Image, text: str, font: ImageFont.FreeTypeFont, at: tuple[float, float]) -> None:
+    """`text` turned a quarter left, its top at x = at[0], centred on y = at[1]."""
+    from PIL import Image, ImageDraw
+
+    width, height = _text_width(text, font), _line_height(font)
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).text((0, 0), text, font=font, fill=255)
+    mask = mask.transpose(Image.Transpose.ROTATE_90)
+    image.paste(_TEXT, (round(at[0]), round(at[1] - width / 2)), mask)
+
+
+def _fitted(text: str, font: ImageFont.FreeTypeFont, width: float) -> str:
+    """`text`, cut with … to fit `width` pixels."""
+    if _text_width(text, font) <= width:
+        return text
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _text_width(text[:middle] + "…", font) <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + "…"
+
+
+# -- fonts ---------------------------------------------------------------------------
+
+_fonts: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] = {}
+_fonts_lock = threading.Lock()
+
+
+def _font(points: int) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans at `points` (at the picture's 100 px per inch), loaded once per size.
+
+    The file is matplotlib's copy, found without importing matplotlib; Pillow's own
+    default font stands in where matplotlib is not installed.
+    """
+    font = _fonts.get(points)
+    if font is None:
+        from PIL import ImageFont
+
+        pixels = round(points * _DPI / 72)
+        with _fonts_lock:
+            font = _fonts.get(points)
+            if font is None:
+                path = _dejavu_path()
+                font = ImageFont.truetype(str(path), pixels) if path else ImageFont.load_default(size=pixels)
+                _fonts[points] = font
+    return font  # type: ignore[return-value]
+
+
+def _dejavu_path() -> Path | None:
+    spec = importlib.util.find_spec("matplotlib")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+        if path.is_file():
+            return path
+    return None
+
+
+def _text_width(text: str, font: ImageFont.FreeTypeFont) -> int:
+    return math.ceil(font.getlength(text))
+
+
+def _line_height(font: ImageFont.FreeTypeFont) -> int:
+    ascent, descent = font.getmetrics()
+    return ascent + descent

@@ -96,12 +96,25 @@ def test_the_run_draws_the_timeline_itself_when_the_child_fails(tmp_path, monkey
 
     monkeypatch.setattr(pipeline_module, "start_drawing_process", broken)
     monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)
-    sheet = simple_workbook(tmp_path / "wb", n_objectives=2, n_tasks=2)
+    sheet = chart_workbook(tmp_path / "wb")  # a run with charts starts a child of its own
     result = run_pipeline(sheet, tmp_path)
     assert result.exit_code == 0
     assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert (result.run_dir / "charts" / "gen.png").read_bytes().startswith(PNG_SIGNATURE)
     if failure == "dies":
-        assert "drawing timeline.png in this process" in caplog.text
+        assert "in this process" in caplog.text
+
+
+def test_a_run_without_charts_starts_no_child_of_its_own(tmp_path, monkeypatch):
+    """The timeline alone costs less to draw here than a new process costs to start."""
+    def forbidden() -> DrawingProcess:
+        raise AssertionError("no child should be started")
+
+    monkeypatch.setattr(pipeline_module, "start_drawing_process", forbidden)
+    monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)
+    sheet = simple_workbook(tmp_path / "wb", n_objectives=2, n_tasks=2)
+    result = run_pipeline(sheet, tmp_path)
+    assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
 def test_a_run_leaves_no_child_process_behind(tmp_path, monkeypatch):
@@ -113,7 +126,7 @@ def test_a_run_leaves_no_child_process_behind(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline_module, "start_drawing_process", tracked)
     monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)
-    sheet = simple_workbook(tmp_path / "wb", n_objectives=2, n_tasks=2)
+    sheet = chart_workbook(tmp_path / "wb")
     result = run_pipeline(sheet, tmp_path)
     assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
     assert len(started) == 1
@@ -137,28 +150,25 @@ def test_a_process_that_has_drawn_before_draws_itself_and_starts_no_child(tmp_pa
         raise AssertionError("no child should be started")
 
     monkeypatch.setattr(pipeline_module, "start_drawing_process", forbidden)
-    sheet = simple_workbook(tmp_path / "wb", n_objectives=1, n_tasks=2)
+    sheet = chart_workbook(tmp_path / "wb")
     result = run_pipeline(sheet, tmp_path)
     assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert (result.run_dir / "charts" / "gen.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
-def test_a_child_not_yet_warm_is_stopped_when_this_process_can_draw_at_once(tmp_path, monkeypatch):
-    import matplotlib.figure  # noqa: F401
-
-    cold = _dead_child()  # never says ready
-    monkeypatch.setattr(pipeline_module, "start_drawing_process", lambda: cold)
-    monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)  # start it...
-    original = pipeline_module._use_drawer
-
-    def at_the_end(drawer):
-        monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", "matplotlib.figure")  # ...but draw here at the end
-        return original(drawer)
-
-    monkeypatch.setattr(pipeline_module, "_use_drawer", at_the_end)
-    sheet = simple_workbook(tmp_path / "wb", n_objectives=1, n_tasks=2)
-    result = run_pipeline(sheet, tmp_path)
-    assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
-    assert cold._process.returncode is not None  # stopped, not left running
+def test_at_the_end_a_child_still_warming_up_gets_the_timeline_and_a_broken_one_is_stopped():
+    warming = DrawingProcess(subprocess.Popen(  # alive, and has not said it is ready
+        [sys.executable, "-c", "import sys; sys.stdin.buffer.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ))
+    try:
+        assert not warming.ready and pipeline_module._use_drawer(warming)
+        assert warming._process.poll() is None  # not stopped
+        warming.broken = "stopped answering"
+        assert not pipeline_module._use_drawer(warming)
+        assert warming._process.returncode is not None  # stopped, not left running
+    finally:
+        warming.close()
 
 
 def test_a_stuck_child_is_killed_after_the_timeout_and_says_so(tmp_path):
