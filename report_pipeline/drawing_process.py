@@ -8,13 +8,15 @@ the timeline added to the run's end. In a child started with the run, the work
 uses the machine's other core instead: the child warms up (Pillow and the fonts)
 while the run reads its workbook, imports matplotlib and draws the data charts
 when the first is asked for (while the calls wait on the network), and draws the
-timeline while the parent writes report.md, .docx and .xlsx. A run without data
-charts never imports matplotlib in either process.
+timeline and saves report.xlsx while the parent writes report.md and .docx (the
+PNG's encoding releases the GIL, so the child does both at once as well). A run
+without data charts never imports matplotlib in either process.
 
     start_drawing_process()       at run start: spawn `python -m report_pipeline.drawing_process`
     DrawingProcess.draw_chart()   a data chart (a ChartSpec, as JSON); returns when the PNG is written
-    DrawingProcess.send_timeline()  after the last call: the bars; returns at once
-    DrawingProcess.wait()         the timeline PNG is written, or an error says why
+    DrawingProcess.send_reports()  after the last call: the timeline's bars and report.xlsx's
+                                  tables; returns at once, the child writes both meanwhile
+    DrawingProcess.wait()         both are written, or an error says which was not and why
     DrawingProcess.close()        end of input: the child exits
 
 Requests and replies are JSON lines on the child's stdin and stdout, one reply per
@@ -46,8 +48,9 @@ from typing import Any
 
 from .chart_drawing import ChartSpec, draw_chart_png
 from .timeline import Bar, draw_timeline_png, warm_up
+from .writers.xlsx_out import WorkbookTables, save_workbook_tables
 
-__all__ = ["DrawingProcess", "DrawingProcessError", "start_drawing_process"]
+__all__ = ["DrawingProcess", "DrawingProcessError", "TimelineJob", "WorkbookJob", "start_drawing_process"]
 
 log = logging.getLogger("report_pipeline.drawing")
 
@@ -58,7 +61,43 @@ _READY = "ready"
 
 
 class DrawingProcessError(Exception):
-    """The child did not draw what it was asked (the caller draws it in-process)."""
+    """The child did not draw what it was asked (the caller draws it in-process).
+
+    `failed` names what was not written ("timeline", "xlsx", "chart"); None when the
+    child itself failed (died, stuck, gone), so nothing it was asked can be counted on.
+    """
+
+    def __init__(self, message: str, failed: frozenset[str] | None = None) -> None:
+        super().__init__(message)
+        self.failed = failed
+
+
+@dataclasses.dataclass(frozen=True)
+class TimelineJob:
+    """timeline.png to draw: where, the bars, and the texts around them."""
+
+    path: Path
+    bars: Sequence[Bar]
+    title: str
+    objective_titles: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "timeline", "path": str(self.path), "timeline": {
+            "title": self.title,
+            "objective_titles": dict(self.objective_titles),
+            "bars": [dataclasses.astuple(bar) for bar in self.bars],
+        }}
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkbookJob:
+    """report.xlsx to save: where, and its tables."""
+
+    path: Path
+    tables: WorkbookTables
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "xlsx", "path": str(self.path), "xlsx": self.tables.to_json()}
 
 
 class DrawingProcess:
@@ -98,18 +137,23 @@ class DrawingProcess:
         self, path: Path, bars: Sequence[Bar], *, title: str, objective_titles: Mapping[str, str] | None = None
     ) -> None:
         """Hand the child the timeline to draw; returns at once, the child draws meanwhile (see `wait`)."""
+        self.send_reports(timeline=TimelineJob(path, bars, title, dict(objective_titles or {})))
+
+    def send_reports(self, *, timeline: TimelineJob | None = None, workbook: WorkbookJob | None = None) -> None:
+        """Hand the child the run's last pictures and files; returns at once (see `wait`).
+
+        The child saves the workbook and draws the timeline at once, in two threads:
+        the workbook is Python (openpyxl), most of the timeline its PNG encoding, which
+        runs without the GIL.
+        """
+        jobs = [job.to_json() for job in (workbook, timeline) if job is not None]
+        if not jobs:
+            raise ValueError("send_reports needs a timeline or a workbook")
         with self._lock:
-            self._send({
-                "timeline": {
-                    "title": title,
-                    "objective_titles": dict(objective_titles or {}),
-                    "bars": [dataclasses.astuple(bar) for bar in bars],
-                },
-                "path": str(path),
-            })
+            self._send({"jobs": jobs})
 
     def wait(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
-        """Block until the request sent last is drawn; DrawingProcessError if it was not."""
+        """Block until the request sent last is done; DrawingProcessError (naming what failed) if not."""
         with self._lock:
             if self._sent == self._answered:
                 raise DrawingProcessError("nothing was sent to draw")
@@ -118,18 +162,18 @@ class DrawingProcess:
     def close(self) -> None:
         """Make sure the child is gone (idempotent).
 
-        Never sent anything (the run stopped early, or failed validation): killed at
-        once, so an error exit does not wait on its warm-up. Otherwise its
-        input ends and it exits by itself, after a few seconds to finish a request
-        still unanswered; then it is killed.
+        Nothing pending (every request answered, or none sent: the run stopped early,
+        or failed validation): killed at once, so no exit waits on its warm-up or its
+        teardown. Otherwise its input ends and it exits by itself, after a few seconds
+        to finish a request still unanswered; then it is killed.
         """
         process = self._process
         if process.stdin is not None:
             with contextlib.suppress(OSError):
                 process.stdin.close()
             process.stdin = None
-        if self._sent == 0 and process.poll() is None:
-            process.kill()
+        if self._sent == self._answered and process.poll() is None:
+            process.kill()  # nothing asked of it is pending: no need to wait for it to wind down
         try:
             process.wait(timeout=5.0)
         except subprocess.TimeoutExpired:
@@ -166,7 +210,11 @@ class DrawingProcess:
                     self._ready = True  # it has drawn: as warm as its practice figure would make it
                     log.debug("drawn by the drawing process in %s s", reply.get("seconds"))
                     return
-                raise DrawingProcessError(f"the drawing process failed: {reply.get('error') or 'no reason given'}")
+                failed = reply.get("failed")
+                raise DrawingProcessError(
+                    f"the drawing process failed: {reply.get('error') or 'no reason given'}",
+                    frozenset(failed) if isinstance(failed, dict) and failed else None,
+                )
             if time.monotonic() >= deadline:
                 self._process.kill()  # stuck: no grace period on top of the timeout
                 self._process.wait()
@@ -224,14 +272,43 @@ def start_drawing_process() -> DrawingProcess:
     return DrawingProcess(process)
 
 
-def _draw(request: dict[str, Any]) -> None:
-    path = Path(request["path"])
-    if "chart" in request:
-        draw_chart_png(path, ChartSpec.from_json(request["chart"]))
-        return
-    timeline = request["timeline"]
-    bars = [Bar(*row) for row in timeline["bars"]]
-    draw_timeline_png(path, bars, title=timeline["title"], objective_titles=timeline["objective_titles"])
+def _draw(request: dict[str, Any]) -> dict[str, str]:
+    """Do a request's jobs, the first here and the others each in a thread; {kind: error} of
+    those that failed. A request without "jobs" is one job (a chart)."""
+    jobs = request["jobs"] if "jobs" in request else [request]
+    failed: dict[str, str] = {}
+
+    def run(job: dict[str, Any]) -> None:
+        try:
+            _do(job)
+        except Exception as error:  # noqa: BLE001 - reported to the parent, which does it in-process
+            failed[str(job.get("kind") or "chart")] = f"{type(error).__name__}: {error}"
+
+    helpers = [threading.Thread(target=run, args=(job,), name=f"draw-{i}") for i, job in enumerate(jobs[1:])]
+    for helper in helpers:
+        helper.start()
+    run(jobs[0])
+    for helper in helpers:
+        helper.join()
+    return failed
+
+
+def _do(job: dict[str, Any]) -> None:
+    path = Path(job["path"])
+    if "chart" in job:
+        draw_chart_png(path, ChartSpec.from_json(job["chart"]))
+    elif "xlsx" in job:
+        save_workbook_tables(path, WorkbookTables.from_json(job["xlsx"]))
+    else:
+        timeline = job["timeline"]
+        bars = [Bar(*row) for row in timeline["bars"]]
+        draw_timeline_png(path, bars, title=timeline["title"], objective_titles=timeline["objective_titles"])
+
+
+def _warm_up() -> None:
+    """What the end of a run will use, loaded while the calls run: Pillow and the fonts, and openpyxl."""
+    warm_up()
+    import openpyxl  # noqa: F401 - the import is the point: report.xlsx is saved here
 
 
 def _say(message: dict[str, Any]) -> None:
@@ -249,16 +326,19 @@ def _serve() -> int:
         with contextlib.suppress(OSError):
             os.nice(_NICENESS)
     if not select.select([sys.stdin], [], [], 0)[0]:  # a request already waiting: draw it, no practice
-        warm_up()
+        _warm_up()
         _say({"state": _READY})
     for line in sys.stdin.buffer:
         if not line.strip():
             continue
         started = time.perf_counter()
         try:
-            _draw(json.loads(line))
-        except Exception as error:  # noqa: BLE001 - reported to the parent, which draws in-process
+            failed = _draw(json.loads(line))
+        except Exception as error:  # noqa: BLE001 - a request it could not read: reported to the parent
             _say({"ok": False, "error": f"{type(error).__name__}: {error}"})
+            continue
+        if failed:
+            _say({"ok": False, "error": "; ".join(f"{kind}: {why}" for kind, why in failed.items()), "failed": failed})
             continue
         _say({"ok": True, "seconds": round(time.perf_counter() - started, 3)})
     return 0  # end of input: the parent needs nothing more

@@ -14,6 +14,7 @@ import secrets
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -39,7 +40,7 @@ from .errors import (
 from .gateway import CallGateway
 from .ledger import Ledger, TaskRow, config_hash, sheet_hash
 from .logs import redact, run_log
-from .models import CallRecord, Objective, PromptSheet, Task, TaskResult
+from .models import CallRecord, Objective, PromptSheet, ReportView, Task, TaskResult
 from .monitor import ResourceMonitor
 from .plan import Plan, build_plan
 from .providers import Provider
@@ -52,7 +53,7 @@ from .scheduler import Halt, Scheduler, SchedulerHooks, make_executors
 from .timeline import draw_timeline_png, timeline_data
 from .budget import CostMeter
 from .chart_drawing import ChartSpec, draw_chart_png
-from .drawing_process import DrawingProcess, DrawingProcessError, start_drawing_process
+from .drawing_process import DrawingProcess, DrawingProcessError, TimelineJob, WorkbookJob, start_drawing_process
 from .writers import (
     ResultsCsvAppender,
     atomic_write_text,
@@ -60,8 +61,8 @@ from .writers import (
     write_docx,
     write_markdown,
     write_objective_csv,
-    write_xlsx,
 )
+from .writers.xlsx_out import save_workbook_tables, workbook_tables
 
 log = logging.getLogger("report_pipeline.pipeline")
 
@@ -442,6 +443,41 @@ class ReportGenerationPipeline:
                 log.warning("%s; drawing chart %s in this process", error, path.name)
         draw_chart_png(path, spec)
 
+    def _write_reports(
+        self, view: ReportView, outputs: dict[str, Path], results: Sequence[TaskResult], drawer: DrawingProcess | None
+    ) -> None:
+        """report.md and .docx here; timeline.png and report.xlsx meanwhile on the other core.
+
+        The drawing child saves the workbook and draws the timeline while this process
+        writes the documents; without one (or for what it fails), this process does it,
+        the timeline on a thread: most of it is the PNG's encoding, which releases the GIL.
+        """
+        jobs = {
+            "timeline": TimelineJob(
+                outputs["timeline_png"], timeline_data(results), f"{self.config.project_name}: run {self.run_id}",
+                {o.objective_id: o.title for o in self.plan.objectives},
+            ),
+            "xlsx": WorkbookJob(outputs["report_xlsx"], workbook_tables(view)),
+        }
+        drawing = drawer if drawer is not None and _use_drawer(drawer) else None
+        todo = frozenset(jobs)
+        if drawing is not None:
+            send = functools.partial(drawing.send_reports, timeline=jobs["timeline"], workbook=jobs["xlsx"])
+            todo = _child_failed(send, list(jobs))
+        with ThreadPoolExecutor(1, thread_name_prefix="timeline") as here:
+            timeline = here.submit(_write_timeline, jobs["timeline"]) if "timeline" in todo else None
+            done_tasks = [self.plan.tasks[r.key] for r in view.all_results() if r.status == "done"]
+            attachments = build_attachments(done_tasks, self.data, self.run_dir, charts=self._charts)
+            write_markdown(outputs["report_md"], view, attachments=attachments)
+            write_docx(outputs["report_docx"], view, attachments=attachments)
+            if "xlsx" in todo:
+                _save_workbook(jobs["xlsx"])
+            if timeline is not None:
+                timeline.result()
+        if drawing is not None and not todo:
+            for kind in sorted(_child_failed(drawing.wait, list(jobs))):
+                _FALLBACKS[kind](jobs[kind])
+
     def _chart_names(self) -> list[str]:
         """The data sources whose chart this run's tasks attach."""
         return sorted({n for t in self.plan.tasks.values() for n in t.data
@@ -528,22 +564,7 @@ class ReportGenerationPipeline:
             "run_log": self.run_dir / "run.log",
             "timeline_png": self.run_dir / "timeline.png",
         }
-        timeline = {
-            "title": f"{self.config.project_name}: run {self.run_id}",
-            "objective_titles": {o.objective_id: o.title for o in self.plan.objectives},
-        }
-        bars = timeline_data(results)
-        # the child draws timeline.png on another core while this process writes the rest
-        drawing = drawer if drawer is not None and _use_drawer(drawer) else None
-        if drawing is not None and not _child_did(functools.partial(drawing.send_timeline, outputs["timeline_png"], bars, **timeline)):
-            drawing = None
-        done_tasks = [self.plan.tasks[r.key] for r in view.all_results() if r.status == "done"]
-        attachments = build_attachments(done_tasks, self.data, self.run_dir, charts=self._charts)
-        write_markdown(outputs["report_md"], view, attachments=attachments)
-        write_docx(outputs["report_docx"], view, attachments=attachments)
-        write_xlsx(outputs["report_xlsx"], view)
-        if drawing is None or not _child_did(drawing.wait):
-            draw_timeline_png(outputs["timeline_png"], bars, **timeline)
+        self._write_reports(view, outputs, results, drawer)
         finished = time.time()  # the run's duration includes writing its reports
         run = RunResult(
             run_id=self.run_id,
@@ -561,6 +582,17 @@ class ReportGenerationPipeline:
         manifest = build_manifest(run, self, started=started, finished=finished, halt=halt, resources=resources)
         atomic_write_text(outputs["run_json"], json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         return run
+
+
+def _write_timeline(job: TimelineJob) -> None:
+    draw_timeline_png(job.path, job.bars, title=job.title, objective_titles=job.objective_titles)
+
+
+def _save_workbook(job: WorkbookJob) -> None:
+    save_workbook_tables(job.path, job.tables)
+
+
+_FALLBACKS: dict[str, Callable[[Any], None]] = {"timeline": _write_timeline, "xlsx": _save_workbook}
 
 
 def _start_drawing_process() -> DrawingProcess | None:
@@ -591,14 +623,16 @@ def _use_drawer(drawer: DrawingProcess) -> bool:
     return False
 
 
-def _child_did(step: Callable[[], None]) -> bool:
-    """One step with the drawing child (send, wait); False, said in the log, if it failed."""
+def _child_failed(step: Callable[[], None], asked: Sequence[str]) -> frozenset[str]:
+    """One step with the drawing child (send, wait): what of `asked` it did not do, said in the log."""
     try:
         step()
     except DrawingProcessError as error:
-        log.warning("%s; drawing timeline.png in this process", error)
-        return False
-    return True
+        failed = frozenset(asked) if error.failed is None else error.failed & frozenset(asked)
+        names = {"timeline": "timeline.png", "xlsx": "report.xlsx"}
+        log.warning("%s; writing %s in this process", error, " and ".join(names.get(k, k) for k in sorted(failed)))
+        return failed
+    return frozenset()
 
 
 def restore_result(row: TaskRow) -> TaskResult:

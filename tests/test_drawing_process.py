@@ -130,7 +130,7 @@ def test_a_run_leaves_no_child_process_behind(tmp_path, monkeypatch):
     result = run_pipeline(sheet, tmp_path)
     assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
     assert len(started) == 1
-    assert started[0]._process.returncode == 0  # reaped, and it drew without error
+    assert started[0]._process.returncode is not None  # reaped: no child outlives the run
 
 
 def test_the_child_says_when_it_is_warm():
@@ -222,7 +222,7 @@ def test_one_child_draws_charts_then_the_timeline_in_order(tmp_path):
         assert drawer.ready  # it has drawn, so it is warm
     finally:
         drawer.close()
-    assert drawer._process.returncode == 0
+    assert drawer._process.returncode is not None  # answered everything, then stopped at once
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bars.png", "dates.png", "timeline.png", "years.png"]
 
 
@@ -307,4 +307,81 @@ def test_ctrl_c_at_the_terminal_does_not_stop_the_child(tmp_path):
     finally:
         drawer.close()
     assert (tmp_path / "bars.png").read_bytes().startswith(PNG_SIGNATURE)
-    assert drawer._process.returncode == 0
+    assert drawer._process.returncode is not None
+
+
+# --- the end of a run: timeline.png and report.xlsx at once ---------------------------------
+
+
+def _tables():
+    from report_pipeline.writers.xlsx_out import workbook_tables
+    from tests.test_writers import make_report, make_result
+
+    results = [make_result("O1", "T1", text="=SUM(A1)"), make_result("O1", "T2", status="failed", error="refused", text="")]
+    return workbook_tables(make_report([("O1", "Intro", results)]))
+
+
+def _cells(path: Path) -> dict[str, list[list[object]]]:
+    import openpyxl
+
+    workbook = openpyxl.load_workbook(path)
+    return {sheet.title: [[c.value for c in row] for row in sheet.iter_rows()] for sheet in workbook.worksheets}
+
+
+def test_workbook_tables_travel_as_json_unchanged():
+    from report_pipeline.writers.xlsx_out import WorkbookTables
+
+    tables = _tables()
+    assert WorkbookTables.from_json(json.loads(json.dumps(tables.to_json()))) == tables
+
+
+def test_the_child_saves_the_workbook_and_draws_the_timeline_it_is_sent_together(tmp_path):
+    from report_pipeline.drawing_process import TimelineJob, WorkbookJob
+    from report_pipeline.writers.xlsx_out import save_workbook_tables
+
+    tables = _tables()
+    drawer = start_drawing_process()
+    try:
+        drawer.send_reports(timeline=TimelineJob(tmp_path / "timeline.png", BARS, "run 1"),
+                            workbook=WorkbookJob(tmp_path / "report.xlsx", tables))
+        drawer.wait()
+    finally:
+        drawer.close()
+    assert (tmp_path / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
+    save_workbook_tables(tmp_path / "here.xlsx", tables)
+    assert _cells(tmp_path / "report.xlsx") == _cells(tmp_path / "here.xlsx")
+    assert _cells(tmp_path / "report.xlsx")["O1 Intro"][1][5] == "'=SUM(A1)"  # neutralised, as written here
+
+
+def test_a_child_that_cannot_save_the_workbook_says_so_and_still_draws_the_timeline(tmp_path):
+    from report_pipeline.drawing_process import TimelineJob, WorkbookJob
+
+    (tmp_path / "a-file").write_text("not a folder")
+    drawer = start_drawing_process()
+    try:
+        drawer.send_reports(timeline=TimelineJob(tmp_path / "timeline.png", BARS, "run 1"),
+                            workbook=WorkbookJob(tmp_path / "a-file" / "report.xlsx", _tables()))
+        with pytest.raises(DrawingProcessError, match="xlsx: .*a-file") as caught:
+            drawer.wait()
+        assert caught.value.failed == {"xlsx"}
+        assert drawer.broken is None  # one job failed, not the child
+    finally:
+        drawer.close()
+    assert (tmp_path / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_the_run_saves_the_workbook_itself_when_the_child_could_not(tmp_path, monkeypatch, caplog):
+    from report_pipeline.drawing_process import WorkbookJob
+
+    unwritable = tmp_path / "a-file"
+    unwritable.write_text("not a folder")
+    to_json = WorkbookJob.to_json
+    # the child is told a path it cannot write; this process still has the right one
+    monkeypatch.setattr(WorkbookJob, "to_json", lambda job: {**to_json(job), "path": str(unwritable / "report.xlsx")})
+    monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)
+    sheet = chart_workbook(tmp_path / "wb")
+    result = run_pipeline(sheet, tmp_path)
+    assert result.exit_code == 0
+    assert "writing report.xlsx in this process" in caplog.text
+    assert "O1 Power" in _cells(result.run_dir / "report.xlsx")
+    assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)  # the child drew it

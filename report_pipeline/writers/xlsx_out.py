@@ -2,6 +2,12 @@
 
 Each objective sheet has the same columns as results.csv, so analysts can
 filter and pivot without reading the CSVs.
+
+Two halves: `workbook_tables()` turns a report into plain tables (cleaned cell
+values, fitted widths: cheap, pure, JSON-able), and `save_workbook_tables()`
+writes them with openpyxl, most of the cost. A run hands the tables to its
+drawing process, which saves the workbook on the other core while the run
+writes report.docx; `write_xlsx()` does both here.
 """
 
 from __future__ import annotations
@@ -9,12 +15,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.worksheet import Worksheet
+from typing import Any
 
 from report_pipeline.models import Chapter, ReportView, TaskResult
 from report_pipeline.writers._text import display_datetime, one_line, xml_safe
@@ -28,7 +31,16 @@ from report_pipeline.writers.rows import (
 )
 from report_pipeline.writers.safety import neutralise_cell
 
-__all__ = ["SUMMARY_COLUMNS", "SUMMARY_SHEET", "sheet_names", "write_xlsx"]
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "SUMMARY_SHEET",
+    "SheetTable",
+    "WorkbookTables",
+    "save_workbook_tables",
+    "sheet_names",
+    "workbook_tables",
+    "write_xlsx",
+]
 
 SUMMARY_SHEET = "Summary"
 SUMMARY_COLUMNS = (
@@ -48,13 +60,117 @@ MIN_COLUMN_WIDTH = 8
 MAX_COLUMN_WIDTH = 50
 _WIDTH_PADDING = 2
 
-_HEADER_FONT = Font(bold=True)
-_WRAP = Alignment(wrap_text=True, vertical="top")
+# Named styles: a cell takes one by name, where assigning a Font or Alignment object makes openpyxl
+# hash it against every style so far, cell by cell (a third of the workbook's time at 100 tasks)
+_HEADER_STYLE = "report header"
+_WRAP_STYLE = "report text"
+
+
+@dataclass(frozen=True)
+class SheetTable:
+    """One sheet as plain values: a header row, rows of cleaned cells, column widths, and
+    label/value lines two rows under the table (the Summary's run details)."""
+
+    name: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    widths: tuple[float, ...]
+    info: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkbookTables:
+    """Everything report.xlsx holds, in values JSON carries unchanged (str, int, float, None)."""
+
+    title: str
+    subject: str
+    sheets: tuple[SheetTable, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "subject": self.subject,
+            "sheets": [
+                {"name": t.name, "columns": list(t.columns), "rows": [list(r) for r in t.rows],
+                 "widths": list(t.widths), "info": [list(i) for i in t.info]}
+                for t in self.sheets
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WorkbookTables:
+        return cls(
+            title=data["title"],
+            subject=data["subject"],
+            sheets=tuple(
+                SheetTable(t["name"], tuple(t["columns"]), tuple(tuple(r) for r in t["rows"]),
+                           tuple(t["widths"]), tuple((label, value) for label, value in t["info"]))
+                for t in data["sheets"]
+            ),
+        )
 
 
 def write_xlsx(path: str | os.PathLike[str], report: ReportView) -> Path:
     """Build the workbook and save it to `path` atomically; return the path."""
-    workbook = _build(report)
+    return save_workbook_tables(path, workbook_tables(report))
+
+
+def workbook_tables(report: ReportView) -> WorkbookTables:
+    """The report's sheets as plain tables: Summary first, then one per chapter."""
+    with_check = has_check_step(report.all_results())
+    columns = result_columns(with_check=with_check)
+    summary_rows = [_summary_row(c.objective.objective_id, c.objective.title, c.results) for c in report.chapters]
+    summary_rows.append(_summary_row("Total", "", report.all_results()))
+    info = (
+        ("project", report.project_name),
+        ("run_id", report.run_id),
+        ("generated", display_datetime(report.generated_at)),
+        ("provider", report.provider),
+        ("model", report.model),
+    )
+    sheets = [_table(SUMMARY_SHEET, SUMMARY_COLUMNS, summary_rows, wide=set(),
+                     info=tuple((label, _cell_value(value)) for label, value in info))]
+    for chapter, name in zip(report.chapters, sheet_names(report.chapters)):
+        rows = [result_row(r, with_check=with_check) for r in chapter.results]
+        sheets.append(_table(name, columns, [[row[c] for c in columns] for row in rows], wide={"text"}))
+    return WorkbookTables(xml_safe(report.project_name), f"run {report.run_id}", tuple(sheets))
+
+
+def save_workbook_tables(path: str | os.PathLike[str], tables: WorkbookTables) -> Path:
+    """Write the tables as report.xlsx at `path`, atomically: header bold, frozen and
+    filterable, cells wrapped to the top, the widths given."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, NamedStyle
+    from openpyxl.utils import get_column_letter
+
+    workbook = Workbook()
+    workbook.properties.title = tables.title
+    workbook.properties.subject = tables.subject
+    workbook.add_named_style(NamedStyle(name=_HEADER_STYLE, font=Font(bold=True)))
+    workbook.add_named_style(NamedStyle(name=_WRAP_STYLE, alignment=Alignment(wrap_text=True, vertical="top")))
+    for index, table in enumerate(tables.sheets):
+        if index == 0:
+            sheet = workbook.active
+            sheet.title = table.name
+        else:
+            sheet = workbook.create_sheet(table.name)
+        sheet.append(list(table.columns))
+        for cell in sheet[1]:
+            cell.style = _HEADER_STYLE
+        for values in table.rows:
+            sheet.append(list(values))
+        for row in sheet.iter_rows(min_row=2):
+            for cell in row:
+                cell.style = _WRAP_STYLE
+        sheet.freeze_panes = "A2"
+        sheet.auto_filter.ref = f"A1:{get_column_letter(len(table.columns))}{len(table.rows) + 1}"
+        for number, width in enumerate(table.widths, start=1):
+            sheet.column_dimensions[get_column_letter(number)].width = width
+        if table.info:
+            first = len(table.rows) + 3  # a blank row under the table
+            for offset, (label, value) in enumerate(table.info):
+                sheet.cell(row=first + offset, column=1, value=label).style = _HEADER_STYLE
+                sheet.cell(row=first + offset, column=2, value=value)
     target = Path(path)
     with atomic_path(target) as tmp:
         workbook.save(tmp)
@@ -76,40 +192,6 @@ def sheet_names(chapters: Sequence[Chapter]) -> list[str]:
         taken.add(name.lower())
         names.append(name)
     return names
-
-
-def _build(report: ReportView) -> Workbook:
-    workbook = Workbook()
-    workbook.properties.title = xml_safe(report.project_name)
-    workbook.properties.subject = f"run {report.run_id}"
-    summary = workbook.active
-    summary.title = SUMMARY_SHEET
-    _fill_summary(summary, report)
-    with_check = has_check_step(report.all_results())
-    columns = result_columns(with_check=with_check)
-    for chapter, name in zip(report.chapters, sheet_names(report.chapters)):
-        sheet = workbook.create_sheet(name)
-        rows = [result_row(r, with_check=with_check) for r in chapter.results]
-        _fill_table(sheet, columns, [[row[c] for c in columns] for row in rows], wide={"text"})
-    return workbook
-
-
-def _fill_summary(sheet: Worksheet, report: ReportView) -> None:
-    rows = [_summary_row(c.objective.objective_id, c.objective.title, c.results) for c in report.chapters]
-    rows.append(_summary_row("Total", "", report.all_results()))
-    _fill_table(sheet, SUMMARY_COLUMNS, rows, wide=set())
-    info_row = sheet.max_row + 2
-    for offset, (label, value) in enumerate(
-        [
-            ("project", report.project_name),
-            ("run_id", report.run_id),
-            ("generated", display_datetime(report.generated_at)),
-            ("provider", report.provider),
-            ("model", report.model),
-        ]
-    ):
-        sheet.cell(row=info_row + offset, column=1, value=label).font = _HEADER_FONT
-        sheet.cell(row=info_row + offset, column=2, value=_cell_value(value))
 
 
 def _summary_row(objective_id: str, title: str, results: Sequence[TaskResult]) -> list[object]:
@@ -136,27 +218,17 @@ def _wall_time(results: Iterable[TaskResult]) -> float:
     return max(0.0, max(r.finished_at for r in timed) - min(r.started_at for r in timed))
 
 
-def _fill_table(
-    sheet: Worksheet, columns: Sequence[str], rows: Sequence[Sequence[object]], *, wide: set[str]
-) -> None:
-    """Header (bold, frozen, filterable), wrapped cells, fitted column widths."""
-    sheet.append(list(columns))
-    for cell in sheet[1]:
-        cell.font = _HEADER_FONT
-    for values in rows:
-        sheet.append([_cell_value(v) for v in values])
-    for row in sheet.iter_rows(min_row=2):
-        for cell in row:
-            cell.alignment = _WRAP
-    sheet.freeze_panes = "A2"
-    sheet.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{len(rows) + 1}"
-    for index, name in enumerate(columns, start=1):
-        letter = get_column_letter(index)
-        if name in wide:
-            width = TEXT_COLUMN_WIDTH
-        else:
-            width = _fitted_width([name, *(row[index - 1] for row in rows)])
-        sheet.column_dimensions[letter].width = width
+def _table(
+    name: str, columns: Sequence[str], rows: Sequence[Sequence[object]], *, wide: set[str],
+    info: tuple[tuple[str, Any], ...] = (),
+) -> SheetTable:
+    """A sheet's cleaned cells, and its columns' widths: the text columns wide, the others fitted."""
+    cleaned = tuple(tuple(_cell_value(v) for v in values) for values in rows)
+    widths = tuple(
+        float(TEXT_COLUMN_WIDTH) if column in wide else _fitted_width([column, *(row[index] for row in rows)])
+        for index, column in enumerate(columns)
+    )
+    return SheetTable(name, tuple(columns), cleaned, widths, info)
 
 
 def _fitted_width(values: Iterable[object]) -> float:
