@@ -42,6 +42,11 @@ class CallGateway:
         # a paid call is on disk before its task goes on, so a kill -9 never makes us pay twice
         self._durable = durable
         self._clock = clock
+        # A ledger with no answer yet (a first run) can only serve what this run itself has paid
+        # for: those hashes are kept here, and every other lookup, a SQLite read on 50 threads'
+        # GIL per call, is skipped.
+        self._cache_empty = self._use_cache and ledger is not None and not ledger.has_answers()
+        self._paid: set[str] = set()
 
     def __call__(self, request: ChatRequest) -> ChatResponse:
         task_key, _, step = request.label.rpartition(".")
@@ -70,12 +75,15 @@ class CallGateway:
             )
             raise
         self._record(request, task_key, step, key, response, cached=False)
+        self._paid.add(key)
         if self._durable:
             self._ledger.flush()
         return response
 
     def _cached(self, request: ChatRequest, key: str) -> CachedCall | None:
         """The cached answer, if any; a ledger row that cannot be read (a damaged page) is a miss, not a failure."""
+        if self._cache_empty and key not in self._paid:
+            return None
         try:
             return self._ledger.cached_response(key)
         except LedgerError as error:

@@ -487,6 +487,11 @@ class Ledger:
             call_id=row["id"], run_id=row["run_id"], created_at=row["created_at"],
         )
 
+    def has_answers(self) -> bool:
+        """True once any paid answer is recorded: a ledger without one has nothing its cache could serve."""
+        self.flush()
+        return bool(self._select("SELECT 1 AS found FROM calls WHERE status = 'ok' AND cached = 0 LIMIT 1", ()))
+
     def run(self, run_id: str) -> RunRow | None:
         self.flush()
         rows = self._select(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))

@@ -278,3 +278,32 @@ def test_offline_provider_runs_outline_chapters_and_judged_variants(tmp_path):
     assert [c.step for c in outlined.calls].count("section") == 3
     assert outlined.text.index("### Overview") < outlined.text.index("### Implications")
     assert "judge" in [c.step for c in judged.calls] and "Chosen by the judge" in judged.text
+
+
+# -- the cache on a first run ----------------------------------------------------------------
+
+
+def test_a_first_run_reads_the_cache_only_for_what_it_has_paid_itself(tmp_path, monkeypatch):
+    """An empty ledger can serve nothing else: no SQLite read per call. A prompt met twice
+    in the same run is still paid once."""
+    from report_pipeline.config import RunConfig
+    from report_pipeline.gateway import CallGateway
+    from report_pipeline.ledger import Ledger
+    from report_pipeline.providers.base import ChatRequest
+
+    reads: list[str] = []
+    lookup = Ledger.cached_response
+    monkeypatch.setattr(Ledger, "cached_response", lambda self, key: reads.append(key) or lookup(self, key))
+    provider = OfflineProvider(RunConfig(provider="offline"))  # counts its calls
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        gateway = CallGateway(provider, ledger=ledger, run_id="r1", base_url=None, use_cache=True, durable=True)
+        ask = [ChatRequest(model="gpt-4o-mini", messages=({"role": "user", "content": f"q{i % 3}"},), label=f"O1.T{i}.generate")
+               for i in range(6)]
+        answers = [gateway(request) for request in ask]
+        assert provider.calls == 3  # q0, q1, q2 paid once each
+        assert [a.extra.get("cached", False) for a in answers] == [False, False, False, True, True, True]
+        assert len(reads) == 3  # only the repeats looked in the ledger
+        # a second run on this ledger looks up every call, and pays for none
+        again = CallGateway(provider, ledger=ledger, run_id="r2", base_url=None, use_cache=True, durable=True)
+        assert all(again(request).extra.get("cached") for request in ask)
+        assert provider.calls == 3 and len(reads) == 9
