@@ -167,6 +167,8 @@ class ReportGenerationPipeline:
 
     def _run(self) -> RunResult:
         secrets_to_hide = self.secrets
+        if self.resume:
+            self._check_resumable()
         lock = RunLock(Path(self.config.output_dir), self.run_id)
         try:
             lock.acquire()
@@ -207,6 +209,21 @@ class ReportGenerationPipeline:
             f"cannot use the output folder {self.config.output_dir} ({error.strerror or error} at {where}): "
             "pass --output a folder this user can create and write"
         )
+
+    def _check_resumable(self) -> None:
+        """--resume needs an earlier run's folder and ledger: said before anything is created."""
+        if not self.config.ledger:
+            raise ConfigError(
+                f"--resume {self.run_id}: resuming reads the run's finished tasks from the ledger, which this "
+                "config turns off (ledger: false); set ledger: true, or run without --resume"
+            )
+        ledger_path = Path(self.config.resolved_ledger_path)
+        if not ledger_path.is_file() or not self.run_dir.is_dir():
+            where = "no ledger" if not ledger_path.is_file() else "no such run folder"
+            raise ConfigError(
+                f"--resume {self.run_id}: no such run under {self.config.output_dir} ({where} there): see "
+                f"`report-pipeline runs --output {self.config.output_dir}`, and pass the same --output"
+            )
 
     def _prepare_run_dir(self, ledger: Ledger | None) -> dict[str, TaskResult]:
         """A new run gets a new folder; a resumed one reuses its folder and the tasks it finished."""

@@ -129,6 +129,24 @@ def test_resume_of_an_unknown_run_is_a_clear_error(tmp_path):
     assert "nope" in result.output and "report-pipeline runs" in result.output
 
 
+def test_resume_in_a_folder_without_runs_creates_nothing(tmp_path):
+    sheet = workbook(tmp_path / "wb")
+    out = tmp_path / "never-used"
+    result = CliRunner().invoke(cli, ["run", str(sheet), "--provider", "offline", "--output", str(out), "--resume", "r1"])
+    assert result.exit_code == 2
+    assert "no ledger there" in result.output and f"report-pipeline runs --output {out}" in result.output
+    assert not out.exists()
+
+
+def test_resume_with_the_ledger_turned_off_says_it_needs_the_ledger(tmp_path):
+    sheet = workbook(tmp_path / "wb")
+    first, _ = run(sheet, tmp_path / "out")
+    result = CliRunner().invoke(cli, ["run", str(sheet), "--provider", "offline", "--output", str(tmp_path / "out"),
+                                      "--set", "ledger=false", "--resume", first.run_id])
+    assert result.exit_code == 2
+    assert "ledger: false" in result.output and "no such run" not in result.output
+
+
 def test_runs_lists_recent_runs_and_shows_failed_tasks(tmp_path):
     sheet = workbook(tmp_path / "wb")
     first, _ = run(sheet, tmp_path / "out")
