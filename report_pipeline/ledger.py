@@ -62,6 +62,9 @@ DEFAULT_LEDGER_NAME = "ledger.sqlite"
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_BATCH_DELAY_S = 0.05
 DEFAULT_BUSY_TIMEOUT_S = 10.0
+# Closing, the writer waits this long at most for another process's lock, then says what it
+# could not record (while the run goes on, it waits as long as the lock is held).
+CLOSE_LOCK_WAIT_S = 30.0
 # Read connections shared by every thread (a pool, not one per thread): a read is a
 # fraction of a millisecond under the GIL, so more would only cost opening them (one per
 # worker thread was 200 connects at the start of a large run).
@@ -787,7 +790,7 @@ class _Writer:
             stopping = any(b.stop for b in barriers)
             try:
                 if writes:
-                    self._commit(writes)
+                    self._commit(writes, closing=stopping)
                 if stopping:
                     self._close_connection()
             except Exception as error:  # never let the thread die with waiters behind it
@@ -827,17 +830,49 @@ class _Writer:
             except queue.Empty:
                 return writes, barriers
 
-    def _commit(self, writes: list[_Write]) -> None:
+    def _commit(self, writes: list[_Write], *, closing: bool = False) -> None:
         """One transaction for the batch; if it fails, each write alone, so one bad row loses only itself."""
         try:
-            self._apply(writes)
+            self._apply_when_free(writes, closing=closing)
         except sqlite3.Error as error:
+            if _locked(error):  # still locked after CLOSE_LOCK_WAIT_S at close
+                calls = sum(w.what == "call" for w in writes)
+                self._failed(
+                    f"{len(writes)} record(s), {calls} of them paid calls (another process held the file "
+                    f"for over {CLOSE_LOCK_WAIT_S:g} s as the run closed; a rerun pays for those calls again)",
+                    error,
+                )
+                return
             if len(writes) == 1:
                 self._failed(f"a {writes[0].what}", error)
                 return
             log.warning("ledger %s: a batch of %d failed (%s); writing them one by one", self._path, len(writes), error)
             for write in writes:
-                self._commit([write])
+                self._commit([write], closing=closing)
+
+    def _apply_when_free(self, writes: list[_Write], *, closing: bool) -> None:
+        """`_apply`, waiting out another process's lock on the file (a sqlite3 shell, a backup).
+
+        Each attempt already waits the busy timeout; past it, a paid answer is still worth
+        waiting for rather than dropping, so the writer tries again for as long as the run
+        goes on (the threads that flush wait too: the run pauses, and says why), and for
+        `CLOSE_LOCK_WAIT_S` more when it is closing. Then the lock error is raised.
+        """
+        started = time.monotonic()
+        while True:
+            try:
+                self._apply(writes)
+                return
+            except sqlite3.OperationalError as error:
+                waited = time.monotonic() - started
+                if not _locked(error) or (closing and waited >= CLOSE_LOCK_WAIT_S):
+                    raise
+                log.warning(
+                    "ledger %s is locked by another process (%.0f s so far): holding %d record(s) until it is "
+                    "free; close the program that holds it (a sqlite3 shell, a backup) to let the run go on",
+                    self._path, waited, len(writes),
+                )
+                time.sleep(0.05)  # the busy timeout did the waiting; this only keeps a zero timeout from spinning
 
     def _apply(self, writes: list[_Write]) -> None:
         connection = self._connection
@@ -873,6 +908,11 @@ def _close_quietly(writer: _Writer) -> None:
 
 
 # -- opening ------------------------------------------------------------------------------
+
+
+def _locked(error: sqlite3.Error) -> bool:
+    """Another connection holds the lock past the busy timeout (SQLITE_BUSY / SQLITE_LOCKED)."""
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error).lower()
 
 
 def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:

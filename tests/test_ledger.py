@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -709,3 +710,65 @@ def test_a_call_the_same_run_paid_before_it_stopped_keeps_its_cost_on_resume(led
     gateway = CallGateway(_NoCalls(), ledger=ledger, run_id=run_id, base_url=None, use_cache=True, durable=False)  # type: ignore[arg-type]
     response = gateway(ChatRequest(model="gpt-4o-mini", messages=MESSAGES, label="O1.T1.generate"))
     assert response.extra["cached"] is True and response.cost_usd == cost
+
+
+# -- another process holding the file -----------------------------------------------------------
+
+
+class _Seen(logging.Handler):
+    """Sets `event` when a record's message contains `text`."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text, self.event = text, threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+def test_a_paid_answer_waits_out_a_lock_longer_than_the_busy_timeout_and_is_kept(ledger_path: Path) -> None:
+    """A sqlite3 shell left in a transaction on the ledger: the answer is held, not dropped."""
+    seen = _Seen("is locked by another process")
+    logging.getLogger("report_pipeline.ledger").addHandler(seen)
+    try:
+        with Ledger(ledger_path, busy_timeout_s=0.05) as opened:
+            holder = sqlite3.connect(ledger_path, isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")
+            flushed: list[BaseException | None] = []
+
+            def pay() -> None:
+                try:
+                    record(opened)
+                    opened.flush()
+                    flushed.append(None)
+                except BaseException as error:  # noqa: BLE001 - the test reports it
+                    flushed.append(error)
+
+            worker = threading.Thread(target=pay)
+            worker.start()
+            assert seen.event.wait(10)  # the writer met the lock, past its busy timeout...
+            assert worker.is_alive() and flushed == []  # ...and holds the answer, the flush waiting
+            holder.execute("ROLLBACK")
+            holder.close()
+            worker.join(10)
+            assert flushed == [None]
+            assert opened.cached_response(request_hash("openai", None, PARAMS)) is not None
+    finally:
+        logging.getLogger("report_pipeline.ledger").removeHandler(seen)
+
+
+def test_a_lock_still_held_as_the_ledger_closes_is_reported_with_what_a_rerun_pays(ledger_path: Path, monkeypatch) -> None:
+    import report_pipeline.ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "CLOSE_LOCK_WAIT_S", 0.2)
+    opened = Ledger(ledger_path, busy_timeout_s=0.05)
+    holder = sqlite3.connect(ledger_path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        record(opened)
+        with pytest.raises(LedgerError, match=r"1 of them paid calls .*a rerun pays for those calls again"):
+            opened.close()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
