@@ -11,10 +11,11 @@ generated workbook (`--sizes`, objectives x tasks, steps generate, refine, check
 is timed on its own against that run's results, into a scratch folder: build_attachments,
 write_markdown, write_docx, write_xlsx, write_timeline. Two figures for each:
 
-- first: the writer's first call in a fresh process that has imported what a run imports
-  (and matplotlib, which is counted apart), as at the end of a real run; the median of
-  `--first-repeat` processes. A writer's first call also pays for cold caches (matplotlib
-  lays out each label once, python-docx reads its template);
+- first: the writer's first call in a fresh process that has imported what a run imports,
+  as at the end of a real run; the median of `--first-repeat` processes. A writer's first
+  call also pays for its lazy imports and cold caches (write_timeline imports Pillow and
+  reads the font file, which a run's drawing process does while the calls wait: see
+  `timeline.warm_up()` in the imports table; python-docx reads its template);
 - again: the median of `--repeat` further calls in this process, once everything is warm.
 The offline provider's drafts are three short paragraphs; `--text markdown` swaps every
 answer for a model-like one (a heading, bold and code, nested bullets, a numbered list,
@@ -70,7 +71,6 @@ FIRST_WRITE = """
 import json, pickle, sys, time
 from pathlib import Path
 import report_pipeline.pipeline  # what a run has imported before its first call
-{matplotlib}  # counted apart (the imports table)
 sys.path.insert(0, {benchmarks!r})
 from reports import writer_calls
 inputs = pickle.loads(Path(sys.argv[1]).read_bytes())
@@ -181,7 +181,7 @@ def first_writes(inputs: dict[str, Any], folder: Path, processes: int, clock: st
     """Median seconds of each writer's first call in a fresh process (see the module docstring)."""
     data = folder / "inputs.pickle"
     data.write_bytes(pickle.dumps(inputs))
-    code = FIRST_WRITE.format(matplotlib=HEAVY_IMPORTS["matplotlib (data charts)"], benchmarks=str(BENCHMARKS))
+    code = FIRST_WRITE.format(benchmarks=str(BENCHMARKS))
     samples: dict[str, list[float]] = {}
     for number in range(processes):
         out = folder / f"first-{number}"
@@ -297,9 +297,10 @@ def main() -> None:
     table.notes += [
         f"Sizes (objectives x tasks, 3 steps): {', '.join(args.sizes)}; offline provider, {texts}; no data "
         "sources, so no tables or charts attached.",
-        f"first = median of {args.first_repeat} fresh processes that imported report_pipeline.pipeline and matplotlib "
-        "(imports not counted), then called each writer once; build_attachments needs the live run, so its "
-        f"figure is the warm one in both columns. again = median of {args.repeat} calls after that.",
+        f"first = median of {args.first_repeat} fresh processes that imported report_pipeline.pipeline (not "
+        "counted), then called each writer once, its own imports included (write_timeline: Pillow and the font "
+        "file, which a run's drawing process loads while the calls wait); build_attachments needs the live run, "
+        f"so its figure is the warm one in both columns. again = median of {args.repeat} calls after that.",
     ]
 
     imported = Table(f"Imports, median of {args.import_repeat} fresh processes", ["import", "ms", "loaded at start-up"])

@@ -30,7 +30,7 @@ other reports; `write_timeline()` is the same drawing in the caller's process.
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
 import io
 import math
 import re
@@ -93,7 +93,9 @@ _TAB20 = ((31, 119, 180), (174, 199, 232), (255, 127, 14), (255, 187, 120), (44,
 _TITLE_PT, _LABEL_PT, _TICK_PT, _SMALL_PT = 11, 10, 10, 8
 _PAD = 4  # pixels around the picture's contents and between its parts
 _TICK = 5  # tick mark length, pixels
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# control characters, and every line or paragraph break: Pillow's text layout (raqm) fails on
+# a paragraph separator (\r, \x1c-\x1e, \x85, \u2029) inside a line
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 RGB = tuple[int, int, int]
 
@@ -345,7 +347,7 @@ def _x_ticks(x_max: float, frame_width: int, font: ImageFont.FreeTypeFont) -> tu
     power = 10.0 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
     step = next((m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw), 10 * power)
     decimals = max(0, -math.floor(math.log10(step) + 1e-9) + (1 if round(step / power, 6) == 2.5 else 0))
-    count = int(math.floor(x_max / step + 1e-9))
+    count = math.floor(x_max / step + 1e-9)
     return tuple((i * step, f"{i * step:.{decimals}f}") for i in range(count + 1))
 
 
@@ -363,7 +365,7 @@ def _subtitle(bars: Sequence[Bar], rows: Sequence[str]) -> str:
 
 
 def _one_line(text: str) -> str:
-    """Control characters and line breaks become spaces: every text here is one line."""
+    """Control characters and line and paragraph breaks become spaces: every text here is one line."""
     return _CONTROL.sub(" ", text).strip()
 
 
@@ -398,7 +400,7 @@ def _paint_axes(draw: ImageDraw.ImageDraw, layout: TimelineLayout) -> None:
         draw.point([(x, y) for y in range(top + 1, bottom, 3)], fill=_GRID)
         draw.line([(x, bottom), (x, bottom + _TICK)], fill=_TEXT)
         width = _text_width(text, font)
-        draw.text((x - width / 2, bottom + _TICK + 1), text, font=font, fill=_TEXT)
+        _draw_text(draw, (x - width / 2, bottom + _TICK + 1), text, font, _TEXT)
     for row, _ in layout.labelled_rows:
         y = round(layout.row_y(row))
         draw.line([(left - _TICK, y), (left, y)], fill=_TEXT)
@@ -406,8 +408,8 @@ def _paint_axes(draw: ImageDraw.ImageDraw, layout: TimelineLayout) -> None:
     if layout.empty:
         font = _font(_LABEL_PT)
         text = "no task ran"
-        draw.text(((left + right - _text_width(text, font)) / 2, (top + bottom) / 2 - _line_height(font) / 2),
-                  text, font=font, fill=(102, 102, 102))
+        _draw_text(draw, ((left + right - _text_width(text, font)) / 2, (top + bottom) / 2 - _line_height(font) / 2),
+                   text, font, (102, 102, 102))
 
 
 def _paint_bars(draw: ImageDraw.ImageDraw, layout: TimelineLayout, bars: Sequence[Bar]) -> None:
@@ -455,15 +457,15 @@ def _paint_texts(image: Image.Image, draw: ImageDraw.ImageDraw, layout: Timeline
     line = _line_height(small)
     for row, name in layout.labelled_rows:
         y = layout.row_y(row)
-        draw.text((left - _TICK - _PAD - _text_width(name, small), y - line / 2), name, font=small, fill=_TEXT)
+        _draw_text(draw, (left - _TICK - _PAD - _text_width(name, small), y - line / 2), name, small, _TEXT)
     x_label = "seconds since the first task started"
-    draw.text(((left + right - _text_width(x_label, label)) / 2, layout.height - _PAD - _line_height(label)),
-              x_label, font=label, fill=_TEXT)
+    _draw_text(draw, ((left + right - _text_width(x_label, label)) / 2, layout.height - _PAD - _line_height(label)),
+               x_label, label, _TEXT)
     _paint_vertical(image, "worker thread", label, (_PAD, (top + bottom) / 2))
     title = _fitted(layout.title, big, right - left)
-    draw.text((left, top - _PAD - _line_height(big)), title, font=big, fill=_TEXT)
+    _draw_text(draw, (left, top - _PAD - _line_height(big)), title, big, _TEXT)
     subtitle = _fitted(layout.subtitle, small, layout.width - 2 * _PAD)
-    draw.text((layout.width - _PAD - _text_width(subtitle, small), _PAD), subtitle, font=small, fill=_SUBTLE_TEXT)
+    _draw_text(draw, (layout.width - _PAD - _text_width(subtitle, small), _PAD), subtitle, small, _SUBTLE_TEXT)
     _paint_legend(draw, layout, small)
 
 
@@ -486,7 +488,7 @@ def _paint_legend(draw: ImageDraw.ImageDraw, layout: TimelineLayout, font: Image
         else:
             centre = x + (_LEGEND_KEY - 4) // 2
             draw.line([(centre, middle - 5), (centre, middle + 5)], fill=entry.colour, width=1)
-        draw.text((x + _LEGEND_KEY + 2, y), entry.label, font=font, fill=_TEXT)
+        _draw_text(draw, (x + _LEGEND_KEY + 2, y), entry.label, font, _TEXT)
 
 
 def _paint_vertical(image: Image.Image, text: str, font: ImageFont.FreeTypeFont, at: tuple[float, float]) -> None:
@@ -495,7 +497,7 @@ def _paint_vertical(image: Image.Image, text: str, font: ImageFont.FreeTypeFont,
 
     width, height = _text_width(text, font), _line_height(font)
     mask = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(mask).text((0, 0), text, font=font, fill=255)
+    _draw_text(ImageDraw.Draw(mask), (0, 0), text, font, 255)
     mask = mask.transpose(Image.Transpose.ROTATE_90)
     image.paste(_TEXT, (round(at[0]), round(at[1] - width / 2)), mask)
 
@@ -524,23 +526,31 @@ def _font(points: int) -> ImageFont.FreeTypeFont:
     """DejaVu Sans at `points` (at the picture's 100 px per inch), loaded once per size.
 
     The file is matplotlib's copy, found without importing matplotlib; Pillow's own
-    default font stands in where matplotlib is not installed.
+    default font stands in where matplotlib is not installed or the file cannot be read.
     """
     font = _fonts.get(points)
     if font is None:
-        from PIL import ImageFont
-
-        pixels = round(points * _DPI / 72)
         with _fonts_lock:
             font = _fonts.get(points)
             if font is None:
-                path = _dejavu_path()
-                font = ImageFont.truetype(str(path), pixels) if path else ImageFont.load_default(size=pixels)
-                _fonts[points] = font
+                font = _fonts[points] = _load_font(round(points * _DPI / 72))
     return font  # type: ignore[return-value]
 
 
+def _load_font(pixels: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    from PIL import ImageFont
+
+    path = _dejavu_path()
+    if path is not None:
+        with contextlib.suppress(OSError, ImportError):  # unreadable, or a Pillow without FreeType
+            return ImageFont.truetype(str(path), pixels)
+    # FreeType's Aileron at that size; without FreeType, a fixed-size bitmap font of Latin-1 only
+    return ImageFont.load_default(size=pixels)
+
+
 def _dejavu_path() -> Path | None:
+    import importlib.util  # here, not at the top: `import report_pipeline.timeline` stays cheap
+
     spec = importlib.util.find_spec("matplotlib")
     for folder in (spec.submodule_search_locations or []) if spec else []:
         path = Path(folder) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
@@ -549,10 +559,25 @@ def _dejavu_path() -> Path | None:
     return None
 
 
+def _drawable(text: str, font: ImageFont.FreeTypeFont) -> str:
+    """`text` as `font` can take it: FreeType shows a box for a glyph it lacks, but Pillow's
+    bitmap font (a Pillow built without FreeType) raises on anything beyond Latin-1."""
+    if hasattr(font, "getmetrics"):  # FreeType
+        return text
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def _draw_text(draw: ImageDraw.ImageDraw, at: tuple[float, float], text: str, font: ImageFont.FreeTypeFont,
+               fill: RGB | int) -> None:
+    draw.text(at, _drawable(text, font), font=font, fill=fill)
+
+
 def _text_width(text: str, font: ImageFont.FreeTypeFont) -> int:
-    return math.ceil(font.getlength(text))
+    return math.ceil(font.getlength(_drawable(text, font)))
 
 
 def _line_height(font: ImageFont.FreeTypeFont) -> int:
+    if not hasattr(font, "getmetrics"):  # the bitmap font: its cell's height
+        return font.getbbox("Ag")[3]
     ascent, descent = font.getmetrics()
     return ascent + descent

@@ -118,7 +118,7 @@ def test_row_names_and_y_label_fit_left_of_the_frame(chain_on_two_threads):
     results = [*chain_on_two_threads, done("B.T2", long_name, ("generate", 1.0, 2.0))]
     layout = timeline_layout(timeline_data(results), title="run")
     image = timeline_image(timeline_data(results), title="run")
-    left, top, right, bottom = layout.frame
+    left = layout.frame[0]
     row = layout.rows.index(long_name)
     y = round(layout.row_y(row))
     band = [image.getpixel((x, y + dy)) for x in range(left - 2) for dy in (-2, 0, 2)]
@@ -215,6 +215,32 @@ def test_texts_from_the_sheet_are_drawn_on_one_line_and_never_run():
     assert layout.legend[0].label == "A Line one line two {{ 7 * 7 }}…"
     assert layout.labelled_rows == ((0, "task 0"),)
     timeline_image([Bar("A.T1", "A", "generate", "task\n0", 0.0, 1.0)], title="Run", objective_titles=titles)
+
+
+@pytest.mark.parametrize("separator", ["\r", "\x1c", "\x1e", "\x85", "\u2028", "\u2029"])
+def test_line_and_paragraph_separators_from_the_sheet_become_spaces_and_draw(separator):
+    """Pillow's text layout fails on a paragraph separator inside a text: none reaches it."""
+    bars = [Bar("A.T1", "A", "generate", f"task{separator}0", 0.0, 1.0)]
+    titles = {"A": f"Market{separator}outlook"}
+    layout = timeline_layout(bars, title=f"Run{separator}1", objective_titles=titles)
+    assert (layout.title, layout.legend[0].label, layout.labelled_rows) == ("Run 1", "A Market outlook", ((0, "task 0"),))
+    timeline_image(bars, title=f"Run{separator}1", objective_titles=titles)
+
+
+def test_a_pillow_without_freetype_draws_any_text_with_its_bitmap_font(tmp_path, monkeypatch):
+    """Its bitmap font takes Latin-1 only: other characters are drawn as "?", not an error."""
+    from PIL import ImageFont
+
+    monkeypatch.setattr(timeline, "_dejavu_path", lambda: None)
+    monkeypatch.setattr(timeline, "_fonts", {})
+    monkeypatch.setattr(ImageFont, "load_default", lambda size=None: ImageFont.load_default_imagefont())
+    path = tmp_path / "timeline.png"
+    failed = TaskResult("A", "T2", "", "failed", error="refused", steps=("generate",), started_at=T0,
+                        finished_at=T0 + 1.0, thread="task_1")
+    write_timeline(path, [done("A.T1", "task_0", ("generate", 0.0, 1.0)), failed], title="東京 ☃ " + "x" * 300,
+                   objective_titles={"A": "Überblick — 東京"})
+    with Image.open(path) as image:
+        assert image.size[0] == 1200
 
 
 def test_without_matplotlib_s_font_pillow_s_default_font_draws(tmp_path, monkeypatch):
