@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -42,9 +43,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .chart_drawing import ChartSpec, draw_chart_png
 from .timeline import Bar, draw_timeline_png, warm_up
@@ -53,9 +54,13 @@ from .writers.xlsx_out import WorkbookTables, save_workbook_tables
 __all__ = ["DrawingProcess", "DrawingProcessError", "TimelineJob", "WorkbookJob", "start_drawing_process"]
 
 log = logging.getLogger("report_pipeline.drawing")
+T = TypeVar("T")
 
 # Drawing 10,000 bars takes about a second; far more than this means the child is stuck.
 DEFAULT_TIMEOUT_S = 60.0
+# The warm-up and the data charts are not urgent: on a busy machine (a local model server
+# answering the calls) they yield. The end of a run is: the timeline and the workbook are then
+# the run's critical path, so they are done at the process's own priority (see `_serve`).
 _NICENESS = 5
 _READY = "ready"
 
@@ -311,6 +316,32 @@ def _warm_up() -> None:
     import openpyxl  # noqa: F401 - the import is the point: report.xlsx is saved here
 
 
+def _yielding(work: Callable[[], T]) -> T:
+    """`work` on a thread at niceness `_NICENESS`, waited for: only that thread yields.
+
+    Linux gives each thread its own nice value, and a thread may raise its own but not
+    lower it again, so the low priority stays on a thread that ends with the work
+    rather than on the process. Elsewhere (no per-thread priority) it runs as it is.
+    """
+    outcome: list[Any] = []
+
+    def run() -> None:
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICENESS)
+        try:
+            outcome.append((True, work()))
+        except BaseException as error:  # noqa: BLE001 - raised again on the waiting thread
+            outcome.append((False, error))
+
+    thread = threading.Thread(target=run, name="yielding")
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
 def _say(message: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
@@ -321,19 +352,17 @@ def _serve() -> int:
     # Ctrl-C at a terminal reaches the whole process group: the run decides what stops, and
     # this child ends when its input does (the run closes it, or the run is gone).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(os, "nice"):
-        # Warming up is not urgent: on a busy machine the run (and a local model server) go first.
-        with contextlib.suppress(OSError):
-            os.nice(_NICENESS)
     if not select.select([sys.stdin], [], [], 0)[0]:  # a request already waiting: draw it, no practice
-        _warm_up()
+        _yielding(_warm_up)
         _say({"state": _READY})
     for line in sys.stdin.buffer:
         if not line.strip():
             continue
         started = time.perf_counter()
         try:
-            failed = _draw(json.loads(line))
+            request = json.loads(line)
+            # a chart while the calls run yields; the run's last files are its critical path
+            failed = _draw(request) if "jobs" in request else _yielding(functools.partial(_draw, request))
         except Exception as error:  # noqa: BLE001 - a request it could not read: reported to the parent
             _say({"ok": False, "error": f"{type(error).__name__}: {error}"})
             continue
@@ -347,4 +376,4 @@ def _serve() -> int:
 if __name__ == "__main__":
     status = _serve()
     sys.stdout.flush()
-    os._exit(status)  # the parent may wait for this exit: skip tearing matplotlib down (~0.2 s)
+    os._exit(status)  # the parent may wait for this exit: skip the teardown (~0.2 s once a chart loaded matplotlib)

@@ -13,12 +13,12 @@ import pytest
 
 import report_pipeline.pipeline as pipeline_module
 from report_pipeline.chart_drawing import ChartSpec, draw_chart_png
-from report_pipeline.timeline import Bar
 from report_pipeline.drawing_process import (
     DrawingProcess,
     DrawingProcessError,
     start_drawing_process,
 )
+from report_pipeline.timeline import Bar, draw_timeline_png
 from tests.test_pipeline import run_pipeline
 from tests.workbooks import make_workbook, simple_workbook
 
@@ -41,6 +41,36 @@ def test_the_child_draws_the_png_it_is_sent(tmp_path):
         drawer.close()
     assert (tmp_path / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
     assert [p.name for p in tmp_path.iterdir()] == ["timeline.png"]  # no temporary file left
+
+
+def test_the_child_s_timeline_is_the_same_png_as_one_drawn_here(tmp_path):
+    titles = {"A": "Intro", "B": "Grid"}
+    drawer = start_drawing_process()
+    try:
+        drawer.send_timeline(tmp_path / "child.png", BARS, title="run 1", objective_titles=titles)
+        drawer.wait()
+    finally:
+        drawer.close()
+    draw_timeline_png(tmp_path / "here.png", BARS, title="run 1", objective_titles=titles)
+    assert (tmp_path / "child.png").read_bytes() == (tmp_path / "here.png").read_bytes()
+
+
+def test_the_child_warms_up_without_matplotlib_and_imports_it_for_its_first_chart(tmp_path):
+    """Warm-up is Pillow and openpyxl only; matplotlib's import waits for a data chart."""
+    script = (
+        "import json, sys\n"
+        "from report_pipeline import drawing_process as child\n"
+        "child._warm_up()\n"
+        "warm = 'matplotlib' in sys.modules\n"
+        "child._do({'path': sys.argv[1], 'chart': json.loads(sys.argv[2])})\n"
+        "print(warm, 'matplotlib' in sys.modules)\n"
+    )
+    spec = json.dumps(SPECS["bars"].to_json())
+    completed = subprocess.run([sys.executable, "-c", script, str(tmp_path / "bars.png"), spec],
+                               capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["False", "True"]
+    assert (tmp_path / "bars.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
 def test_a_child_that_cannot_write_says_why(tmp_path):
@@ -385,3 +415,18 @@ def test_the_run_saves_the_workbook_itself_when_the_child_could_not(tmp_path, mo
     assert "writing report.xlsx in this process" in caplog.text
     assert "O1 Power" in _cells(result.run_dir / "report.xlsx")
     assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)  # the child drew it
+
+
+def test_the_child_yields_only_while_warming_up_and_drawing_charts():
+    """Its own priority is the run's: the end-of-run files are the run's critical path."""
+    import os
+
+    import psutil
+
+    drawer = start_drawing_process()
+    try:
+        assert select.select([drawer._process.stdout], [], [], 60)[0]  # warm
+        assert drawer.ready
+        assert psutil.Process(drawer._process.pid).nice() == os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        drawer.close()
