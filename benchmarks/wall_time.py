@@ -129,7 +129,7 @@ def main() -> None:
         "process start-up, i.e. (wall - start-up) / ideal <= 1.25x.",
         "again = `--no-cache` on the same output folder as a concurrent run: every call is made again, and the "
         "ledger already knows the endpoint's rate limits (here: that it sends none), so the run skips the "
-        "probe, which on a fresh ledger holds all but 8 threads for the first answer's round trip.",
+        "probe, which on a fresh ledger holds all but 8 threads until the first streamed answer's headers arrive.",
     ]
     speed = Table("--sequential against concurrent", ["", "wall s", "calls s", "speed-up", "ideal speed-up"])
     if sequential is not None:
