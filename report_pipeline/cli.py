@@ -77,7 +77,7 @@ def cli() -> None:
 @_handle_errors
 def run(sheet: Path, config_path: Path | None, sequential: bool, objectives: str | None, settings: tuple[str, ...], **flags: Any) -> None:
     """Run every enabled task of SHEET and write the report under OUTPUT/<run_id>/."""
-    drawer = None if flags["dry_run"] else _start_drawing_process()
+    drawer = None if flags["dry_run"] else _start_drawing_process(sheet)
     try:
         _run(sheet, config_path, sequential, objectives, settings, drawer, **flags)
     finally:
@@ -85,12 +85,12 @@ def run(sheet: Path, config_path: Path | None, sequential: bool, objectives: str
             drawer.close()
 
 
-def _start_drawing_process() -> Any:
+def _start_drawing_process(sheet: Path) -> Any:
     """The child that draws the charts and timeline.png, started before this process's own imports."""
     from .drawing_process import start_drawing_process
 
     try:
-        return start_drawing_process()
+        return start_drawing_process(sheet=sheet)
     except OSError:
         return None  # the run draws the timeline itself
 

@@ -5,12 +5,13 @@ a chart ~0.15 s. The timeline is Pillow, ~0.05 s for 100 tasks, mostly the PNG's
 encoding. In the run's own process all of it takes the one core the GIL allows,
 beside the threads sending calls: the charts slowed the calls while they ran, and
 the timeline added to the run's end. In a child started with the run, the work
-uses the machine's other core instead: the child warms up (Pillow and the fonts)
-while the run reads its workbook, imports matplotlib and draws the data charts
-when the first is asked for (while the calls wait on the network), and draws the
-timeline and saves report.xlsx while the parent writes report.md and .docx (the
-PNG's encoding releases the GIL, so the child does both at once as well). A run
-without data charts never imports matplotlib in either process.
+uses the machine's other core instead: the child warms up (Pillow, the fonts)
+and says it is ready, then imports openpyxl, and matplotlib if the workbook
+draws charts, in the background while the run is still starting; it draws the data charts while the calls wait on the
+network, and draws the timeline and saves report.xlsx while the parent writes
+report.md and .docx (the PNG's encoding releases the GIL, so the child does both
+at once as well). Neither process imports matplotlib for a run without data
+charts.
 
     start_drawing_process()       at run start: spawn `python -m report_pipeline.drawing_process`
     DrawingProcess.draw_chart()   a data chart (a ChartSpec, as JSON); returns when the PNG is written
@@ -264,14 +265,19 @@ class DrawingProcess:
         self._ready = False
 
 
-def start_drawing_process() -> DrawingProcess:
-    """Spawn the child; it warms up at once (Pillow, the fonts). OSError if it cannot start."""
+def start_drawing_process(*, sheet: Path | None = None, charts: bool = False) -> DrawingProcess:
+    """Spawn the child; it warms up at once (Pillow, the fonts). OSError if it cannot start.
+
+    `charts` (the run has data charts), or a `sheet` whose data sheet names a chart,
+    makes it import matplotlib as soon as it is warm, while the run is still starting.
+    """
     package_root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
     # The child must import this same copy of the package, installed or not.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     process = subprocess.Popen(
-        [sys.executable, "-m", "report_pipeline.drawing_process"],
+        [sys.executable, "-m", "report_pipeline.drawing_process",
+         *(["--charts"] if charts else []), *(["--sheet", str(sheet)] if sheet is not None else [])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
     )
     return DrawingProcess(process)
@@ -311,9 +317,46 @@ def _do(job: dict[str, Any]) -> None:
 
 
 def _warm_up() -> None:
-    """What the end of a run will use, loaded while the calls run: Pillow and the fonts, and openpyxl."""
+    """What every run's end uses, before the child says it is ready: Pillow and the fonts."""
     warm_up()
-    import openpyxl  # noqa: F401 - the import is the point: report.xlsx is saved here
+
+
+def _import_the_rest(charts: bool, sheet: str | None) -> None:
+    """After the child says it is ready: openpyxl, for report.xlsx at the run's end, then
+    matplotlib if the run will draw data charts. A run without them never pays for it
+    (0.6 s of CPU, beside a run still starting). An import that fails here fails again,
+    with its message, in the request that needs it."""
+    with contextlib.suppress(Exception):
+        import openpyxl  # noqa: F401
+        if charts or (sheet is not None and _names_a_chart(Path(sheet))):
+            import matplotlib.backends.backend_agg  # noqa: F401
+            import matplotlib.figure  # noqa: F401
+
+
+def _names_a_chart(sheet: Path) -> bool:
+    """Whether the workbook's `data` sheet has a `chart` cell filled in, in its first rows' header.
+
+    A hint, read before the run has parsed the workbook: a wrong answer only moves
+    matplotlib's import earlier, or to the first chart.
+    """
+    from openpyxl import load_workbook
+
+    with contextlib.suppress(Exception):
+        workbook = load_workbook(sheet, read_only=True, data_only=True)
+        try:
+            data = next((w for w in workbook.worksheets if w.title.strip().lower() == "data"), None)
+            column = None
+            for number, row in enumerate(data.iter_rows(values_only=True) if data is not None else ()):
+                if column is None:
+                    names = [str(v).strip().lower() if v is not None else "" for v in row]
+                    column = names.index("chart") if "chart" in names else None
+                    if column is None and number >= 4:
+                        return False
+                elif column < len(row) and row[column] not in (None, ""):
+                    return True
+        finally:
+            workbook.close()
+    return False
 
 
 def _yielding(work: Callable[[], T]) -> T:
@@ -347,7 +390,11 @@ def _say(message: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _serve() -> int:
+def _option(argv: Sequence[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv[:-1] else None
+
+
+def _serve(argv: Sequence[str] = ()) -> int:
     """The child: warm up, say it is ready, then draw each request line from stdin until its end."""
     # Ctrl-C at a terminal reaches the whole process group: the run decides what stops, and
     # this child ends when its input does (the run closes it, or the run is gone).
@@ -355,6 +402,10 @@ def _serve() -> int:
     if not select.select([sys.stdin], [], [], 0)[0]:  # a request already waiting: draw it, no practice
         _yielding(_warm_up)
         _say({"state": _READY})
+        # the rest in the background, while the run is still starting, rather than while its
+        # charts wait (the calls may take no time at all) or at its end
+        rest = functools.partial(_import_the_rest, "--charts" in argv, _option(argv, "--sheet"))
+        threading.Thread(target=_yielding, args=(rest,), name="imports", daemon=True).start()
     for line in sys.stdin.buffer:
         if not line.strip():
             continue
@@ -374,6 +425,6 @@ def _serve() -> int:
 
 
 if __name__ == "__main__":
-    status = _serve()
+    status = _serve(sys.argv[1:])
     sys.stdout.flush()
     os._exit(status)  # the parent may wait for this exit: skip the teardown (~0.2 s once a chart loaded matplotlib)

@@ -623,7 +623,7 @@ def _start_drawing_process() -> DrawingProcess | None:
     if _MATPLOTLIB in sys.modules:
         return None
     try:
-        return start_drawing_process()
+        return start_drawing_process(charts=True)
     except OSError as error:
         log.debug("drawing process not started (%s): drawing charts and timeline.png in this process", error)
         return None

@@ -56,7 +56,8 @@ def test_the_child_s_timeline_is_the_same_png_as_one_drawn_here(tmp_path):
 
 
 def test_the_child_warms_up_without_matplotlib_and_imports_it_for_its_first_chart(tmp_path):
-    """Warm-up is Pillow and openpyxl only; matplotlib's import waits for a data chart."""
+    """The warm-up before the child says it is ready is Pillow only; matplotlib comes after (in
+    the background in `_serve`), or with the first chart."""
     script = (
         "import json, sys\n"
         "from report_pipeline import drawing_process as child\n"
@@ -94,7 +95,7 @@ def test_a_child_sent_nothing_is_stopped_at_once_and_draws_nothing(tmp_path):
         drawer.wait()
 
 
-def _dead_child() -> DrawingProcess:
+def _dead_child(**_: object) -> DrawingProcess:
     """A child that exits at once with an error, as a broken interpreter would."""
     process = subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"],
@@ -119,7 +120,7 @@ def test_a_dead_child_is_an_error_naming_its_exit_and_stderr():
 
 @pytest.mark.parametrize("failure", ["cannot start", "dies"])
 def test_the_run_draws_the_timeline_itself_when_the_child_fails(tmp_path, monkeypatch, caplog, failure):
-    def broken() -> DrawingProcess:
+    def broken(**_: object) -> DrawingProcess:
         if failure == "cannot start":
             raise OSError("no more processes")
         return _dead_child()
@@ -137,7 +138,7 @@ def test_the_run_draws_the_timeline_itself_when_the_child_fails(tmp_path, monkey
 
 def test_a_run_without_charts_starts_no_child_of_its_own(tmp_path, monkeypatch):
     """The timeline alone costs less to draw here than a new process costs to start."""
-    def forbidden() -> DrawingProcess:
+    def forbidden(**_: object) -> DrawingProcess:
         raise AssertionError("no child should be started")
 
     monkeypatch.setattr(pipeline_module, "start_drawing_process", forbidden)
@@ -150,7 +151,7 @@ def test_a_run_without_charts_starts_no_child_of_its_own(tmp_path, monkeypatch):
 def test_a_run_leaves_no_child_process_behind(tmp_path, monkeypatch):
     started: list[DrawingProcess] = []
 
-    def tracked() -> DrawingProcess:
+    def tracked(**_: object) -> DrawingProcess:
         started.append(start_drawing_process())
         return started[-1]
 
@@ -176,7 +177,7 @@ def test_the_child_says_when_it_is_warm():
 def test_a_process_that_has_drawn_before_draws_itself_and_starts_no_child(tmp_path, monkeypatch):
     import matplotlib.figure  # noqa: F401 - loaded, as after a first run in this process
 
-    def forbidden() -> DrawingProcess:
+    def forbidden(**_: object) -> DrawingProcess:
         raise AssertionError("no child should be started")
 
     monkeypatch.setattr(pipeline_module, "start_drawing_process", forbidden)
@@ -430,3 +431,24 @@ def test_the_child_yields_only_while_warming_up_and_drawing_charts():
         assert psutil.Process(drawer._process.pid).nice() == os.getpriority(os.PRIO_PROCESS, 0)
     finally:
         drawer.close()
+
+
+def test_the_child_imports_matplotlib_early_only_for_a_workbook_that_draws_charts(tmp_path):
+    """The hint is read from the workbook, before the run has parsed it: a chart column filled in."""
+    from report_pipeline.drawing_process import _names_a_chart
+
+    with_charts = chart_workbook(tmp_path / "charts")
+    without = simple_workbook(tmp_path / "plain", n_objectives=1, n_tasks=1)
+    assert _names_a_chart(with_charts) is True
+    assert _names_a_chart(without) is False
+    assert _names_a_chart(tmp_path / "missing.xlsx") is False  # a hint: never an error
+
+    script = (
+        "import sys\n"
+        "from report_pipeline import drawing_process as child\n"
+        "child._import_the_rest(False, sys.argv[1])\n"
+        "print('matplotlib' in sys.modules, 'openpyxl' in sys.modules)\n"
+    )
+    for sheet, expected in ((with_charts, ["True", "True"]), (without, ["False", "True"])):
+        done = subprocess.run([sys.executable, "-c", script, str(sheet)], capture_output=True, text=True, timeout=120)
+        assert done.stdout.split() == expected, done.stderr
