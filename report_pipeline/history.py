@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .ledger import DEFAULT_LEDGER_NAME, Ledger, RunRow
+from .runlock import live_run_id
 
 
 def _open(output_dir: Path) -> Ledger:
@@ -22,6 +23,15 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
+def _status(row: RunRow, live: str | None) -> str:
+    """The ledger's status, except that a run it still calls running, which no live process
+    holds the folder for, was killed (kill -9, a power cut): it says so until the next run
+    marks it."""
+    if row.status == "running" and row.run_id != live:
+        return "interrupted"
+    return row.status
+
+
 def _duration(row: RunRow) -> str:
     if not row.finished_at:
         return "-"
@@ -32,13 +42,14 @@ def _duration(row: RunRow) -> str:
 def list_runs(output_dir: Path, *, limit: int = 20) -> str:
     with _open(output_dir) as ledger:
         rows = ledger.recent_runs(limit)
+    live = live_run_id(output_dir)
     if not rows:
         return f"no runs recorded under {output_dir}"
     lines = [f"{'run id':<22} {'started (UTC)':<17} {'status':<12} {'done':>5} {'failed':>6} {'skip':>5} "
              f"{'tokens':>10} {'cost $':>9} {'time':>8}  sheet"]
     for r in rows:
         lines.append(
-            f"{r.run_id:<22} {_when(r.started_at):<17} {r.status:<12} {r.done:>5} {r.failed:>6} {r.skipped:>5} "
+            f"{r.run_id:<22} {_when(r.started_at):<17} {_status(r, live):<12} {r.done:>5} {r.failed:>6} {r.skipped:>5} "
             f"{r.prompt_tokens + r.completion_tokens:>10,} {r.cost_usd:>9.4f} {_duration(r):>8}  {Path(r.sheet_path or '-').name}"
         )
     return "\n".join(lines)
@@ -51,8 +62,9 @@ def describe_run(output_dir: Path, run_id: str) -> str:
             raise ConfigError(f"no run {run_id!r} under {output_dir}: `report-pipeline runs` lists them")
         tasks = ledger.task_rows(run_id)
         batches = ledger.run_batches(run_id)
+    status = _status(row, live_run_id(output_dir))
     lines = [
-        f"run {row.run_id}: {row.status}",
+        f"run {row.run_id}: {status}",
         f"  sheet:    {row.sheet_path}",
         f"  started:  {_when(row.started_at)} UTC, took {_duration(row)}",
         f"  tasks:    {row.done} done, {row.failed} failed, {row.skipped} skipped of {row.tasks_total}",
@@ -72,6 +84,6 @@ def describe_run(output_dir: Path, run_id: str) -> str:
         lines.append("  failed or skipped:")
         for t in problems:
             lines.append(f"    {t.task_key:<24} {t.status:<8} {t.error}")
-    if row.status in ("interrupted", "running"):
+    if status in ("interrupted", "running"):
         lines.append(f"  continue it with: report-pipeline run {row.sheet_path} --resume {row.run_id} --output {output_dir}")
     return "\n".join(lines)

@@ -222,6 +222,19 @@ def read_lock(output_dir: Path) -> LockInfo | None:
         os.close(fd)
 
 
+def live_run_id(output_dir: Path) -> str | None:
+    """The run holding `output_dir`'s lock, as far as a reader can tell without taking it.
+
+    For `report-pipeline runs`, which must not write (the folder may be shared or read
+    only), nor take the lock even briefly (a run starting that instant would think it
+    held). So the holder's pid is asked, as where there is no flock: a lock whose
+    process on this host is gone (kill -9, a power cut) has no live run. A holder on
+    another host cannot be checked, and counts as live.
+    """
+    info = read_lock(output_dir)
+    return info.run_id if info is not None and _alive(info) else None
+
+
 @contextmanager
 def _guard(folder: Path) -> Iterator[None]:
     """An exclusive flock on the folder itself, held only while a stale lock is checked and removed.

@@ -175,3 +175,39 @@ def test_the_output_folder_is_created_if_missing(tmp_path: Path) -> None:
     folder = tmp_path / "new" / "output"
     with RunLock(folder, "run-1"):
         assert (folder / LOCK_FILE_NAME).exists()
+
+
+def test_runs_shows_a_run_killed_with_kill_9_as_interrupted_without_writing(tmp_path: Path) -> None:
+    """The ledger still says running (nobody marked it); the lock's process is gone."""
+    from report_pipeline.history import describe_run, list_runs
+    from report_pipeline.ledger import DEFAULT_LEDGER_NAME, Ledger
+    from report_pipeline.runlock import live_run_id
+
+    with Ledger(tmp_path / DEFAULT_LEDGER_NAME) as ledger:
+        ledger.start_run("crashed-run", "sheet.xlsx", "hash", "config", 3)
+    died = subprocess.run([sys.executable, "-c", LOCK_AND_DIE, str(tmp_path), "crashed-run"], timeout=120)
+    assert died.returncode == -signal.SIGKILL
+    before = (tmp_path / DEFAULT_LEDGER_NAME).stat().st_mtime_ns
+    assert live_run_id(tmp_path) is None
+    assert "interrupted" in list_runs(tmp_path).splitlines()[1]
+    assert describe_run(tmp_path, "crashed-run").splitlines()[0] == "run crashed-run: interrupted"
+    assert "--resume crashed-run" in describe_run(tmp_path, "crashed-run")
+    assert (tmp_path / DEFAULT_LEDGER_NAME).stat().st_mtime_ns == before
+    assert read_lock(tmp_path) is not None  # the stale lock is left for the next run to take over
+
+
+def test_runs_shows_a_live_run_as_running(tmp_path: Path) -> None:
+    from report_pipeline.history import list_runs
+    from report_pipeline.ledger import DEFAULT_LEDGER_NAME, Ledger
+
+    with Ledger(tmp_path / DEFAULT_LEDGER_NAME) as ledger:
+        ledger.start_run("child-run", "sheet.xlsx", "hash", "config", 3)
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path), "child-run"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    ) as process:
+        assert process.stdout is not None and process.stdout.readline().strip() == "locked"
+        assert "running" in list_runs(tmp_path).splitlines()[1]
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(timeout=60)
