@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .config import RunConfig, load_config
+from .errors import ConfigError, PromptSheetError, SheetProblem
 from .models import PromptSheet
 from .sheet import read_prompt_sheet
 
@@ -19,8 +20,19 @@ from .sheet import read_prompt_sheet
 def load_run_inputs(
     sheet_path: Path, *, config_path: Path | None, overrides: Mapping[str, Any]
 ) -> tuple[PromptSheet, RunConfig]:
-    """The validated sheet and the config merged from YAML < settings sheet < flags < environment."""
+    """The validated sheet and the config merged from YAML < settings sheet < flags < environment.
+
+    A sheet with problems is still checked against the config, so one pass names the
+    config's problems with the sheet's, as `validate` does.
+    """
     reading = read_prompt_sheet(sheet_path)
+    if not reading.ok:
+        try:
+            load_config(config_path=config_path, settings=reading.settings,
+                        settings_locations=reading.settings_locations, overrides=overrides)
+        except ConfigError as error:
+            where = Path(config_path).name if config_path is not None else "config"
+            raise PromptSheetError(reading.path, [*reading.problems, SheetProblem(where, str(error))]) from None
     sheet = reading.require()
     config = load_config(
         config_path=config_path,

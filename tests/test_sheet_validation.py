@@ -1027,3 +1027,22 @@ def encrypted_ooxml_bytes() -> bytes:
     entries = b"".join(name.encode("utf-16-le") + b"\x00\x00" + b"\x00" * (64 - 2 * len(name) - 2) + b"\x00" * 64
                        for name in ("Root Entry", "EncryptionInfo", "EncryptedPackage"))
     return OLE_SIGNATURE + b"\x00" * 504 + entries + b"\x00" * 512
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_run_reports_config_file_problems_with_the_sheets(tmp_path: Path, dry_run: bool) -> None:
+    """As validate does: one pass, both lists, exit 2, nothing written."""
+    from click.testing import CliRunner
+
+    from report_pipeline.cli import cli
+
+    path = workbook(tmp_path, task_rows=both_chapters({"prompt": ""}))
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text("max_task_workrs: 4\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["run", str(path), "--config", str(config_path), "--provider", "offline",
+                                      "--output", str(out), *(["--dry-run"] if dry_run else [])])
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "tasks!C2 (prompt): empty prompt" in result.output
+    assert "run.yaml: " in result.output and "max_task_workrs" in result.output
+    assert not out.exists()
