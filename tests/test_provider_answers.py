@@ -500,3 +500,16 @@ def test_a_placeholder_key_for_a_local_server_does_not_mangle_messages(odd_serve
     with OpenAIProvider(config, policy=FAST) as provider, pytest.raises(ProviderError) as caught:
         provider.complete(_ask())
     assert "This model's maximum context length is 2048 tokens" in caught.value.message
+
+
+def test_a_200_without_text_is_still_billed_against_the_budget(odd_server: OddServer) -> None:
+    """A reasoning model that used max_tokens up on its thoughts: no text, but 4,000 tokens paid."""
+    odd_server.chat = _json({**_ok(content=None, finish="length", reasoning_content="thinking..."),
+                             "usage": {"prompt_tokens": 1000, "completion_tokens": 4000}})
+    with _provider(odd_server, max_cost_usd=1e-9) as provider:
+        with pytest.raises(ProviderError, match="only reasoning_content came back"):
+            provider.complete(_ask())
+        assert provider.spent_usd > 0
+        with pytest.raises(BudgetExceeded):
+            provider.complete(_ask())
+    assert len(odd_server.seen) == 1

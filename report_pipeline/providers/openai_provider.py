@@ -522,6 +522,7 @@ class OpenAIProvider:
         except (TypeError, AttributeError):
             raise self._not_an_answer(response, data) from None
         if not text or text.isspace():
+            self._bill_unanswered(data, request)
             raise self._no_text(choice, message, request)
         finish_reason = str(choice.get("finish_reason") or "stop")
         if finish_reason == "length":
@@ -701,9 +702,23 @@ class OpenAIProvider:
 
     # -- helpers ---------------------------------------------------------------
 
+    def _cost(self, request: ChatRequest, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        price = self._config.price_for(request.model) or self._config.price_for(model)
+        return price.cost(prompt_tokens, completion_tokens) if price else 0.0
+
+    def _bill_unanswered(self, data: Mapping[str, Any], request: ChatRequest) -> None:
+        """A 200 without text (a content filter, a reasoning model that used max_tokens up) is still
+        billed by the server: its usage counts against max_cost_usd, though the task fails."""
+        usage = data.get("usage")
+        if not isinstance(usage, dict):
+            return
+        prompt_tokens, completion_tokens = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+        if prompt_tokens or completion_tokens:
+            model = str(data.get("model") or request.model)
+            self._meter.add(self._cost(request, model, prompt_tokens or 0, completion_tokens or 0))
+
     def _response(self, request: ChatRequest, answer: _Answer, attempts: int, started: float) -> ChatResponse:
-        price = self._config.price_for(request.model) or self._config.price_for(answer.model)
-        cost = price.cost(answer.prompt_tokens, answer.completion_tokens) if price else 0.0
+        cost = self._cost(request, answer.model, answer.prompt_tokens, answer.completion_tokens)
         self._meter.add(cost)
         return ChatResponse(
             text=answer.text,
