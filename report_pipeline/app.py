@@ -23,7 +23,7 @@ def load_run_inputs(
     """The validated sheet and the config merged from YAML < settings sheet < flags < environment.
 
     A sheet with problems is still checked against the config, so one pass names the
-    config's problems with the sheet's, as `validate` does.
+    config's problems with the sheet's (`run`, `--dry-run` and `validate` alike).
     """
     reading = read_prompt_sheet(sheet_path)
     if not reading.ok:

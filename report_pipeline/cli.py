@@ -171,19 +171,11 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 @_handle_errors
 def validate(sheet: Path, config_path: Path | None) -> None:
     """Report every problem in SHEET at once, with sheet, row and column."""
-    from .config import load_config
-    from .sheet import describe_sheet, read_prompt_sheet
+    from .app import load_run_inputs
+    from .sheet import describe_sheet
 
-    reading = read_prompt_sheet(sheet)  # the settings sheet's values are checked with its other problems
-    try:  # the config file too, even when the sheet has problems: one pass finds both
-        load_config(
-            config_path=config_path, settings=reading.settings, settings_locations=reading.settings_locations, overrides={}
-        )
-    except ConfigError as error:
-        if reading.ok:
-            raise
-        click.echo(f"error: {error}", err=True)
-    loaded_sheet = reading.require()
+    # the sheet, its settings and the config file, every problem of all three in one pass
+    loaded_sheet, _ = load_run_inputs(sheet, config_path=config_path, overrides={})
     click.echo(f"{sheet}: OK: {describe_sheet(loaded_sheet)}")
 
 
