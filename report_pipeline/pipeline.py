@@ -217,13 +217,16 @@ class ReportGenerationPipeline:
                 f"--resume {self.run_id}: resuming reads the run's finished tasks from the ledger, which this "
                 "config turns off (ledger: false); set ledger: true, or run without --resume"
             )
-        ledger_path = Path(self.config.resolved_ledger_path)
-        if not ledger_path.is_file() or not self.run_dir.is_dir():
-            where = "no ledger" if not ledger_path.is_file() else "no such run folder"
-            raise ConfigError(
-                f"--resume {self.run_id}: no such run under {self.config.output_dir} ({where} there): see "
-                f"`report-pipeline runs --output {self.config.output_dir}`, and pass the same --output"
-            )
+        if not Path(self.config.resolved_ledger_path).is_file():
+            raise self._no_such_run("no ledger there")
+        if not self.run_dir.is_dir():
+            raise self._no_such_run("no such run folder there")
+
+    def _no_such_run(self, why: str) -> ConfigError:
+        return ConfigError(
+            f"--resume {self.run_id}: no such run under {self.config.output_dir} ({why}): see "
+            f"`report-pipeline runs --output {self.config.output_dir}`, and pass the same --output"
+        )
 
     def _prepare_run_dir(self, ledger: Ledger | None) -> dict[str, TaskResult]:
         """A new run gets a new folder; a resumed one reuses its folder and the tasks it finished."""
@@ -232,11 +235,8 @@ class ReportGenerationPipeline:
             (self.run_dir / "objectives").mkdir()
             return {}
         known = ledger.run(self.run_id) if ledger is not None else None
-        if known is None or not self.run_dir.is_dir():
-            raise ConfigError(
-                f"--resume {self.run_id}: no such run under {self.config.output_dir} "
-                "(see `report-pipeline runs`, and pass the same --output)"
-            )
+        if known is None:  # the ledger and the run folder: _check_resumable, before the lock
+            raise self._no_such_run("the ledger does not know it")
         if known.sheet_hash and known.sheet_hash != self._sheet_digest:
             raise ConfigError(
                 f"--resume {self.run_id}: the workbook {self.sheet.path} changed since that run started, so "
