@@ -531,11 +531,7 @@ class OpenAIProvider:
                 "raise max_tokens for the whole text",
                 request.label or request.model, request.max_tokens,
             )
-        usage = data.get("usage")
-        prompt_tokens = completion_tokens = None
-        if isinstance(usage, dict):
-            prompt_tokens = _count(usage.get("prompt_tokens"))
-            completion_tokens = _count(usage.get("completion_tokens"))
+        prompt_tokens, completion_tokens = _usage(data)
         if prompt_tokens is None or completion_tokens is None:
             if streamed:
                 log.debug("%s: a streamed answer without usage: its tokens are estimated", request.label or request.model)
@@ -709,10 +705,7 @@ class OpenAIProvider:
     def _bill_unanswered(self, data: Mapping[str, Any], request: ChatRequest) -> None:
         """A 200 without text (a content filter, a reasoning model that used max_tokens up) is still
         billed by the server: its usage counts against max_cost_usd, though the task fails."""
-        usage = data.get("usage")
-        if not isinstance(usage, dict):
-            return
-        prompt_tokens, completion_tokens = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+        prompt_tokens, completion_tokens = _usage(data)
         if prompt_tokens or completion_tokens:
             model = str(data.get("model") or request.model)
             self._meter.add(self._cost(request, model, prompt_tokens or 0, completion_tokens or 0))
@@ -798,6 +791,14 @@ def _params(request: ChatRequest) -> dict[str, Any]:
 
 def _is_event_stream(response: httpx2.Response) -> bool:
     return response.headers.get("content-type", "").split(";")[0].strip().lower() == "text/event-stream"
+
+
+def _usage(data: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """(prompt, completion) tokens from an answer's `usage`; None for each that is missing or odd."""
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return None, None
+    return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
 
 
 def _count(value: object) -> int | None:
