@@ -316,11 +316,6 @@ def _do(job: dict[str, Any]) -> None:
         draw_timeline_png(path, bars, title=timeline["title"], objective_titles=timeline["objective_titles"])
 
 
-def _warm_up() -> None:
-    """What every run's end uses, before the child says it is ready: Pillow and the fonts."""
-    warm_up()
-
-
 def _import_the_rest(charts: bool, sheet: str | None) -> None:
     """After the child says it is ready: openpyxl, for report.xlsx at the run's end, then
     matplotlib if the run will draw data charts. A run without them never pays for it
@@ -400,7 +395,7 @@ def _serve(argv: Sequence[str] = ()) -> int:
     # this child ends when its input does (the run closes it, or the run is gone).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not select.select([sys.stdin], [], [], 0)[0]:  # a request already waiting: draw it, no practice
-        _yielding(_warm_up)
+        _yielding(warm_up)  # what every run's end uses: Pillow and the fonts
         _say({"state": _READY})
         # the rest in the background, while the run is still starting, rather than while its
         # charts wait (the calls may take no time at all) or at its end
