@@ -138,6 +138,18 @@ def test_resume_in_a_folder_without_runs_creates_nothing(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("folder", "why"), [(False, "no such run folder there"), (True, "the ledger does not know it")])
+def test_resume_of_a_run_the_ledger_or_the_folder_lacks_names_which(tmp_path, folder, why):
+    sheet = workbook(tmp_path / "wb")
+    run(sheet, tmp_path / "out")
+    if folder:
+        (tmp_path / "out" / "ghost").mkdir()  # a folder, but no run of that id in the ledger
+    result = CliRunner().invoke(cli, ["run", str(sheet), "--provider", "offline", "--output", str(tmp_path / "out"),
+                                      "--resume", "ghost"])
+    assert result.exit_code == 2
+    assert f"no such run under {tmp_path / 'out'} ({why})" in result.output
+
+
 def test_resume_with_the_ledger_turned_off_says_it_needs_the_ledger(tmp_path):
     sheet = workbook(tmp_path / "wb")
     first, _ = run(sheet, tmp_path / "out")
