@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -17,11 +18,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import httpx2
 from aiohttp import web
 from pydantic import SecretStr
 
 from report_pipeline.config import RunConfig
 from report_pipeline.errors import BudgetExceeded, ProviderError, RateLimited, TransientProviderError
+from report_pipeline.providers._transport import make_http_client
 from report_pipeline.providers.base import ChatRequest
 from report_pipeline.providers.openai_provider import OpenAIProvider
 from report_pipeline.ratelimit import LearnedLimits
@@ -366,6 +369,79 @@ def test_a_body_that_trickles_in_times_out_at_request_timeout_s(odd_server: OddS
     assert "timeout" in error.message
     assert len(odd_server.seen) == FAST.max_retries + 1  # a timeout is retried, like any other
     assert time.monotonic() - started < 10  # three attempts of 1 s each, not three of 90 s
+
+
+class _HeaderDrip:
+    """A raw TCP server whose answer's status line comes at once and its headers a byte every `every_s`,
+    for ever: what an aiohttp handler cannot send. `base_url` is all `_provider` needs of it."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self.seen: list[str] = []
+        self._stop = threading.Event()
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._socket.settimeout(0.05)
+        self.base_url = f"http://127.0.0.1:{self._socket.getsockname()[1]}/v1"
+        self._thread = threading.Thread(target=self._serve, name="header-drip", daemon=True)
+
+    def __enter__(self) -> _HeaderDrip:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._socket.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+
+    def _drip(self, connection: socket.socket) -> None:
+        with connection:
+            self.seen.append(connection.recv(65536).split(b" ", 2)[1].decode())
+            try:
+                connection.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not self._stop.wait(self.every_s):
+                    connection.sendall(b"x")
+            except OSError:  # the client gave up and closed
+                pass
+
+
+def test_headers_that_trickle_in_time_out_at_request_timeout_s() -> None:
+    """httpcore2 bounds each read, not the header block: a byte every 0.3 s kept a call waiting for ever."""
+    with _HeaderDrip(every_s=0.3) as server:
+        started = time.monotonic()
+        error = _fails(server, request_timeout_s=1.0)  # type: ignore[arg-type]
+        elapsed = time.monotonic() - started
+    assert isinstance(error, TransientProviderError)
+    assert "timeout" in error.message
+    assert server.seen == ["/v1/chat/completions"] * (FAST.max_retries + 1)
+    assert elapsed < 10  # three attempts of about 1 s each
+
+
+def test_a_file_download_may_outlast_request_timeout_s_while_its_bytes_keep_coming(odd_server: OddServer) -> None:
+    """A Batch API output file is large: the whole-exchange deadline is for calls, not for /files."""
+    body = b"x" * 15
+
+    async def slow_file(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        for byte in body:  # 15 bytes over 1.5 s, against a 1 s timeout
+            await response.write(bytes([byte]))
+            await asyncio.sleep(0.1)
+        return response
+
+    odd_server.chat = slow_file
+    client = make_http_client(limits=httpx2.Limits(max_connections=2), timeout=httpx2.Timeout(1.0))
+    with client:
+        assert client.get(f"{odd_server.base_url}/files/file-1/content").content == body
+        with pytest.raises(httpx2.ReadTimeout):  # the same bytes as a call's answer: past its deadline
+            client.post(f"{odd_server.base_url}/chat/completions", json={})
 
 
 # -- 9. the streamed probe --------------------------------------------------------------------

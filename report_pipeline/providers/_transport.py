@@ -21,10 +21,14 @@ the server's keep-alive rather than being reused just as it closes them.
                    RemoteProtocolError...), so the SDK sees what it saw before
     deadline       the request's read timeout also bounds the whole exchange, from
                    connecting to the body's last byte: httpcore2 applies it to each
-                   read, so a server sending a byte every few seconds (or whitespace
-                   for ever) would otherwise never time out. Checked as each body
-                   chunk arrives, so one call can overrun it by at most one read;
-                   it raises httpx2.ReadTimeout, which the SDK reports as a timeout
+                   read, so a server sending a byte every few seconds (of its headers,
+                   of its body, or whitespace for ever) would otherwise never time out.
+                   Every connect, read and write is given at most the time left
+                   (`_DeadlineBackend`), so no call overruns it; past it they raise
+                   httpx2's ConnectTimeout/ReadTimeout/WriteTimeout, which the SDK
+                   reports as a timeout. File uploads and downloads (`/files`, the
+                   Batch API's input and output) are bounded per read only: a large
+                   file takes as long as it takes while its bytes keep coming
 
 It is mounted for `all://` (see `make_http_client`), so httpx2 still routes through a
 proxy from HTTP_PROXY/HTTPS_PROXY, and NO_PROXY hosts through its default transport;
@@ -37,6 +41,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpcore2
@@ -63,6 +68,71 @@ _ERRORS: tuple[tuple[type[Exception], type[httpx2.HTTPError]], ...] = (
 
 _Key = tuple[bytes, bytes, int]  # scheme, host, port
 
+# The exchange under way on this thread: time.monotonic() by which it must be over, or None.
+# Set around a request's headers and around each read of its body; a connection is used by
+# one exchange at a time, on the thread that reads it.
+_exchange = threading.local()
+
+
+def _time_left(error: type[Exception], timeout: float | None) -> float | None:
+    """`timeout` cut to the time left before this thread's exchange deadline; `error` once it is past."""
+    deadline = getattr(_exchange, "deadline", None)
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise error("the answer was not complete within the request's timeout")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore2.NetworkStream):
+    """A socket stream whose every read and write ends by the exchange's deadline."""
+
+    def __init__(self, stream: httpcore2.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _time_left(httpcore2.ReadTimeout, timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _time_left(httpcore2.WriteTimeout, timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore2.NetworkStream:
+        timeout = _time_left(httpcore2.ConnectTimeout, timeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore2.NetworkBackend):
+    """httpcore2's sockets, each wrapped in a `_DeadlineStream`."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore2.SyncBackend()
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore2.NetworkStream:
+        timeout = _time_left(httpcore2.ConnectTimeout, timeout)
+        return _DeadlineStream(self._backend.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+@contextmanager
+def _until(deadline: float | None) -> Iterator[None]:
+    previous = getattr(_exchange, "deadline", None)
+    _exchange.deadline = deadline
+    try:
+        yield
+    finally:
+        _exchange.deadline = previous
+
 
 def _as_httpx_error(error: Exception) -> Exception:
     for source, target in _ERRORS:
@@ -84,22 +154,19 @@ class _ResponseStream(httpx2.SyncByteStream):
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
-        deadline = self._deadline
-        try:
-            for chunk in self._stream:
-                if deadline is not None and time.monotonic() > deadline:
-                    break
-                yield chunk
-            else:
+        chunks = iter(self._stream)
+        while True:
+            try:
+                with _until(self._deadline):  # each read, on whichever thread reads the body
+                    chunk = next(chunks)
+            except StopIteration:
                 return
-        except Exception as error:
-            mapped = _as_httpx_error(error)
-            if mapped is error:
-                raise
-            raise mapped from error
-        # Raised outside the try: it is already httpx2's. The caller closes the
-        # response, which closes this half-read connection rather than pooling it.
-        raise httpx2.ReadTimeout("the answer was not complete within the request's timeout")
+            except Exception as error:
+                mapped = _as_httpx_error(error)
+                if mapped is error:
+                    raise
+                raise mapped from error
+            yield chunk
 
     def close(self) -> None:
         if self._closed:
@@ -128,6 +195,7 @@ class PooledTransport(httpx2.BaseTransport):
         self._lock = threading.Lock()
         self._idle: dict[_Key, list[httpcore2.HTTPConnection]] = {}
         self._slots = threading.BoundedSemaphore(self._max_connections) if self._max_connections else None
+        self._backend = _DeadlineBackend()
         self._closed = False
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -147,7 +215,8 @@ class PooledTransport(httpx2.BaseTransport):
         try:
             connection = self._checkout(key, core_request.url.origin)
             try:
-                response = connection.handle_request(core_request)
+                with _until(deadline):
+                    response = connection.handle_request(core_request)
             except Exception as error:
                 connection.close()
                 mapped = _as_httpx_error(error)
@@ -199,7 +268,8 @@ class PooledTransport(httpx2.BaseTransport):
                 connection = stack.pop() if stack else None
             if connection is None:
                 return httpcore2.HTTPConnection(
-                    origin, ssl_context=self._ssl_context, keepalive_expiry=self._keepalive_expiry
+                    origin, ssl_context=self._ssl_context, keepalive_expiry=self._keepalive_expiry,
+                    network_backend=self._backend,
                 )
             # has_expired: past keep-alive, or the server closed it (its socket reads EOF)
             if connection.is_idle() and not connection.has_expired():
@@ -220,7 +290,11 @@ class PooledTransport(httpx2.BaseTransport):
 
 
 def _deadline(request: httpx2.Request) -> float | None:
-    """When the whole exchange must be over: now plus the request's read timeout (None: no limit)."""
+    """When the whole exchange must be over: now plus the request's read timeout (None: no limit).
+
+    None for a file's upload or download, which may be large: bounded per read only."""
+    if "/files" in request.url.path:
+        return None
     total = (request.extensions.get("timeout") or {}).get("read")
     return None if total is None else time.monotonic() + total
 
