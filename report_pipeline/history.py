@@ -14,7 +14,7 @@ def _open(output_dir: Path) -> Ledger:
     path = Path(output_dir) / DEFAULT_LEDGER_NAME
     if not path.exists():
         raise ConfigError(f"no runs recorded under {output_dir} (no {DEFAULT_LEDGER_NAME}): pass the run's --output")
-    return Ledger(path)
+    return Ledger.for_reading(path)  # writes nothing: the file may be another user's, or read-only
 
 
 def _when(ts: float | None) -> str:

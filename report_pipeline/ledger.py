@@ -47,11 +47,11 @@ from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, get_args
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from .errors import LedgerError
 from .logs import REDACTED, redact
-from .migrations import check_schema, migrate
+from .migrations import MIGRATIONS, applied_migrations, check_schema, migrate
 from .models import CallRecord, TaskResult
 from .providers.base import ChatResponse
 from .ratelimit import LearnedLimits
@@ -381,6 +381,7 @@ class Ledger:
         batch_delay_s: float = DEFAULT_BATCH_DELAY_S,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
         clock: Callable[[], float] = time.time,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
         self._secrets = _secret_variants(secrets)
@@ -390,10 +391,34 @@ class Ledger:
         self._readers: list[sqlite3.Connection] = []  # every reader opened, to close them
         self._idle_readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._readers_lock = threading.Lock()
+        self._writer: _Writer | None = None
+        self._finalizer: weakref.finalize[Any, Ledger] | None = None
+        if read_only:
+            self._read_uri = _read_only_uri(self.path)
+            if _schema_behind(self.path, self._read_uri):
+                raise LedgerError(
+                    f"{self.path} was written by an older report-pipeline and must be upgraded before it is "
+                    "read, which needs write access: the next run does it, or `report-pipeline runs` run "
+                    "by a user who can write the file and its folder."
+                )
+            return
         connection = _open_for_writing(self.path, busy_timeout_s)
         self._writer = _Writer(connection, self.path, batch_size=batch_size, batch_delay_s=batch_delay_s)
         # a ledger dropped or left open at exit still commits what was queued
         self._finalizer = weakref.finalize(self, _close_quietly, self._writer)
+
+    @classmethod
+    def for_reading(cls, path: Path) -> Ledger:
+        """A ledger to read only (`report-pipeline runs`): nothing in its folder is created,
+        migrated or written, so it reads a file its reader may not write (another user's
+        cron output, a read-only mount, a backup), even while a run writes to it.
+
+        Only a ledger an older version wrote, which must be migrated before it is read,
+        is opened for writing (as the next run would); if it cannot be written, the
+        error says so.
+        """
+        path = Path(path)
+        return cls(path) if _schema_behind(path, _read_only_uri(path)) else cls(path, read_only=True)
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r}{', closed' if self._closed else ''})"
@@ -641,16 +666,19 @@ class Ledger:
         Raises LedgerError if any queued record could not be written since the last flush
         (the others were written; the failures were also logged as they happened).
         """
-        self._writer.flush()
+        if self._writer is not None:  # read-only: nothing is ever queued
+            self._writer.flush()
 
     def close(self) -> None:
         """Flush, stop the writer and close every connection. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        self._finalizer.detach()
+        if self._finalizer is not None:
+            self._finalizer.detach()
         try:
-            self._writer.close()
+            if self._writer is not None:
+                self._writer.close()
         finally:
             with self._readers_lock:
                 readers, self._readers = self._readers, []
@@ -660,6 +688,8 @@ class Ledger:
     # -- private steps ------------------------------------------------------------------
 
     def _submit(self, what: str, sql: str, params: tuple[Any, ...]) -> None:
+        if self._writer is None:
+            raise RuntimeError(f"{self!r} was opened read-only (Ledger.for_reading): it records nothing")
         if self._secrets:
             params = tuple(redact(p, self._secrets) if isinstance(p, str) else p for p in params)
         self._writer.submit(_Write(sql, params, what))
@@ -685,7 +715,10 @@ class Ledger:
             if len(self._readers) >= DEFAULT_READERS:
                 connection = None
             else:
-                connection = _connect(self.path, self._busy_timeout_s)
+                if self._writer is None:
+                    connection = _connect(self._read_uri, self._busy_timeout_s, uri=True)
+                else:
+                    connection = _connect(self.path, self._busy_timeout_s)
                 connection.execute("PRAGMA query_only = ON")
                 connection.row_factory = sqlite3.Row
                 self._readers.append(connection)
@@ -915,11 +948,55 @@ def _locked(error: sqlite3.Error) -> bool:
     return isinstance(error, sqlite3.OperationalError) and "locked" in str(error).lower()
 
 
-def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+def _connect(path: Path | str, busy_timeout_s: float, *, uri: bool = False) -> sqlite3.Connection:
     """Autocommit mode (we issue BEGIN/COMMIT ourselves); usable from the thread it is handed to."""
-    connection = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+    connection = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False,
+                                 uri=uri)
     connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
     return connection
+
+
+def _read_only_uri(path: Path) -> str:
+    """The URI that reads `path` without writing anything beside it.
+
+    With no `-wal` file beside it, no run is writing it and every commit is in the
+    file itself: it is read as it stands (`immutable=1`: no lock, no `-shm` or `-wal`
+    created). With one, a run is under way (or was killed): `mode=ro` reads the
+    commits still in the WAL, through the `-shm` index. Where that cannot be opened
+    (a folder the reader may not write), the file is read as it stands, which shows
+    the runs up to the last checkpoint.
+    """
+    base = f"file:{quote(str(path.resolve()))}"
+    uris = [f"{base}?immutable=1"]
+    if path.with_name(path.name + "-wal").exists():
+        uris.insert(0, f"{base}?mode=ro")
+    last: sqlite3.Error | None = None
+    for uri in uris:
+        try:
+            connection = _connect(uri, DEFAULT_BUSY_TIMEOUT_S, uri=True)
+            try:
+                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                connection.close()
+            return uri
+        except sqlite3.Error as error:
+            last = error
+    assert last is not None
+    raise _open_error(path, last) from last
+
+
+def _schema_behind(path: Path, uri: str) -> bool:
+    """True if the ledger at `uri` lacks migrations this version has (a blank file too);
+    LedgerError if it is not ours or is newer. Reads only."""
+    connection = _connect(uri, DEFAULT_BUSY_TIMEOUT_S, uri=True)
+    try:
+        check_schema(connection)
+        done = set(applied_migrations(connection))
+    except sqlite3.Error as error:
+        raise _open_error(path, error) from error
+    finally:
+        connection.close()
+    return any(fn.__name__ not in done for fn in MIGRATIONS)
 
 
 def _open_for_writing(path: Path, busy_timeout_s: float) -> sqlite3.Connection:

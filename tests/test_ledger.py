@@ -217,6 +217,40 @@ def test_migrate_twice_is_a_noop(tmp_path: Path, db_factory: DbFactory) -> None:
     assert db.execute("SELECT name, applied_at FROM _migrations ORDER BY name").fetchall() == records
 
 
+def test_a_ledger_for_reading_reads_a_live_run_and_refuses_to_record(ledger: Ledger, ledger_path: Path) -> None:
+    ledger.start_run("run-1", "q3.xlsx", "s", "c", 4)  # the writer's connection stays open: a run under way
+    with Ledger.for_reading(ledger_path) as reader:
+        (row,) = reader.recent_runs()
+        assert (row.run_id, row.status) == ("run-1", "running")
+        with pytest.raises(RuntimeError, match="read-only"):
+            reader.finish_run("run-1", "done", {})
+        reader.flush()  # nothing queued: a no-op, not an error
+    (row,) = ledger.recent_runs()
+    assert row.status == "running"
+
+
+def test_a_ledger_for_reading_at_an_older_schema_is_migrated_as_a_run_would(
+    ledger_path: Path, db_factory: DbFactory
+) -> None:
+    ledger_path.parent.mkdir(parents=True)
+    db = db_factory(ledger_path)
+    migrate(db, stop_before="m003_batches")
+    db.close()
+    with pytest.raises(LedgerError, match="older report-pipeline"):  # read-only cannot upgrade it
+        Ledger(ledger_path, read_only=True)
+    with Ledger.for_reading(ledger_path) as reader:
+        assert reader.recent_runs() == [] and reader.run_batches("none") == []
+    assert "m003_batches" in [row[0] for row in db_factory(ledger_path).execute("SELECT name FROM _migrations")]
+
+
+def test_a_ledger_for_reading_names_a_file_that_is_not_one(ledger_path: Path) -> None:
+    ledger_path.parent.mkdir(parents=True)
+    ledger_path.write_bytes(b"not a database" * 100)
+    with pytest.raises(LedgerError, match="not a usable report-pipeline ledger"):
+        Ledger.for_reading(ledger_path)
+    assert ledger_path.read_bytes() == b"not a database" * 100
+
+
 def test_a_ledger_at_m001_is_upgraded_on_open_and_keeps_its_rows(
     ledger_path: Path, db_factory: DbFactory
 ) -> None:

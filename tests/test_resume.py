@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import threading
 from pathlib import Path
 
@@ -167,6 +168,60 @@ def test_runs_lists_recent_runs_and_shows_failed_tasks(tmp_path):
     assert first.run_id in listing.output and "done" in listing.output
     shown = CliRunner().invoke(cli, ["runs", "--output", str(tmp_path / "out"), "--show", first.run_id])
     assert shown.exit_code == 0 and "4 done" in shown.output
+
+
+def _folder_state(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_runs_writes_nothing_in_the_output_folder(tmp_path):
+    """`runs` reads: the ledger is not migrated, locked for writing or given a -wal/-shm, so
+    another user's cron output or a read-only mount can be read (root here cannot be refused)."""
+    sheet = workbook(tmp_path / "wb")
+    first, _ = run(sheet, tmp_path / "out")
+    before = _folder_state(tmp_path / "out")
+    assert "ledger.sqlite-wal" not in before  # the run's last connection checkpointed and removed it
+    for args in ([], ["--show", first.run_id]):
+        result = CliRunner().invoke(cli, ["runs", "--output", str(tmp_path / "out"), *args])
+        assert result.exit_code == 0, result.output
+        assert first.run_id in result.output
+    assert _folder_state(tmp_path / "out") == before
+
+
+@pytest.mark.skipif(getattr(os, "geteuid", lambda: -1)() == 0, reason="root writes read-only files")
+def test_runs_reads_a_ledger_in_a_folder_it_may_not_write(tmp_path):
+    sheet = workbook(tmp_path / "wb")
+    first, _ = run(sheet, tmp_path / "out")
+    ledger = tmp_path / "out" / "ledger.sqlite"
+    ledger.chmod(0o444)
+    (tmp_path / "out").chmod(0o555)
+    try:
+        result = CliRunner().invoke(cli, ["runs", "--output", str(tmp_path / "out"), "--show", first.run_id])
+    finally:
+        (tmp_path / "out").chmod(0o755)
+    assert result.exit_code == 0, result.output
+    assert "4 done" in result.output
+
+
+def test_runs_while_a_run_is_writing_sees_it_running(tmp_path):
+    sheet = workbook(tmp_path / "wb")
+    gate, started = threading.Event(), threading.Event()
+
+    class Started(RunObserver):
+        def run_started(self, plan, run_dir):
+            started.set()
+
+    thread = threading.Thread(target=lambda: run(sheet, tmp_path / "out", observer=Started(),
+                                                 provider_factory=lambda c: CountingProvider(c, gate)))
+    thread.start()
+    try:
+        assert started.wait(timeout=30)
+        result = CliRunner().invoke(cli, ["runs", "--output", str(tmp_path / "out")])
+    finally:
+        gate.set()
+        thread.join()
+    assert result.exit_code == 0, result.output
+    assert "running" in result.output
 
 
 def test_a_second_run_on_the_same_output_folder_is_refused_naming_the_active_run(tmp_path):
