@@ -11,6 +11,7 @@ from .errors import (  # noqa: E402
     AuthError,
     BudgetExceeded,
     ConfigError,
+    EndpointUnreachable,
     InputError,
     Interrupted,
     LedgerError,
@@ -18,6 +19,7 @@ from .errors import (  # noqa: E402
     ProviderError,
     RateLimited,
     ReportPipelineError,
+    RunAborted,
     SheetProblem,
 )
 
@@ -30,6 +32,7 @@ __all__ = [
     "AuthError",
     "BudgetExceeded",
     "ConfigError",
+    "EndpointUnreachable",
     "InputError",
     "Interrupted",
     "LedgerError",
@@ -38,6 +41,7 @@ __all__ = [
     "RateLimited",
     "ReportGenerationPipeline",
     "ReportPipelineError",
+    "RunAborted",
     "RunConfig",
     "RunResult",
     "SheetProblem",

@@ -116,10 +116,20 @@ class ProviderError(ReportPipelineError):
         return f"{where}{status}{self.message}"
 
 
-class AuthError(ProviderError):
-    """401/403: the key is wrong or lacks access; the whole run stops."""
+class RunAborted(ProviderError):
+    """Every call would fail the same way: the whole run stops (exit 2), and tasks not yet
+    sent are skipped, for a rerun once the cause is fixed."""
 
     exit_code = EXIT_BAD_INPUT
+
+
+class AuthError(RunAborted):
+    """401/403: the key is wrong or lacks access."""
+
+
+class EndpointUnreachable(RunAborted):
+    """No attempt of the run has reached the endpoint (connection refused, no such host),
+    and one call has spent all its retries on it: the others would only do the same."""
 
 
 class NotSent(ProviderError):

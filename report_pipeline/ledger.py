@@ -47,10 +47,10 @@ from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, get_args
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from .errors import LedgerError
-from .logs import REDACTED, redact
+from .logs import redact, url_without_credentials
 from .migrations import MIGRATIONS, applied_migrations, check_schema, migrate
 from .models import CallRecord, TaskResult
 from .providers.base import ChatResponse
@@ -496,7 +496,7 @@ class Ledger:
             raise ValueError(f"record_call: status must be 'ok' or 'error', not {status!r}")
         prompt = json.dumps([dict(m) for m in messages], ensure_ascii=False)
         self._submit("call", _RECORD_CALL, (
-            run_id, task_key, step, request_hash, provider, _without_credentials(base_url), model, prompt,
+            run_id, task_key, step, request_hash, provider, url_without_credentials(base_url), model, prompt,
             response_text, prompt_tokens, completion_tokens, cost_usd, latency_s, attempts, int(cached),
             status, error, self._clock(),
         ))
@@ -574,7 +574,7 @@ class Ledger:
         """
         now = self._clock()
         self._submit("batch", _RECORD_BATCH, (
-            local_id, run_id, wave, attempt, provider, _without_credentials(base_url), model, input_file_id,
+            local_id, run_id, wave, attempt, provider, url_without_credentials(base_url), model, input_file_id,
             len(requests), now, now,
         ))
         for request in requests:
@@ -1058,18 +1058,4 @@ def _secret_variants(secrets: Iterable[str]) -> list[str]:
 
 def _endpoint(provider: str, base_url: str | None) -> str:
     """`openai http://localhost:8000/v1`: whose rate limits a row holds (no credentials)."""
-    return f"{provider} {_without_credentials(base_url) or 'default'}"
-
-
-def _without_credentials(url: str | None) -> str | None:
-    """`https://user:pass@host/v1` -> `https://***@host/v1`: a base URL may carry a key."""
-    if not url:
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{REDACTED}@{host}"))
+    return f"{provider} {url_without_credentials(base_url) or 'default'}"

@@ -671,7 +671,7 @@ def _outcome(counts: dict[str, int], halt: Halt | None) -> tuple[str, int]:
     if halt is not None:
         return {
             "budget": ("budget", EXIT_BUDGET),
-            "auth": ("aborted", EXIT_BAD_INPUT),
+            "aborted": ("aborted", EXIT_BAD_INPUT),
             "interrupted": ("interrupted", EXIT_INTERRUPTED),
         }[halt.reason]
     if counts["failed"] or counts["skipped"]:

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from .config import RunConfig
 from .data import DataStore
-from .errors import AuthError, NotSent, ProviderError
+from .errors import NotSent, ProviderError, RunAborted
 from .models import CallRecord, Objective, PromptSheet, Task, TaskResult
 from .outline import FilledSection, OutlinePlan, Section, assemble_sections, failed_sections, parse_plan
 from .plan import Plan
@@ -186,7 +186,7 @@ class TaskRunner:
                 outcome = self._single(task, steps, models[0], prompt, calls)
             else:
                 outcome = self._variants(task, steps, models, prompt, calls)
-        except (AuthError, NotSent) as error:  # the whole run stops: let the scheduler halt or skip it
+        except (RunAborted, NotSent) as error:  # the whole run stops: let the scheduler halt or skip it
             error.objective_id, error.task_id = task.objective_id, task.task_id
             raise
         except ProviderError as error:
@@ -357,7 +357,7 @@ class TaskRunner:
         request = self._request(task, f"section-{section.number}", model, user, suffix=suffix)
         try:
             text = self._send(request, "section", calls).text.strip()
-        except (AuthError, NotSent):
+        except (RunAborted, NotSent):
             raise
         except ProviderError as error:
             log.warning("task %s: section %d %r failed: %s", task.key, section.number, section.title, error)
@@ -414,7 +414,7 @@ class TaskRunner:
         try:
             draft = self._draft(task, model, prompt, calls, suffix=suffix)
             outcome = self._chain(task, later, model, prompt, draft, calls, suffix=suffix)
-        except (AuthError, NotSent):
+        except (RunAborted, NotSent):
             raise
         except (ProviderError, _TaskFailed) as error:
             log.warning("task %s: variant %s failed: %s", task.key, model, error)
@@ -437,7 +437,7 @@ class TaskRunner:
         )
         try:
             choice = parse_choice(self._send(request, "judge", calls).text, len(kept))
-        except (AuthError, NotSent):
+        except (RunAborted, NotSent):
             raise
         except (ProviderError, AnswerError) as error:
             log.warning("task %s: the judge (%s) gave no usable choice: %s; keeping %s", task.key, judge, error, kept[0].model)

@@ -35,7 +35,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import AuthError, AwaitingBatch, BudgetExceeded, NotSent
+from .errors import AwaitingBatch, BudgetExceeded, NotSent, RunAborted
 from .models import Task, TaskResult
 from .plan import Plan
 
@@ -62,7 +62,7 @@ class InlineExecutor(Executor):
 class Halt:
     """Why the run stopped scheduling new work early."""
 
-    reason: str  # "budget", "auth", "interrupted"
+    reason: str  # "budget", "aborted", "interrupted"
     message: str
     error: BaseException | None = None
 
@@ -256,9 +256,10 @@ class Scheduler:
             if self.halt is None:
                 self.halt = Halt("budget", "budget: max_cost_usd reached before this task was sent", error)
             return replace(base, status="skipped", error=self.halt.message if self.halt.reason == "budget" else str(error))
-        if isinstance(error, AuthError):
+        if isinstance(error, RunAborted):
             if self.halt is None:
-                self.halt = Halt("auth", f"aborted: {error}", error)
+                self.halt = Halt("aborted", f"aborted: {error}", error)
+                log.error("%s", self.halt.message)  # why, once: the other tasks are skipped with it
             if error.attempts == 0:  # never sent: the provider refused it after the first 401 (which may report later)
                 return replace(base, status="skipped", error=self.halt.message)
             return base

@@ -22,6 +22,7 @@ from report_pipeline.errors import (
     AuthError,
     BudgetExceeded,
     ConfigError,
+    EndpointUnreachable,
     ProviderError,
     RateLimited,
     TransientProviderError,
@@ -31,7 +32,7 @@ from report_pipeline.providers.base import ChatRequest, Provider
 from report_pipeline.providers.openai_provider import OpenAIProvider, estimate_tokens
 from report_pipeline.ratelimit import HeaderPacer, LearnedLimits
 from report_pipeline.retry import RetryPolicy
-from report_pipeline.simulator import SimulatorHandle
+from report_pipeline.simulator import SimulatorHandle, serve_in_thread
 from tests.simulator_support import TEST_API_KEY, make_simulator, simulator  # noqa: F401
 
 MakeSimulator = Callable[..., SimulatorHandle]
@@ -379,7 +380,7 @@ def test_api_key_never_appears_in_errors_or_logs(
             provider.complete(_ask("hello"))
         errors.append(caught.value)
     with _provider(_config(f"http://127.0.0.1:{_closed_port()}/v1", key=key), policy=policy) as provider:
-        with pytest.raises(TransientProviderError) as caught:
+        with pytest.raises(EndpointUnreachable) as caught:
             provider.complete(_ask("hello"))
         errors.append(caught.value)
     assert "***" in str(errors[0])  # the echo was scrubbed, not dropped
@@ -388,6 +389,33 @@ def test_api_key_never_appears_in_errors_or_logs(
     assert caplog.records  # the check below looked at something
     for record in caplog.records:
         assert key not in record.getMessage()
+
+
+def test_an_endpoint_no_attempt_reached_stops_every_call_once_one_has_tried_them_all() -> None:
+    """A wrong port or a server that is down: one call's retries are the grace, then the run stops,
+    instead of every task spending its own full backoff on the same refused connection."""
+    policy = RetryPolicy(max_retries=2, initial_delay=0.01, max_delay=0.02)
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    with _provider(_config(url), policy=policy) as provider:
+        with pytest.raises(EndpointUnreachable) as caught:
+            provider.complete(_ask("hello"))
+        assert caught.value.attempts == 3 and caught.value.exit_code == 2
+        assert f"could not connect to {url}" in caught.value.message and "base_url" in caught.value.message
+        assert provider.aborted
+        with pytest.raises(EndpointUnreachable) as later:  # the next call is not sent at all
+            provider.complete(_ask("again"))
+        assert later.value.attempts == 0
+
+
+def test_an_endpoint_that_answered_once_and_then_went_down_fails_calls_not_the_run() -> None:
+    policy = RetryPolicy(max_retries=1, initial_delay=0.01, max_delay=0.02)
+    with serve_in_thread() as sim:
+        provider = OpenAIProvider(_config(sim.base_url), policy=policy)
+        assert provider.complete(_ask("hello")).text
+    with provider:  # the server is gone mid-run: that call is retried, then fails; the run goes on
+        with pytest.raises(TransientProviderError) as caught:
+            provider.complete(_ask("hello again"))
+        assert not isinstance(caught.value, EndpointUnreachable) and not provider.aborted
 
 
 # -- the request path: Azure routing, the connection pool ------------------------------

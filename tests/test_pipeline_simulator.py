@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -64,6 +65,26 @@ def test_wrong_key_stops_the_run_at_once_with_exit_2(tmp_path, make_simulator):
     manifest = json.loads((result.run_dir / "run.json").read_text())
     assert manifest["status"] == "aborted"
     assert "401" in manifest["halt_reason"] or "auth" in manifest["halt_reason"].lower()
+
+
+def test_an_endpoint_that_cannot_be_reached_stops_the_run_after_one_call_has_tried_it(tmp_path):
+    """A wrong base_url (or a server down at 06:00): exit 2 naming it, not every task's backoff in turn."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once the socket is closed
+    sheet = simple_workbook(tmp_path / "wb", 4, 10)
+    config = load_config(overrides={
+        "provider": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "model": "sim-small",
+        "output_dir": tmp_path / "out", "max_retries": 2, "max_concurrent_requests": 4,
+    }, environ={"OPENAI_API_KEY": KEY})
+    result = run(sheet, config)
+    assert result.exit_code == 2 and result.status == "aborted"
+    failed = [r for r in result.results if r.status == "failed"]
+    assert 1 <= len(failed) <= 4  # the calls under way when the first one gave up
+    assert all(r.status == "skipped" and r.error.startswith("aborted") for r in result.results if r not in failed)
+    manifest = json.loads((result.run_dir / "run.json").read_text())
+    assert f"could not connect to http://127.0.0.1:{port}/v1" in manifest["halt_reason"]
+    assert (result.run_dir / "report.md").exists()  # the report of what there is, as after a 401
 
 
 def test_budget_cap_stops_sending_and_exits_3(tmp_path, make_simulator):

@@ -240,7 +240,7 @@ def test_auth_error_halts_the_run():
         raise AuthError("HTTP 401 invalid key", status_code=401)
 
     _, manager, halt = run_scheduler(make_sheet(2, 2), runner, inline=True, objective_slots=1, task_slots=1)
-    assert halt.reason == "auth"
+    assert halt.reason == "aborted"
     assert len(manager.all_results()) == 4
 
 

@@ -231,7 +231,7 @@ class BatchExecution:
                 batches = self._resubmit(self._collect(batches, report), report)
             return None
         except AuthError as error:
-            return Halt("auth", f"aborted: {error}", error)
+            return Halt("aborted", f"aborted: {error}", error)
         except TransientProviderError as error:
             return Halt(
                 "interrupted",

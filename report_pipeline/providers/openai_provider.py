@@ -38,12 +38,14 @@ from ..config import RunConfig
 from ..errors import (
     AuthError,
     ConfigError,
+    EndpointUnreachable,
     NotSent,
     ProviderError,
     RateLimited,
+    RunAborted,
     TransientProviderError,
 )
-from ..logs import redact
+from ..logs import redact, url_without_credentials
 from ..ratelimit import (
     HeaderPacer,
     InFlightLimit,
@@ -142,7 +144,9 @@ class OpenAIProvider:
     Build it once and share it: it holds the connection pool, the in-flight
     limit, the rate limiter, the shared cool-down and the cost meter. A 401/403
     stops it for good: that call and every later one raise AuthError without
-    sending anything.
+    sending anything. So does an endpoint no attempt has reached once one call has
+    spent its retries on it (EndpointUnreachable): a wrong base_url or a server that
+    is down would otherwise cost every task its full backoff, minutes of nothing.
     """
 
     def __init__(
@@ -184,6 +188,7 @@ class OpenAIProvider:
         )
         self._stop_lock = threading.Lock()
         self._stopped: ProviderError | None = None
+        self._reached = False  # an HTTP answer of any kind came back: the endpoint is there
         self._usage_warned = False  # "no usage, cost estimated" is said once a run
         self._stream_probes = True  # until the endpoint refuses a streamed call (a 400)
         timeout = httpx2.Timeout(
@@ -229,8 +234,8 @@ class OpenAIProvider:
 
     @property
     def aborted(self) -> bool:
-        """True once an auth failure has stopped the provider."""
-        return isinstance(self._stopped, AuthError)
+        """True once an auth failure or an unreachable endpoint has stopped the provider."""
+        return isinstance(self._stopped, RunAborted)
 
     def complete(self, request: ChatRequest) -> ChatResponse:
         """Make one call with retries; raise ProviderError (or a subclass) or BudgetExceeded."""
@@ -244,6 +249,8 @@ class OpenAIProvider:
                 answer = self._attempt(request, tokens)
             except _Failure as failure:
                 if attempt > self._policy.max_retries:
+                    if failure.kind == "connection" and not self._reached:
+                        raise self._unreachable(failure, attempt) from None
                     raise self._gave_up(failure, attempt) from None
                 self._back_off(request.label, request.label or request.model, failure, attempt)
                 continue
@@ -323,6 +330,7 @@ class OpenAIProvider:
             self._meter.check()
             try:
                 response = self._post_chat(request)
+                self._reached = True
             except openai.APIStatusError as error:
                 headers = error.response.headers
                 admitted = error.status_code != 429
@@ -375,6 +383,7 @@ class OpenAIProvider:
             except openai.APIError as error:
                 raise self._classify(error) from None
             headers = stream.response.headers
+            self._reached = True
             self._throttle.observe(headers, ticket, admitted=True)  # the waiting threads go now
             observed = True
             with stream:
@@ -622,6 +631,7 @@ class OpenAIProvider:
     def _classify(self, error: openai.APIError) -> _Failure:
         """Turn an SDK error into a retryable `_Failure`, or raise the final ProviderError."""
         if isinstance(error, openai.APIStatusError):
+            self._reached = True
             status = error.status_code
             message = self._scrub(_server_message(error))
             if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
@@ -658,12 +668,26 @@ class OpenAIProvider:
         self._throttle.stop()
         return error
 
+    def _unreachable(self, failure: _Failure, attempts: int) -> EndpointUnreachable:
+        """Stop every thread: no attempt has reached the endpoint, and this call has tried them all."""
+        error = EndpointUnreachable(self._scrub(
+            f"could not connect to {url_without_credentials(str(self._client.base_url))} in {attempts} attempts "
+            f"({failure.message}), and no call of this run has reached it: check base_url and that "
+            "the server is running; the run stops"
+        ), attempts=attempts)
+        with self._stop_lock:
+            if self._stopped is None:
+                self._stopped = error
+        log.error("%s: the endpoint cannot be reached, stopping every call", self.name)
+        self._throttle.stop()
+        return error
+
     def _raise_if_stopped(self) -> None:
         stopped = self._stopped
         if stopped is None:
             return
-        if isinstance(stopped, AuthError):
-            raise AuthError(stopped.message, status_code=stopped.status_code, attempts=0)
+        if isinstance(stopped, RunAborted):
+            raise type(stopped)(stopped.message, status_code=stopped.status_code, attempts=0)
         raise ProviderError(stopped.message, attempts=0)
 
     def _back_off(self, label: str, shown: str, failure: _Failure, attempt: int) -> None:
