@@ -400,11 +400,39 @@ def test_an_endpoint_no_attempt_reached_stops_every_call_once_one_has_tried_them
         with pytest.raises(EndpointUnreachable) as caught:
             provider.complete(_ask("hello"))
         assert caught.value.attempts == 3 and caught.value.exit_code == 2
-        assert f"could not connect to {url}" in caught.value.message and "base_url" in caught.value.message
+        assert f"no HTTP answer from {url}" in caught.value.message and "base_url" in caught.value.message
         assert provider.aborted
         with pytest.raises(EndpointUnreachable) as later:  # the next call is not sent at all
             provider.complete(_ask("again"))
         assert later.value.attempts == 0
+
+
+def test_a_server_that_hangs_up_on_every_request_is_unreachable_too() -> None:
+    """An HTTPS port called with http://, a dead proxy: connected, but never an HTTP answer."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def hang_up() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            connection.close()
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    policy = RetryPolicy(max_retries=1, initial_delay=0.01, max_delay=0.02)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    try:
+        with _provider(_config(url), policy=policy) as provider, pytest.raises(EndpointUnreachable) as caught:
+            provider.complete(_ask("hello"))
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        listener.close()
+    assert f"no HTTP answer from {url} in 2 attempts" in caught.value.message
 
 
 def test_an_endpoint_that_answered_once_and_then_went_down_fails_calls_not_the_run() -> None:

@@ -83,7 +83,7 @@ def test_an_endpoint_that_cannot_be_reached_stops_the_run_after_one_call_has_tri
     assert 1 <= len(failed) <= 4  # the calls under way when the first one gave up
     assert all(r.status == "skipped" and r.error.startswith("aborted") for r in result.results if r not in failed)
     manifest = json.loads((result.run_dir / "run.json").read_text())
-    assert f"could not connect to http://127.0.0.1:{port}/v1" in manifest["halt_reason"]
+    assert f"no HTTP answer from http://127.0.0.1:{port}/v1" in manifest["halt_reason"]
     assert (result.run_dir / "report.md").exists()  # the report of what there is, as after a 401
 
 

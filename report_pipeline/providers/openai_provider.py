@@ -670,10 +670,11 @@ class OpenAIProvider:
 
     def _unreachable(self, failure: _Failure, attempts: int) -> EndpointUnreachable:
         """Stop every thread: no attempt has reached the endpoint, and this call has tried them all."""
+        url = url_without_credentials(self._config.base_url or str(self._client.base_url))
         error = EndpointUnreachable(self._scrub(
-            f"could not connect to {url_without_credentials(str(self._client.base_url))} in {attempts} attempts "
-            f"({failure.message}), and no call of this run has reached it: check base_url and that "
-            "the server is running; the run stops"
+            f"no HTTP answer from {url} in {attempts} attempts "
+            f"({failure.message}), nor to any other call of this run: check base_url (scheme, host, port) "
+            "and that the server is running; the run stops"
         ), attempts=attempts)
         with self._stop_lock:
             if self._stopped is None:
