@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import shutil
+import ssl
 import socket
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -433,6 +438,70 @@ def test_a_server_that_hangs_up_on_every_request_is_unreachable_too() -> None:
         thread.join(timeout=10)
         listener.close()
     assert f"no HTTP answer from {url} in 2 attempts" in caught.value.message
+
+
+@contextmanager
+def _tls_server(tmp_path: Path) -> Iterator[tuple[str, Path, queue.Queue[str]]]:
+    """HTTPS on 127.0.0.1 with a self-signed certificate (made by the openssl tool): its URL, the
+    certificate, and what each connection came to ("handshake failed", "answered")."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop, seen = threading.Event(), queue.Queue[str]()
+    body = json.dumps({"id": "x", "object": "chat.completion", "model": "gpt-4o-mini",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": "over TLS"},
+                                    "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 3, "completion_tokens": 2}}).encode()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except TimeoutError:
+                continue
+            try:
+                with context.wrap_socket(raw, server_side=True) as connection:
+                    connection.recv(65536)
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                                       + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                seen.put("answered")
+            except (ssl.SSLError, OSError):
+                seen.put("handshake failed")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}/v1", cert, seen
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        listener.close()
+
+
+def test_an_untrusted_certificate_stops_the_run_at_once_saying_how_to_trust_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A vLLM behind a company CA: retrying cannot help, and SSL_CERT_FILE is the fix."""
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    with _tls_server(tmp_path) as (url, cert, seen):
+        with _provider(_config(url)) as provider, pytest.raises(EndpointUnreachable) as caught:
+            provider.complete(_ask("hello"))
+        assert "certificate is not trusted" in caught.value.message and "SSL_CERT_FILE" in caught.value.message
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # what the message says to do
+        with _provider(_config(url)) as provider:
+            assert provider.complete(_ask("hello")).text == "over TLS"
+        connections = [seen.get(timeout=10)]
+        while connections[-1] != "answered":
+            connections.append(seen.get(timeout=10))
+    assert connections == ["handshake failed", "answered"]  # the untrusted call was not retried
 
 
 def test_an_endpoint_that_answered_once_and_then_went_down_fails_calls_not_the_run() -> None:

@@ -24,11 +24,12 @@ from __future__ import annotations
 import json
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 import openai
@@ -122,6 +123,9 @@ class _Failure(Exception):
     @property
     def rate_limited(self) -> bool:
         return self.status_code == 429
+
+
+_Aborted = TypeVar("_Aborted", bound=RunAborted)
 
 
 class _StreamRefused(Exception):
@@ -648,6 +652,8 @@ class OpenAIProvider:
             limit = self._config.request_timeout_s
             return _Failure("timeout", "timeout", f"no answer within request_timeout_s={limit:g}")
         if isinstance(error, openai.APIConnectionError):
+            if _certificate_rejected(error):
+                raise self._untrusted(error)
             return _Failure("connection", "connection error", self._scrub(_cause_text(error)))
         if isinstance(error, openai.APIResponseValidationError):
             return _Failure("malformed", "malformed response", self._scrub(error.message))
@@ -661,27 +667,36 @@ class OpenAIProvider:
         else:
             advice = f"check the key in ${env} and that it may use model {self._config.model!r}"
         error = AuthError(self._scrub(f"{message} — {advice}; the run stops"), status_code=status)
-        with self._stop_lock:
-            if self._stopped is None:
-                self._stopped = error
-        log.error("%s: HTTP %s, stopping every call", self.name, status)
-        self._throttle.stop()
-        return error
+        return self._stop_every_call(error, f"HTTP {status}")
 
     def _unreachable(self, failure: _Failure, attempts: int) -> EndpointUnreachable:
         """Stop every thread: no attempt has reached the endpoint, and this call has tried them all."""
-        url = url_without_credentials(self._config.base_url or str(self._client.base_url))
         error = EndpointUnreachable(self._scrub(
-            f"no HTTP answer from {url} in {attempts} attempts "
+            f"no HTTP answer from {self._shown_url()} in {attempts} attempts "
             f"({failure.message}), nor to any other call of this run: check base_url (scheme, host, port) "
             "and that the server is running; the run stops"
         ), attempts=attempts)
+        return self._stop_every_call(error, "the endpoint cannot be reached")
+
+    def _untrusted(self, error: openai.APIConnectionError) -> EndpointUnreachable:
+        """Stop every thread at once: a certificate that is not trusted now will not be in a minute."""
+        stopped = EndpointUnreachable(self._scrub(
+            f"{self._shown_url()}: the server's TLS certificate is not trusted ({_cause_text(error)}); "
+            "if your organisation signs it, set SSL_CERT_FILE to the CA's certificate (a PEM file) "
+            "and run again; the run stops"
+        ))
+        return self._stop_every_call(stopped, "TLS certificate not trusted")
+
+    def _stop_every_call(self, error: _Aborted, why: str) -> _Aborted:
         with self._stop_lock:
             if self._stopped is None:
                 self._stopped = error
-        log.error("%s: the endpoint cannot be reached, stopping every call", self.name)
+        log.error("%s: %s, stopping every call", self.name, why)
         self._throttle.stop()
         return error
+
+    def _shown_url(self) -> str:
+        return url_without_credentials(self._config.base_url or str(self._client.base_url)) or ""
 
     def _raise_if_stopped(self) -> None:
         stopped = self._stopped
@@ -922,6 +937,18 @@ def _error_code(error: openai.APIStatusError) -> str | None:
         if isinstance(inner, dict) and inner.get("code") is not None:
             return str(inner.get("code"))
     return error.code
+
+
+def _certificate_rejected(error: BaseException) -> bool:
+    """Whether an SSL certificate check is among the causes of `error` (the SDK wraps httpx2's, which wraps ssl's)."""
+    seen: BaseException | None = error
+    for _ in range(10):  # a chain, not a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _cause_text(error: openai.APIError) -> str:
