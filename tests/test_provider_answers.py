@@ -424,6 +424,24 @@ def test_headers_that_trickle_in_time_out_at_request_timeout_s() -> None:
     assert elapsed < 10  # three attempts of about 1 s each
 
 
+def test_a_server_that_drops_every_answer_after_its_headers_is_reached_not_unreachable(odd_server: OddServer) -> None:
+    """Its headers came back: the endpoint is there and the run goes on, each call failing on its own."""
+    async def cut_short(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": "500"})
+        await response.prepare(request)
+        await response.write(b'{"id": "x", "choi')
+        assert request.transport is not None
+        request.transport.close()  # the connection drops mid-body
+        return response
+
+    odd_server.chat = cut_short
+    with _provider(odd_server) as provider:
+        with pytest.raises(ProviderError) as caught:
+            provider.complete(_ask())
+        assert isinstance(caught.value, TransientProviderError) and not provider.aborted
+    assert len(odd_server.seen) == FAST.max_retries + 1
+
+
 def test_a_file_download_may_outlast_request_timeout_s_while_its_bytes_keep_coming(odd_server: OddServer) -> None:
     """A Batch API output file is large: the whole-exchange deadline is for calls, not for /files."""
     body = b"x" * 15

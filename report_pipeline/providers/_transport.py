@@ -40,7 +40,7 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -186,6 +186,7 @@ class PooledTransport(httpx2.BaseTransport):
         *,
         limits: httpx2.Limits | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        on_answer: Callable[[], None] | None = None,
     ) -> None:
         limits = limits or httpx2.Limits()
         self._max_connections = limits.max_connections
@@ -196,6 +197,7 @@ class PooledTransport(httpx2.BaseTransport):
         self._idle: dict[_Key, list[httpcore2.HTTPConnection]] = {}
         self._slots = threading.BoundedSemaphore(self._max_connections) if self._max_connections else None
         self._backend = _DeadlineBackend()
+        self._on_answer = on_answer  # called as each answer's status line and headers are in
         self._closed = False
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -217,6 +219,8 @@ class PooledTransport(httpx2.BaseTransport):
             try:
                 with _until(deadline):
                     response = connection.handle_request(core_request)
+                if self._on_answer is not None:
+                    self._on_answer()
             except Exception as error:
                 connection.close()
                 mapped = _as_httpx_error(error)
@@ -299,7 +303,9 @@ def _deadline(request: httpx2.Request) -> float | None:
     return None if total is None else time.monotonic() + total
 
 
-def make_http_client(*, limits: httpx2.Limits, timeout: httpx2.Timeout) -> httpx2.Client:
+def make_http_client(
+    *, limits: httpx2.Limits, timeout: httpx2.Timeout, on_answer: Callable[[], None] | None = None
+) -> httpx2.Client:
     """The httpx2 client the SDK is given: `PooledTransport` for every URL a proxy does not claim.
 
     One SSL context (loading the CA bundle takes milliseconds) serves both it and
@@ -317,5 +323,5 @@ def make_http_client(*, limits: httpx2.Limits, timeout: httpx2.Timeout) -> httpx
         timeout=timeout,
         follow_redirects=False,
         verify=ssl_context,
-        mounts={"all://": PooledTransport(limits=limits, ssl_context=ssl_context)},
+        mounts={"all://": PooledTransport(limits=limits, ssl_context=ssl_context, on_answer=on_answer)},
     )

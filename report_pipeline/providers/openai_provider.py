@@ -200,7 +200,8 @@ class OpenAIProvider:
         )
         size = config.max_concurrent_requests
         self._http = make_http_client(
-            limits=httpx2.Limits(max_connections=size, max_keepalive_connections=size), timeout=timeout
+            limits=httpx2.Limits(max_connections=size, max_keepalive_connections=size), timeout=timeout,
+            on_answer=self._answered,
         )
         try:
             self._client = self._build_client(timeout)
@@ -334,7 +335,7 @@ class OpenAIProvider:
             self._meter.check()
             try:
                 response = self._post_chat(request)
-                self._reached = True
+                self._answered()  # also through a proxy, whose transport is httpx2's own
             except openai.APIStatusError as error:
                 headers = error.response.headers
                 admitted = error.status_code != 429
@@ -387,7 +388,6 @@ class OpenAIProvider:
             except openai.APIError as error:
                 raise self._classify(error) from None
             headers = stream.response.headers
-            self._reached = True
             self._throttle.observe(headers, ticket, admitted=True)  # the waiting threads go now
             observed = True
             with stream:
@@ -635,7 +635,7 @@ class OpenAIProvider:
     def _classify(self, error: openai.APIError) -> _Failure:
         """Turn an SDK error into a retryable `_Failure`, or raise the final ProviderError."""
         if isinstance(error, openai.APIStatusError):
-            self._reached = True
+            self._answered()
             status = error.status_code
             message = self._scrub(_server_message(error))
             if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
@@ -668,6 +668,10 @@ class OpenAIProvider:
             advice = f"check the key in ${env} and that it may use model {self._config.model!r}"
         error = AuthError(self._scrub(f"{message} — {advice}; the run stops"), status_code=status)
         return self._stop_every_call(error, f"HTTP {status}")
+
+    def _answered(self) -> None:
+        """An HTTP answer came back (headers at least, whatever followed): the endpoint is there."""
+        self._reached = True
 
     def _unreachable(self, failure: _Failure, attempts: int) -> EndpointUnreachable:
         """Stop every thread: no attempt has reached the endpoint, and this call has tried them all."""
