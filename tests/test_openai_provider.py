@@ -615,6 +615,20 @@ def test_pool_replaces_a_connection_the_server_closed_while_idle() -> None:
     assert first["port"] != second["port"]  # a new connection, not an error
 
 
+def test_a_call_after_the_server_closed_its_idle_connection_is_sent_once_without_a_retry() -> None:
+    """A real run's case (a server's keep-alive timeout between two calls): httpcore2 2.17 reports
+    it from handle_request as ConnectionNotAvailable, which reached the SDK as an unknown error."""
+    events = _Events()
+    with _recording_server(close_after=1) as (root, seen), \
+            _provider(_config(f"{root}/v1"), on_event=events) as provider:
+        provider.complete(_ask("first"))
+        assert seen.closed.wait(timeout=10)
+        response = provider.complete(_ask("second"))
+    assert (response.text, response.attempts) == ("ok", 1)
+    assert events.retries() == []
+    assert len(seen.seen) == 2
+
+
 def test_pool_waits_at_most_the_pool_timeout_for_a_free_connection() -> None:
     transport = PooledTransport(limits=httpx2.Limits(max_connections=1))
     with _recording_server() as (root, _), httpx2.Client(transport=transport) as client:

@@ -215,18 +215,9 @@ class PooledTransport(httpx2.BaseTransport):
         self._take_slot(request)
         deadline = _deadline(request)
         try:
-            connection = self._checkout(key, core_request.url.origin)
-            try:
-                with _until(deadline):
-                    response = connection.handle_request(core_request)
-                if self._on_answer is not None:
-                    self._on_answer()
-            except Exception as error:
-                connection.close()
-                mapped = _as_httpx_error(error)
-                if mapped is error:
-                    raise
-                raise mapped from error
+            connection, response = self._send(key, core_request, deadline)
+            if self._on_answer is not None:
+                self._on_answer()
         except BaseException:
             self._give_slot()
             raise
@@ -236,6 +227,31 @@ class PooledTransport(httpx2.BaseTransport):
             stream=_ResponseStream(self, key, connection, response.stream, deadline),
             extensions=response.extensions,
         )
+
+    def _send(self, key: _Key, core_request: httpcore2.Request,
+              deadline: float | None) -> tuple[httpcore2.HTTPConnection, httpcore2.Response]:
+        """The request sent on a pooled connection, taking the next one while a connection refuses it.
+
+        A connection refuses a request (`ConnectionNotAvailable`, before a byte is sent) when
+        the server hung up on it while it was idle: httpcore2 2.17 finds that in
+        `handle_request`, where 2.16 found it in `has_expired()` (which `_checkout` asks).
+        httpcore2's own pool takes another connection then; so do we. The loop ends: each turn
+        takes an idle connection off the stack, or makes a new one, whose refusal is an error."""
+        while True:
+            connection, reused = self._checkout(key, core_request.url.origin)
+            try:
+                with _until(deadline):
+                    return connection, connection.handle_request(core_request)
+            except httpcore2.ConnectionNotAvailable:
+                connection.close()
+                if not reused:
+                    raise httpx2.RemoteProtocolError("a new connection refused the request") from None
+            except Exception as error:
+                connection.close()
+                mapped = _as_httpx_error(error)
+                if mapped is error:
+                    raise
+                raise mapped from error
 
     def close(self) -> None:
         with self._lock:
@@ -264,8 +280,8 @@ class PooledTransport(httpx2.BaseTransport):
         if self._slots is not None:
             self._slots.release()
 
-    def _checkout(self, key: _Key, origin: httpcore2.Origin) -> httpcore2.HTTPConnection:
-        """The most recently used idle connection that is still good, else a new one."""
+    def _checkout(self, key: _Key, origin: httpcore2.Origin) -> tuple[httpcore2.HTTPConnection, bool]:
+        """The most recently used idle connection that is still good (and True), else a new one (and False)."""
         while True:
             with self._lock:
                 stack = self._idle.get(key)
@@ -274,10 +290,10 @@ class PooledTransport(httpx2.BaseTransport):
                 return httpcore2.HTTPConnection(
                     origin, ssl_context=self._ssl_context, keepalive_expiry=self._keepalive_expiry,
                     network_backend=self._backend,
-                )
-            # has_expired: past keep-alive, or the server closed it (its socket reads EOF)
+                ), False
+            # has_expired: past keep-alive (and before httpcore2 2.17, the server closed it)
             if connection.is_idle() and not connection.has_expired():
-                return connection
+                return connection, True
             connection.close()
 
     def _release(self, key: _Key, connection: httpcore2.HTTPConnection) -> None:
