@@ -35,10 +35,24 @@ from collections import defaultdict
 from pathlib import Path
 
 import psutil
-from _common import add_common_flags, command_line, header, warn_if_loaded, write_section
+from _common import (
+    add_common_flags,
+    command_line,
+    header,
+    warn_if_loaded,
+    write_section,
+)
 
-from report_pipeline.bench import STEPS, OtherLoad, SimulatorProcess, Table, run_pipeline, warm_up, write_workbook
-from report_pipeline.pipeline import RunObserver
+from report_pipeline.bench import (
+    STEPS,
+    OtherLoad,
+    SimulatorProcess,
+    Table,
+    run_pipeline,
+    warm_up,
+    write_workbook,
+)
+from report_pipeline.outcome import RunObserver
 
 Func = tuple[str, int, str]
 

@@ -3,11 +3,9 @@
 The public names are re-exported here so internals can move.
 """
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING
 
-from typing import TYPE_CHECKING  # noqa: E402
-
-from .errors import (  # noqa: E402
+from .errors import (
     AuthError,
     BudgetExceeded,
     ConfigError,
@@ -22,10 +20,12 @@ from .errors import (  # noqa: E402
     RunAborted,
     SheetProblem,
 )
+from .version import __version__
 
 if TYPE_CHECKING:
     from .config import RunConfig, load_config
-    from .pipeline import ReportGenerationPipeline, RunResult
+    from .outcome import RunResult
+    from .pipeline import ReportGenerationPipeline
 
 __all__ = [
     "__version__",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from .charts import ChartImage
 from .data import DataStore
 from .models import DataSource, Task
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AttachedTable",
-    "ChartImage",
     "ChartScope",
     "TaskAttachments",
     "build_attachments",
@@ -46,15 +46,6 @@ class AttachedTable:
     name: str
     markdown: str
     caption: str  # without the "Table N:" label: writers number tables in reading order
-
-
-@dataclass(frozen=True)
-class ChartImage:
-    """A rendered chart: `relative` is `path` seen from the run folder, for report.md links."""
-
-    path: Path
-    caption: str  # without the "Figure N:" label: writers number figures in reading order
-    relative: str
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .attachments import ChartImage
 from .chart_drawing import DPI, FIGSIZE_IN, ChartSpec, draw_chart_png, spec_figure
 from .data import DataStore
 from .lazy import lazy_module
@@ -32,11 +31,20 @@ if TYPE_CHECKING:
 else:
     pd = lazy_module("pandas")
 
-__all__ = ["CHART_DIR", "DPI", "FIGSIZE_IN", "ChartRenderer", "PngDrawer", "chart_caption", "chart_figure", "chart_spec"]
+__all__ = ["CHART_DIR", "DPI", "FIGSIZE_IN", "ChartImage", "ChartRenderer", "PngDrawer", "chart_caption", "chart_figure", "chart_spec"]
 
 CHART_DIR = "charts"
 #: Draws a spec to a PNG at a path (atomically), or raises.
 PngDrawer = Callable[[Path, ChartSpec], None]
+
+
+@dataclass(frozen=True)
+class ChartImage:
+    """A rendered chart: `relative` is `path` seen from the run folder, for report.md links."""
+
+    path: Path
+    caption: str  # without the "Figure N:" label: writers number figures in reading order
+    relative: str
 
 
 # Column-name tails read as units: `germany_eur_mwh` -> "germany", "EUR/MWh"

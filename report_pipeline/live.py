@@ -33,11 +33,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .batch.waves import WaveProgress
 from .models import Objective, Task, TaskResult
-from .pipeline import RunObserver, RunResult
+from .outcome import RunObserver, RunResult, WaveProgress
 from .plan import Plan
-from .progress import PlainProgress, format_duration
+from .progress import PlainProgress
+from .text import format_duration
 
 __all__ = ["LiveProgress", "make_observer"]
 

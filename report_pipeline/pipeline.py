@@ -14,20 +14,27 @@ import secrets
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .attachments import build_attachments
 from .batch.backend import BatchBackend, make_batch_backend
-from .batch.waves import BatchExecution, WaveProgress
+from .batch.waves import BatchExecution
+from .budget import CostMeter
+from .chart_drawing import ChartSpec, draw_chart_png
 from .charts import ChartRenderer
 from .config import RunConfig
 from .data import DataStore
+from .drawing_process import (
+    DrawingProcess,
+    DrawingProcessError,
+    TimelineJob,
+    WorkbookJob,
+    start_drawing_process,
+)
 from .errors import (
     EXIT_BAD_INPUT,
     EXIT_BUDGET,
@@ -42,7 +49,8 @@ from .ledger import Ledger, TaskRow, config_hash, sheet_hash
 from .logs import redact, run_log
 from .models import CallRecord, Objective, PromptSheet, ReportView, Task, TaskResult
 from .monitor import ResourceMonitor
-from .plan import Plan, build_plan
+from .outcome import RunObserver, RunResult
+from .plan import build_plan
 from .providers import Provider
 from .providers.factory import make_provider
 from .ratelimit import Throttle
@@ -51,9 +59,7 @@ from .runlock import RunLock
 from .runner import TaskRunner
 from .scheduler import Halt, Scheduler, SchedulerHooks, make_executors
 from .timeline import draw_timeline_png, timeline_data
-from .budget import CostMeter
-from .chart_drawing import ChartSpec, draw_chart_png
-from .drawing_process import DrawingProcess, DrawingProcessError, TimelineJob, WorkbookJob, start_drawing_process
+from .version import __version__
 from .writers import (
     ResultsCsvAppender,
     atomic_write_text,
@@ -73,41 +79,10 @@ LIMITS_MEMORY_S = 14 * 86_400.0
 _MATPLOTLIB = "matplotlib.figure"
 
 
-@dataclass(frozen=True)
-class RunResult:
-    """What a finished (or stopped) run produced and how it ended."""
-
-    run_id: str
-    run_dir: Path
-    status: str  # done, failed, interrupted, budget, aborted
-    exit_code: int
-    counts: dict[str, int]
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    duration_s: float
-    results: tuple[TaskResult, ...] = ()
-    outputs: dict[str, str] = field(default_factory=dict)
-
-
 def new_run_id(now: datetime | None = None) -> str:
     """Sortable and unique enough for one output folder: `20261122-140501-3f9a`."""
     now = now or datetime.now(timezone.utc)
     return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-
-
-class RunObserver:
-    """Hooks for progress displays; the default does nothing."""
-
-    def run_started(self, plan: Plan, run_dir: Path) -> None: ...
-    def task_started(self, task: Task) -> None: ...
-    def task_finished(self, result: TaskResult) -> None: ...
-    def objective_finished(self, objective_id: str, results: tuple[TaskResult, ...]) -> None: ...
-    def wave_progress(self, progress: WaveProgress) -> None:
-        """Batch mode: the wave being waited for (batch statuses, request counts, ETA), after each poll."""
-    def run_finished(self, result: RunResult) -> None: ...
-    def close(self) -> None:
-        """Release the display (a live terminal area) even when the run raised."""
 
 
 class ReportGenerationPipeline:

@@ -13,18 +13,9 @@ from pathlib import Path
 from typing import TextIO
 
 from .models import Task, TaskResult
-from .batch.waves import WaveProgress
-from .pipeline import RunObserver, RunResult
+from .outcome import RunObserver, RunResult, WaveProgress
 from .plan import Plan
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+from .text import format_duration
 
 
 class PlainProgress(RunObserver):

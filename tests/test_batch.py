@@ -409,7 +409,7 @@ def test_dry_run_in_batch_mode_gives_the_waves_and_the_batch_price(tmp_path):
 
 
 def test_ctrl_c_while_waiting_stops_at_once_as_interrupted_with_the_batch_recorded(tmp_path, make_simulator):
-    from report_pipeline.pipeline import RunObserver
+    from report_pipeline.outcome import RunObserver
 
     sim = make_simulator(batch_manual=True)
     sheet = chains_workbook(tmp_path / "wb")

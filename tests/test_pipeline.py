@@ -13,7 +13,8 @@ import pytest
 from report_pipeline.config import load_config
 from report_pipeline.errors import ProviderError
 from report_pipeline.models import RESULT_COLUMNS
-from report_pipeline.pipeline import ReportGenerationPipeline, RunObserver
+from report_pipeline.outcome import RunObserver
+from report_pipeline.pipeline import ReportGenerationPipeline
 from report_pipeline.providers.offline import OfflineProvider
 from report_pipeline.sheet import load_prompt_sheet
 from tests.workbooks import make_workbook, simple_workbook

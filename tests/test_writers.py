@@ -15,7 +15,8 @@ import pytest
 from docx.oxml.ns import qn
 from docx.shared import Cm
 
-from report_pipeline.attachments import ChartImage, TaskAttachments
+from report_pipeline.attachments import TaskAttachments
+from report_pipeline.charts import ChartImage
 from report_pipeline.models import (
     CHECK_COLUMNS,
     RESULT_COLUMNS,

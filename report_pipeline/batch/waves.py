@@ -33,6 +33,7 @@ from ..config import Price, RunConfig
 from ..errors import AuthError, AwaitingBatch, ProviderError, TransientProviderError
 from ..gateway import CallGateway
 from ..ledger import BatchRequestRow, BatchRow, Ledger, request_hash
+from ..outcome import WaveProgress
 from ..providers.base import ChatRequest, ChatResponse
 from ..scheduler import Halt
 from .backend import BatchBackend, BatchState
@@ -72,32 +73,6 @@ class SubmittedBatch:
     @property
     def batch_id(self) -> str | None:
         return self.state.batch_id if self.state else None
-
-
-@dataclass(frozen=True)
-class WaveProgress:
-    """What a progress display shows about the wave being waited for."""
-
-    wave: int
-    batches: int
-    statuses: dict[str, int]
-    total: int
-    completed: int
-    failed: int
-    waited_s: float
-    eta_s: float | None
-
-    def describe(self) -> str:
-        from ..progress import (
-            format_duration as _duration,  # progress imports the pipeline, which imports us
-        )
-
-        statuses = ", ".join(f"{n} {status}" for status, n in sorted(self.statuses.items()))
-        eta = "" if self.eta_s is None else f", wave ETA {_duration(self.eta_s)}"
-        return (
-            f"wave {self.wave}: {self.batches} batch(es) {statuses}; requests {self.completed}/{self.total} "
-            f"completed, {self.failed} failed; waiting {_duration(self.waited_s)}{eta}"
-        )
 
 
 @dataclass

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from report_pipeline.markdown_text import nest_headings
 from report_pipeline.models import Chapter, ReportView, TaskResult
 from report_pipeline.writers._text import (
     FIGURE_LABEL,
@@ -30,6 +29,8 @@ from report_pipeline.writers._text import (
     task_heading,
 )
 from report_pipeline.writers.atomic import atomic_write_text
+
+from ..text import nest_headings
 
 if TYPE_CHECKING:
     from report_pipeline.attachments import TaskAttachments

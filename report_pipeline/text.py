@@ -1,4 +1,4 @@
-"""Markdown text helpers shared by the step chain and the report writers."""
+"""Text helpers every layer may use: Markdown heading levels, durations for people."""
 
 from __future__ import annotations
 
@@ -41,3 +41,13 @@ def _fence_state(line: str, fence: str | None) -> tuple[str | None, bool]:
     if match and match.group(1).startswith(fence):
         return None, True
     return fence, True
+
+
+def format_duration(seconds: float) -> str:
+    """`42 s`, `12 min`, `1.5 h`: a duration as a progress line or a log line shows it."""
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,68 @@
+"""What a run reports as it goes and when it ends: the observer's hooks and the values they carry.
+
+They live below the engine and the displays alike: the scheduler, batch waves and the
+pipeline produce these values, progress.py and live.py consume them, and neither side
+imports the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .models import Task, TaskResult
+from .plan import Plan
+from .text import format_duration
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished (or stopped) run produced and how it ended."""
+
+    run_id: str
+    run_dir: Path
+    status: str  # done, failed, interrupted, budget, aborted
+    exit_code: int
+    counts: dict[str, int]
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    duration_s: float
+    results: tuple[TaskResult, ...] = ()
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WaveProgress:
+    """What a progress display shows about the wave being waited for."""
+
+    wave: int
+    batches: int
+    statuses: dict[str, int]
+    total: int
+    completed: int
+    failed: int
+    waited_s: float
+    eta_s: float | None
+
+    def describe(self) -> str:
+        statuses = ", ".join(f"{n} {status}" for status, n in sorted(self.statuses.items()))
+        eta = "" if self.eta_s is None else f", wave ETA {format_duration(self.eta_s)}"
+        return (
+            f"wave {self.wave}: {self.batches} batch(es) {statuses}; requests {self.completed}/{self.total} "
+            f"completed, {self.failed} failed; waiting {format_duration(self.waited_s)}{eta}"
+        )
+
+
+class RunObserver:
+    """Hooks for progress displays; the default does nothing."""
+
+    def run_started(self, plan: Plan, run_dir: Path) -> None: ...
+    def task_started(self, task: Task) -> None: ...
+    def task_finished(self, result: TaskResult) -> None: ...
+    def objective_finished(self, objective_id: str, results: tuple[TaskResult, ...]) -> None: ...
+    def wave_progress(self, progress: WaveProgress) -> None:
+        """Batch mode: the wave being waited for (batch statuses, request counts, ETA), after each poll."""
+    def run_finished(self, result: RunResult) -> None: ...
+    def close(self) -> None:
+        """Release the display (a live terminal area) even when the run raised."""
