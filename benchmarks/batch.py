@@ -20,12 +20,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, add_common_flags, command_line, header, warn_if_loaded, write_section
+from _common import (
+    ROOT,
+    add_common_flags,
+    command_line,
+    header,
+    warn_if_loaded,
+    write_section,
+)
 
 from report_pipeline.bench import BENCH_KEY, OtherLoad, SimulatorProcess, write_workbook
 from report_pipeline.config import load_config
 from report_pipeline.pipeline import ReportGenerationPipeline
-from report_pipeline.sheet import load_prompt_sheet
+from report_pipeline.workbook.reader import load_prompt_sheet
 
 MODEL = "gpt-4o-mini"  # priced in the default table: $0.15 / $0.60 per million tokens, half in batch
 

@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from report_pipeline.ledger import Ledger, request_hash
+from report_pipeline.ledger.store import Ledger, request_hash
 
 SYSTEM = "You are an analyst writing one section of a quarterly report. " * 8
 PROMPT = "Summarise the table below for a board audience.\n\n" + "| region | revenue | growth |\n" * 60

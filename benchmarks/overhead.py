@@ -52,7 +52,7 @@ from report_pipeline.bench import (
     warm_up,
     write_workbook,
 )
-from report_pipeline.outcome import RunObserver
+from report_pipeline.run.outcome import RunObserver
 
 Func = tuple[str, int, str]
 

@@ -42,7 +42,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import add_common_flags, command_line, header, warn_if_loaded, write_section
+from _common import (
+    add_common_flags,
+    command_line,
+    header,
+    warn_if_loaded,
+    write_section,
+)
 
 from report_pipeline.bench import STEPS, OtherLoad, Table, write_workbook
 
@@ -53,7 +59,7 @@ BENCHMARKS = Path(__file__).resolve().parent
 HEAVY_IMPORTS = {
     "matplotlib (data charts)": "import matplotlib.figure, matplotlib.patches, matplotlib.lines, "
                                 "matplotlib.backends.backend_agg",
-    "Pillow and its fonts: timeline.warm_up()": "from report_pipeline.timeline import warm_up; warm_up()",
+    "Pillow and its fonts: timeline.warm_up()": "from report_pipeline.writers.figures.timeline import warm_up; warm_up()",
     "docx (python-docx)": "import docx",
     "openpyxl": "import openpyxl",
 }
@@ -88,7 +94,7 @@ def finished_run(folder: Path, objectives: int, tasks: int) -> Any:
     """A real pipeline, run offline to the end over a generated workbook: its results are in memory."""
     from report_pipeline.config import load_config
     from report_pipeline.pipeline import ReportGenerationPipeline
-    from report_pipeline.sheet import load_prompt_sheet
+    from report_pipeline.workbook.reader import load_prompt_sheet
 
     sheet = load_prompt_sheet(write_workbook(folder / "sheet.xlsx", objectives, tasks))
     config = load_config(overrides={
@@ -130,7 +136,7 @@ def with_markdown_answers(pipeline: Any) -> None:
     """Swap every finished task's text for a model-like Markdown answer (the report's view only)."""
     from dataclasses import replace
 
-    from report_pipeline.results import ReportStructureManager
+    from report_pipeline.run.results import ReportStructureManager
 
     finished, pipeline.results = pipeline.results.all_results(), ReportStructureManager(pipeline.plan)
     for result in finished:
@@ -139,7 +145,7 @@ def with_markdown_answers(pipeline: Any) -> None:
 
 def attachments_call(pipeline: Any) -> Callable[[], Any]:
     """build_attachments as `_finish` calls it (it needs the run's data store and charts: not picklable)."""
-    from report_pipeline.attachments import build_attachments
+    from report_pipeline.writers.attachments import build_attachments
 
     done = [pipeline.plan.tasks[r.key] for r in pipeline.results.all_results() if r.status == "done"]
     return lambda: build_attachments(done, pipeline.data, pipeline.run_dir, charts=pipeline._charts)
@@ -163,8 +169,8 @@ def report_inputs(pipeline: Any) -> dict[str, Any]:
 
 def writer_calls(inputs: dict[str, Any], out: Path) -> dict[str, Callable[[], object]]:
     """Each file writer as `_finish` calls it, writing into `out`."""
-    from report_pipeline.timeline import write_timeline
     from report_pipeline.writers import write_docx, write_markdown, write_xlsx
+    from report_pipeline.writers.figures.timeline import write_timeline
 
     view, attachments = inputs["view"], inputs["attachments"]
     return {

@@ -36,10 +36,17 @@ from _common import (
     write_section,
 )
 
-from report_pipeline.bench import BENCH_MODEL, STEPS, OtherLoad, SimulatorProcess, Table, write_workbook
+from report_pipeline.bench import (
+    BENCH_MODEL,
+    STEPS,
+    OtherLoad,
+    SimulatorProcess,
+    Table,
+    write_workbook,
+)
 
-RUN_IMPORTS = ("import report_pipeline.app, report_pipeline.pipeline, report_pipeline.live, "
-               "report_pipeline.providers.openai_provider")
+RUN_IMPORTS = ("import report_pipeline.app, report_pipeline.pipeline, report_pipeline.watch.live, "
+               "report_pipeline.providers.openai.provider")
 
 
 def describe(name: str, run: CliRun, ideal: float) -> list[str]:

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from report_pipeline.starter import (
+from report_pipeline.workbook.starter import (
     DATA_COLUMNS,
     OBJECTIVE_COLUMNS,
     SETTINGS_COLUMNS,

@@ -24,8 +24,8 @@ from .version import __version__
 
 if TYPE_CHECKING:
     from .config import RunConfig, load_config
-    from .outcome import RunResult
     from .pipeline import ReportGenerationPipeline
+    from .run.outcome import RunResult
 
 __all__ = [
     "__version__",

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from .config import RunConfig, load_config
 from .errors import ConfigError, PromptSheetError, SheetProblem
 from .models import PromptSheet
-from .sheet import read_prompt_sheet
+from .workbook.reader import read_prompt_sheet
 
 
 def load_run_inputs(
@@ -57,8 +57,8 @@ def prepare_run(
 
     `drawing_process`: a `drawing_process.DrawingProcess` started early, handed to the run.
     """
-    from .live import make_observer
     from .pipeline import ReportGenerationPipeline
+    from .watch.live import make_observer
 
     sheet, config = load_run_inputs(sheet_path, config_path=config_path, overrides=overrides)
     interactive = {"auto": None, "on": True, "off": False}[config.progress]
@@ -73,7 +73,7 @@ def prepare_run(
 
 def dry_run(sheet_path: Path, *, config_path: Path | None, overrides: Mapping[str, Any]) -> str:
     """Render every prompt and estimate tokens and cost, sending nothing."""
-    from .dryrun import estimate_run
+    from .run.dryrun import estimate_run
 
     sheet, config = load_run_inputs(sheet_path, config_path=config_path, overrides=overrides)
     return estimate_run(sheet, config)
@@ -81,8 +81,8 @@ def dry_run(sheet_path: Path, *, config_path: Path | None, overrides: Mapping[st
 
 def console_handler(observer: object, stream: TextIO):
     """Where warnings go during a run: through rich on a live display, plain lines otherwise."""
-    from .live import LiveProgress
     from .logs import plain_console_handler
+    from .watch.live import LiveProgress
 
     if isinstance(observer, LiveProgress):
         from rich.logging import RichHandler

@@ -234,7 +234,7 @@ def run_pipeline(
     """
     from .config import load_config
     from .pipeline import ReportGenerationPipeline
-    from .sheet import load_prompt_sheet
+    from .workbook.reader import load_prompt_sheet
 
     overrides = {
         "provider": "openai", "base_url": base_url, "model": BENCH_MODEL, "output_dir": output_dir,

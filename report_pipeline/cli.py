@@ -20,7 +20,13 @@ from typing import Any
 
 import click
 
-from .errors import EXIT_INTERRUPTED, ConfigError, PromptSheetError, ReportPipelineError, exit_code_for
+from .errors import (
+    EXIT_INTERRUPTED,
+    ConfigError,
+    PromptSheetError,
+    ReportPipelineError,
+    exit_code_for,
+)
 
 
 def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -87,7 +93,7 @@ def run(sheet: Path, config_path: Path | None, sequential: bool, objectives: str
 
 def _start_drawing_process(sheet: Path) -> Any:
     """The child that draws the charts and timeline.png, started before this process's own imports."""
-    from .drawing_process import start_drawing_process
+    from .writers.figures.drawing_process import start_drawing_process
 
     try:
         return start_drawing_process(sheet=sheet)
@@ -172,7 +178,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 def validate(sheet: Path, config_path: Path | None) -> None:
     """Report every problem in SHEET at once, with sheet, row and column."""
     from .app import load_run_inputs
-    from .sheet import describe_sheet
+    from .workbook.reader import describe_sheet
 
     # the sheet, its settings and the config file, every problem of all three in one pass
     loaded_sheet, _ = load_run_inputs(sheet, config_path=config_path, overrides={})
@@ -187,7 +193,7 @@ def validate(sheet: Path, config_path: Path | None) -> None:
 @_handle_errors
 def runs(output_dir: Path, show: str | None, limit: int) -> None:
     """Recent runs from the ledger: id, sheet, status, tasks, tokens, cost, duration."""
-    from .history import describe_run, list_runs
+    from .ledger.history import describe_run, list_runs
 
     click.echo(describe_run(output_dir, show) if show else list_runs(output_dir, limit=limit))
 
@@ -198,7 +204,7 @@ def runs(output_dir: Path, show: str | None, limit: int) -> None:
 @_handle_errors
 def init(directory: Path, force: bool) -> None:
     """Write a starter workbook and config into DIRECTORY to edit."""
-    from .starter import write_starter
+    from .workbook.starter import write_starter
 
     written = write_starter(directory, force=force)
     for path in written:

@@ -20,21 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .attachments import build_attachments
 from .batch.backend import BatchBackend, make_batch_backend
 from .batch.waves import BatchExecution
-from .budget import CostMeter
-from .chart_drawing import ChartSpec, draw_chart_png
-from .charts import ChartRenderer
 from .config import RunConfig
-from .data import DataStore
-from .drawing_process import (
-    DrawingProcess,
-    DrawingProcessError,
-    TimelineJob,
-    WorkbookJob,
-    start_drawing_process,
-)
 from .errors import (
     EXIT_BAD_INPUT,
     EXIT_BUDGET,
@@ -44,22 +32,23 @@ from .errors import (
     ConfigError,
     OutputError,
 )
-from .gateway import CallGateway
-from .ledger import Ledger, TaskRow, config_hash, sheet_hash
+from .ledger.runlock import RunLock
+from .ledger.store import Ledger, TaskRow, config_hash, sheet_hash
 from .logs import redact, run_log
 from .models import CallRecord, Objective, PromptSheet, ReportView, Task, TaskResult
-from .monitor import ResourceMonitor
-from .outcome import RunObserver, RunResult
-from .plan import build_plan
 from .providers import Provider
+from .providers.budget import CostMeter
 from .providers.factory import make_provider
-from .ratelimit import Throttle
-from .results import ReportStructureManager
-from .runlock import RunLock
-from .runner import TaskRunner
-from .scheduler import Halt, Scheduler, SchedulerHooks, make_executors
-from .timeline import draw_timeline_png, timeline_data
+from .providers.ratelimit import Throttle
+from .run.gateway import CallGateway
+from .run.outcome import RunObserver, RunResult
+from .run.plan import build_plan
+from .run.results import ReportStructureManager
+from .run.runner import TaskRunner
+from .run.scheduler import Halt, Scheduler, SchedulerHooks, make_executors
 from .version import __version__
+from .watch.monitor import ResourceMonitor
+from .workbook.data import DataStore
 from .writers import (
     ResultsCsvAppender,
     atomic_write_text,
@@ -68,6 +57,17 @@ from .writers import (
     write_markdown,
     write_objective_csv,
 )
+from .writers.attachments import build_attachments
+from .writers.figures.chart_drawing import ChartSpec, draw_chart_png
+from .writers.figures.charts import ChartRenderer
+from .writers.figures.drawing_process import (
+    DrawingProcess,
+    DrawingProcessError,
+    TimelineJob,
+    WorkbookJob,
+    start_drawing_process,
+)
+from .writers.figures.timeline import draw_timeline_png, timeline_data
 from .writers.xlsx_out import save_workbook_tables, workbook_tables
 
 log = logging.getLogger("report_pipeline.pipeline")

@@ -27,10 +27,10 @@ from report_pipeline.cli import cli
 from report_pipeline.errors import AwaitingBatch
 from report_pipeline.models import Task, TaskResult
 from report_pipeline.pipeline import ReportGenerationPipeline
-from report_pipeline.plan import build_plan
 from report_pipeline.providers.base import ChatRequest
-from report_pipeline.scheduler import InlineExecutor, Scheduler
-from report_pipeline.sheet import load_prompt_sheet
+from report_pipeline.run.plan import build_plan
+from report_pipeline.run.scheduler import InlineExecutor, Scheduler
+from report_pipeline.workbook.reader import load_prompt_sheet
 from tests.test_pipeline_simulator import KEY, ROOT, csv_rows, openai_config
 from tests.workbooks import make_workbook
 
@@ -138,7 +138,7 @@ def test_parked_tasks_wait_for_their_wave_and_dependents_follow_in_later_waves(t
 
 
 def test_a_wave_that_halts_skips_every_parked_task_with_its_reason(tmp_path):
-    from report_pipeline.scheduler import Halt
+    from report_pipeline.run.scheduler import Halt
 
     sheet = load_prompt_sheet(make_workbook(
         tmp_path / "wb", objectives=[{"objective_id": "A", "title": "A"}],
@@ -389,7 +389,7 @@ def test_kill_9_mid_wave_then_resume_creates_no_new_batch_for_that_wave(tmp_path
 
 def test_the_example_runs_offline_in_as_many_waves_as_its_critical_path(tmp_path):
     from report_pipeline.config import load_config
-    from report_pipeline.plan import critical_path_rounds
+    from report_pipeline.run.plan import critical_path_rounds
 
     sheet = load_prompt_sheet(ROOT / "prompt_sheets" / "energy_transition.xlsx")
     config = load_config(overrides={"provider": "offline", "execution": "batch", "output_dir": tmp_path,
@@ -409,7 +409,7 @@ def test_dry_run_in_batch_mode_gives_the_waves_and_the_batch_price(tmp_path):
 
 
 def test_ctrl_c_while_waiting_stops_at_once_as_interrupted_with_the_batch_recorded(tmp_path, make_simulator):
-    from report_pipeline.outcome import RunObserver
+    from report_pipeline.run.outcome import RunObserver
 
     sim = make_simulator(batch_manual=True)
     sheet = chains_workbook(tmp_path / "wb")

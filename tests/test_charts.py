@@ -11,10 +11,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from report_pipeline.chart_drawing import ChartSpec, draw_chart_png
-from report_pipeline.charts import DPI, FIGSIZE_IN, ChartRenderer, chart_caption, chart_figure
-from report_pipeline.data import DataStore, load_frame
 from report_pipeline.models import DataSource
+from report_pipeline.workbook.data import DataStore, load_frame
+from report_pipeline.writers.figures.chart_drawing import ChartSpec, draw_chart_png
+from report_pipeline.writers.figures.charts import (
+    DPI,
+    FIGSIZE_IN,
+    ChartRenderer,
+    chart_caption,
+    chart_figure,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -266,8 +272,8 @@ def test_rendering_never_imports_pyplot(tmp_path: Path, sources: dict[str, DataS
     script = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from report_pipeline.charts import ChartRenderer\n"
-        "from report_pipeline.data import DataStore\n"
+        "from report_pipeline.writers.figures.charts import ChartRenderer\n"
+        "from report_pipeline.workbook.data import DataStore\n"
         "from report_pipeline.models import DataSource\n"
         f"source = DataSource('g', Path({str(source.path)!r}), chart='bar', x='year', y=('coal', 'gas'))\n"
         f"ChartRenderer(Path({str(tmp_path)!r})).render('g', DataStore({{'g': source}}))\n"

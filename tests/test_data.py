@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from report_pipeline.data import (
+from report_pipeline.models import DataSource
+from report_pipeline.workbook.data import (
     AllOf,
     AnyOf,
     Comparison,
@@ -25,7 +26,6 @@ from report_pipeline.data import (
     source_problems,
     to_markdown,
 )
-from report_pipeline.models import DataSource
 
 
 @pytest.fixture

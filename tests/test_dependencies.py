@@ -6,8 +6,12 @@ from collections.abc import Sequence
 
 import pytest
 
-from report_pipeline.dependencies import dependency_problems, expand_dependencies, format_cycle
 from report_pipeline.models import Objective, Task
+from report_pipeline.workbook.dependencies import (
+    dependency_problems,
+    expand_dependencies,
+    format_cycle,
+)
 
 
 def task(key: str, *depends_on: str, enabled: bool = True) -> Task:

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 import report_pipeline.pipeline as pipeline_module
-from report_pipeline.chart_drawing import ChartSpec, draw_chart_png
-from report_pipeline.drawing_process import (
+from report_pipeline.writers.figures.chart_drawing import ChartSpec, draw_chart_png
+from report_pipeline.writers.figures.drawing_process import (
     DrawingProcess,
     DrawingProcessError,
     start_drawing_process,
 )
-from report_pipeline.timeline import Bar, draw_timeline_png
+from report_pipeline.writers.figures.timeline import Bar, draw_timeline_png
 from tests.test_pipeline import run_pipeline
 from tests.workbooks import make_workbook, simple_workbook
 
@@ -60,7 +60,7 @@ def test_the_child_warms_up_without_matplotlib_and_imports_it_for_its_first_char
     the background in `_serve`), or with the first chart."""
     script = (
         "import json, sys\n"
-        "from report_pipeline import drawing_process as child\n"
+        "from report_pipeline.writers.figures import drawing_process as child\n"
         "child.warm_up()\n"
         "warm = 'matplotlib' in sys.modules\n"
         "child._do({'path': sys.argv[1], 'chart': json.loads(sys.argv[2])})\n"
@@ -367,7 +367,7 @@ def test_workbook_tables_travel_as_json_unchanged():
 
 
 def test_the_child_saves_the_workbook_and_draws_the_timeline_it_is_sent_together(tmp_path):
-    from report_pipeline.drawing_process import TimelineJob, WorkbookJob
+    from report_pipeline.writers.figures.drawing_process import TimelineJob, WorkbookJob
     from report_pipeline.writers.xlsx_out import save_workbook_tables
 
     tables = _tables()
@@ -385,7 +385,7 @@ def test_the_child_saves_the_workbook_and_draws_the_timeline_it_is_sent_together
 
 
 def test_a_child_that_cannot_save_the_workbook_says_so_and_still_draws_the_timeline(tmp_path):
-    from report_pipeline.drawing_process import TimelineJob, WorkbookJob
+    from report_pipeline.writers.figures.drawing_process import TimelineJob, WorkbookJob
 
     (tmp_path / "a-file").write_text("not a folder")
     drawer = start_drawing_process()
@@ -402,7 +402,7 @@ def test_a_child_that_cannot_save_the_workbook_says_so_and_still_draws_the_timel
 
 
 def test_the_run_saves_the_workbook_itself_when_the_child_could_not(tmp_path, monkeypatch, caplog):
-    from report_pipeline.drawing_process import WorkbookJob
+    from report_pipeline.writers.figures.drawing_process import WorkbookJob
 
     unwritable = tmp_path / "a-file"
     unwritable.write_text("not a folder")
@@ -435,7 +435,7 @@ def test_the_child_yields_only_while_warming_up_and_drawing_charts():
 
 def test_the_child_imports_matplotlib_early_only_for_a_workbook_that_draws_charts(tmp_path):
     """The hint is read from the workbook, before the run has parsed it: a chart column filled in."""
-    from report_pipeline.drawing_process import _names_a_chart
+    from report_pipeline.writers.figures.drawing_process import _names_a_chart
 
     with_charts = chart_workbook(tmp_path / "charts")
     without = simple_workbook(tmp_path / "plain", n_objectives=1, n_tasks=1)
@@ -445,7 +445,7 @@ def test_the_child_imports_matplotlib_early_only_for_a_workbook_that_draws_chart
 
     script = (
         "import sys\n"
-        "from report_pipeline import drawing_process as child\n"
+        "from report_pipeline.writers.figures import drawing_process as child\n"
         "child._import_the_rest(False, sys.argv[1])\n"
         "print('matplotlib' in sys.modules, 'openpyxl' in sys.modules)\n"
     )

@@ -18,7 +18,7 @@ from openpyxl import load_workbook
 
 from report_pipeline.config import RunConfig, load_config, read_yaml
 from report_pipeline.errors import ConfigError
-from report_pipeline.starter import STARTER_FILES, write_starter
+from report_pipeline.workbook.starter import STARTER_FILES, write_starter
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "prompt_sheets"
@@ -338,7 +338,7 @@ def test_starter_workbook_is_reproducible(tmp_path):
 
 @pytest.mark.parametrize("which", ["example", "starter"])
 def test_validate_sheet_finds_no_problems(which, tmp_path):
-    sheet_module = pytest.importorskip("report_pipeline.sheet")
+    sheet_module = pytest.importorskip("report_pipeline.workbook.reader")
     path = EXAMPLE_WORKBOOK if which == "example" else write_starter(tmp_path)[0]
     sheet, problems = sheet_module.validate_sheet(path)[:2]
     assert [str(p) for p in problems] == []

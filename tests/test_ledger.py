@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from report_pipeline import migrations
 from report_pipeline.errors import LedgerError
-from report_pipeline.ledger import (
+from report_pipeline.ledger import migrations
+from report_pipeline.ledger.migrations import APPLICATION_ID, MIGRATIONS, migrate
+from report_pipeline.ledger.store import (
     DEFAULT_READERS,
     CachedCall,
     Ledger,
@@ -29,10 +30,9 @@ from report_pipeline.ledger import (
     request_hash,
     sheet_hash,
 )
-from report_pipeline.migrations import APPLICATION_ID, MIGRATIONS, migrate
 from report_pipeline.models import CallRecord, TaskResult
 from report_pipeline.providers.base import ChatRequest
-from report_pipeline.ratelimit import LearnedLimits
+from report_pipeline.providers.ratelimit import LearnedLimits
 
 EXPECTED_RUNS = {
     "run_id": "TEXT",
@@ -545,7 +545,7 @@ def test_calls_flushed_before_a_kill_9_are_on_disk(ledger_path: Path, db_factory
         """
         import os, signal, sys
         from pathlib import Path
-        from report_pipeline.ledger import Ledger
+        from report_pipeline.ledger.store import Ledger
         ledger = Ledger(Path(sys.argv[1]), batch_delay_s=60.0)
         for i in range(300):
             ledger.record_call(
@@ -737,7 +737,7 @@ class _NoCalls:
 @pytest.mark.parametrize(("run_id", "cost"), [("run-1", 0.0025), ("run-2", 0.0)])
 def test_a_call_the_same_run_paid_before_it_stopped_keeps_its_cost_on_resume(ledger: Ledger, run_id: str, cost: float) -> None:
     """run-1 paid for the call, then was interrupted: resumed, run-1 still paid it; run-2 got it free."""
-    from report_pipeline.gateway import CallGateway
+    from report_pipeline.run.gateway import CallGateway
 
     record(ledger, request_hash=request_hash("openai", None, PARAMS))
     ledger.flush()
@@ -793,7 +793,7 @@ def test_a_paid_answer_waits_out_a_lock_longer_than_the_busy_timeout_and_is_kept
 
 
 def test_a_lock_still_held_as_the_ledger_closes_is_reported_with_what_a_rerun_pays(ledger_path: Path, monkeypatch) -> None:
-    import report_pipeline.ledger as ledger_module
+    import report_pipeline.ledger.store as ledger_module
 
     monkeypatch.setattr(ledger_module, "CLOSE_LOCK_WAIT_S", 0.2)
     opened = Ledger(ledger_path, busy_timeout_s=0.05)

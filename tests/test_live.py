@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from report_pipeline.live import LiveProgress, make_observer
 from report_pipeline.models import CallRecord, Objective, PromptSheet, Task, TaskResult
-from report_pipeline.outcome import RunResult
-from report_pipeline.plan import build_plan
-from report_pipeline.progress import PlainProgress
+from report_pipeline.run.outcome import RunResult
+from report_pipeline.run.plan import build_plan
+from report_pipeline.watch.live import LiveProgress, make_observer
+from report_pipeline.watch.progress import PlainProgress
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -260,7 +260,7 @@ def test_plain_progress_for_a_pipe_writes_no_escape_sequences(tmp_path):
 
 
 def test_wave_progress_prints_a_plain_line_on_each_status_change_and_then_every_interval(tmp_path):
-    from report_pipeline.outcome import WaveProgress
+    from report_pipeline.run.outcome import WaveProgress
 
     stream, clock = io.StringIO(), FakeClock()
     observer = PlainProgress(stream, interval_s=60.0, clock=clock)
@@ -284,7 +284,7 @@ def test_wave_progress_prints_a_plain_line_on_each_status_change_and_then_every_
 
 
 def test_live_area_shows_the_wave_being_waited_for(tmp_path):
-    from report_pipeline.outcome import WaveProgress
+    from report_pipeline.run.outcome import WaveProgress
 
     live = LiveProgress(recording_console(), clock=FakeClock())
     live.run_started(make_plan({"A": ("Alpha", 1)}), tmp_path / "run-1")

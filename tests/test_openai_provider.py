@@ -6,8 +6,8 @@ import json
 import logging
 import queue
 import shutil
-import ssl
 import socket
+import ssl
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -32,11 +32,11 @@ from report_pipeline.errors import (
     RateLimited,
     TransientProviderError,
 )
-from report_pipeline.providers._transport import PooledTransport, make_http_client
 from report_pipeline.providers.base import ChatRequest, Provider
-from report_pipeline.providers.openai_provider import OpenAIProvider, estimate_tokens
-from report_pipeline.ratelimit import HeaderPacer, LearnedLimits
-from report_pipeline.retry import RetryPolicy
+from report_pipeline.providers.openai.provider import OpenAIProvider, estimate_tokens
+from report_pipeline.providers.openai.transport import PooledTransport, make_http_client
+from report_pipeline.providers.ratelimit import HeaderPacer, LearnedLimits
+from report_pipeline.providers.retry import RetryPolicy
 from report_pipeline.simulator import SimulatorHandle, serve_in_thread
 from tests.simulator_support import TEST_API_KEY, make_simulator, simulator  # noqa: F401
 

@@ -13,17 +13,23 @@ from pathlib import Path
 import pytest
 
 from report_pipeline.config import load_config
-from report_pipeline.data import DataStore
 from report_pipeline.errors import AuthError, ProviderError
-from report_pipeline.outline import FilledSection, Section, assemble_sections, failed_sections, parse_plan
 from report_pipeline.pipeline import ReportGenerationPipeline
-from report_pipeline.plan import build_plan
 from report_pipeline.providers.base import ChatRequest, ChatResponse
 from report_pipeline.providers.factory import make_provider
-from report_pipeline.results import ReportStructureManager
-from report_pipeline.runner import TaskRunner
-from report_pipeline.sheet import load_prompt_sheet
-from report_pipeline.steps import AnswerError, nest_headings
+from report_pipeline.run.outline import (
+    FilledSection,
+    Section,
+    assemble_sections,
+    failed_sections,
+    parse_plan,
+)
+from report_pipeline.run.plan import build_plan
+from report_pipeline.run.results import ReportStructureManager
+from report_pipeline.run.runner import TaskRunner
+from report_pipeline.run.steps import AnswerError, nest_headings
+from report_pipeline.workbook.data import DataStore
+from report_pipeline.workbook.reader import load_prompt_sheet
 from tests.workbooks import make_workbook
 
 KEY = "sk-test-outline-0123456789abcdef"

@@ -13,10 +13,10 @@ import pytest
 from report_pipeline.config import load_config
 from report_pipeline.errors import ProviderError
 from report_pipeline.models import RESULT_COLUMNS
-from report_pipeline.outcome import RunObserver
 from report_pipeline.pipeline import ReportGenerationPipeline
 from report_pipeline.providers.offline import OfflineProvider
-from report_pipeline.sheet import load_prompt_sheet
+from report_pipeline.run.outcome import RunObserver
+from report_pipeline.workbook.reader import load_prompt_sheet
 from tests.workbooks import make_workbook, simple_workbook
 
 
@@ -288,9 +288,9 @@ def test_a_first_run_reads_the_cache_only_for_what_it_has_paid_itself(tmp_path, 
     """An empty ledger can serve nothing else: no SQLite read per call. A prompt met twice
     in the same run is still paid once."""
     from report_pipeline.config import RunConfig
-    from report_pipeline.gateway import CallGateway
-    from report_pipeline.ledger import Ledger
+    from report_pipeline.ledger.store import Ledger
     from report_pipeline.providers.base import ChatRequest
+    from report_pipeline.run.gateway import CallGateway
 
     reads: list[str] = []
     lookup = Ledger.cached_response

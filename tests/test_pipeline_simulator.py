@@ -15,7 +15,7 @@ from pathlib import Path
 
 from report_pipeline.config import load_config
 from report_pipeline.pipeline import ReportGenerationPipeline
-from report_pipeline.sheet import load_prompt_sheet
+from report_pipeline.workbook.reader import load_prompt_sheet
 from tests.workbooks import make_workbook, simple_workbook
 
 KEY = "sk-test-7f3a9c1e5b2d4f60a8e1c3b5d7f9a2c4"

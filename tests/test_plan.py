@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from report_pipeline.errors import ConfigError
-from report_pipeline.plan import admission_order, build_plan
+from report_pipeline.run.plan import admission_order, build_plan
 from tests.test_scheduler import make_sheet
 
 

@@ -26,11 +26,11 @@ from hypothesis import strategies as st
 
 from report_pipeline.config import load_config
 from report_pipeline.errors import ProviderError
-from report_pipeline.outcome import RunResult
 from report_pipeline.pipeline import ReportGenerationPipeline
-from report_pipeline.plan import build_plan
 from report_pipeline.providers.offline import OfflineProvider
-from report_pipeline.sheet import load_prompt_sheet
+from report_pipeline.run.outcome import RunResult
+from report_pipeline.run.plan import build_plan
+from report_pipeline.workbook.reader import load_prompt_sheet
 from report_pipeline.writers import objective_csv_name
 from tests.strategies import Scenario, WorkbookSpec, scenarios, workbooks
 

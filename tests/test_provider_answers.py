@@ -17,18 +17,23 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
 import httpx2
+import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
 from report_pipeline.config import RunConfig
-from report_pipeline.errors import BudgetExceeded, ProviderError, RateLimited, TransientProviderError
-from report_pipeline.providers._transport import make_http_client
+from report_pipeline.errors import (
+    BudgetExceeded,
+    ProviderError,
+    RateLimited,
+    TransientProviderError,
+)
 from report_pipeline.providers.base import ChatRequest
-from report_pipeline.providers.openai_provider import OpenAIProvider
-from report_pipeline.ratelimit import LearnedLimits
-from report_pipeline.retry import RetryPolicy
+from report_pipeline.providers.openai.provider import OpenAIProvider
+from report_pipeline.providers.openai.transport import make_http_client
+from report_pipeline.providers.ratelimit import LearnedLimits
+from report_pipeline.providers.retry import RetryPolicy
 
 KEY = "sk-answers-test-5e1d"
 # Retry quickly, and few times: each test counts the requests the server saw.

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from report_pipeline.bench import paced_bound
-from report_pipeline.ratelimit import (
+from report_pipeline.providers.ratelimit import (
     CoolDown,
     Gcra,
     HeaderPacer,

@@ -12,12 +12,12 @@ import pytest
 from docx.oxml.ns import qn
 from docx.shared import Cm
 
-from report_pipeline.attachments import TaskAttachments, build_attachments
-from report_pipeline.charts import ChartRenderer
-from report_pipeline.data import DataStore
 from report_pipeline.models import Chapter, PromptSheet, ReportView, Task, TaskResult
-from report_pipeline.sheet import load_prompt_sheet
+from report_pipeline.workbook.data import DataStore
+from report_pipeline.workbook.reader import load_prompt_sheet
 from report_pipeline.writers import render_markdown, write_docx, write_markdown
+from report_pipeline.writers.attachments import TaskAttachments, build_attachments
+from report_pipeline.writers.figures.charts import ChartRenderer
 from tests.workbooks import make_workbook
 
 T0 = 1_714_564_800.0  # 2024-05-01 12:00:00 UTC

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from report_pipeline.cli import cli
 from report_pipeline.config import load_config
 from report_pipeline.errors import LedgerError, OutputError, RunLocked
-from report_pipeline.outcome import RunObserver
 from report_pipeline.pipeline import ReportGenerationPipeline
 from report_pipeline.providers.offline import OfflineProvider
-from report_pipeline.sheet import load_prompt_sheet
+from report_pipeline.run.outcome import RunObserver
+from report_pipeline.workbook.reader import load_prompt_sheet
 from tests.workbooks import make_workbook
 
 

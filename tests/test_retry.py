@@ -6,7 +6,13 @@ import email.utils
 
 import pytest
 
-from report_pipeline.retry import RetryPolicy, backoff_delay, header, parse_retry_after, should_retry
+from report_pipeline.providers.retry import (
+    RetryPolicy,
+    backoff_delay,
+    header,
+    parse_retry_after,
+    should_retry,
+)
 
 NOW = 1_750_000_000.0  # a fixed "time.time()" for HTTP dates
 

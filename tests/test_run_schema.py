@@ -16,7 +16,7 @@ from report_pipeline.config import load_config
 from report_pipeline.errors import ProviderError
 from report_pipeline.pipeline import ReportGenerationPipeline
 from report_pipeline.providers.offline import OfflineProvider
-from report_pipeline.sheet import load_prompt_sheet
+from report_pipeline.workbook.reader import load_prompt_sheet
 from tests.workbooks import make_workbook, simple_workbook
 
 

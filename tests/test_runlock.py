@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 
 from report_pipeline.errors import RunLocked
-from report_pipeline.runlock import LOCK_FILE_NAME, LockInfo, RunLock, read_lock
+from report_pipeline.ledger.runlock import LOCK_FILE_NAME, LockInfo, RunLock, read_lock
 
 HOLD_LOCK = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from report_pipeline.runlock import RunLock
+    from report_pipeline.ledger.runlock import RunLock
     with RunLock(Path(sys.argv[1]), sys.argv[2]):
         print("locked", flush=True)
         sys.stdin.read()  # hold it until the test closes our stdin
@@ -36,7 +36,7 @@ LOCK_AND_DIE = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from report_pipeline.runlock import RunLock
+    from report_pipeline.ledger.runlock import RunLock
     RunLock(Path(sys.argv[1]), sys.argv[2]).acquire()
     os.kill(os.getpid(), signal.SIGKILL)
     """
@@ -179,9 +179,9 @@ def test_the_output_folder_is_created_if_missing(tmp_path: Path) -> None:
 
 def test_runs_shows_a_run_killed_with_kill_9_as_interrupted_without_writing(tmp_path: Path) -> None:
     """The ledger still says running (nobody marked it); the lock's process is gone."""
-    from report_pipeline.history import describe_run, list_runs
-    from report_pipeline.ledger import DEFAULT_LEDGER_NAME, Ledger
-    from report_pipeline.runlock import live_run_id
+    from report_pipeline.ledger.history import describe_run, list_runs
+    from report_pipeline.ledger.runlock import live_run_id
+    from report_pipeline.ledger.store import DEFAULT_LEDGER_NAME, Ledger
 
     with Ledger(tmp_path / DEFAULT_LEDGER_NAME) as ledger:
         ledger.start_run("crashed-run", "sheet.xlsx", "hash", "config", 3)
@@ -197,8 +197,8 @@ def test_runs_shows_a_run_killed_with_kill_9_as_interrupted_without_writing(tmp_
 
 
 def test_runs_shows_a_live_run_as_running(tmp_path: Path) -> None:
-    from report_pipeline.history import list_runs
-    from report_pipeline.ledger import DEFAULT_LEDGER_NAME, Ledger
+    from report_pipeline.ledger.history import list_runs
+    from report_pipeline.ledger.store import DEFAULT_LEDGER_NAME, Ledger
 
     with Ledger(tmp_path / DEFAULT_LEDGER_NAME) as ledger:
         ledger.start_run("child-run", "sheet.xlsx", "hash", "config", 3)

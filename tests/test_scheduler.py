@@ -11,9 +11,14 @@ import pytest
 
 from report_pipeline.errors import AuthError, BudgetExceeded
 from report_pipeline.models import Objective, PromptSheet, Task, TaskResult
-from report_pipeline.plan import build_plan
-from report_pipeline.results import ReportStructureManager
-from report_pipeline.scheduler import InlineExecutor, Scheduler, SchedulerHooks, make_executors
+from report_pipeline.run.plan import build_plan
+from report_pipeline.run.results import ReportStructureManager
+from report_pipeline.run.scheduler import (
+    InlineExecutor,
+    Scheduler,
+    SchedulerHooks,
+    make_executors,
+)
 
 
 def make_sheet(n_objectives: int, n_tasks: int, depends: dict[str, tuple[str, ...]] | None = None) -> PromptSheet:

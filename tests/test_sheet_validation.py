@@ -14,7 +14,11 @@ import pytest
 
 from report_pipeline.errors import EXIT_BAD_INPUT, PromptSheetError, SheetProblem
 from report_pipeline.models import PromptSheet
-from report_pipeline.sheet import load_prompt_sheet, read_prompt_sheet, validate_sheet
+from report_pipeline.workbook.reader import (
+    load_prompt_sheet,
+    read_prompt_sheet,
+    validate_sheet,
+)
 from tests.workbooks import make_workbook, simple_workbook
 
 OBJECTIVES = [{"objective_id": "A", "title": "Chapter A"}, {"objective_id": "B", "title": "Chapter B"}]
@@ -793,7 +797,7 @@ def test_a_cell_showing_an_excel_error_is_reported(tmp_path: Path) -> None:
 
 
 def test_a_workbook_without_blank_or_missing_cells_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import report_pipeline.sheet as sheet_module
+    import report_pipeline.workbook.reader as sheet_module
 
     opened: list[bool] = []
     real = sheet_module.load_workbook
@@ -954,7 +958,7 @@ def test_rows_under_a_lower_header_are_checked_for_unsaved_formulas(tmp_path: Pa
 
 
 def test_the_summary_counts_what_will_run_and_says_how_much_is_disabled(tmp_path: Path) -> None:
-    from report_pipeline.sheet import describe_sheet
+    from report_pipeline.workbook.reader import describe_sheet
 
     path = workbook(
         tmp_path,
@@ -968,7 +972,7 @@ def test_the_summary_counts_what_will_run_and_says_how_much_is_disabled(tmp_path
 
 
 def test_the_summary_leaves_out_disabled_counts_of_zero(tmp_path: Path) -> None:
-    from report_pipeline.sheet import describe_sheet
+    from report_pipeline.workbook.reader import describe_sheet
 
     path = simple_workbook(tmp_path / "s.xlsx", n_objectives=1, n_tasks=1)
     assert describe_sheet(load_prompt_sheet(path)) == "1 objective, 1 task to run, 0 data sources"

@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from report_pipeline.data import DataStore, load_frame
 from report_pipeline.models import DataSource, Objective, Task
-from report_pipeline.templates import (
+from report_pipeline.workbook.data import DataStore, load_frame
+from report_pipeline.workbook.templates import (
     PromptRenderer,
     TemplateRenderError,
     build_context,

@@ -9,9 +9,9 @@ import sys
 import pytest
 from PIL import Image
 
-from report_pipeline import timeline
 from report_pipeline.models import CallRecord, TaskResult
-from report_pipeline.timeline import (
+from report_pipeline.writers.figures import timeline
+from report_pipeline.writers.figures.timeline import (
     SKIPPED_ROW,
     Bar,
     natural_key,
@@ -254,7 +254,7 @@ def test_without_matplotlib_s_font_pillow_s_default_font_draws(tmp_path, monkeyp
 
 def test_drawing_a_timeline_does_not_import_matplotlib(tmp_path):
     script = (
-        "import sys; from pathlib import Path; from report_pipeline.timeline import Bar, draw_timeline_png, warm_up; "
+        "import sys; from pathlib import Path; from report_pipeline.writers.figures.timeline import Bar, draw_timeline_png, warm_up; "
         "warm_up(); draw_timeline_png(Path(sys.argv[1]), [Bar('A.T1', 'A', 'generate', 't', 0.0, 1.0)], title='t'); "
         "print('matplotlib' in sys.modules)"
     )

@@ -15,9 +15,16 @@ from report_pipeline.config import load_config
 from report_pipeline.pipeline import ReportGenerationPipeline
 from report_pipeline.providers.base import ChatRequest, ChatResponse
 from report_pipeline.providers.factory import make_provider
-from report_pipeline.sheet import load_prompt_sheet
-from report_pipeline.steps import AnswerError
-from report_pipeline.variants import Choice, Variant, collect_all_text, combined_verdict, label_model, parse_choice
+from report_pipeline.run.steps import AnswerError
+from report_pipeline.run.variants import (
+    Choice,
+    Variant,
+    collect_all_text,
+    combined_verdict,
+    label_model,
+    parse_choice,
+)
+from report_pipeline.workbook.reader import load_prompt_sheet
 from tests.workbooks import make_workbook
 
 KEY = "sk-test-variants-0123456789abcdef"

@@ -15,8 +15,6 @@ import pytest
 from docx.oxml.ns import qn
 from docx.shared import Cm
 
-from report_pipeline.attachments import TaskAttachments
-from report_pipeline.charts import ChartImage
 from report_pipeline.models import (
     CHECK_COLUMNS,
     RESULT_COLUMNS,
@@ -40,7 +38,9 @@ from report_pipeline.writers import (
     write_objective_csv,
     write_xlsx,
 )
+from report_pipeline.writers.attachments import TaskAttachments
 from report_pipeline.writers.docx_out import TOC_INSTRUCTION
+from report_pipeline.writers.figures.charts import ChartImage
 
 T0 = 1_714_564_800.0  # 2024-05-01 12:00:00 UTC
 

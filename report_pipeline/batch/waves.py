@@ -31,11 +31,11 @@ from typing import Any
 
 from ..config import Price, RunConfig
 from ..errors import AuthError, AwaitingBatch, ProviderError, TransientProviderError
-from ..gateway import CallGateway
-from ..ledger import BatchRequestRow, BatchRow, Ledger, request_hash
-from ..outcome import WaveProgress
+from ..ledger.store import BatchRequestRow, BatchRow, Ledger, request_hash
 from ..providers.base import ChatRequest, ChatResponse
-from ..scheduler import Halt
+from ..run.gateway import CallGateway
+from ..run.outcome import WaveProgress
+from ..run.scheduler import Halt
 from .backend import BatchBackend, BatchState
 from .lines import (
     Answer,

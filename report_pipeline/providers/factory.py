@@ -12,6 +12,6 @@ def make_provider(config: RunConfig) -> Provider:
         from .offline import OfflineProvider
 
         return OfflineProvider(config)
-    from .openai_provider import OpenAIProvider
+    from .openai.provider import OpenAIProvider
 
     return OpenAIProvider(config)

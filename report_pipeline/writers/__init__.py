@@ -3,7 +3,7 @@
 Every file is written atomically (temp file in the same folder, fsync,
 `os.replace`) except results.csv, which is appended and flushed row by row.
 report.md and report.docx take a task's attachments (data tables, charts: see
-`report_pipeline.attachments`) and place them after its text.
+`report_pipeline.writers.attachments`) and place them after its text.
 File names come from `slugify`, never from raw titles, and every spreadsheet
 cell passes through `neutralise_cell`.
 
@@ -18,12 +18,25 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from report_pipeline.writers.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+    from report_pipeline.writers.atomic import (
+        atomic_path,
+        atomic_write_bytes,
+        atomic_write_text,
+    )
     from report_pipeline.writers.csv_out import ResultsCsvAppender, write_objective_csv
     from report_pipeline.writers.docx_out import write_docx
     from report_pipeline.writers.markdown import render_markdown, write_markdown
-    from report_pipeline.writers.rows import format_timestamp, has_check_step, result_columns, result_row
-    from report_pipeline.writers.safety import neutralise_cell, objective_csv_name, slugify
+    from report_pipeline.writers.rows import (
+        format_timestamp,
+        has_check_step,
+        result_columns,
+        result_row,
+    )
+    from report_pipeline.writers.safety import (
+        neutralise_cell,
+        objective_csv_name,
+        slugify,
+    )
     from report_pipeline.writers.xlsx_out import write_xlsx
 
 _MODULE_OF = {

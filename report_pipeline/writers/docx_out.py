@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 
 from docx import Document
 from docx.document import Document as DocxDocument
-from docx.enum.text import WD_ALIGN_PARAGRAPH
-from docx.image.exceptions import UnrecognizedImageError
 from docx.enum.style import WD_STYLE_TYPE
 from docx.enum.table import WD_TABLE_ALIGNMENT
+from docx.enum.text import WD_ALIGN_PARAGRAPH
+from docx.image.exceptions import UnrecognizedImageError
 from docx.oxml import OxmlElement
 from docx.oxml.ns import qn
 from docx.oxml.simpletypes import ST_HpsMeasure, ST_SignedTwipsMeasure, ST_TwipsMeasure
@@ -56,7 +56,7 @@ from report_pipeline.writers.atomic import atomic_path
 if TYPE_CHECKING:
     from docx.oxml.text.paragraph import CT_P
 
-    from report_pipeline.attachments import TaskAttachments
+    from .attachments import TaskAttachments
 
 __all__ = ["APPENDIX_TITLE", "TOC_INSTRUCTION", "write_docx"]
 

@@ -33,7 +33,7 @@ from report_pipeline.writers.atomic import atomic_write_text
 from ..text import nest_headings
 
 if TYPE_CHECKING:
-    from report_pipeline.attachments import TaskAttachments
+    from .attachments import TaskAttachments
 
 __all__ = ["APPENDIX_TITLE", "render_markdown", "write_markdown"]
 

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...lazy import lazy_module
+from ...models import DataSource
+from ...workbook.data import DataStore
+from ..safety import slugify
 from .chart_drawing import DPI, FIGSIZE_IN, ChartSpec, draw_chart_png, spec_figure
-from .data import DataStore
-from .lazy import lazy_module
-from .models import DataSource
-from .writers.safety import slugify
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -33,11 +33,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .models import Objective, Task, TaskResult
-from .outcome import RunObserver, RunResult, WaveProgress
-from .plan import Plan
+from ..models import Objective, Task, TaskResult
+from ..run.outcome import RunObserver, RunResult, WaveProgress
+from ..run.plan import Plan
+from ..text import format_duration
 from .progress import PlainProgress
-from .text import format_duration
 
 __all__ = ["LiveProgress", "make_observer"]
 

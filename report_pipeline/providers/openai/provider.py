@@ -34,9 +34,8 @@ from typing import Any, TypeVar
 import httpx2
 import openai
 
-from ..budget import CostMeter
-from ..config import RunConfig
-from ..errors import (
+from ...config import RunConfig
+from ...errors import (
     AuthError,
     ConfigError,
     EndpointUnreachable,
@@ -46,7 +45,9 @@ from ..errors import (
     RunAborted,
     TransientProviderError,
 )
-from ..logs import redact, url_without_credentials
+from ...logs import redact, url_without_credentials
+from ..base import ChatRequest, ChatResponse, message_text
+from ..budget import CostMeter
 from ..ratelimit import (
     HeaderPacer,
     InFlightLimit,
@@ -58,9 +59,14 @@ from ..ratelimit import (
     Ticket,
     sleep_for,
 )
-from ..retry import ErrorKind, RetryPolicy, backoff_delay, parse_retry_after, should_retry
-from ._transport import make_http_client
-from .base import ChatRequest, ChatResponse, message_text
+from ..retry import (
+    ErrorKind,
+    RetryPolicy,
+    backoff_delay,
+    parse_retry_after,
+    should_retry,
+)
+from .transport import make_http_client
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "estimate_tokens"]
 

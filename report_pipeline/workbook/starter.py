@@ -2,7 +2,7 @@
 
 The starter workbook is built here with openpyxl rather than shipped as a binary,
 so it is reviewable in a diff and always matches the current sheet contract
-(DESIGN.md). The CSV and the YAML are plain text in the `starter/` data folder.
+(DESIGN.md). The CSV and the YAML are plain text in the `starter_files/` data folder.
 
 `write_workbook` is also what `prompt_sheets/build_examples.py` uses, so the
 example and the starter look the same to an analyst: bold frozen headers,
@@ -27,7 +27,7 @@ from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["SheetSpec", "STARTER_FILES", "write_starter", "write_workbook"]
 
@@ -298,7 +298,7 @@ def write_starter(directory: Path, *, force: bool = False) -> list[Path]:
 
 
 def _starter_text(name: str) -> str:
-    return resources.files("report_pipeline").joinpath("starter", name).read_text(encoding="utf-8")
+    return resources.files("report_pipeline.workbook").joinpath("starter_files", name).read_text(encoding="utf-8")
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from .errors import BudgetExceeded
+from ..errors import BudgetExceeded
 
 __all__ = ["CostMeter"]
 

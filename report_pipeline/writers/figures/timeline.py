@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ...models import STEP_NAMES, TaskResult
+from .. import atomic_path
 from .drawlock import DRAW_LOCK
-from .models import STEP_NAMES, TaskResult
-from .writers import atomic_path
 
 if TYPE_CHECKING:
     from PIL import Image, ImageDraw, ImageFont
@@ -549,7 +549,7 @@ def _load_font(pixels: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 
 def _dejavu_path() -> Path | None:
-    import importlib.util  # here, not at the top: `import report_pipeline.timeline` stays cheap
+    import importlib.util  # here, not at the top: `import report_pipeline.writers.figures.timeline` stays cheap
 
     spec = importlib.util.find_spec("matplotlib")
     for folder in (spec.submodule_search_locations or []) if spec else []:

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .text import nest_headings  # noqa: F401 - outline and variants take it from here
+from ..text import nest_headings  # noqa: F401 - outline and variants take it from here
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are an experienced analyst writing one section of a professional report. "

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .errors import LedgerError
+from ..errors import LedgerError
 
 Migration = Callable[[sqlite3.Connection], None]
 

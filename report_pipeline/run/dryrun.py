@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .config import RunConfig
-from .data import DataStore
-from .models import PromptSheet
+from ..config import RunConfig
+from ..models import PromptSheet
+from ..providers.offline import estimate_tokens
+from ..workbook.data import DataStore
 from .plan import build_plan, critical_path_rounds
-from .providers.offline import estimate_tokens
 from .results import ReportStructureManager
 from .runner import TaskRunner
 from .steps import DEFAULT_SYSTEM_PROMPT

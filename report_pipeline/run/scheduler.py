@@ -35,8 +35,8 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import AwaitingBatch, BudgetExceeded, NotSent, RunAborted
-from .models import Task, TaskResult
+from ..errors import AwaitingBatch, BudgetExceeded, NotSent, RunAborted
+from ..models import Task, TaskResult
 from .plan import Plan
 
 log = logging.getLogger("report_pipeline.scheduler")

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from .models import Task, TaskResult
-from .outcome import RunObserver, RunResult, WaveProgress
-from .plan import Plan
-from .text import format_duration
+from ..models import Task, TaskResult
+from ..run.outcome import RunObserver, RunResult, WaveProgress
+from ..run.plan import Plan
+from ..text import format_duration
 
 
 class PlainProgress(RunObserver):

@@ -41,7 +41,7 @@ from types import TracebackType
 
 import psutil
 
-from .errors import RunLocked
+from ..errors import RunLocked
 
 try:
     import fcntl

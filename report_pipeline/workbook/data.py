@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .lazy import lazy_module
-from .models import DataSource
+from ..lazy import lazy_module
+from ..models import DataSource
 
 if TYPE_CHECKING:
     import pandas as pd

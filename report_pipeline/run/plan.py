@@ -11,9 +11,9 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .dependencies import expand_dependencies
-from .errors import ConfigError
-from .models import Objective, PromptSheet, Task
+from ..errors import ConfigError
+from ..models import Objective, PromptSheet, Task
+from ..workbook.dependencies import expand_dependencies
 
 
 @dataclass(frozen=True)

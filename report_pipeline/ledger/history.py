@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import ConfigError
-from .ledger import DEFAULT_LEDGER_NAME, Ledger, RunRow
+from ..errors import ConfigError
 from .runlock import live_run_id
+from .store import DEFAULT_LEDGER_NAME, Ledger, RunRow
 
 
 def _open(output_dir: Path) -> Ledger:

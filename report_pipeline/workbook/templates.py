@@ -30,7 +30,7 @@ from jinja2 import StrictUndefined, Template, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .models import Objective, Task
+from ..models import Objective, Task
 
 __all__ = [
     "CONTEXT_FIELDS",

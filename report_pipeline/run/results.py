@@ -9,7 +9,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from .models import Chapter, ReportView, TaskResult
+from ..models import Chapter, ReportView, TaskResult
 from .plan import Plan
 
 

@@ -25,18 +25,32 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from .config import RunConfig
-from .data import DataStore
-from .errors import NotSent, ProviderError, RunAborted
-from .models import CallRecord, Objective, PromptSheet, Task, TaskResult
-from .outline import FilledSection, OutlinePlan, Section, assemble_sections, failed_sections, parse_plan
+from ..config import RunConfig
+from ..errors import NotSent, ProviderError, RunAborted
+from ..models import CallRecord, Objective, PromptSheet, Task, TaskResult
+from ..providers.base import ChatRequest, ChatResponse
+from ..workbook.data import DataStore
+from ..workbook.templates import PromptRenderer, build_context
+from .outline import (
+    FilledSection,
+    OutlinePlan,
+    Section,
+    assemble_sections,
+    failed_sections,
+    parse_plan,
+)
 from .plan import Plan
-from .providers.base import ChatRequest, ChatResponse
 from .results import ReportStructureManager
 from .scheduler import InlineExecutor
 from .steps import (
@@ -47,7 +61,6 @@ from .steps import (
     AnswerError,
     parse_check,
 )
-from .templates import PromptRenderer, build_context
 from .variants import (
     Variant,
     all_failed_message,

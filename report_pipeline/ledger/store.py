@@ -49,12 +49,12 @@ from types import TracebackType
 from typing import Any, Literal, NamedTuple, get_args
 from urllib.parse import quote
 
-from .errors import LedgerError
-from .logs import redact, url_without_credentials
+from ..errors import LedgerError
+from ..logs import redact, url_without_credentials
+from ..models import CallRecord, TaskResult
+from ..providers.base import ChatResponse
+from ..providers.ratelimit import LearnedLimits
 from .migrations import MIGRATIONS, applied_migrations, check_schema, migrate
-from .models import CallRecord, TaskResult
-from .providers.base import ChatResponse
-from .ratelimit import LearnedLimits
 
 log = logging.getLogger("report_pipeline.ledger")
 

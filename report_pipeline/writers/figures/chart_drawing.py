@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..atomic import atomic_path
 from .drawlock import DRAW_LOCK
-from .writers.atomic import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -20,7 +20,7 @@ import difflib
 import graphlib
 from collections.abc import Mapping, Sequence
 
-from .models import Objective, Task
+from ..models import Objective, Task
 
 __all__ = ["dependency_problems", "expand_dependencies", "format_cycle"]
 

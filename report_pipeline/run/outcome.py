@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .models import Task, TaskResult
+from ..models import Task, TaskResult
+from ..text import format_duration
 from .plan import Plan
-from .text import format_duration
 
 
 @dataclass(frozen=True)

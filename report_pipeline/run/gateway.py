@@ -13,9 +13,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from .errors import LedgerError, ProviderError
-from .ledger import CachedCall, Ledger, request_hash
-from .providers.base import ChatRequest, ChatResponse, Provider
+from ..errors import LedgerError, ProviderError
+from ..ledger.store import CachedCall, Ledger, request_hash
+from ..providers.base import ChatRequest, ChatResponse, Provider
 
 log = logging.getLogger("report_pipeline.gateway")
 

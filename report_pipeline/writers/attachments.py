@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .charts import ChartImage
-from .data import DataStore
-from .models import DataSource, Task
+from ..models import DataSource, Task
+from ..workbook.data import DataStore
+from .figures.charts import ChartImage
 
 if TYPE_CHECKING:
-    from .charts import ChartRenderer
+    from .figures.charts import ChartRenderer
 
 __all__ = [
     "AttachedTable",

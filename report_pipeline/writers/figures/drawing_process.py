@@ -13,7 +13,7 @@ report.md and .docx (the PNG's encoding releases the GIL, so the child does both
 at once as well). Neither process imports matplotlib for a run without data
 charts.
 
-    start_drawing_process()       at run start: spawn `python -m report_pipeline.drawing_process`
+    start_drawing_process()       at run start: spawn `python -m report_pipeline.writers.figures.drawing_process`
     DrawingProcess.draw_chart()   a data chart (a ChartSpec, as JSON); returns when the PNG is written
     DrawingProcess.send_reports()  after the last call: the timeline's bars and report.xlsx's
                                   tables; returns at once, the child writes both meanwhile
@@ -48,9 +48,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..xlsx_out import WorkbookTables, save_workbook_tables
 from .chart_drawing import ChartSpec, draw_chart_png
 from .timeline import Bar, draw_timeline_png, warm_up
-from .writers.xlsx_out import WorkbookTables, save_workbook_tables
 
 __all__ = ["DrawingProcess", "DrawingProcessError", "TimelineJob", "WorkbookJob", "start_drawing_process"]
 
@@ -271,12 +271,12 @@ def start_drawing_process(*, sheet: Path | None = None, charts: bool = False) ->
     `charts` (the run has data charts), or a `sheet` whose data sheet names a chart,
     makes it import matplotlib as soon as it is warm, while the run is still starting.
     """
-    package_root = str(Path(__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parents[3])
     env = dict(os.environ)
     # The child must import this same copy of the package, installed or not.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     process = subprocess.Popen(
-        [sys.executable, "-m", "report_pipeline.drawing_process",
+        [sys.executable, "-m", "report_pipeline.writers.figures.drawing_process",
          *(["--charts"] if charts else []), *(["--sheet", str(sheet)] if sheet is not None else [])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
     )

@@ -43,11 +43,11 @@ from typing import Any
 from openpyxl import load_workbook
 from openpyxl.utils import column_index_from_string, get_column_letter, range_boundaries
 
-from .config import RunConfig, settings_problems, validate_steps
+from ..config import RunConfig, settings_problems, validate_steps
+from ..errors import PromptSheetError, SheetProblem
+from ..models import DataSource, Objective, PromptSheet, Task
 from .data import ole2_advice, source_problems
 from .dependencies import dependency_problems, expand_dependencies
-from .errors import PromptSheetError, SheetProblem
-from .models import DataSource, Objective, PromptSheet, Task
 from .templates import TemplateFacts, analyse_template, make_environment, syntax_problem
 
 __all__ = [
