@@ -37,8 +37,8 @@ from .ledger.store import Ledger, TaskRow, config_hash, sheet_hash
 from .logs import redact, run_log
 from .models import CallRecord, Objective, PromptSheet, ReportView, Task, TaskResult
 from .providers import Provider
-from .providers.budget import CostMeter
-from .providers.factory import make_provider
+from .providers.controls import CallControls
+from .providers.factory import make_provider, open_endpoint
 from .providers.ratelimit import Throttle
 from .run.gateway import CallGateway
 from .run.outcome import RunObserver, RunResult
@@ -109,8 +109,16 @@ class ReportGenerationPipeline:
         self.sheet = prompt_sheet
         self.data = data or DataStore(prompt_sheet.data_sources)
         self.plan = build_plan(prompt_sheet, objectives=config.objectives, limit=config.limit)
+        # The shared machinery, built here and handed down: the root keeps its own references
+        self.controls = CallControls.for_config(config)
+        needs_endpoint = provider is None or config.execution == "batch"
+        self._endpoint = open_endpoint(config) if needs_endpoint else None  # a missing key fails here
         self._own_provider = provider is None
-        self.provider = provider or make_provider(config)  # a missing key fails here, before any output
+        try:
+            self.provider = provider or make_provider(config, controls=self.controls, endpoint=self._endpoint)
+        except BaseException:
+            self._close_endpoint()
+            raise
         self.observer = observer or RunObserver()
         self.stop = stop or threading.Event()
         if resume and not run_id:
@@ -127,11 +135,10 @@ class ReportGenerationPipeline:
         self._unwritten: list[OSError] = []  # chapter CSVs that could not be written (said at the end)
         if config.execution == "batch":
             try:  # an endpoint without a Batch API is refused here, before anything is sent or written
-                self._batch_backend = make_batch_backend(config, self.provider, scrub=self._scrub)
+                self._batch_backend = make_batch_backend(config, self.provider, self._endpoint, scrub=self._scrub)
                 self._batch_backend.check()
             except BaseException:
-                if self._own_provider:
-                    self.provider.close()
+                self._close_provider()
                 raise
 
     def run(self) -> RunResult:
@@ -225,10 +232,9 @@ class ReportGenerationPipeline:
             leftover.unlink(missing_ok=True)
         (self.run_dir / "results.csv").unlink(missing_ok=True)  # rewritten whole, restored rows first
         assert ledger is not None
-        meter = getattr(self.provider, "meter", None)
         paid = ledger.paid_usd(self.run_id)
-        if isinstance(meter, CostMeter) and paid > 0:
-            meter.add(paid)  # max_cost_usd caps the run, not each attempt at it
+        if paid > 0:
+            self.controls.meter.add(paid)  # max_cost_usd caps the run, not each attempt at it
             log.info("run %s had spent $%.4f before it stopped; max_cost_usd counts it", self.run_id, paid)
         finished = ledger.completed_tasks(self.run_id)
         return {key: restore_result(row) for key, row in finished.items()
@@ -305,8 +311,7 @@ class ReportGenerationPipeline:
                 self.run_id, result.status, _counts_text(result.counts), result.prompt_tokens,
                 result.completion_tokens, result.cost_usd, result.duration_s,
             )
-        if self._own_provider:
-            self.provider.close()
+        self._close_provider()
         self.observer.run_finished(result)
         return result
 
@@ -396,9 +401,19 @@ class ReportGenerationPipeline:
             throttle.stop()
 
     def _throttle(self) -> Throttle | None:
-        """The provider's shared throttle, for a provider that paces (not the offline one)."""
-        throttle = getattr(self.provider, "throttle", None)
-        return throttle if isinstance(throttle, Throttle) else None
+        """The run's shared throttle, for a provider that paces (not the offline one)."""
+        return None if self.config.provider == "offline" else self.controls.throttle
+
+    def _close_provider(self) -> None:
+        """The provider the run made, then the endpoint it opened (an injected provider is the caller's)."""
+        if self._own_provider:
+            self.provider.close()
+        self._close_endpoint()
+
+    def _close_endpoint(self) -> None:
+        if self._endpoint is not None:
+            self._endpoint.close()
+            self._endpoint = None
 
     def _recall_limits(self, ledger: Ledger) -> None:
         """Pace from the first call at the limits the last run learned, instead of probing."""

@@ -464,18 +464,20 @@ def test_batches_that_fail_validation_fail_their_tasks_with_the_batch_error(tmp_
 def test_azure_batches_use_the_deployment_path_without_the_version_prefix():
     from report_pipeline.batch.backend import make_batch_backend
     from report_pipeline.config import load_config
-    from report_pipeline.providers.factory import make_provider
+    from report_pipeline.providers.factory import make_provider, open_endpoint
 
     config = load_config(overrides={
         "provider": "azure", "base_url": "https://example-resource.openai.azure.com", "model": "gpt-4o-mini-batch",
         "azure_api_version": "2024-10-21", "execution": "batch",
     }, environ={"OPENAI_API_KEY": KEY})
-    provider = make_provider(config)
+    endpoint = open_endpoint(config)
+    provider = make_provider(config, endpoint=endpoint)
     try:
-        backend = make_batch_backend(config, provider, scrub=lambda text: text)
+        backend = make_batch_backend(config, provider, endpoint, scrub=lambda text: text)
         assert backend.name == "azure" and backend.url == "/chat/completions"
         line = json.loads(build_lines([("h", request("A.t.generate", model="gpt-4o-mini-batch"))],
                                       url=backend.url)[0].line)
         assert line["url"] == "/chat/completions" and line["body"]["model"] == "gpt-4o-mini-batch"
     finally:
         provider.close()
+        endpoint.close()

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from report_pipeline.config import load_config
 from report_pipeline.pipeline import ReportGenerationPipeline
 from report_pipeline.workbook.reader import load_prompt_sheet
@@ -430,3 +432,17 @@ def test_a_failed_task_shows_how_many_times_its_call_was_sent(tmp_path, make_sim
     assert (rows["down"]["status"], rows["down"]["attempts"]) == ("failed", "3")  # 1 + max_retries
     assert (rows["bad"]["status"], rows["bad"]["attempts"]) == ("failed", "1")
     assert sim.stats()["calls"] == 4
+
+
+def test_the_root_builds_the_shared_machinery_and_the_provider_spends_through_it(tmp_path, make_simulator):
+    """The pipeline holds the meter, throttle and endpoint it built; it never asks the provider for them."""
+    sim = make_simulator(latency_s=0.01, requests_per_window=6000)
+    sheet = simple_workbook(tmp_path / "wb", 2, 2)
+    config = openai_config(sim, tmp_path / "out", prices={"sim-small": {"input": 1.0, "output": 2.0}})
+    pipeline = ReportGenerationPipeline(config, load_prompt_sheet(sheet))
+    assert pipeline.provider.meter is pipeline.controls.meter
+    assert pipeline.provider.throttle is pipeline.controls.throttle
+    result = pipeline.run()
+    assert result.exit_code == 0 and result.cost_usd > 0
+    assert pipeline.controls.meter.spent == pytest.approx(result.cost_usd)
+    assert pipeline.controls.throttle.pacer.learned() is not None  # learned from the server's headers

@@ -13,11 +13,14 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import RunConfig
 from ..errors import AuthError, ConfigError, ProviderError, TransientProviderError
 from ..providers.base import ChatRequest, Provider
+
+if TYPE_CHECKING:
+    from ..providers.openai.client import Endpoint
 
 log = logging.getLogger("report_pipeline.batch")
 
@@ -73,28 +76,26 @@ class BatchBackend(Protocol):
         ...
 
 
-def make_batch_backend(config: RunConfig, provider: Provider, *, scrub: Callable[[str], str]) -> BatchBackend:
-    """The backend for `execution: batch`; ConfigError for a provider that has none."""
+def make_batch_backend(
+    config: RunConfig, provider: Provider, endpoint: Endpoint | None, *, scrub: Callable[[str], str]
+) -> BatchBackend:
+    """The backend for `execution: batch`: the endpoint's Batch API, or the offline stand-in."""
     if config.provider == "offline":
         return OfflineBatchBackend(provider)
-    client = getattr(provider, "client", None) or getattr(provider, "_client", None)
-    if client is None:
-        raise ConfigError(
-            f"execution: batch: provider {provider.name!r} has no Batch API; run in real-time mode "
-            "(drop --batch, or set execution: realtime)"
-        )
-    return OpenAIBatchBackend(client, provider_name=config.provider, base_url=config.base_url, scrub=scrub)
+    if endpoint is None:
+        raise ConfigError(f"execution: batch: provider {config.provider!r} needs its endpoint to send batches")
+    return OpenAIBatchBackend(endpoint.sdk, provider_name=config.provider, base_url=endpoint.base_url, scrub=scrub)
 
 
 class OpenAIBatchBackend:
     """OpenAI's (and Azure OpenAI's) /files and /batches, through the run's one SDK client."""
 
     def __init__(
-        self, client: Any, *, provider_name: str, base_url: str | None, scrub: Callable[[str], str]
+        self, client: Any, *, provider_name: str, base_url: str, scrub: Callable[[str], str]
     ) -> None:
         self._client = client
         self.name = provider_name
-        self._base_url = base_url or "https://api.openai.com/v1"
+        self._base_url = base_url
         self._scrub = scrub
         # Azure's batch lines name the deployment's path without the version prefix
         self.url = "/chat/completions" if provider_name == "azure" else "/v1/chat/completions"

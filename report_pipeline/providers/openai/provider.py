@@ -45,14 +45,13 @@ from ...errors import (
     RunAborted,
     TransientProviderError,
 )
-from ...logs import redact, url_without_credentials
+from ...logs import url_without_credentials
 from ..base import ChatRequest, ChatResponse, message_text
 from ..budget import CostMeter
+from ..controls import CallControls
 from ..ratelimit import (
     HeaderPacer,
     InFlightLimit,
-    RateLimiter,
-    Sleeper,
     SleeperLike,
     Stopped,
     Throttle,
@@ -66,17 +65,12 @@ from ..retry import (
     parse_retry_after,
     should_retry,
 )
-from .transport import make_http_client
+from .client import Endpoint
 
-__all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "estimate_tokens"]
+__all__ = ["OpenAIProvider", "estimate_tokens"]
 
 log = logging.getLogger("report_pipeline.provider")
 
-#: Where `provider: openai` goes without a base_url (passed explicitly, so the
-#: SDK does not read OPENAI_BASE_URL behind config.py's back).
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-# Connecting should be quick even when answering is not.
-_CONNECT_TIMEOUT_S = 10.0
 # OpenAI's rule of thumb, and the simulator's: tokens ≈ characters / 4, plus
 # a few per message for role and separators.
 _CHARS_PER_TOKEN = 4
@@ -163,6 +157,8 @@ class OpenAIProvider:
         self,
         config: RunConfig,
         *,
+        controls: CallControls | None = None,
+        endpoint: Endpoint | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_event: EventHook | None = None,
         sleeper: SleeperLike | None = None,
@@ -172,48 +168,34 @@ class OpenAIProvider:
         policy: RetryPolicy | None = None,
         pacer: HeaderPacer | None = None,
     ) -> None:
+        """`controls` and `endpoint` come from the composition root; alone (tests, `models`),
+        the provider builds its own from the config, with the clock, sleeper, meter, policy
+        and pacer given."""
         if config.provider not in ("openai", "azure"):
             raise ConfigError(
                 f"provider: OpenAIProvider serves 'openai' and 'azure', not {config.provider!r}"
             )
         self.name = config.provider
         self._config = config
-        self._key = _require_key(config)
-        _check_azure(config)
         self._clock = clock
         self._wall_clock = wall_clock
         self._rand = rand
         self._on_event = on_event
-        self._sleeper = sleeper or Sleeper()
-        self._policy = policy or RetryPolicy(max_retries=config.max_retries)
-        self._meter = meter or CostMeter(config.max_cost_usd)
-        self._in_flight = InFlightLimit(config.max_concurrent_requests)
-        self._throttle = Throttle(
-            limiter=RateLimiter(
-                config.requests_per_minute, config.tokens_per_minute, clock=clock, sleeper=self._sleeper
-            ),
-            pacer=pacer or HeaderPacer(clock=clock),
-            clock=clock,
-            sleeper=self._sleeper,
+        controls = controls or CallControls.for_config(
+            config, clock=clock, sleeper=sleeper, meter=meter, policy=policy, pacer=pacer
         )
+        self._policy = controls.policy
+        self._meter = controls.meter
+        self._in_flight = controls.in_flight
+        self._throttle = controls.throttle
+        self._sleeper = controls.throttle.sleeper
+        self._own_endpoint = endpoint is None
+        self._endpoint = endpoint or Endpoint(config)
+        self._client = self._endpoint.sdk
         self._stop_lock = threading.Lock()
         self._stopped: ProviderError | None = None
-        self._reached = False  # an HTTP answer of any kind came back: the endpoint is there
         self._usage_warned = False  # "no usage, cost estimated" is said once a run
         self._stream_probes = True  # until the endpoint refuses a streamed call (a 400)
-        timeout = httpx2.Timeout(
-            config.request_timeout_s, connect=min(_CONNECT_TIMEOUT_S, config.request_timeout_s)
-        )
-        size = config.max_concurrent_requests
-        self._http = make_http_client(
-            limits=httpx2.Limits(max_connections=size, max_keepalive_connections=size), timeout=timeout,
-            on_answer=self._answered,
-        )
-        try:
-            self._client = self._build_client(timeout)
-        except (openai.OpenAIError, ValueError) as error:
-            self._http.close()
-            raise ConfigError(self._scrub(f"provider: {config.provider}: {error}")) from None
 
     # -- public ----------------------------------------------------------------
 
@@ -260,7 +242,7 @@ class OpenAIProvider:
                 answer = self._attempt(request, tokens)
             except _Failure as failure:
                 if attempt > self._policy.max_retries:
-                    if failure.kind == "connection" and not self._reached:
+                    if failure.kind == "connection" and not self._endpoint.reached:
                         raise self._unreachable(failure, attempt) from None
                     raise self._gave_up(failure, attempt) from None
                 self._back_off(request.label, request.label or request.model, failure, attempt)
@@ -301,8 +283,8 @@ class OpenAIProvider:
             if self._stopped is None:
                 self._stopped = ProviderError("the provider was closed; no more calls are sent")
         self._throttle.stop()
-        self._client.close()
-        self._http.close()
+        if self._own_endpoint:
+            self._endpoint.close()
 
     def __enter__(self) -> OpenAIProvider:
         return self
@@ -341,7 +323,7 @@ class OpenAIProvider:
             self._meter.check()
             try:
                 response = self._post_chat(request)
-                self._answered()  # also through a proxy, whose transport is httpx2's own
+                self._endpoint.mark_reached()  # also through a proxy, whose transport is httpx2's own
             except openai.APIStatusError as error:
                 headers = error.response.headers
                 admitted = error.status_code != 429
@@ -641,7 +623,7 @@ class OpenAIProvider:
     def _classify(self, error: openai.APIError) -> _Failure:
         """Turn an SDK error into a retryable `_Failure`, or raise the final ProviderError."""
         if isinstance(error, openai.APIStatusError):
-            self._answered()
+            self._endpoint.mark_reached()
             status = error.status_code
             message = self._scrub(_server_message(error))
             if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
@@ -674,10 +656,6 @@ class OpenAIProvider:
             advice = f"check the key in ${env} and that it may use model {self._config.model!r}"
         error = AuthError(self._scrub(f"{message} — {advice}; the run stops"), status_code=status)
         return self._stop_every_call(error, f"HTTP {status}")
-
-    def _answered(self) -> None:
-        """An HTTP answer came back (headers at least, whatever followed): the endpoint is there."""
-        self._reached = True
 
     def _unreachable(self, failure: _Failure, attempts: int) -> EndpointUnreachable:
         """Stop every thread: no attempt has reached the endpoint, and this call has tried them all."""
@@ -785,45 +763,7 @@ class OpenAIProvider:
 
     def _scrub(self, text: str) -> str:
         """Last line of defence: the key's value never leaves this class in a message."""
-        return redact(text, (self._key,))
-
-    def _build_client(self, timeout: httpx2.Timeout) -> openai.OpenAI:
-        config = self._config
-        common: dict[str, Any] = {
-            "api_key": self._key,
-            "max_retries": 0,  # we own retries (STYLE.md rule 9)
-            "timeout": timeout,
-            "http_client": self._http,
-        }
-        if config.provider == "azure":
-            return openai.AzureOpenAI(
-                azure_endpoint=config.base_url, api_version=config.azure_api_version, **common
-            )
-        return openai.OpenAI(base_url=config.base_url or DEFAULT_BASE_URL, **common)
-
-
-def _require_key(config: RunConfig) -> str:
-    key = config.api_key.get_secret_value() if config.api_key is not None else ""
-    if key:
-        return key
-    env = config.api_key_env
-    raise ConfigError(
-        f"api_key_env: no API key: the environment variable {env} is not set. "
-        f"Set it (export {env}=...), or run with --provider offline to try the pipeline without a model. "
-        f"For a local server (Ollama, vLLM, llama.cpp) any value works, e.g. export {env}=local"
-    )
-
-
-def _check_azure(config: RunConfig) -> None:
-    """Azure needs its endpoint and API version from our config (the SDK would read the environment)."""
-    if config.provider != "azure":
-        return
-    if not config.base_url:
-        raise ConfigError(
-            "base_url: provider azure needs your resource endpoint, e.g. https://NAME.openai.azure.com"
-        )
-    if not config.azure_api_version:
-        raise ConfigError("azure_api_version: provider azure needs an API version, e.g. 2024-10-21")
+        return self._endpoint.scrub(text)
 
 
 def _params(request: ChatRequest) -> dict[str, Any]:

@@ -1,0 +1,62 @@
+"""What every call of a run shares: the budget, the retry policy, the throttle and the in-flight limit.
+
+Built once by the composition root (pipeline.py) from the run's config and handed to the
+provider, so the root keeps its own references: it counts a resumed run's earlier spend on
+the meter, recalls and remembers the throttle's learned limits, and stops the throttle on
+Ctrl-C, without reaching into the provider for them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..config import RunConfig
+from .budget import CostMeter
+from .ratelimit import (
+    HeaderPacer,
+    InFlightLimit,
+    RateLimiter,
+    Sleeper,
+    SleeperLike,
+    Throttle,
+)
+from .retry import RetryPolicy
+
+__all__ = ["CallControls"]
+
+
+@dataclass(frozen=True)
+class CallControls:
+    """The run's shared call machinery (each piece thread-safe)."""
+
+    meter: CostMeter
+    policy: RetryPolicy
+    throttle: Throttle
+    in_flight: InFlightLimit
+
+    @classmethod
+    def for_config(
+        cls,
+        config: RunConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleeper: SleeperLike | None = None,
+        meter: CostMeter | None = None,
+        policy: RetryPolicy | None = None,
+        pacer: HeaderPacer | None = None,
+    ) -> CallControls:
+        """The controls a config asks for; a test may put in its own clock, sleeper, policy or pacer."""
+        sleeper = sleeper or Sleeper()
+        return cls(
+            meter=meter or CostMeter(config.max_cost_usd),
+            policy=policy or RetryPolicy(max_retries=config.max_retries),
+            throttle=Throttle(
+                limiter=RateLimiter(config.requests_per_minute, config.tokens_per_minute, clock=clock, sleeper=sleeper),
+                pacer=pacer or HeaderPacer(clock=clock),
+                clock=clock,
+                sleeper=sleeper,
+            ),
+            in_flight=InFlightLimit(config.max_concurrent_requests),
+        )
