@@ -16,7 +16,6 @@ import pytest
 from click.testing import CliRunner
 
 from report_pipeline.batch.lines import (
-    Answer,
     Refusal,
     build_lines,
     jsonl,
@@ -28,6 +27,7 @@ from report_pipeline.errors import AwaitingBatch
 from report_pipeline.models import Task, TaskResult
 from report_pipeline.pipeline import ReportGenerationPipeline
 from report_pipeline.providers.base import ChatRequest
+from report_pipeline.providers.openai.answers import ChatAnswer
 from report_pipeline.run.plan import build_plan
 from report_pipeline.run.scheduler import InlineExecutor, Scheduler
 from report_pipeline.workbook.reader import load_prompt_sheet
@@ -82,10 +82,11 @@ def test_result_lines_read_as_answers_or_refusals():
         {"custom_id": "odd", "response": {"status_code": 200, "body": {"choices": []}}},
     ]) + "\nnot json\n"
     results = parse_results(content)
-    assert results["ok"] == Answer("Text", "m-1", 5, 7, "length")
+    assert results["ok"] == ChatAnswer("Text", "m-1", 5, 7, "length")
     assert results["bad"] == Refusal("too long", status_code=400, code="x") and not results["bad"].never_ran
     assert results["late"].never_ran and results["late"].message == "window over"
-    assert isinstance(results["odd"], Refusal) and "malformed" in results["odd"].message
+    # no choices: the same message a real-time call fails with (answers.py reads both)
+    assert isinstance(results["odd"], Refusal) and "no choices" in results["odd"].message
 
 
 # -- waves in the scheduler (no threads, no HTTP) ------------------------------------------
@@ -481,3 +482,21 @@ def test_azure_batches_use_the_deployment_path_without_the_version_prefix():
     finally:
         provider.close()
         endpoint.close()
+
+
+@pytest.mark.parametrize("execution", ["realtime", "batch"])
+def test_an_empty_answer_fails_its_task_the_same_way_online_and_in_batch(tmp_path, make_simulator, execution):
+    """One reader for both modes: `--batch` used to call an empty answer 'done' with no text."""
+    sim = make_simulator(batch_delay_s=0.02, batch_steps=1)
+    sheet = make_workbook(
+        tmp_path / "wb", objectives=[{"objective_id": "A", "title": "A"}],
+        tasks=[{"objective_id": "A", "task_id": "empty", "prompt": "Say nothing sim:empty=1", "steps": "generate"},
+               {"objective_id": "A", "task_id": "full", "prompt": "Say something", "steps": "generate"}],
+    )
+    config = openai_config(sim, tmp_path / "out", execution=execution, batch_poll_interval_s=0.02)
+    result = ReportGenerationPipeline(config, load_prompt_sheet(sheet)).run()
+    by_id = {r.task_id: r for r in result.results}
+    assert by_id["full"].status == "done" and by_id["full"].text
+    assert by_id["empty"].status == "failed"
+    assert by_id["empty"].error.endswith("the model returned an empty answer (finish_reason stop)")
+    assert result.exit_code == 1

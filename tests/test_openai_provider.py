@@ -33,7 +33,8 @@ from report_pipeline.errors import (
     TransientProviderError,
 )
 from report_pipeline.providers.base import ChatRequest, Provider
-from report_pipeline.providers.openai.provider import OpenAIProvider, estimate_tokens
+from report_pipeline.providers.openai.provider import OpenAIProvider
+from report_pipeline.providers.tokens import call_tokens as estimate_tokens
 from report_pipeline.providers.openai.transport import PooledTransport, make_http_client
 from report_pipeline.providers.ratelimit import HeaderPacer, LearnedLimits
 from report_pipeline.providers.retry import RetryPolicy

@@ -17,7 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..providers.base import ChatRequest, message_text
+from ..providers.base import ChatRequest
+from ..providers.openai.answers import ChatAnswer, NotAnAnswer, read_body
 
 #: OpenAI's per-file limits (requests, bytes); both configurable (batch_max_requests, batch_max_bytes).
 DEFAULT_MAX_REQUESTS = 50_000
@@ -46,17 +47,6 @@ class BatchLine:
     @property
     def size(self) -> int:
         return len(self.line.encode("utf-8")) + 1
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A request that ran and came back 200."""
-
-    text: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str
 
 
 @dataclass(frozen=True)
@@ -135,9 +125,9 @@ def jsonl(lines: Sequence[BatchLine]) -> bytes:
     return "".join(line.line + "\n" for line in lines).encode("utf-8")
 
 
-def parse_results(content: str) -> dict[str, Answer | Refusal]:
+def parse_results(content: str) -> dict[str, ChatAnswer | Refusal]:
     """custom_id -> what came back, from an output or error file. Lines we cannot read are skipped."""
-    results: dict[str, Answer | Refusal] = {}
+    results: dict[str, ChatAnswer | Refusal] = {}
     for raw in content.splitlines():
         if not raw.strip():
             continue
@@ -151,8 +141,8 @@ def parse_results(content: str) -> dict[str, Answer | Refusal]:
     return results
 
 
-def read_result(item: dict[str, Any]) -> Answer | Refusal:
-    """One result line: an Answer for a 200 with a readable body, else a Refusal saying why."""
+def read_result(item: dict[str, Any]) -> ChatAnswer | Refusal:
+    """One result line: the answer of a 200 with a readable body (answers.py, as online), else a Refusal saying why."""
     response = item.get("response")
     error = item.get("error")
     if not isinstance(response, dict):
@@ -167,18 +157,10 @@ def read_result(item: dict[str, Any]) -> Answer | Refusal:
         return Refusal(_error_message(body) or f"HTTP {status_code}", status_code=status_code,
                        code=_error_code(body))
     try:
-        choice = body["choices"][0]
-        text = message_text(choice["message"].get("content"))
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return Refusal("malformed response: the answer was not the JSON expected", status_code=status_code)
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
-    return Answer(
-        text=text,
-        model=str(body.get("model") or ""),
-        prompt_tokens=_count(usage.get("prompt_tokens")),
-        completion_tokens=_count(usage.get("completion_tokens")),
-        finish_reason=str(choice.get("finish_reason") or "stop"),
-    )
+        return read_body(body)  # the same rule as a real-time answer's
+    except NotAnAnswer as why:
+        message = f"malformed response: {why.message}" if why.kind == "malformed" else why.message
+        return Refusal(message, status_code=status_code)
 
 
 def _error_message(body: object) -> str:
@@ -196,7 +178,3 @@ def _error_code(body: object) -> str | None:
         code = body["error"].get("code")
         return str(code) if code else None
     return None
-
-
-def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0

@@ -33,12 +33,13 @@ from ..config import Price, RunConfig
 from ..errors import AuthError, AwaitingBatch, ProviderError, TransientProviderError
 from ..ledger.store import BatchRequestRow, BatchRow, Ledger, request_hash
 from ..providers.base import ChatRequest, ChatResponse
+from ..providers.openai.answers import ChatAnswer, cut_warning
+from ..providers.tokens import prompt_tokens, text_tokens
 from ..run.gateway import CallGateway
 from ..run.outcome import WaveProgress
 from ..run.scheduler import Halt
 from .backend import BatchBackend, BatchState
 from .lines import (
-    Answer,
     BatchLine,
     Refusal,
     build_lines,
@@ -52,9 +53,6 @@ log = logging.getLogger("report_pipeline.batch")
 # Transient errors while uploading, creating or polling: tries, and the first pause (doubling).
 _TRANSIENT_TRIES = 5
 _TRANSIENT_PAUSE_S = 1.0
-# OpenAI reserves this many tokens a message on top of the characters/4 estimate.
-_CHARS_PER_TOKEN = 4
-_TOKENS_PER_MESSAGE = 4
 
 
 @dataclass
@@ -278,9 +276,7 @@ class BatchExecution:
         price = self._price(request.model)
         if price is None:
             return 0.0
-        prompt = sum(-(-len(str(m.get("content") or "")) // _CHARS_PER_TOKEN) + _TOKENS_PER_MESSAGE
-                     for m in request.messages)
-        return price.cost(prompt, request.max_tokens, batch=True)
+        return price.cost(prompt_tokens(request.messages), request.max_tokens, batch=True)
 
     def _submit(self, lines: Sequence[BatchLine], wave: int, *, attempt: int) -> list[SubmittedBatch]:
         """Upload and create every batch of the wave, recording each step as it happens."""
@@ -417,7 +413,7 @@ class BatchExecution:
             state = batch.state
             if state is None:
                 continue
-            results: dict[str, Answer | Refusal] = {}
+            results: dict[str, ChatAnswer | Refusal] = {}
             for file_id in (state.output_file_id, state.error_file_id):
                 if file_id:
                     results.update(parse_results(self._retry(partial(self._backend.download, file_id))))
@@ -444,7 +440,7 @@ class BatchExecution:
         return again
 
     def _settle(
-        self, request: BatchRequestRow, result: Answer | Refusal, batch: SubmittedBatch, latency: float,
+        self, request: BatchRequestRow, result: ChatAnswer | Refusal, batch: SubmittedBatch, latency: float,
         report: WaveReport,
     ) -> None:
         if isinstance(result, Refusal):
@@ -453,12 +449,19 @@ class BatchExecution:
             self._record(request, batch, None, latency, error=result.message)
             return
         model = result.model or batch.model or ""
+        sent = self._sent(request)
+        if result.cut and sent is not None:
+            log.warning(cut_warning(sent.label or request.custom_id, sent.max_tokens))
+        # a line without usage is counted by the one estimate, as a real-time answer is
+        prompt = result.prompt_tokens if result.prompt_tokens is not None else (
+            prompt_tokens(sent.messages) if sent else 0)
+        completion = result.completion_tokens if result.completion_tokens is not None else text_tokens(result.text)
         price = self._price(batch.model or "") or self._price(model)
-        cost = price.cost(result.prompt_tokens, result.completion_tokens, batch=True) if price else 0.0
-        realtime = price.cost(result.prompt_tokens, result.completion_tokens) if price else 0.0
+        cost = price.cost(prompt, completion, batch=True) if price else 0.0
+        realtime = price.cost(prompt, completion) if price else 0.0
         response = ChatResponse(
-            text=result.text, model=model, prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens, cost_usd=cost, attempts=batch.attempt,
+            text=result.text, model=model, prompt_tokens=prompt,
+            completion_tokens=completion, cost_usd=cost, attempts=batch.attempt,
             latency_s=latency, finish_reason=result.finish_reason,
             extra={"batch_id": batch.batch_id, "realtime_cost_usd": realtime},
         )
@@ -487,9 +490,13 @@ class BatchExecution:
             status="ok" if response else "error", error=error,
         )
 
-    def _messages(self, request: BatchRequestRow) -> Sequence[dict[str, str]]:
+    def _sent(self, request: BatchRequestRow) -> ChatRequest | None:
+        """The request a line was made from (None for a line adopted from an earlier process)."""
         with self._lock:
-            original = self._requests.get(request.request_hash)
+            return self._requests.get(request.request_hash)
+
+    def _messages(self, request: BatchRequestRow) -> Sequence[dict[str, str]]:
+        original = self._sent(request)
         return original.messages if original is not None else ()
 
     def _resubmit(self, again: list[tuple[BatchRequestRow, SubmittedBatch]], report: WaveReport) -> list[SubmittedBatch]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..config import RunConfig
 from .base import ChatRequest, ChatResponse
+from .tokens import prompt_tokens, text_tokens
 
 _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
 _SEPARATOR = re.compile(r"^\s*\|?\s*:?-{2,}")
@@ -27,11 +28,6 @@ _DRAFT = re.compile(r"<draft>(.*?)</draft>", re.S)
 class _Table:
     columns: list[str]
     rows: list[list[str]]
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token: close enough for English and for budgets."""
-    return max(1, (len(text) + 3) // 4)
 
 
 def _parse_tables(text: str) -> list[_Table]:
@@ -117,12 +113,11 @@ class OfflineProvider:
         words = text.split()
         if len(words) > request.max_tokens:
             text = " ".join(words[: request.max_tokens])
-        prompt_text = "".join(m["content"] for m in request.messages)
         return ChatResponse(
             text=text,
             model=request.model or self._model,
-            prompt_tokens=estimate_tokens(prompt_text),
-            completion_tokens=estimate_tokens(text),
+            prompt_tokens=prompt_tokens(request.messages),
+            completion_tokens=text_tokens(text),
             cost_usd=0.0,
             attempts=1,
             latency_s=time.perf_counter() - started,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from ..config import RunConfig
 from ..models import PromptSheet
-from ..providers.offline import estimate_tokens
+from ..providers.tokens import prompt_tokens as estimate_prompt
 from ..workbook.data import DataStore
 from .plan import build_plan, critical_path_rounds
 from .results import ReportStructureManager
 from .runner import TaskRunner
-from .steps import DEFAULT_SYSTEM_PROMPT
 
 _CHECK_ANSWER_TOKENS = 200
 
@@ -32,10 +31,10 @@ def estimate_run(sheet: PromptSheet, config: RunConfig) -> str:
             task = plan.tasks[key]
             placeholders = {ref: f"[text of {ref}, written during the run]" for ref in (*plan.parents[key], *task.depends_on)}
             prompt = runner.render(task, placeholders)
-            system = objective.system_prompt or DEFAULT_SYSTEM_PROMPT
+            first = runner.request_for(task, "generate", config.model, prompt)
             max_out = task.max_tokens or config.max_tokens
             row[0] += 1
-            for model, step, prompt_tokens, out_tokens in _calls(task, objective.mode, config, estimate_tokens(system + prompt), max_out):
+            for model, step, prompt_tokens, out_tokens in _calls(task, objective.mode, config, estimate_prompt(first.messages), max_out):
                 row[1] += 1
                 row[2] += prompt_tokens
                 row[3] += out_tokens

@@ -260,6 +260,10 @@ class TaskRunner:
                 texts[ref] = "\n\n".join(texts[k] for k in keys)
         return texts
 
+    def request_for(self, task: Task, step: str, model: str, user: str) -> ChatRequest:
+        """The call a task's `step` sends with `user` as its prompt (what `--dry-run` prices)."""
+        return self._request(task, step, model, user)
+
     def _request(
         self, task: Task, step: str, model: str, user: str, *, suffix: str = "",
         system: str | None = None, response_format: dict[str, Any] | None = None,

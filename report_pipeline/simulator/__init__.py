@@ -55,8 +55,9 @@ behaviour deterministically, so tests need no sleeps::
     sim:label=NAME        count this call under stats["calls_by_label"][NAME]
     sim:hold=NAME         wait (after admission) until gate NAME is released:
                           ``handle.release("NAME")`` or POST /_sim/release
+    sim:empty=1           answer 200 with empty content (a model that wrote nothing)
 
-Inside batch bodies, status, fail_first, bad_json, verdict and label apply
+Inside batch bodies, status, fail_first, bad_json, verdict, label and empty apply
 (a failing request lands in the error file); latency, retry_after and hold
 do not.
 

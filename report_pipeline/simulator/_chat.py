@@ -51,6 +51,7 @@ class Directives:
     verdict: str = "PASS"
     label: str | None = None
     hold: str | None = None
+    empty: bool = False  # answer 200 with empty content, as a model sometimes does
 
 
 NO_DIRECTIVES = Directives()
@@ -86,6 +87,7 @@ def parse_directives(text: str) -> Directives:
         verdict=values.get("verdict", "PASS"),
         label=values.get("label"),
         hold=values.get("hold"),
+        empty=bool(values.get("empty", 0)),
     )
 
 
@@ -126,6 +128,7 @@ _DIRECTIVE_PARSERS: dict[str, Callable[[str], Any]] = {
     "verdict": _verdict,
     "label": str,
     "hold": str,
+    "empty": _count,
 }
 
 

@@ -393,6 +393,8 @@ class SimulatorServer:
         return self._error(429, message, "rate_limit_exceeded", headers)
 
     def _compose(self, chat: ChatRequest, config: SimulatorConfig) -> Answer:
+        if chat.directives.empty:
+            return Answer("", 0, "stop")
         text = compose_answer(
             model=chat.model,
             prompt=chat.prompt,

@@ -46,7 +46,7 @@ from ...errors import (
     TransientProviderError,
 )
 from ...logs import url_without_credentials
-from ..base import ChatRequest, ChatResponse, message_text
+from ..base import ChatRequest, ChatResponse
 from ..budget import CostMeter
 from ..controls import CallControls
 from ..ratelimit import (
@@ -65,49 +65,30 @@ from ..retry import (
     parse_retry_after,
     should_retry,
 )
+from ..tokens import call_tokens, text_tokens
+from ..tokens import prompt_tokens as estimate_prompt_tokens
+from .answers import (
+    ChatAnswer,
+    NotAnAnswer,
+    cut_warning,
+    read_body,
+    read_message,
+    usage,
+)
 from .client import Endpoint
 
-__all__ = ["OpenAIProvider", "estimate_tokens"]
+__all__ = ["OpenAIProvider"]
 
 log = logging.getLogger("report_pipeline.provider")
 
-# OpenAI's rule of thumb, and the simulator's: tokens ≈ characters / 4, plus
-# a few per message for role and separators.
-_CHARS_PER_TOKEN = 4
-_TOKENS_PER_MESSAGE = 4
 # The chat endpoint, relative to the client's base URL (AzureOpenAI adds the deployment).
 _CHAT_PATH = "/chat/completions"
 # The server message in an exception is cut here: a 400 may echo a whole prompt.
 _MAX_MESSAGE_CHARS = 500
 # How much of an unreadable body a "malformed" message quotes.
 _MAX_EXCERPT_CHARS = 200
-# Why a 200 can come back without text, by finish_reason.
-_NO_TEXT_WHY = {
-    "content_filter": "blocked by the content filter",
-    "tool_calls": "the model asked to call a tool, and this pipeline offers none",
-    "function_call": "the model asked to call a function, and this pipeline offers none",
-}
 
 EventHook = Callable[..., None]
-
-
-def estimate_tokens(request: ChatRequest) -> int:
-    """What one call counts against a tokens-per-minute limit, before it is sent.
-
-    The prompt by the chars/4 rule plus `max_tokens`: OpenAI reserves the
-    completion's maximum against the limit when the call arrives, not what the
-    model ends up writing.
-    """
-    return _prompt_tokens(request) + request.max_tokens
-
-
-def _prompt_tokens(request: ChatRequest) -> int:
-    """The prompt's tokens by the chars/4 rule (what the simulator charges)."""
-    prompt = 0
-    for message in request.messages:
-        content = str(message.get("content") or "")
-        prompt += -(-len(content) // _CHARS_PER_TOKEN) + _TOKENS_PER_MESSAGE
-    return prompt
 
 
 @dataclass(eq=False)
@@ -233,7 +214,7 @@ class OpenAIProvider:
     def complete(self, request: ChatRequest) -> ChatResponse:
         """Make one call with retries; raise ProviderError (or a subclass) or BudgetExceeded."""
         self._raise_if_stopped()
-        tokens = estimate_tokens(request)
+        tokens = call_tokens(request)
         started = self._clock()
         attempt = 0
         while True:
@@ -397,7 +378,7 @@ class OpenAIProvider:
         parts: list[str] = []
         message: dict[str, Any] = {}
         choice: dict[str, Any] = {}
-        usage: object = None
+        usage_seen: object = None
         model: object = None
         try:
             for chunk in stream:
@@ -405,7 +386,7 @@ class OpenAIProvider:
                     raise _Failure("malformed", "malformed response", "a streamed event is not a JSON object")
                 model = chunk.get("model") or model
                 if chunk.get("usage") is not None:
-                    usage = chunk["usage"]
+                    usage_seen = chunk["usage"]
                 for event_choice in chunk.get("choices") or ():
                     if not isinstance(event_choice, dict) or event_choice.get("index", 0) != 0:
                         continue
@@ -426,8 +407,12 @@ class OpenAIProvider:
         except ValueError:  # an event whose data is not JSON
             raise _Failure("malformed", "malformed response", "a streamed event is not JSON") from None
         message["content"] = "".join(parts)
-        data = {"model": model, "usage": usage}
-        return self._answer(data, choice, message, request, response, streamed=True)
+        data = {"model": model, "usage": usage_seen}
+        try:
+            answer = read_message(data, choice, message, max_tokens=request.max_tokens)
+        except NotAnAnswer as why:
+            raise self._refused(why, data, request, response) from None
+        return self._answer(answer, request, response, streamed=True)
 
     def _read_body(self, response: httpx2.Response) -> None:
         """Read a body the SDK left unread, with its errors as the SDK would have reported them."""
@@ -482,74 +467,59 @@ class OpenAIProvider:
         return sorted(ids)
 
     def _read_answer(self, response: httpx2.Response, request: ChatRequest) -> _Answer:
-        """Text, tokens and finish reason from a 2xx body.
+        """Text, tokens and finish reason from a 2xx body (answers.py reads it, as for a batch line).
 
-        Read from the JSON rather than the SDK's model so that thin servers
-        (no `usage`, no `created`, content as parts) still work. A body we cannot
-        read is retried; a readable one without text (a content filter, a
-        reasoning model's thoughts only, a tool call) or with an `error` object
-        (OpenRouter) is not an answer, and saying so beats a task "done" with ''.
-        The checks on the usual answer are a few dict lookups: this path is hot.
+        A body we cannot read is retried; a readable one without text, or with an `error`
+        object, is not an answer (`_refused`).
         """
         try:
             data = _json_body(response)
         except (ValueError, LookupError):  # UnicodeDecodeError is a ValueError
             raise self._malformed(response, "the answer is not JSON") from None
         try:
-            choice = data["choices"][0]
-            message = choice["message"]
-        except (KeyError, IndexError, TypeError, AttributeError):
-            raise self._not_an_answer(response, data) from None
-        return self._answer(data, choice, message, request, response)
+            answer = read_body(data, max_tokens=request.max_tokens)
+        except NotAnAnswer as why:
+            raise self._refused(why, data, request, response) from None
+        return self._answer(answer, request, response)
 
-    def _answer(
-        self,
-        data: Mapping[str, Any],
-        choice: Mapping[str, Any],
-        message: Mapping[str, Any],
-        request: ChatRequest,
-        response: httpx2.Response,
-        *,
-        streamed: bool = False,
-    ) -> _Answer:
-        """Text, tokens and finish reason from the first choice, streamed or not.
+    def _answer(self, answer: ChatAnswer, request: ChatRequest, response: httpx2.Response, *,
+                streamed: bool = False) -> _Answer:
+        """The answer with its tokens counted: the body's usage, else the one estimate (tokens.py).
 
         A stream without usage (servers that ignore `stream_options`, llama.cpp's
         Python server among them) is estimated without the once-a-run warning:
         it says nothing of the plain calls, which are most of them.
         """
-        try:
-            text = message_text(message.get("content"))
-        except (TypeError, AttributeError):
-            raise self._not_an_answer(response, data) from None
-        if not text or text.isspace():
-            self._bill_unanswered(data, request)
-            raise self._no_text(choice, message, request)
-        finish_reason = str(choice.get("finish_reason") or "stop")
-        if finish_reason == "length":
-            log.warning(
-                "%s: the answer was cut at max_tokens=%d (finish_reason length); "
-                "raise max_tokens for the whole text",
-                request.label or request.model, request.max_tokens,
-            )
-        prompt_tokens, completion_tokens = _usage(data)
+        if answer.cut:
+            log.warning(cut_warning(request.label or request.model, request.max_tokens))
+        prompt_tokens, completion_tokens = answer.prompt_tokens, answer.completion_tokens
         if prompt_tokens is None or completion_tokens is None:
             if streamed:
                 log.debug("%s: a streamed answer without usage: its tokens are estimated", request.label or request.model)
             else:
                 self._warn_no_usage()
             if prompt_tokens is None:
-                prompt_tokens = _prompt_tokens(request)
+                prompt_tokens = estimate_prompt_tokens(request.messages)
             if completion_tokens is None:
-                completion_tokens = -(-len(text) // _CHARS_PER_TOKEN)
+                completion_tokens = text_tokens(answer.text)
         return _Answer(
-            text=text,
-            model=str(data.get("model") or request.model),
+            text=answer.text,
+            model=answer.model or request.model,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            finish_reason=finish_reason,
+            finish_reason=answer.finish_reason,
             request_id=response.headers.get("x-request-id"),
         )
+
+    def _refused(self, why: NotAnAnswer, data: Any, request: ChatRequest, response: httpx2.Response) -> Exception:
+        """What a body that is not an answer becomes: a retry, an abort, or a failed task (billed all the same)."""
+        if why.kind == "malformed":
+            return self._malformed(response, why.message)
+        if why.kind == "error":
+            return self._error_in_body(why.error)
+        if why.kind == "no_text":
+            self._bill_unanswered(data, request)
+        return ProviderError(why.message)
 
     def _warn_no_usage(self) -> None:
         """Say once a run, not once a call, that cost and budget rest on an estimate."""
@@ -578,15 +548,6 @@ class OpenAIProvider:
             shown = "empty body"
         return _Failure("malformed", "malformed response", self._scrub(f"{what} ({content_type}; {shown})"))
 
-    def _not_an_answer(self, response: httpx2.Response, data: object) -> Exception:
-        """A JSON body without a first choice's message: an error object, no choices, or junk."""
-        if isinstance(data, dict):
-            if data.get("error") is not None:
-                return self._error_in_body(data["error"])
-            if data.get("choices") == []:
-                return ProviderError("the endpoint returned no text (no choices in the answer)")
-        return self._malformed(response, "the answer is not the JSON expected")
-
     def _error_in_body(self, error: object) -> Exception:
         """An `error` object in a 200 (OpenRouter): retried if its code is 429, 5xx or missing."""
         if isinstance(error, dict):
@@ -601,22 +562,6 @@ class OpenAIProvider:
         if status in (401, 403):
             return self._abort(status, text)
         return ProviderError(f"the endpoint answered 200 with error {code}: {text}")
-
-    def _no_text(self, choice: Mapping[str, Any], message: Mapping[str, Any], request: ChatRequest) -> ProviderError:
-        """Why a 200 carries no text, named by its finish_reason, as a task failure (not retried)."""
-        reason = str(choice.get("finish_reason") or "not given")
-        why = _NO_TEXT_WHY.get(reason)
-        if why is None and message.get("tool_calls"):
-            why = _NO_TEXT_WHY["tool_calls"]
-        if why is None and (message.get("reasoning_content") or message.get("reasoning")):
-            why = ("only reasoning_content came back: the reasoning used up max_tokens="
-                   f"{request.max_tokens}, or the server's reasoning parser kept the answer")
-        if why is None and reason == "length":
-            why = f"max_tokens={request.max_tokens} ran out before any text; raise max_tokens"
-        if why is None and isinstance(message.get("content"), str):
-            return ProviderError(f"the model returned an empty answer (finish_reason {reason})")
-        detail = f": {why}" if why else ""
-        return ProviderError(f"the endpoint returned no text (finish_reason {reason}{detail})")
 
     # -- failures --------------------------------------------------------------
 
@@ -733,7 +678,7 @@ class OpenAIProvider:
     def _bill_unanswered(self, data: Mapping[str, Any], request: ChatRequest) -> None:
         """A 200 without text (a content filter, a reasoning model that used max_tokens up) is still
         billed by the server: its usage counts against max_cost_usd, though the task fails."""
-        prompt_tokens, completion_tokens = _usage(data)
+        prompt_tokens, completion_tokens = usage(data)
         if prompt_tokens or completion_tokens:
             model = str(data.get("model") or request.model)
             self._meter.add(self._cost(request, model, prompt_tokens or 0, completion_tokens or 0))
@@ -781,27 +726,6 @@ def _params(request: ChatRequest) -> dict[str, Any]:
 
 def _is_event_stream(response: httpx2.Response) -> bool:
     return response.headers.get("content-type", "").split(";")[0].strip().lower() == "text/event-stream"
-
-
-def _usage(data: Mapping[str, Any]) -> tuple[int | None, int | None]:
-    """(prompt, completion) tokens from an answer's `usage`; None for each that is missing or odd."""
-    usage = data.get("usage")
-    if not isinstance(usage, dict):
-        return None, None
-    return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
-
-
-def _count(value: object) -> int | None:
-    """A token count from `usage`: an int, or a float or numeric string some servers send; else None."""
-    if type(value) is int:
-        return value if value >= 0 else None
-    if isinstance(value, (float, str)) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return int(number) if 0 <= number < float("inf") else None
-    return None
 
 
 def _status_code(code: object) -> int | None:
