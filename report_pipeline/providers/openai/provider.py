@@ -11,7 +11,7 @@ only the one that got it.
     complete            retries: classify each failure, back off, give up with a typed error
     _attempt            one send: in-flight slot → throttle (cool-down, limits, pace) → budget → HTTP
     _post_chat          the HTTP call: `client.post()`, below the SDK's params transform
-    _classify           an SDK exception → retryable `_Failure` or a final ProviderError
+    _classify           an SDK exception → retryable `Failure` or a final ProviderError
     _read_answer        the JSON body → text, tokens, finish reason (tolerant of thin servers);
                         a 200 without text, or with an `error` object, is not an answer
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -59,7 +58,6 @@ from ..ratelimit import (
     sleep_for,
 )
 from ..retry import (
-    ErrorKind,
     RetryPolicy,
     backoff_delay,
     parse_retry_after,
@@ -76,41 +74,33 @@ from .answers import (
     usage,
 )
 from .client import Endpoint
+from .failures import (
+    CHAT_PATH,
+    MAX_MESSAGE_CHARS,
+    Failure,
+    StreamRefused,
+    cause_text,
+    certificate_rejected,
+    error_code,
+    json_body,
+    malformed,
+    redirect_message,
+    server_message,
+    status_code_of,
+)
+from .listing import model_ids
+from .stopping import StopLatch, auth_failed, unreachable, untrusted
+from .streaming import join_stream
 
 __all__ = ["OpenAIProvider"]
 
 log = logging.getLogger("report_pipeline.provider")
 
-# The chat endpoint, relative to the client's base URL (AzureOpenAI adds the deployment).
-_CHAT_PATH = "/chat/completions"
-# The server message in an exception is cut here: a 400 may echo a whole prompt.
-_MAX_MESSAGE_CHARS = 500
-# How much of an unreadable body a "malformed" message quotes.
-_MAX_EXCERPT_CHARS = 200
 
 EventHook = Callable[..., None]
 
 
-@dataclass(eq=False)
-class _Failure(Exception):
-    """One attempt failed in a way worth retrying."""
-
-    kind: ErrorKind
-    reason: str  # short, for logs and events: "HTTP 503", "timeout", ...
-    message: str  # the server's words (scrubbed)
-    status_code: int | None = None
-    retry_after: float | None = None
-
-    @property
-    def rate_limited(self) -> bool:
-        return self.status_code == 429
-
-
 _Aborted = TypeVar("_Aborted", bound=RunAborted)
-
-
-class _StreamRefused(Exception):
-    """The endpoint answered a streamed call with 400: send it again, unstreamed."""
 
 
 @dataclass(frozen=True)
@@ -173,8 +163,8 @@ class OpenAIProvider:
         self._own_endpoint = endpoint is None
         self._endpoint = endpoint or Endpoint(config)
         self._client = self._endpoint.sdk
-        self._stop_lock = threading.Lock()
-        self._stopped: ProviderError | None = None
+        self._latch = StopLatch()
+        self._warn_lock = threading.Lock()
         self._usage_warned = False  # "no usage, cost estimated" is said once a run
         self._stream_probes = True  # until the endpoint refuses a streamed call (a 400)
 
@@ -209,11 +199,11 @@ class OpenAIProvider:
     @property
     def aborted(self) -> bool:
         """True once an auth failure or an unreachable endpoint has stopped the provider."""
-        return isinstance(self._stopped, RunAborted)
+        return self._latch.aborted
 
     def complete(self, request: ChatRequest) -> ChatResponse:
         """Make one call with retries; raise ProviderError (or a subclass) or BudgetExceeded."""
-        self._raise_if_stopped()
+        self._latch.raise_if_stopped()
         tokens = call_tokens(request)
         started = self._clock()
         attempt = 0
@@ -221,7 +211,7 @@ class OpenAIProvider:
             attempt += 1
             try:
                 answer = self._attempt(request, tokens)
-            except _Failure as failure:
+            except Failure as failure:
                 if attempt > self._policy.max_retries:
                     if failure.kind == "connection" and not self._endpoint.reached:
                         raise self._unreachable(failure, attempt) from None
@@ -243,13 +233,13 @@ class OpenAIProvider:
         either ids or a ProviderError saying what came instead; an empty list is
         an error too, since every later call would fail on the model name.
         """
-        self._raise_if_stopped()
+        self._latch.raise_if_stopped()
         attempt = 0
         while True:
             attempt += 1
             try:
                 return self._models_once()
-            except _Failure as failure:
+            except Failure as failure:
                 if failure.kind == "malformed":  # a login page will not turn into a list
                     raise ProviderError(f"could not list models: {failure.message}") from None
                 if attempt > self._policy.max_retries:
@@ -260,9 +250,7 @@ class OpenAIProvider:
 
     def close(self) -> None:
         """Stop: wake every waiting thread, refuse new calls, close the connection pool."""
-        with self._stop_lock:
-            if self._stopped is None:
-                self._stopped = ProviderError("the provider was closed; no more calls are sent")
+        self._latch.stop(ProviderError("the provider was closed; no more calls are sent"))
         self._throttle.stop()
         if self._own_endpoint:
             self._endpoint.close()
@@ -284,7 +272,7 @@ class OpenAIProvider:
             if ticket.probe and self._stream_probes:
                 try:
                     return self._send_streamed(request, ticket)
-                except _StreamRefused:
+                except StreamRefused:
                     ticket = self._acquire(tokens)
             return self._send(request, ticket)
 
@@ -292,7 +280,7 @@ class OpenAIProvider:
         try:
             return self._throttle.acquire(tokens)
         except Stopped:
-            self._raise_if_stopped()
+            self._latch.raise_if_stopped()
             raise NotSent("the run is stopping: this call was not sent", attempts=0) from None
 
     def _send(self, request: ChatRequest, ticket: Ticket) -> _Answer:
@@ -300,7 +288,7 @@ class OpenAIProvider:
         headers: Mapping[str, str] = {}
         admitted = True
         try:
-            self._raise_if_stopped()
+            self._latch.raise_if_stopped()
             self._meter.check()
             try:
                 response = self._post_chat(request)
@@ -328,17 +316,17 @@ class OpenAIProvider:
         make the same answer as unstreamed. An endpoint that refuses the stream
         (a 400 or 422 naming it, e.g. an older API version without
         `stream_options`) is asked unstreamed, now and for the rest of the run
-        (`_StreamRefused`); one that ignores it is read as a plain answer.
+        (`StreamRefused`); one that ignores it is read as a plain answer.
         """
         headers: Mapping[str, str] = {}
         admitted, observed = True, False
         try:
-            self._raise_if_stopped()
+            self._latch.raise_if_stopped()
             self._meter.check()
             try:
                 stream = self._client.post(
-                    _CHAT_PATH,
-                    body={**_params(request), "stream": True, "stream_options": {"include_usage": True}},
+                    CHAT_PATH,
+                    body={**request.sampling(), "stream": True, "stream_options": {"include_usage": True}},
                     cast_to=object,
                     stream=True,
                     stream_cls=openai.Stream[object],
@@ -347,12 +335,12 @@ class OpenAIProvider:
             except openai.APIStatusError as error:
                 headers = error.response.headers
                 admitted = error.status_code != 429
-                message = self._scrub(_server_message(error))
+                message = self._scrub(server_message(error))
                 if error.status_code in (400, 422) and "stream" in message.lower():
                     self._stream_probes = False
                     log.info("%s: the endpoint refused a streamed call (%s); calls go unstreamed",
-                             self.name, message[:_MAX_MESSAGE_CHARS])
-                    raise _StreamRefused from None
+                             self.name, message[:MAX_MESSAGE_CHARS])
+                    raise StreamRefused from None
                 raise self._classify(error) from None
             except openai.APIError as error:
                 raise self._classify(error) from None
@@ -369,45 +357,16 @@ class OpenAIProvider:
                 self._throttle.observe(headers, ticket, admitted=admitted)
 
     def _read_stream(self, stream: openai.Stream[object], request: ChatRequest) -> _Answer:
-        """The answer from a stream's `chat.completion.chunk` events: text, finish reason, usage.
-
-        The first choice's deltas are joined into one message, which then goes
-        through the same checks as an unstreamed answer's (`_answer`).
-        """
+        """The answer from a stream's events (streaming.py joins them), read as an unstreamed one is."""
         response = stream.response
-        parts: list[str] = []
-        message: dict[str, Any] = {}
-        choice: dict[str, Any] = {}
-        usage_seen: object = None
-        model: object = None
         try:
-            for chunk in stream:
-                if not isinstance(chunk, dict):
-                    raise _Failure("malformed", "malformed response", "a streamed event is not a JSON object")
-                model = chunk.get("model") or model
-                if chunk.get("usage") is not None:
-                    usage_seen = chunk["usage"]
-                for event_choice in chunk.get("choices") or ():
-                    if not isinstance(event_choice, dict) or event_choice.get("index", 0) != 0:
-                        continue
-                    delta = event_choice.get("delta")
-                    if isinstance(delta, dict):
-                        content = delta.get("content")
-                        if isinstance(content, str):
-                            parts.append(content)
-                        for name in ("tool_calls", "reasoning_content", "reasoning", "refusal"):
-                            if delta.get(name):
-                                message[name] = delta[name]
-                    if event_choice.get("finish_reason"):
-                        choice["finish_reason"] = event_choice["finish_reason"]
+            data, choice, message = join_stream(stream)
         except (openai.APIStatusError, openai.APIConnectionError) as error:  # timeouts are connection errors
             raise self._classify(error) from None
         except openai.APIError as error:  # an `error` event mid-stream (the SDK raises it)
             raise self._error_in_body(error.body if error.body is not None else error.message) from None
         except ValueError:  # an event whose data is not JSON
-            raise _Failure("malformed", "malformed response", "a streamed event is not JSON") from None
-        message["content"] = "".join(parts)
-        data = {"model": model, "usage": usage_seen}
+            raise Failure("malformed", "malformed response", "a streamed event is not JSON") from None
         try:
             answer = read_message(data, choice, message, max_tokens=request.max_tokens)
         except NotAnAnswer as why:
@@ -438,14 +397,14 @@ class OpenAIProvider:
         which `_read_answer` parses, as it did the raw response before.
         """
         return self._client.post(
-            _CHAT_PATH,
-            body=_params(request),
+            CHAT_PATH,
+            body=request.sampling(),
             cast_to=httpx2.Response,
             options={"security": {"bearer_auth": True}},  # what create() asks for
         )
 
     def _models_once(self) -> list[str]:
-        """GET /models once: the ids, a retryable `_Failure`, or a final ProviderError."""
+        """GET /models once: the ids, a retryable `Failure`, or a final ProviderError."""
         try:
             response = self._client.get(
                 "/models", cast_to=httpx2.Response, options={"security": {"bearer_auth": True}}
@@ -453,18 +412,13 @@ class OpenAIProvider:
         except openai.APIError as error:
             raise self._classify(error) from None
         try:
-            data = _json_body(response)
+            data = json_body(response)
         except (ValueError, LookupError):
-            raise self._malformed(response, "the model list is not JSON") from None
-        entries = _model_entries(data)
-        if entries == []:
-            raise ProviderError("the endpoint lists no models: check base_url, or pull or deploy a model")
-        if not isinstance(entries, list):
-            raise self._malformed(response, 'the model list is not the JSON expected ({"data": [{"id": ...}]})')
-        ids = {_model_id(entry) for entry in entries} - {""}
-        if not ids:
-            raise self._malformed(response, "the model list names no model ids")
-        return sorted(ids)
+            raise malformed(response, "the model list is not JSON", self._scrub) from None
+        try:
+            return model_ids(data)
+        except ValueError as unreadable:
+            raise malformed(response, str(unreadable), self._scrub) from None
 
     def _read_answer(self, response: httpx2.Response, request: ChatRequest) -> _Answer:
         """Text, tokens and finish reason from a 2xx body (answers.py reads it, as for a batch line).
@@ -473,9 +427,9 @@ class OpenAIProvider:
         object, is not an answer (`_refused`).
         """
         try:
-            data = _json_body(response)
+            data = json_body(response)
         except (ValueError, LookupError):  # UnicodeDecodeError is a ValueError
-            raise self._malformed(response, "the answer is not JSON") from None
+            raise malformed(response, "the answer is not JSON", self._scrub) from None
         try:
             answer = read_body(data, max_tokens=request.max_tokens)
         except NotAnAnswer as why:
@@ -514,7 +468,7 @@ class OpenAIProvider:
     def _refused(self, why: NotAnAnswer, data: Any, request: ChatRequest, response: httpx2.Response) -> Exception:
         """What a body that is not an answer becomes: a retry, an abort, or a failed task (billed all the same)."""
         if why.kind == "malformed":
-            return self._malformed(response, why.message)
+            return malformed(response, why.message, self._scrub)
         if why.kind == "error":
             return self._error_in_body(why.error)
         if why.kind == "no_text":
@@ -525,7 +479,7 @@ class OpenAIProvider:
         """Say once a run, not once a call, that cost and budget rest on an estimate."""
         if self._usage_warned:
             return
-        with self._stop_lock:
+        with self._warn_lock:
             if self._usage_warned:
                 return
             self._usage_warned = True
@@ -537,93 +491,66 @@ class OpenAIProvider:
 
     # -- answers that are not answers ---------------------------------------------
 
-    def _malformed(self, response: httpx2.Response, what: str) -> _Failure:
-        """A body we cannot read, described by what came back: its content type and its start."""
-        content_type = response.headers.get("content-type") or "no content-type"
-        body = response.content
-        if body:
-            excerpt = body[: _MAX_EXCERPT_CHARS * 4].decode(response.charset_encoding or "utf-8", "replace")
-            shown = f"body starts {excerpt[:_MAX_EXCERPT_CHARS]!r}"
-        else:
-            shown = "empty body"
-        return _Failure("malformed", "malformed response", self._scrub(f"{what} ({content_type}; {shown})"))
-
     def _error_in_body(self, error: object) -> Exception:
         """An `error` object in a 200 (OpenRouter): retried if its code is 429, 5xx or missing."""
         if isinstance(error, dict):
             message, code = error.get("message") or json.dumps(error), error.get("code")
         else:
             message, code = error, None
-        text = self._scrub(str(message))[:_MAX_MESSAGE_CHARS]
-        status = _status_code(code)
+        text = self._scrub(str(message))[:MAX_MESSAGE_CHARS]
+        status = status_code_of(code)
         if code is None or (status is not None and should_retry(status, "status")):
             reason = "an error in a 200 answer" if code is None else f"error {code} in a 200 answer"
-            return _Failure("status", reason, text, 429 if status == 429 else None)
+            return Failure("status", reason, text, 429 if status == 429 else None)
         if status in (401, 403):
             return self._abort(status, text)
         return ProviderError(f"the endpoint answered 200 with error {code}: {text}")
 
     # -- failures --------------------------------------------------------------
 
-    def _classify(self, error: openai.APIError) -> _Failure:
-        """Turn an SDK error into a retryable `_Failure`, or raise the final ProviderError."""
+    def _classify(self, error: openai.APIError) -> Failure:
+        """Turn an SDK error into a retryable `Failure`, or raise the final ProviderError."""
         if isinstance(error, openai.APIStatusError):
             self._endpoint.mark_reached()
             status = error.status_code
-            message = self._scrub(_server_message(error))
+            message = self._scrub(server_message(error))
             if isinstance(error, (openai.AuthenticationError, openai.PermissionDeniedError)):
                 raise self._abort(status, message)
             if 300 <= status < 400:
-                raise ProviderError(_redirect_message(error.response), status_code=status)
-            if status == 429 and _error_code(error) == "insufficient_quota":
+                raise ProviderError(redirect_message(error.response), status_code=status)
+            if status == 429 and error_code(error) == "insufficient_quota":
                 raise self._abort(status, message, quota=True)
             if not should_retry(status, "status"):
                 raise ProviderError(message, status_code=status)
             retry_after = parse_retry_after(error.response.headers, self._wall_clock())
-            return _Failure("status", f"HTTP {status}", message, status, retry_after)
+            return Failure("status", f"HTTP {status}", message, status, retry_after)
         if isinstance(error, openai.APITimeoutError):
             limit = self._config.request_timeout_s
-            return _Failure("timeout", "timeout", f"no answer within request_timeout_s={limit:g}")
+            return Failure("timeout", "timeout", f"no answer within request_timeout_s={limit:g}")
         if isinstance(error, openai.APIConnectionError):
-            if _certificate_rejected(error):
+            if certificate_rejected(error):
                 raise self._untrusted(error)
-            return _Failure("connection", "connection error", self._scrub(_cause_text(error)))
+            return Failure("connection", "connection error", self._scrub(cause_text(error)))
         if isinstance(error, openai.APIResponseValidationError):
-            return _Failure("malformed", "malformed response", self._scrub(error.message))
+            return Failure("malformed", "malformed response", self._scrub(error.message))
         raise ProviderError(self._scrub(f"{type(error).__name__}: {error}"))
 
     def _abort(self, status: int, message: str, *, quota: bool = False) -> AuthError:
-        """Stop every thread: the key is wrong, lacks access or has no quota left."""
-        env = self._config.api_key_env
-        if quota:
-            advice = "the account has no quota left: check the plan and billing, then re-run"
-        else:
-            advice = f"check the key in ${env} and that it may use model {self._config.model!r}"
-        error = AuthError(self._scrub(f"{message} — {advice}; the run stops"), status_code=status)
+        """Stop every thread: the key is wrong, lacks access or has no quota left (`message` is scrubbed)."""
+        error = auth_failed(message, status, key_env=self._config.api_key_env, model=self._config.model, quota=quota)
         return self._stop_every_call(error, f"HTTP {status}")
 
-    def _unreachable(self, failure: _Failure, attempts: int) -> EndpointUnreachable:
+    def _unreachable(self, failure: Failure, attempts: int) -> EndpointUnreachable:
         """Stop every thread: no attempt has reached the endpoint, and this call has tried them all."""
-        error = EndpointUnreachable(self._scrub(
-            f"no HTTP answer from {self._shown_url()} in {attempts} attempts "
-            f"({failure.message}), nor to any other call of this run: check base_url (scheme, host, port) "
-            "and that the server is running; the run stops"
-        ), attempts=attempts)
-        return self._stop_every_call(error, "the endpoint cannot be reached")
+        return self._stop_every_call(unreachable(self._shown_url(), failure.message, attempts),
+                                     "the endpoint cannot be reached")
 
     def _untrusted(self, error: openai.APIConnectionError) -> EndpointUnreachable:
-        """Stop every thread at once: a certificate that is not trusted now will not be in a minute."""
-        stopped = EndpointUnreachable(self._scrub(
-            f"{self._shown_url()}: the server's TLS certificate is not trusted ({_cause_text(error)}); "
-            "if your organisation signs it, set SSL_CERT_FILE to the CA's certificate (a PEM file) "
-            "and run again; the run stops"
-        ))
-        return self._stop_every_call(stopped, "TLS certificate not trusted")
+        """Stop every thread at once: the certificate will not be trusted in a minute either."""
+        return self._stop_every_call(untrusted(self._shown_url(), self._scrub(cause_text(error))), "TLS certificate not trusted")
 
     def _stop_every_call(self, error: _Aborted, why: str) -> _Aborted:
-        with self._stop_lock:
-            if self._stopped is None:
-                self._stopped = error
+        self._latch.stop(error)
         log.error("%s: %s, stopping every call", self.name, why)
         self._throttle.stop()
         return error
@@ -631,15 +558,7 @@ class OpenAIProvider:
     def _shown_url(self) -> str:
         return url_without_credentials(self._config.base_url or str(self._client.base_url)) or ""
 
-    def _raise_if_stopped(self) -> None:
-        stopped = self._stopped
-        if stopped is None:
-            return
-        if isinstance(stopped, RunAborted):
-            raise type(stopped)(stopped.message, status_code=stopped.status_code, attempts=0)
-        raise ProviderError(stopped.message, attempts=0)
-
-    def _back_off(self, label: str, shown: str, failure: _Failure, attempt: int) -> None:
+    def _back_off(self, label: str, shown: str, failure: Failure, attempt: int) -> None:
         """Wait before the next attempt: a 429 holds every thread, anything else only this one.
 
         `label` goes to the retry event (the task's, possibly ''), `shown` to the log line.
@@ -657,9 +576,9 @@ class OpenAIProvider:
                 sleep_for(delay, self._clock, self._sleeper)
             except Stopped:
                 pass  # stopped meanwhile: said just below
-        self._raise_if_stopped()
+        self._latch.raise_if_stopped()
 
-    def _gave_up(self, failure: _Failure, attempts: int) -> ProviderError:
+    def _gave_up(self, failure: Failure, attempts: int) -> ProviderError:
         what = f"{failure.reason} after {attempts} attempts: {failure.message}"
         if failure.rate_limited:
             return RateLimited(
@@ -711,124 +630,5 @@ class OpenAIProvider:
         return self._endpoint.scrub(text)
 
 
-def _params(request: ChatRequest) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "model": request.model,
-        "messages": [dict(m) for m in request.messages],
-        "temperature": request.temperature,
-        # Always sent: llama.cpp without it writes until the context is full.
-        "max_tokens": request.max_tokens,
-    }
-    if request.response_format is not None:
-        params["response_format"] = request.response_format
-    return params
-
-
 def _is_event_stream(response: httpx2.Response) -> bool:
     return response.headers.get("content-type", "").split(";")[0].strip().lower() == "text/event-stream"
-
-
-def _status_code(code: object) -> int | None:
-    """An HTTP-like status from an error object's `code` (502 or "502"), else None."""
-    if type(code) is int:
-        return code
-    if isinstance(code, str) and code.isdigit():
-        return int(code)
-    return None
-
-
-def _model_entries(data: object) -> object:
-    """The list in a model listing: OpenAI's `data`, Ollama's `models`; `{"object": "list"}` alone is empty."""
-    if not isinstance(data, dict):
-        return None
-    if "data" in data:
-        return data["data"]
-    if "models" in data:
-        return data["models"]
-    return [] if data.get("object") == "list" else None
-
-
-def _model_id(entry: object) -> str:
-    """A model's id in a listing: OpenAI's `id`, or Ollama's `name`; '' when neither."""
-    if isinstance(entry, dict):
-        return str(entry.get("id") or entry.get("name") or "")
-    return entry if isinstance(entry, str) else ""
-
-
-def _json_body(response: httpx2.Response) -> Any:
-    """The body as JSON, in the charset its content type names.
-
-    `json.loads(bytes)` assumes UTF-8 (or 16/32), so the common case costs no
-    header parsing; only a body that is not UTF-8 is decoded by its charset
-    (a server answering `application/json; charset=iso-8859-1`).
-    """
-    content = response.content
-    try:
-        return json.loads(content)
-    except UnicodeDecodeError:
-        charset = response.charset_encoding
-        if not charset:
-            raise
-        return json.loads(content.decode(charset))
-
-
-def _redirect_message(response: httpx2.Response) -> str:
-    """Where a 3xx points, and the base_url that would reach it directly."""
-    location = response.headers.get("location")
-    if not location:
-        return "the endpoint answered with a redirect but no Location: check base_url"
-    target = str(response.url.join(location))
-    base = target.split("?", 1)[0]
-    for path in (_CHAT_PATH, "/models"):
-        if base.endswith(path):
-            return f"the endpoint redirected to {target}: set base_url to {base[: -len(path)]}"
-    return f"the endpoint redirected to {target}: set base_url to it"
-
-
-def _server_message(error: openai.APIStatusError) -> str:
-    """The server's own words: `error.message` in the OpenAI shape, `detail` in FastAPI's, else the body."""
-    body = error.body
-    text: object = None
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict):
-            text = inner.get("message") or inner.get("detail")
-        elif isinstance(inner, str):
-            text = inner
-        text = text or body.get("detail")
-    elif isinstance(body, str) and body.strip():
-        text = body.strip()
-    message = str(text) if text else f"{error.response.reason_phrase or 'error'} (no message from the server)"
-    if len(message) > _MAX_MESSAGE_CHARS:
-        message = message[:_MAX_MESSAGE_CHARS] + "…"
-    return message
-
-
-def _error_code(error: openai.APIStatusError) -> str | None:
-    body = error.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("code") is not None:
-            return str(inner.get("code"))
-    return error.code
-
-
-def _certificate_rejected(error: BaseException) -> bool:
-    """Whether an SSL certificate check is among the causes of `error` (the SDK wraps httpx2's, which wraps ssl's)."""
-    seen: BaseException | None = error
-    for _ in range(10):  # a chain, not a cycle
-        if seen is None:
-            return False
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _cause_text(error: openai.APIError) -> str:
-    """Why a connection failed, from the transport error the SDK wrapped."""
-    cause = error.__cause__
-    if cause is None:
-        return error.message
-    detail = str(cause) or type(cause).__name__
-    return f"{type(cause).__name__}: {detail}"

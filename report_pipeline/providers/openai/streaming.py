@@ -1,0 +1,49 @@
+"""A streamed answer's `chat.completion.chunk` events joined into one message, as an unstreamed body has it.
+
+The first choice's deltas are joined; the message then goes through the same reader as
+an unstreamed answer's (answers.py), so a stream and a plain body make the same answer.
+Errors raised by the SDK while iterating (a dropped connection, an `error` event) pass
+through to the provider, which classifies them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .failures import Failure
+
+__all__ = ["join_stream"]
+
+# Delta fields kept (not joined) because they explain an answer without text.
+_KEPT = ("tool_calls", "reasoning_content", "reasoning", "refusal")
+
+
+def join_stream(chunks: Iterable[object]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(data, choice, message) from the events: `data` has the model and the last usage seen."""
+    parts: list[str] = []
+    message: dict[str, Any] = {}
+    choice: dict[str, Any] = {}
+    usage: object = None
+    model: object = None
+    for chunk in chunks:
+        if not isinstance(chunk, dict):
+            raise Failure("malformed", "malformed response", "a streamed event is not a JSON object")
+        model = chunk.get("model") or model
+        if chunk.get("usage") is not None:
+            usage = chunk["usage"]
+        for event_choice in chunk.get("choices") or ():
+            if not isinstance(event_choice, dict) or event_choice.get("index", 0) != 0:
+                continue
+            delta = event_choice.get("delta")
+            if isinstance(delta, dict):
+                content = delta.get("content")
+                if isinstance(content, str):
+                    parts.append(content)
+                for name in _KEPT:
+                    if delta.get(name):
+                        message[name] = delta[name]
+            if event_choice.get("finish_reason"):
+                choice["finish_reason"] = event_choice["finish_reason"]
+    message["content"] = "".join(parts)
+    return {"model": model, "usage": usage}, choice, message
