@@ -11,11 +11,9 @@ import functools
 import json
 import logging
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,9 +31,9 @@ from .errors import (
     OutputError,
 )
 from .ledger.runlock import RunLock
-from .ledger.store import Ledger, TaskRow, config_hash, sheet_hash
+from .ledger.store import Ledger, config_hash, sheet_hash
 from .logs import redact, run_log
-from .models import CallRecord, Objective, PromptSheet, ReportView, Task, TaskResult
+from .models import Objective, PromptSheet, Task, TaskResult
 from .providers import Provider
 from .providers.controls import CallControls
 from .providers.factory import make_provider, open_endpoint
@@ -44,6 +42,7 @@ from .run.gateway import CallGateway
 from .run.outcome import RunObserver, RunResult
 from .run.plan import build_plan
 from .run.results import ReportStructureManager
+from .run.resume import check_resumable, reopen_run
 from .run.runner import TaskRunner
 from .run.scheduler import Halt, Scheduler, SchedulerHooks, make_executors
 from .version import __version__
@@ -53,30 +52,22 @@ from .writers import (
     ResultsCsvAppender,
     atomic_write_text,
     objective_csv_name,
-    write_docx,
-    write_markdown,
     write_objective_csv,
 )
-from .writers.attachments import build_attachments
-from .writers.figures.chart_drawing import ChartSpec, draw_chart_png
+from .writers.figures.chart_drawing import ChartSpec
 from .writers.figures.charts import ChartRenderer
+from .writers.figures.drawing import draw_chart, start_drawer
 from .writers.figures.drawing_process import (
     DrawingProcess,
-    DrawingProcessError,
-    TimelineJob,
-    WorkbookJob,
-    start_drawing_process,
 )
-from .writers.figures.timeline import draw_timeline_png, timeline_data
-from .writers.xlsx_out import save_workbook_tables, workbook_tables
+from .writers.reports import write_reports
+from .writers.runjson import ChapterFile, RunFacts, build_manifest
 
 log = logging.getLogger("report_pipeline.pipeline")
 
 # Rate limits learned by a run serve the runs of the next two weeks (a weekly report's next
 # run included); older, they are learned again with the probe.
 LIMITS_MEMORY_S = 14 * 86_400.0
-# Loaded once matplotlib has drawn a data chart in this process.
-_MATPLOTLIB = "matplotlib.figure"
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -150,7 +141,7 @@ class ReportGenerationPipeline:
     def _run(self) -> RunResult:
         secrets_to_hide = self.secrets
         if self.resume:
-            self._check_resumable()
+            check_resumable(self.config, self.run_id, self.run_dir)
         lock = RunLock(Path(self.config.output_dir), self.run_id)
         try:
             lock.acquire()
@@ -192,61 +183,17 @@ class ReportGenerationPipeline:
             "pass --output a folder this user can create and write"
         )
 
-    def _check_resumable(self) -> None:
-        """--resume needs an earlier run's folder and ledger: said before anything is created."""
-        if not self.config.ledger:
-            raise ConfigError(
-                f"--resume {self.run_id}: resuming reads the run's finished tasks from the ledger, which this "
-                "config turns off (ledger: false); set ledger: true, or run without --resume"
-            )
-        if not Path(self.config.resolved_ledger_path).is_file():
-            raise self._no_such_run("no ledger there")
-        if not self.run_dir.is_dir():
-            raise self._no_such_run("no such run folder there")
-
-    def _no_such_run(self, why: str) -> ConfigError:
-        return ConfigError(
-            f"--resume {self.run_id}: no such run under {self.config.output_dir} ({why}): see "
-            f"`report-pipeline runs --output {self.config.output_dir}`, and pass the same --output"
-        )
-
     def _prepare_run_dir(self, ledger: Ledger | None) -> dict[str, TaskResult]:
         """A new run gets a new folder; a resumed one reuses its folder and the tasks it finished."""
         if not self.resume:
             self.run_dir.mkdir(parents=True, exist_ok=False)
             (self.run_dir / "objectives").mkdir()
             return {}
-        known = ledger.run(self.run_id) if ledger is not None else None
-        if known is None:  # the ledger and the run folder: _check_resumable, before the lock
-            raise self._no_such_run("the ledger does not know it")
-        if known.sheet_hash and known.sheet_hash != self._sheet_digest:
-            raise ConfigError(
-                f"--resume {self.run_id}: the workbook {self.sheet.path} changed since that run started, so "
-                "its finished tasks may no longer match their rows. Run it without --resume: a new run "
-                "reuses every unchanged call from the ledger and pays only for what changed"
-            )
-        if known.status == "done":
-            log.info("run %s had already finished; resuming rewrites its outputs", self.run_id)
-        (self.run_dir / "objectives").mkdir(exist_ok=True)
-        for leftover in self.run_dir.rglob(".*.tmp"):  # a write cut short by the crash: never a real file
-            leftover.unlink(missing_ok=True)
-        (self.run_dir / "results.csv").unlink(missing_ok=True)  # rewritten whole, restored rows first
-        assert ledger is not None
-        paid = ledger.paid_usd(self.run_id)
-        if paid > 0:
-            self.controls.meter.add(paid)  # max_cost_usd caps the run, not each attempt at it
-            log.info("run %s had spent $%.4f before it stopped; max_cost_usd counts it", self.run_id, paid)
-        finished = ledger.completed_tasks(self.run_id)
-        return {key: restore_result(row) for key, row in finished.items()
-                if key in self.plan.tasks and self._same_model(key, row)}
-
-    def _same_model(self, key: str, row: TaskRow) -> bool:
-        """A finished task is reused only if it ran on the model it would run on now (`--model` on resume)."""
-        models = self.plan.tasks[key].model or (self.config.model,)
-        if len(models) > 1 or row.model in (None, "", models[0]):
-            return True
-        log.info("task %s ran on %s, this run asks %s: it runs again", key, row.model, models[0])
-        return False
+        assert ledger is not None  # check_resumable refused a run without one
+        return reopen_run(
+            ledger, config=self.config, run_id=self.run_id, run_dir=self.run_dir, plan=self.plan,
+            sheet_path=self.sheet.path, sheet_digest=self._sheet_digest, meter=self.controls.meter,
+        )
 
     def _run_with(self, ledger: Ledger | None, restored: dict[str, TaskResult], secrets_to_hide: list[str]) -> RunResult:
         try:
@@ -286,7 +233,7 @@ class ReportGenerationPipeline:
                 self._recall_limits(ledger)
             self.observer.run_started(self.plan, self.run_dir)
             charts = self._chart_names()
-            drawer = self._drawer = self._drawer or (_start_drawing_process() if charts else None)
+            drawer = self._drawer = self._drawer or (start_drawer() if charts else None)
             prefetch = self._start_charts(charts)
             try:
                 with ResourceMonitor(rss_warn_mb=self.config.rss_warn_mb) as monitor:
@@ -440,50 +387,7 @@ class ReportGenerationPipeline:
             ledger.remember_limits(self.provider.name, self.config.base_url, limits)
 
     def _draw_chart(self, path: Path, spec: ChartSpec) -> None:
-        """A data chart: by the drawing process while it works, else in this process."""
-        drawer = self._drawer
-        if drawer is not None and drawer.broken is None:
-            try:
-                drawer.draw_chart(path, spec)
-                return
-            except DrawingProcessError as error:
-                log.warning("%s; drawing chart %s in this process", error, path.name)
-        draw_chart_png(path, spec)
-
-    def _write_reports(
-        self, view: ReportView, outputs: dict[str, Path], results: Sequence[TaskResult], drawer: DrawingProcess | None
-    ) -> None:
-        """report.md and .docx here; timeline.png and report.xlsx meanwhile on the other core.
-
-        The drawing child saves the workbook and draws the timeline while this process
-        writes the documents; without one (or for what it fails), this process does it,
-        the timeline on a thread: most of it is the PNG's encoding, which releases the GIL.
-        """
-        jobs = {
-            "timeline": TimelineJob(
-                outputs["timeline_png"], timeline_data(results), f"{self.config.project_name}: run {self.run_id}",
-                {o.objective_id: o.title for o in self.plan.objectives},
-            ),
-            "xlsx": WorkbookJob(outputs["report_xlsx"], workbook_tables(view)),
-        }
-        drawing = drawer if drawer is not None and _use_drawer(drawer) else None
-        todo = frozenset(jobs)
-        if drawing is not None:
-            send = functools.partial(drawing.send_reports, timeline=jobs["timeline"], workbook=jobs["xlsx"])
-            todo = _child_failed(send, list(jobs))
-        with ThreadPoolExecutor(1, thread_name_prefix="timeline") as here:
-            timeline = here.submit(_write_timeline, jobs["timeline"]) if "timeline" in todo else None
-            done_tasks = [self.plan.tasks[r.key] for r in view.all_results() if r.status == "done"]
-            attachments = build_attachments(done_tasks, self.data, self.run_dir, charts=self._charts)
-            write_markdown(outputs["report_md"], view, attachments=attachments)
-            write_docx(outputs["report_docx"], view, attachments=attachments)
-            if "xlsx" in todo:
-                _save_workbook(jobs["xlsx"])
-            if timeline is not None:
-                timeline.result()
-        if drawing is not None and not todo:
-            for kind in sorted(_child_failed(drawing.wait, list(jobs))):
-                _FALLBACKS[kind](jobs[kind])
+        draw_chart(self._drawer, path, spec)
 
     def _chart_names(self) -> list[str]:
         """The data sources whose chart this run's tasks attach."""
@@ -503,6 +407,18 @@ class ReportGenerationPipeline:
         thread = threading.Thread(target=draw, name="charts", daemon=True)
         thread.start()
         return thread
+
+    def _facts(self, run: RunResult, *, started: float, finished: float, halt: Halt | None,
+               resources: dict[str, Any]) -> RunFacts:
+        return RunFacts(
+            version=__version__, run_id=run.run_id, status=run.status, exit_code=run.exit_code,
+            halt_reason=halt.message if halt else None, sheet=str(self.sheet.path), started=started,
+            finished=finished, duration_s=run.duration_s, counts=run.counts, prompt_tokens=run.prompt_tokens,
+            completion_tokens=run.completion_tokens, cost_usd=run.cost_usd, execution=self.config.execution,
+            batch=self.batch_summary(), provider=self.provider.name, model=self.config.model,
+            resources=resources, outputs={k: Path(v).name for k, v in run.outputs.items()},
+            config=self.config.redacted(),
+        )
 
     def batch_summary(self) -> dict[str, Any] | None:
         """run.json's `batch`: the waves and the saving against real-time prices (None in realtime)."""
@@ -571,7 +487,13 @@ class ReportGenerationPipeline:
             "run_log": self.run_dir / "run.log",
             "timeline_png": self.run_dir / "timeline.png",
         }
-        self._write_reports(view, outputs, results, drawer)
+        write_reports(
+            view, outputs, results=results,
+            done_tasks=[self.plan.tasks[r.key] for r in view.all_results() if r.status == "done"],
+            data=self.data, charts=self._charts, drawer=drawer,
+            timeline_title=f"{self.config.project_name}: run {self.run_id}",
+            objective_titles={o.objective_id: o.title for o in self.plan.objectives},
+        )
         finished = time.time()  # the run's duration includes writing its reports
         run = RunResult(
             run_id=self.run_id,
@@ -586,75 +508,12 @@ class ReportGenerationPipeline:
             results=tuple(results),
             outputs={k: str(v) for k, v in outputs.items()},
         )
-        manifest = build_manifest(run, self, started=started, finished=finished, halt=halt, resources=resources)
+        manifest = build_manifest(
+            self._facts(run, started=started, finished=finished, halt=halt, resources=resources), run.results,
+            [ChapterFile(o.objective_id, o.title, self.chapter_csv(o).as_posix()) for o in self.plan.objectives],
+        )
         atomic_write_text(outputs["run_json"], json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         return run
-
-
-def _write_timeline(job: TimelineJob) -> None:
-    draw_timeline_png(job.path, job.bars, title=job.title, objective_titles=job.objective_titles)
-
-
-def _save_workbook(job: WorkbookJob) -> None:
-    save_workbook_tables(job.path, job.tables)
-
-
-_FALLBACKS: dict[str, Callable[[Any], None]] = {"timeline": _write_timeline, "xlsx": _save_workbook}
-
-
-def _start_drawing_process() -> DrawingProcess | None:
-    """The child that draws a run's data charts (drawing_process.py); None draws them here.
-
-    Started by the run only when it has charts (the CLI starts one for every run, before
-    its own imports), and not when this process has matplotlib loaded already (a second
-    run in one process, the tests): drawing here then costs only the drawing, less than
-    a new process's import.
-    """
-    if _MATPLOTLIB in sys.modules:
-        return None
-    try:
-        return start_drawing_process(charts=True)
-    except OSError as error:
-        log.debug("drawing process not started (%s): drawing charts and timeline.png in this process", error)
-        return None
-
-
-def _use_drawer(drawer: DrawingProcess) -> bool:
-    """At the run's end: the child, unless it broke (then it is stopped and this process draws).
-
-    Warm or still starting, it is further along than this process, whose GIL the timeline
-    would hold while report.md, .docx and .xlsx are written."""
-    if drawer.broken is None:
-        return True
-    drawer.close()
-    return False
-
-
-def _child_failed(step: Callable[[], None], asked: Sequence[str]) -> frozenset[str]:
-    """One step with the drawing child (send, wait): what of `asked` it did not do, said in the log."""
-    try:
-        step()
-    except DrawingProcessError as error:
-        failed = frozenset(asked) if error.failed is None else error.failed & frozenset(asked)
-        names = {"timeline": "timeline.png", "xlsx": "report.xlsx"}
-        log.warning("%s; writing %s in this process", error, " and ".join(names.get(k, k) for k in sorted(failed)))
-        return failed
-    return frozenset()
-
-
-def restore_result(row: TaskRow) -> TaskResult:
-    """A task finished before the interruption, exactly as that run recorded it (cost included:
-    it was paid in this run), so a resumed run's outputs match an uninterrupted one's."""
-    record = CallRecord(
-        step="resumed", model=row.model, prompt_tokens=row.prompt_tokens,
-        completion_tokens=row.completion_tokens, cost_usd=row.cost_usd, attempts=row.attempts,
-    )
-    return TaskResult(
-        objective_id=row.objective_id, task_id=row.task_id, title=row.title, status="done",
-        error=row.error, text=row.text, model=row.model, steps=row.steps, calls=(record,),
-        started_at=row.started_at or 0.0, finished_at=row.finished_at or 0.0,
-        check_verdict=row.check_verdict, check_notes=row.check_notes,
-    )
 
 
 def _outcome(counts: dict[str, int], halt: Halt | None) -> tuple[str, int]:
@@ -673,84 +532,3 @@ def _counts_text(counts: dict[str, int]) -> str:
     return f"{counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped of {counts['total']}"
 
 
-def _iso(ts: float) -> str | None:
-    if not ts:
-        return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def build_manifest(
-    run: RunResult,
-    pipeline: ReportGenerationPipeline,
-    *,
-    started: float,
-    finished: float,
-    halt: Halt | None,
-    resources: dict[str, Any],
-) -> dict[str, Any]:
-    """run.json: everything a person or a script needs to know about the run, no secrets."""
-    tasks = []
-    for r in run.results:
-        tasks.append({
-            "objective_id": r.objective_id,
-            "task_id": r.task_id,
-            "status": r.status,
-            "error": r.error or None,
-            "model": r.model or None,
-            "steps": list(r.steps),
-            "prompt_tokens": r.prompt_tokens,
-            "completion_tokens": r.completion_tokens,
-            "cost_usd": round(r.cost_usd, 6),
-            "attempts": r.attempts,
-            "cached": r.cached,
-            "started_at": _iso(r.started_at),
-            "finished_at": _iso(r.finished_at),
-            "duration_s": round(r.duration_s, 3),
-            "thread": r.thread or None,
-            "calls": [
-                {
-                    "step": c.step, "model": c.model, "prompt_tokens": c.prompt_tokens,
-                    "completion_tokens": c.completion_tokens, "cost_usd": round(c.cost_usd, 6),
-                    "attempts": c.attempts, "latency_s": round(c.latency_s, 4), "cached": c.cached,
-                    "started_at": _iso(c.started_at), "finished_at": _iso(c.finished_at), "thread": c.thread,
-                }
-                for c in r.calls
-            ],
-        })
-    objectives = []
-    for objective in pipeline.plan.objectives:
-        mine = [r for r in run.results if r.objective_id == objective.objective_id]
-        objectives.append({
-            "objective_id": objective.objective_id,
-            "title": objective.title,
-            "csv": pipeline.chapter_csv(objective).as_posix(),
-            "done": sum(r.status == "done" for r in mine),
-            "failed": sum(r.status == "failed" for r in mine),
-            "skipped": sum(r.status == "skipped" for r in mine),
-        })
-    return {
-        "schema_version": 1,
-        "tool": "report-pipeline",
-        "version": __version__,
-        "run_id": run.run_id,
-        "status": run.status,
-        "exit_code": run.exit_code,
-        "halt_reason": halt.message if halt else None,
-        "sheet": str(pipeline.sheet.path),
-        "started_at": _iso(started),
-        "finished_at": _iso(finished),
-        "duration_s": round(run.duration_s, 3),
-        "counts": run.counts,
-        "tokens": {"prompt": run.prompt_tokens, "completion": run.completion_tokens,
-                   "total": run.prompt_tokens + run.completion_tokens},
-        "cost_usd": round(run.cost_usd, 6),
-        "execution": pipeline.config.execution,
-        "batch": pipeline.batch_summary(),
-        "provider": pipeline.provider.name,
-        "model": pipeline.config.model,
-        "resources": resources,
-        "outputs": {k: Path(v).name for k, v in run.outputs.items()},
-        "objectives": objectives,
-        "tasks": tasks,
-        "config": pipeline.config.redacted(),
-    }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import report_pipeline.pipeline as pipeline_module
+import report_pipeline.writers.figures.drawing as drawing_module
 from report_pipeline.writers.figures.chart_drawing import ChartSpec, draw_chart_png
 from report_pipeline.writers.figures.drawing_process import (
     DrawingProcess,
@@ -23,7 +23,7 @@ from tests.test_pipeline import run_pipeline
 from tests.workbooks import make_workbook, simple_workbook
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# As if this process had never drawn with matplotlib: the run uses a child (see _start_drawing_process)
+# As if this process had never drawn with matplotlib: the run uses a child (see drawing.start_drawer)
 NOT_LOADED = "module.never.loaded"
 BARS = [
     Bar("A.T1", "A", "generate", "task_0", 0.0, 1.5),
@@ -125,8 +125,8 @@ def test_the_run_draws_the_timeline_itself_when_the_child_fails(tmp_path, monkey
             raise OSError("no more processes")
         return _dead_child()
 
-    monkeypatch.setattr(pipeline_module, "start_drawing_process", broken)
-    monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)
+    monkeypatch.setattr(drawing_module, "start_drawing_process", broken)
+    monkeypatch.setattr(drawing_module, "MATPLOTLIB_MODULE", NOT_LOADED)
     sheet = chart_workbook(tmp_path / "wb")  # a run with charts starts a child of its own
     result = run_pipeline(sheet, tmp_path)
     assert result.exit_code == 0
@@ -141,8 +141,8 @@ def test_a_run_without_charts_starts_no_child_of_its_own(tmp_path, monkeypatch):
     def forbidden(**_: object) -> DrawingProcess:
         raise AssertionError("no child should be started")
 
-    monkeypatch.setattr(pipeline_module, "start_drawing_process", forbidden)
-    monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)
+    monkeypatch.setattr(drawing_module, "start_drawing_process", forbidden)
+    monkeypatch.setattr(drawing_module, "MATPLOTLIB_MODULE", NOT_LOADED)
     sheet = simple_workbook(tmp_path / "wb", n_objectives=2, n_tasks=2)
     result = run_pipeline(sheet, tmp_path)
     assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
@@ -155,8 +155,8 @@ def test_a_run_leaves_no_child_process_behind(tmp_path, monkeypatch):
         started.append(start_drawing_process())
         return started[-1]
 
-    monkeypatch.setattr(pipeline_module, "start_drawing_process", tracked)
-    monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)
+    monkeypatch.setattr(drawing_module, "start_drawing_process", tracked)
+    monkeypatch.setattr(drawing_module, "MATPLOTLIB_MODULE", NOT_LOADED)
     sheet = chart_workbook(tmp_path / "wb")
     result = run_pipeline(sheet, tmp_path)
     assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
@@ -180,7 +180,7 @@ def test_a_process_that_has_drawn_before_draws_itself_and_starts_no_child(tmp_pa
     def forbidden(**_: object) -> DrawingProcess:
         raise AssertionError("no child should be started")
 
-    monkeypatch.setattr(pipeline_module, "start_drawing_process", forbidden)
+    monkeypatch.setattr(drawing_module, "start_drawing_process", forbidden)
     sheet = chart_workbook(tmp_path / "wb")
     result = run_pipeline(sheet, tmp_path)
     assert (result.run_dir / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
@@ -193,10 +193,10 @@ def test_at_the_end_a_child_still_warming_up_gets_the_timeline_and_a_broken_one_
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     ))
     try:
-        assert not warming.ready and pipeline_module._use_drawer(warming)
+        assert not warming.ready and drawing_module.use_drawer(warming)
         assert warming._process.poll() is None  # not stopped
         warming.broken = "stopped answering"
-        assert not pipeline_module._use_drawer(warming)
+        assert not drawing_module.use_drawer(warming)
         assert warming._process.returncode is not None  # stopped, not left running
     finally:
         warming.close()
@@ -316,8 +316,8 @@ def test_a_run_in_a_fresh_process_draws_its_charts_and_timeline_in_the_child_and
 
 
 def test_charts_are_drawn_here_when_the_child_dies(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(pipeline_module, "start_drawing_process", _dead_child)
-    monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)
+    monkeypatch.setattr(drawing_module, "start_drawing_process", _dead_child)
+    monkeypatch.setattr(drawing_module, "MATPLOTLIB_MODULE", NOT_LOADED)
     sheet = chart_workbook(tmp_path / "wb")
     result = run_pipeline(sheet, tmp_path)
     assert result.exit_code == 0
@@ -409,7 +409,7 @@ def test_the_run_saves_the_workbook_itself_when_the_child_could_not(tmp_path, mo
     to_json = WorkbookJob.to_json
     # the child is told a path it cannot write; this process still has the right one
     monkeypatch.setattr(WorkbookJob, "to_json", lambda job: {**to_json(job), "path": str(unwritable / "report.xlsx")})
-    monkeypatch.setattr(pipeline_module, "_MATPLOTLIB", NOT_LOADED)
+    monkeypatch.setattr(drawing_module, "MATPLOTLIB_MODULE", NOT_LOADED)
     sheet = chart_workbook(tmp_path / "wb")
     result = run_pipeline(sheet, tmp_path)
     assert result.exit_code == 0

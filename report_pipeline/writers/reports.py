@@ -1,0 +1,69 @@
+"""The end of a run: report.md and report.docx here, timeline.png and report.xlsx on the drawing child meanwhile.
+
+The child saves the workbook and draws the timeline while this process writes the
+documents; without one (or for what it fails), this process does it, the timeline on a
+thread: most of it is the PNG's encoding, which releases the GIL.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..models import ReportView, Task, TaskResult
+from ..workbook.data import DataStore
+from .attachments import build_attachments
+from .docx_out import write_docx
+from .figures.charts import ChartRenderer
+from .figures.drawing import (
+    FALLBACKS,
+    child_failed,
+    save_workbook,
+    use_drawer,
+    write_timeline,
+)
+from .figures.drawing_process import DrawingProcess, TimelineJob, WorkbookJob
+from .figures.timeline import timeline_data
+from .markdown import write_markdown
+from .xlsx_out import workbook_tables
+
+__all__ = ["write_reports"]
+
+
+def write_reports(
+    view: ReportView,
+    outputs: Mapping[str, Path],
+    *,
+    results: Sequence[TaskResult],
+    done_tasks: Sequence[Task],
+    data: DataStore,
+    charts: ChartRenderer,
+    drawer: DrawingProcess | None,
+    timeline_title: str,
+    objective_titles: Mapping[str, str],
+) -> None:
+    """report.md, report.docx, report.xlsx and timeline.png at the `outputs` paths of those names."""
+    run_dir = outputs["report_md"].parent
+    jobs = {
+        "timeline": TimelineJob(outputs["timeline_png"], timeline_data(results), timeline_title, dict(objective_titles)),
+        "xlsx": WorkbookJob(outputs["report_xlsx"], workbook_tables(view)),
+    }
+    drawing = drawer if drawer is not None and use_drawer(drawer) else None
+    todo = frozenset(jobs)
+    if drawing is not None:
+        send = functools.partial(drawing.send_reports, timeline=jobs["timeline"], workbook=jobs["xlsx"])
+        todo = child_failed(send, list(jobs))
+    with ThreadPoolExecutor(1, thread_name_prefix="timeline") as here:
+        timeline = here.submit(write_timeline, jobs["timeline"]) if "timeline" in todo else None
+        attachments = build_attachments(done_tasks, data, run_dir, charts=charts)
+        write_markdown(outputs["report_md"], view, attachments=attachments)
+        write_docx(outputs["report_docx"], view, attachments=attachments)
+        if "xlsx" in todo:
+            save_workbook(jobs["xlsx"])
+        if timeline is not None:
+            timeline.result()
+    if drawing is not None and not todo:
+        for kind in sorted(child_failed(drawing.wait, list(jobs))):
+            FALLBACKS[kind](jobs[kind])

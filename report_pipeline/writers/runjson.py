@@ -1,0 +1,129 @@
+"""run.json: everything a person or a script needs to know about a run, built from plain values, no secrets.
+
+The schema is `report_pipeline/schemas/run.schema.json`; the pipeline gathers the facts
+(`RunFacts`) and the per-chapter files (`ChapterFile`) and this module lays them out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from ..models import TaskResult
+
+__all__ = ["ChapterFile", "RunFacts", "build_manifest", "iso_time"]
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """The run as a whole: how it ended, what it cost, where it ran (the config already redacted)."""
+
+    version: str
+    run_id: str
+    status: str
+    exit_code: int
+    halt_reason: str | None
+    sheet: str
+    started: float
+    finished: float
+    duration_s: float
+    counts: Mapping[str, int]
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    execution: str
+    batch: Mapping[str, Any] | None
+    provider: str
+    model: str
+    resources: Mapping[str, Any]
+    outputs: Mapping[str, str]  # kind -> file name in the run folder
+    config: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ChapterFile:
+    """One objective (chapter) and its CSV, relative to the run folder."""
+
+    objective_id: str
+    title: str
+    csv: str
+
+
+def iso_time(ts: float) -> str | None:
+    """A timestamp as `2026-11-22T14:05:01.123Z`; None for 0 (never happened)."""
+    if not ts:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def build_manifest(facts: RunFacts, results: Sequence[TaskResult], chapters: Sequence[ChapterFile]) -> dict[str, Any]:
+    """The manifest as a JSON-ready dict, in the schema's order."""
+    return {
+        "schema_version": 1,
+        "tool": "report-pipeline",
+        "version": facts.version,
+        "run_id": facts.run_id,
+        "status": facts.status,
+        "exit_code": facts.exit_code,
+        "halt_reason": facts.halt_reason,
+        "sheet": facts.sheet,
+        "started_at": iso_time(facts.started),
+        "finished_at": iso_time(facts.finished),
+        "duration_s": round(facts.duration_s, 3),
+        "counts": dict(facts.counts),
+        "tokens": {"prompt": facts.prompt_tokens, "completion": facts.completion_tokens,
+                   "total": facts.prompt_tokens + facts.completion_tokens},
+        "cost_usd": round(facts.cost_usd, 6),
+        "execution": facts.execution,
+        "batch": facts.batch,
+        "provider": facts.provider,
+        "model": facts.model,
+        "resources": dict(facts.resources),
+        "outputs": dict(facts.outputs),
+        "objectives": [_chapter(chapter, results) for chapter in chapters],
+        "tasks": [_task(result) for result in results],
+        "config": dict(facts.config),
+    }
+
+
+def _chapter(chapter: ChapterFile, results: Sequence[TaskResult]) -> dict[str, Any]:
+    mine = [r for r in results if r.objective_id == chapter.objective_id]
+    return {
+        "objective_id": chapter.objective_id,
+        "title": chapter.title,
+        "csv": chapter.csv,
+        "done": sum(r.status == "done" for r in mine),
+        "failed": sum(r.status == "failed" for r in mine),
+        "skipped": sum(r.status == "skipped" for r in mine),
+    }
+
+
+def _task(r: TaskResult) -> dict[str, Any]:
+    return {
+        "objective_id": r.objective_id,
+        "task_id": r.task_id,
+        "status": r.status,
+        "error": r.error or None,
+        "model": r.model or None,
+        "steps": list(r.steps),
+        "prompt_tokens": r.prompt_tokens,
+        "completion_tokens": r.completion_tokens,
+        "cost_usd": round(r.cost_usd, 6),
+        "attempts": r.attempts,
+        "cached": r.cached,
+        "started_at": iso_time(r.started_at),
+        "finished_at": iso_time(r.finished_at),
+        "duration_s": round(r.duration_s, 3),
+        "thread": r.thread or None,
+        "calls": [
+            {
+                "step": c.step, "model": c.model, "prompt_tokens": c.prompt_tokens,
+                "completion_tokens": c.completion_tokens, "cost_usd": round(c.cost_usd, 6),
+                "attempts": c.attempts, "latency_s": round(c.latency_s, 4), "cached": c.cached,
+                "started_at": iso_time(c.started_at), "finished_at": iso_time(c.finished_at), "thread": c.thread,
+            }
+            for c in r.calls
+        ],
+    }
