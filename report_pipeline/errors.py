@@ -1,15 +1,24 @@
 """Typed errors, each knowing the exit code the CLI gives it.
 
-    ReportPipelineError
+    ReportPipelineError                exit 1 unless a subclass says otherwise
     ├── InputError                     exit 2: bad input, nothing was run
     │   ├── PromptSheetError           the workbook (carries every SheetProblem)
     │   ├── ConfigError                a config key, file or flag
-    │   └── LedgerError                the ledger file is corrupt or foreign
-    ├── ProviderError                  exit 1 when it fails one task
-    │   ├── AuthError                  exit 2: 401/403, the whole run stops
+    │   ├── LedgerError                the ledger file is corrupt or foreign
+    │   └── RunLocked                  another run is writing to the same output folder
+    ├── TaskInputError                 one task's input cannot be used: that task fails
+    │   ├── TemplateRenderError        its prompt does not render (also a ValueError)
+    │   ├── DataSourceError            a data table does not load or fit (also a ValueError)
+    │   └── AnswerError                an answer without the shape asked for (also a ValueError)
+    ├── ProviderError                  a call failed: fails its task unless a subclass says more
+    │   ├── RunAborted                 exit 2: every call would fail alike; the whole run stops
+    │   │   ├── AuthError              401/403, or no quota left
+    │   │   └── EndpointUnreachable    no attempt reached the endpoint, or its certificate is not trusted
+    │   ├── NotSent                    the run is stopping: this call was never sent (its task is skipped)
     │   ├── RateLimited                429 after every retry
     │   └── TransientProviderError     5xx, timeouts, dropped connections after every retry
     ├── BudgetExceeded                 exit 3: max_cost_usd reached
+    ├── OutputError                    exit 1: a file of the run could not be written
     └── Interrupted                    exit 130: Ctrl-C / SIGTERM
 
     AwaitingBatch (a BaseException)    not an error: batch mode parks a task until its wave is answered
@@ -87,6 +96,30 @@ class LedgerError(InputError):
 
 class RunLocked(InputError):
     """Another run is writing to the same output folder."""
+
+
+class TaskInputError(ReportPipelineError):
+    """One task's own input cannot be used (its prompt, its data, an answer it needs): that task fails."""
+
+
+class TemplateRenderError(TaskInputError, ValueError):
+    """A prompt cannot be rendered: bad syntax, an unknown name, or a blocked access."""
+
+
+class DataSourceError(TaskInputError, ValueError):
+    """A data source cannot be loaded, or its `columns`/`filter` do not fit its file.
+
+    `column` names the `data` sheet column to fix (path, sheet, columns, filter),
+    so the validator can point at the right cell.
+    """
+
+    def __init__(self, message: str, *, column: str = "path") -> None:
+        super().__init__(message)
+        self.column = column
+
+
+class AnswerError(TaskInputError, ValueError):
+    """An answer that does not have the shape asked for; the message says how, in a few words."""
 
 
 class ProviderError(ReportPipelineError):

@@ -37,7 +37,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from ..config import RunConfig
-from ..errors import NotSent, ProviderError, RunAborted
+from ..errors import NotSent, ProviderError, RunAborted, TaskInputError
 from ..models import CallRecord, Objective, PromptSheet, Task, TaskResult
 from ..providers.base import ChatRequest, ChatResponse
 from ..workbook.data import DataStore
@@ -208,7 +208,7 @@ class TaskRunner:
             return dataclasses.replace(failed, failed_attempts=error.attempts)
         except _TaskFailed as error:
             return self._failed(task, steps, ",".join(models), calls.records(), started, thread, str(error))
-        except ValueError as error:  # template render errors
+        except TaskInputError as error:  # its prompt does not render, or its data does not load
             return self._failed(task, steps, ",".join(models), calls.records(), started, thread, f"prompt: {error}")
         records = calls.records()
         if outcome.partial:

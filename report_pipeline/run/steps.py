@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import AnswerError
 from ..text import nest_headings  # noqa: F401 - outline and variants take it from here
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -105,10 +106,6 @@ def parse_check(text: str) -> CheckOutcome:
 
 _FENCED = re.compile(r"^```[A-Za-z]*\s*\n(.*)\n\s*```$", re.S)
 _PREVIEW_CHARS = 60
-
-
-class AnswerError(ValueError):
-    """An answer that does not have the shape asked for; the message says how, in a few words."""
 
 
 def json_object_answer(text: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import DataSourceError
 from ..lazy import lazy_module
 from ..models import DataSource
 
@@ -71,18 +72,6 @@ _SNIFF_BYTES = 64 * 1024
 OLE2_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")  # the stream name in the compound file's directory
 _OLE2_SCAN_BYTES = 64 * 1024 * 1024
-
-
-class DataSourceError(ValueError):
-    """A data source cannot be loaded, or its `columns`/`filter` do not fit its file.
-
-    `column` names the `data` sheet column to fix (path, sheet, columns, filter),
-    so the validator can point at the right cell.
-    """
-
-    def __init__(self, message: str, *, column: str = "path") -> None:
-        super().__init__(message)
-        self.column = column
 
 
 # -- the filter language --------------------------------------------------------------

@@ -30,6 +30,7 @@ from jinja2 import StrictUndefined, Template, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from ..errors import TemplateRenderError
 from ..models import Objective, Task
 
 __all__ = [
@@ -59,10 +60,6 @@ _REMOVED_FILTERS = ("pprint", "xmlattr", "urlize")
 # `"a" * 10**10` would allocate gigabytes; cap what one operator may build
 _MAX_PRODUCT_LENGTH = 1_000_000
 _MAX_POWER_EXPONENT = 1_000
-
-
-class TemplateRenderError(ValueError):
-    """A prompt cannot be rendered: bad syntax, an unknown name, or a blocked access."""
 
 
 # A width in a format spec: `%300000000s`, `{:>300000000}`
