@@ -33,6 +33,9 @@ from .errors import ConfigError
 from .models import STEP_NAMES
 
 ProviderName = Literal["offline", "openai", "azure"]
+#: OpenAI's levels (gpt-5.1 adds none; the o-series lacks minimal: a refused level is dropped, once).
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
+REASONING_EFFORTS: tuple[str, ...] = ("none", "minimal", "low", "medium", "high")
 
 
 class Price(BaseModel):
@@ -42,22 +45,35 @@ class Price(BaseModel):
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)  # prompt tokens the endpoint had cached; default input
     batch_input: float | None = Field(default=None, ge=0)
     batch_output: float | None = Field(default=None, ge=0)
 
-    def cost(self, prompt_tokens: int, completion_tokens: int, *, batch: bool = False) -> float:
+    def cost(self, prompt_tokens: int, completion_tokens: int, *, batch: bool = False, cached: int = 0) -> float:
+        """Dollars for a call's tokens. `cached` of the prompt tokens go at `cached_input` (reasoning
+        tokens are inside `completion_tokens`, billed as output, as OpenAI bills them)."""
         rate_in, rate_out = self.input, self.output
+        rate_cached = self.cached_input if self.cached_input is not None else self.input
         if batch:
             rate_in = self.batch_input if self.batch_input is not None else self.input / 2
             rate_out = self.batch_output if self.batch_output is not None else self.output / 2
-        return (prompt_tokens * rate_in + completion_tokens * rate_out) / 1_000_000
+            rate_cached = min(rate_cached, rate_in)
+        cached = min(max(cached, 0), prompt_tokens)
+        return ((prompt_tokens - cached) * rate_in + cached * rate_cached + completion_tokens * rate_out) / 1_000_000
 
 
+#: OpenAI's list prices (US$ per million tokens) when this table was last checked; set `prices`
+#: in the config for yours (a contract, another provider, a change since).
 DEFAULT_PRICES: dict[str, Price] = {
-    "gpt-4o-mini": Price(input=0.15, output=0.60),
-    "gpt-4o": Price(input=2.50, output=10.00),
-    "gpt-4.1-mini": Price(input=0.40, output=1.60),
-    "gpt-4.1": Price(input=2.00, output=8.00),
+    "gpt-4o-mini": Price(input=0.15, output=0.60, cached_input=0.075),
+    "gpt-4o": Price(input=2.50, output=10.00, cached_input=1.25),
+    "gpt-4.1-mini": Price(input=0.40, output=1.60, cached_input=0.10),
+    "gpt-4.1": Price(input=2.00, output=8.00, cached_input=0.50),
+    "gpt-5": Price(input=1.25, output=10.00, cached_input=0.125),
+    "gpt-5-mini": Price(input=0.25, output=2.00, cached_input=0.025),
+    "gpt-5-nano": Price(input=0.05, output=0.40, cached_input=0.005),
+    "o3": Price(input=2.00, output=8.00, cached_input=0.50),
+    "o4-mini": Price(input=1.10, output=4.40, cached_input=0.275),
 }
 
 
@@ -94,6 +110,8 @@ class RunConfig(BaseModel):
     azure_api_version: str | None = None
     temperature: float = Field(default=0.2, ge=0, le=2)
     max_tokens: int = Field(default=800, ge=1, le=200_000)
+    # how hard a reasoning model (gpt-5*, o-series) thinks; sent to models that take it
+    reasoning_effort: ReasoningEffort | None = None
     steps: tuple[str, ...] = ("generate",)
     # outline objectives and model variants
     outline_max_sections: int = Field(default=6, ge=1, le=50)

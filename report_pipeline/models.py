@@ -56,6 +56,7 @@ class Task:
     model: tuple[str, ...] | None = None  # None: the config's model
     temperature: float | None = None
     max_tokens: int | None = None
+    reasoning_effort: str | None = None  # None: the config's
     enabled: bool = True
     merge: str = "collect_all"  # with several models: collect_all, first_success, best
     include_table: bool = False  # put the attached data tables in the report
@@ -104,6 +105,9 @@ class CallRecord:
     started_at: float = 0.0  # unix time
     finished_at: float = 0.0
     thread: str = ""
+    reasoning_tokens: int = 0  # of completion_tokens
+    cached_tokens: int = 0  # of prompt_tokens, served from the endpoint's prompt cache
+    cache_saving_usd: float = 0.0  # what that prompt cache saved
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,18 @@ class TaskResult:
     @property
     def cost_usd(self) -> float:
         return sum(c.cost_usd for c in self.calls)
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return sum(c.reasoning_tokens for c in self.calls)
+
+    @property
+    def cached_tokens(self) -> int:
+        return sum(c.cached_tokens for c in self.calls)
+
+    @property
+    def cache_saving_usd(self) -> float:
+        return sum(c.cache_saving_usd for c in self.calls)
 
     @property
     def attempts(self) -> int:

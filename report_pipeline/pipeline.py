@@ -38,6 +38,7 @@ from .providers import Provider
 from .providers.controls import CallControls
 from .providers.factory import make_provider, open_endpoint
 from .providers.ratelimit import Throttle
+from .run import endpoint_memory
 from .run.gateway import CallGateway
 from .run.outcome import RunObserver, RunResult
 from .run.plan import build_plan
@@ -65,9 +66,6 @@ from .writers.runjson import ChapterFile, RunFacts, build_manifest
 
 log = logging.getLogger("report_pipeline.pipeline")
 
-# Rate limits learned by a run serve the runs of the next two weeks (a weekly report's next
-# run included); older, they are learned again with the probe.
-LIMITS_MEMORY_S = 14 * 86_400.0
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -230,7 +228,7 @@ class ReportGenerationPipeline:
                 self.provider.name, self.config.model, self.sheet.path,
             )
             if ledger is not None:
-                self._recall_limits(ledger)
+                self._endpoint_memory(ledger, keep=False)
             self.observer.run_started(self.plan, self.run_dir)
             charts = self._chart_names()
             drawer = self._drawer = self._drawer or (start_drawer() if charts else None)
@@ -239,7 +237,7 @@ class ReportGenerationPipeline:
                 with ResourceMonitor(rss_warn_mb=self.config.rss_warn_mb) as monitor:
                     halt = self._execute(ledger, restored)
                 if ledger is not None:
-                    self._remember_limits(ledger)
+                    self._endpoint_memory(ledger, keep=True)
                 prefetch.join()
                 result = self._finish(started, halt, monitor.stats.as_dict(), drawer)
             finally:
@@ -254,9 +252,9 @@ class ReportGenerationPipeline:
                     "cost_usd": result.cost_usd,
                 })
             log.info(
-                "run %s %s: %s; tokens %d in / %d out; cost $%.4f; %.1f s",
-                self.run_id, result.status, _counts_text(result.counts), result.prompt_tokens,
-                result.completion_tokens, result.cost_usd, result.duration_s,
+                "run %s %s: %s; tokens %s; cost $%.4f; %.1f s",
+                self.run_id, result.status, _counts_text(result.counts), result.tokens_text(),
+                result.cost_usd, result.duration_s,
             )
         self._close_provider()
         self.observer.run_finished(result)
@@ -362,29 +360,14 @@ class ReportGenerationPipeline:
             self._endpoint.close()
             self._endpoint = None
 
-    def _recall_limits(self, ledger: Ledger) -> None:
-        """Pace from the first call at the limits the last run learned, instead of probing."""
+    def _endpoint_memory(self, ledger: Ledger, keep: bool) -> None:
+        """Recall (at the start) or keep (at the end) what the endpoint taught: limits, parameters."""
         throttle = self._throttle()
         if throttle is None:
             return
-        recalled = ledger.recall_limits(self.provider.name, self.config.base_url, max_age_s=LIMITS_MEMORY_S)
-        if recalled is None:
-            return
-        limits, learned_at = recalled
-        throttle.pacer.recall(limits)
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(learned_at))
-        if limits.paced:
-            log.info("rate limits as learned on %s: %s; pacing at them from the first call", when, limits.describe())
-        else:
-            log.info("as learned on %s, the endpoint sends no rate-limit headers: no probe, calls go at once", when)
-
-    def _remember_limits(self, ledger: Ledger) -> None:
-        throttle = self._throttle()
-        if throttle is None:
-            return
-        limits = throttle.pacer.learned()
-        if limits is not None:  # no answer came back: nothing learned, keep what was known
-            ledger.remember_limits(self.provider.name, self.config.base_url, limits)
+        dialects = self._endpoint.dialects if self._endpoint is not None else None
+        (endpoint_memory.remember if keep else endpoint_memory.recall)(
+            ledger, self.provider.name, self.config.base_url, throttle=throttle, dialects=dialects)
 
     def _draw_chart(self, path: Path, spec: ChartSpec) -> None:
         draw_chart(self._drawer, path, spec)
@@ -414,7 +397,9 @@ class ReportGenerationPipeline:
             version=__version__, run_id=run.run_id, status=run.status, exit_code=run.exit_code,
             halt_reason=halt.message if halt else None, sheet=str(self.sheet.path), started=started,
             finished=finished, duration_s=run.duration_s, counts=run.counts, prompt_tokens=run.prompt_tokens,
-            completion_tokens=run.completion_tokens, cost_usd=run.cost_usd, execution=self.config.execution,
+            completion_tokens=run.completion_tokens, reasoning_tokens=run.reasoning_tokens,
+            cached_tokens=run.cached_tokens, cost_usd=run.cost_usd,
+            prompt_cache_saving_usd=run.prompt_cache_saving_usd, execution=self.config.execution,
             batch=self.batch_summary(), provider=self.provider.name, model=self.config.model,
             resources=resources, outputs={k: Path(v).name for k, v in run.outputs.items()},
             config=self.config.redacted(),

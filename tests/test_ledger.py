@@ -92,6 +92,8 @@ EXPECTED_CALLS = {
     "status": "TEXT",
     "error": "TEXT",
     "created_at": "REAL",
+    "reasoning_tokens": "INTEGER",
+    "cached_tokens": "INTEGER",
 }
 
 DbFactory = Callable[[Path], sqlite3.Connection]
@@ -197,7 +199,8 @@ def test_migrate_blank_creates_the_expected_tables_and_columns(tmp_path: Path, d
     applied = migrate(db)
     assert applied == [fn.__name__ for fn in MIGRATIONS]
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"_migrations", "runs", "tasks", "calls", "batches", "batch_requests", "endpoint_limits"}
+    assert tables == {"_migrations", "runs", "tasks", "calls", "batches", "batch_requests", "endpoint_limits",
+                      "endpoint_params"}
     assert columns(db, "runs") == EXPECTED_RUNS
     assert columns(db, "tasks") == EXPECTED_TASKS
     assert columns(db, "calls") == EXPECTED_CALLS
@@ -806,3 +809,14 @@ def test_a_lock_still_held_as_the_ledger_closes_is_reported_with_what_a_rerun_pa
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_endpoint_params_are_remembered_per_endpoint_and_model_and_forgotten_when_old(ledger_path: Path) -> None:
+    clock = [1000.0]
+    with Ledger(ledger_path, clock=lambda: clock[0]) as ledger:
+        ledger.remember_params("openai", "https://x.example/v1", {"m1": {"token_limit": "max_completion_tokens"}})
+        ledger.remember_params("openai", "https://y.example/v1", {"m1": {"token_limit": "max_tokens"}})
+        assert ledger.recall_params("openai", "https://x.example/v1", max_age_s=60) == {
+            "m1": {"token_limit": "max_completion_tokens"}}
+        clock[0] += 61
+        assert ledger.recall_params("openai", "https://x.example/v1", max_age_s=60) == {}

@@ -693,3 +693,74 @@ def test_a_streamed_batch_line_is_answered_400() -> None:
     body = {"model": "sim-small", "messages": [{"role": "user", "content": "x"}], "stream": True}
     result = SimulatorServer().answer_batch_request(body, server_error=False)
     assert result.status_code == 400 and "stream is not supported in a batch" in json.dumps(result.body)
+
+
+# --- today's OpenAI models: reasoning models, usage details, prompt caching -------------
+
+
+@pytest.mark.parametrize("model", ["gpt-5-mini", "gpt-5.1", "o1", "o3-mini", "o4-mini"])
+def test_a_reasoning_model_refuses_max_tokens_as_openai_does(simulator: SimulatorHandle, model: str) -> None:
+    with open_client(simulator) as client, pytest.raises(openai.BadRequestError) as caught:
+        ask(client, "hello", model=model, max_tokens=50)
+    assert caught.value.code == "unsupported_parameter" and caught.value.param == "max_tokens"
+    assert "Use 'max_completion_tokens' instead." in caught.value.message
+
+
+def test_a_reasoning_model_refuses_a_temperature_other_than_one(simulator: SimulatorHandle) -> None:
+    with open_client(simulator) as client:
+        assert ask(client, "hello", model="gpt-5-mini", temperature=1).choices[0].message.content
+        with pytest.raises(openai.BadRequestError) as caught:
+            ask(client, "hello", model="gpt-5-mini", temperature=0.2)
+    assert (caught.value.code, caught.value.param) == ("unsupported_value", "temperature")
+    assert "Only the default (1) value is supported." in caught.value.message
+
+
+def test_older_models_still_take_max_tokens_and_temperature(simulator: SimulatorHandle) -> None:
+    with open_client(simulator) as client:
+        answer = ask(client, "hello", model="gpt-4o-mini", max_tokens=50, temperature=0.2)
+    assert answer.usage.completion_tokens_details.reasoning_tokens == 0
+
+
+def test_reasoning_tokens_are_billed_inside_completion_tokens(simulator: SimulatorHandle) -> None:
+    with open_client(simulator) as client:
+        low = ask(client, "Explain the grid", model="gpt-5-mini", max_completion_tokens=400, reasoning_effort="low")
+        high = ask(client, "Explain the grid", model="gpt-5-mini", max_completion_tokens=400, reasoning_effort="high")
+    for answer in (low, high):
+        reasoning = answer.usage.completion_tokens_details.reasoning_tokens
+        assert reasoning > 0
+        assert answer.usage.completion_tokens == reasoning + estimate_tokens(answer.choices[0].message.content)
+    assert high.usage.completion_tokens_details.reasoning_tokens > low.usage.completion_tokens_details.reasoning_tokens
+
+
+def test_a_reasoning_model_that_spends_its_budget_thinking_answers_nothing(simulator: SimulatorHandle) -> None:
+    with open_client(simulator) as client:
+        answer = ask(client, "Explain the grid", model="o4-mini", max_completion_tokens=20)
+    assert answer.choices[0].message.content == "" and answer.choices[0].finish_reason == "length"
+    assert answer.usage.completion_tokens == answer.usage.completion_tokens_details.reasoning_tokens == 20
+
+
+@pytest.mark.parametrize(("model", "effort", "code"), [
+    ("gpt-4o-mini", "low", "unsupported_parameter"),
+    ("o3-mini", "minimal", "unsupported_value"),
+    ("gpt-5-mini", "extreme", "unsupported_value"),
+])
+def test_reasoning_effort_is_refused_where_the_model_lacks_it(
+    simulator: SimulatorHandle, model: str, effort: str, code: str,
+) -> None:
+    with open_client(simulator) as client, pytest.raises(openai.BadRequestError) as caught:
+        ask(client, "hello", model=model, max_completion_tokens=500, reasoning_effort=effort)
+    assert (caught.value.code, caught.value.param) == (code, "reasoning_effort")
+
+
+def test_a_repeated_long_prompt_prefix_is_reported_as_cached(simulator: SimulatorHandle) -> None:
+    table = "\n".join(f"| row {i} | {i * 7} | {i * 13} |" for i in range(400))  # ~2,400 tokens
+    with open_client(simulator) as client:
+        first = ask(client, f"{table}\nSummarise the table.", model="gpt-5-mini")
+        again = ask(client, f"{table}\nNow list its largest values.", model="gpt-5-mini")
+        short = ask(client, "hello", model="gpt-5-mini")
+        short_again = ask(client, "hello", model="gpt-5-mini")
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    cached = again.usage.prompt_tokens_details.cached_tokens
+    assert 1024 <= cached <= again.usage.prompt_tokens and cached % 128 == 0
+    assert short_again.usage.prompt_tokens_details.cached_tokens == 0  # under 1,024 tokens: never cached
+    assert short.usage.prompt_tokens_details.cached_tokens == 0

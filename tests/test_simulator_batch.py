@@ -206,9 +206,9 @@ def test_a_batch_answers_as_the_real_time_endpoint_does(sim: SimulatorHandle) ->
         live = client.chat.completions.create(**line["body"])
 
     assert body["choices"][0]["message"]["content"] == live.choices[0].message.content
-    assert body["usage"] == live.usage.model_dump(
-        include={"prompt_tokens", "completion_tokens", "total_tokens"}
-    )
+    totals = ("prompt_tokens", "completion_tokens", "total_tokens")
+    assert {k: body["usage"][k] for k in totals} == live.usage.model_dump(include=set(totals))
+    assert body["usage"]["completion_tokens_details"] == live.usage.completion_tokens_details.model_dump(exclude_none=True)
     assert batch.usage.input_tokens == live.usage.prompt_tokens
     assert batch.usage.output_tokens == live.usage.completion_tokens
 
@@ -582,3 +582,19 @@ def test_batch_config_rejects_bad_values_by_name(changes: dict[str, Any], name: 
 def test_cli_takes_batch_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--batch-expire", "2", "--batch-manual"]) == 2
     assert "batch_expire" in capsys.readouterr().err
+
+
+def test_a_batch_line_for_a_reasoning_model_with_max_tokens_fails_as_a_real_time_call_does(
+    sim: SimulatorHandle,
+) -> None:
+    lines = [request_line("old", "hello", model="gpt-5-mini", max_tokens=50),
+             request_line("new", "hello", model="gpt-5-mini", max_completion_tokens=500)]
+    with open_client(sim) as client:
+        batch = start_batch(client, lines)
+        sim.advance_batches(batch.id, steps=None)
+        batch = client.batches.retrieve(batch.id)
+        errors = read_lines(client, batch.error_file_id)
+        done = read_lines(client, batch.output_file_id)
+    error = errors["old"]["response"]["body"]["error"]
+    assert (errors["old"]["response"]["status_code"], error["code"], error["param"]) == (400, "unsupported_parameter", "max_tokens")
+    assert done["new"]["response"]["body"]["usage"]["completion_tokens_details"]["reasoning_tokens"] > 0

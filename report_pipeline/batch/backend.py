@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..config import RunConfig
 from ..errors import AuthError, ConfigError, ProviderError, TransientProviderError
 from ..providers.base import ChatRequest, Provider
+from ..providers.openai.dialect import Dialects
 
 if TYPE_CHECKING:
     from ..providers.openai.client import Endpoint
@@ -54,6 +55,15 @@ class BatchBackend(Protocol):
     name: str
     url: str  # the `url` of every input line
 
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        """A request's line body, as the endpoint wants it (the body a real-time call would carry)."""
+        ...
+
+    def resend_after(self, model: str, param: str, why: str) -> bool:
+        """A line was refused for a parameter the model does not take: True when a corrected line
+        can be sent (the correction is learned for real-time calls too)."""
+        ...
+
     def check(self) -> None:
         """Raise ConfigError when the endpoint has no Batch API (nothing is sent)."""
         ...
@@ -84,21 +94,30 @@ def make_batch_backend(
         return OfflineBatchBackend(provider)
     if endpoint is None:
         raise ConfigError(f"execution: batch: provider {config.provider!r} needs its endpoint to send batches")
-    return OpenAIBatchBackend(endpoint.sdk, provider_name=config.provider, base_url=endpoint.base_url, scrub=scrub)
+    return OpenAIBatchBackend(endpoint.sdk, provider_name=config.provider, base_url=endpoint.base_url, scrub=scrub,
+                              dialects=endpoint.dialects)
 
 
 class OpenAIBatchBackend:
     """OpenAI's (and Azure OpenAI's) /files and /batches, through the run's one SDK client."""
 
     def __init__(
-        self, client: Any, *, provider_name: str, base_url: str, scrub: Callable[[str], str]
+        self, client: Any, *, provider_name: str, base_url: str, scrub: Callable[[str], str],
+        dialects: Dialects | None = None,
     ) -> None:
         self._client = client
+        self._dialects = dialects or Dialects(base_url, name=provider_name)
         self.name = provider_name
         self._base_url = base_url
         self._scrub = scrub
         # Azure's batch lines name the deployment's path without the version prefix
         self.url = "/chat/completions" if provider_name == "azure" else "/v1/chat/completions"
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        return self._dialects.body(request)
+
+    def resend_after(self, model: str, param: str, why: str) -> bool:
+        return self._dialects.resend_after(model, param, self._scrub(why))
 
     def check(self) -> None:
         import openai
@@ -204,6 +223,12 @@ class OfflineBatchBackend:
         self._lock = threading.Lock()
         self._files: dict[str, str] = {}
         self._batches: dict[str, BatchState] = {}
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        return request.sampling()
+
+    def resend_after(self, model: str, param: str, why: str) -> bool:
+        return False
 
     def check(self) -> None:
         return None

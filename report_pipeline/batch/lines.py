@@ -13,12 +13,13 @@ that never ran (expired, cancelled) has `"response": null` and `"error": {"code"
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..providers.base import ChatRequest
 from ..providers.openai.answers import ChatAnswer, NotAnAnswer, read_body
+from ..providers.openai.dialect import refused_parameter
 
 #: OpenAI's per-file limits (requests, bytes); both configurable (batch_max_requests, batch_max_bytes).
 DEFAULT_MAX_REQUESTS = 50_000
@@ -56,6 +57,7 @@ class Refusal:
     message: str
     status_code: int | None = None
     code: str | None = None  # batch_expired, batch_cancelled, ...
+    param: str | None = None  # a parameter the model does not take (a 400 naming it)
 
     @property
     def never_ran(self) -> bool:
@@ -63,8 +65,14 @@ class Refusal:
         return self.code in ("batch_expired", "batch_cancelled")
 
 
-def build_lines(wanted: Iterable[tuple[str, ChatRequest]], *, url: str) -> list[BatchLine]:
+def build_lines(
+    wanted: Iterable[tuple[str, ChatRequest]], *, url: str,
+    body: Callable[[ChatRequest], dict[str, Any]] = ChatRequest.sampling,
+) -> list[BatchLine]:
     """One line per distinct request (by hash), in the order given, each with a unique custom_id.
+
+    `body` writes a request as the endpoint wants it (its dialect: the same body a real-time
+    call would carry).
 
     The custom_id is the call's label, `OBJ.TASK.STEP` (plus the variant's or section's
     suffix), so an error file reads like the ledger; a repeat gets `#2`, `#3`.
@@ -78,8 +86,8 @@ def build_lines(wanted: Iterable[tuple[str, ChatRequest]], *, url: str) -> list[
         seen_hashes.add(request_hash)
         custom_id = _unique(request.label or request_hash[:16], used)
         used.add(custom_id)
-        body = {"custom_id": custom_id, "method": "POST", "url": url, "body": request.sampling()}
-        lines.append(BatchLine(custom_id, request_hash, request, json.dumps(body, ensure_ascii=False)))
+        line = {"custom_id": custom_id, "method": "POST", "url": url, "body": body(request)}
+        lines.append(BatchLine(custom_id, request_hash, request, json.dumps(line, ensure_ascii=False)))
     return lines
 
 
@@ -154,8 +162,9 @@ def read_result(item: dict[str, Any]) -> ChatAnswer | Refusal:
     status_code = status if isinstance(status, int) else None
     body = response.get("body")
     if status_code != 200:
-        return Refusal(_error_message(body) or f"HTTP {status_code}", status_code=status_code,
-                       code=_error_code(body))
+        message = _error_message(body) or f"HTTP {status_code}"
+        return Refusal(message, status_code=status_code, code=_error_code(body),
+                       param=refused_parameter(status_code or 0, body, message))
     try:
         return read_body(body)  # the same rule as a real-time answer's
     except NotAnAnswer as why:

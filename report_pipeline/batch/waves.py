@@ -186,7 +186,7 @@ class BatchExecution:
         waited = 0.0
         try:
             batches = self._adopt(wanted, report)
-            lines = build_lines(((k, r) for k, r in wanted.items()), url=self._backend.url)
+            lines = build_lines(((k, r) for k, r in wanted.items()), url=self._backend.url, body=self._backend.body)
             report.requests = len(lines) + report.adopted_requests
             halt = self._check_budget(lines)
             if halt is not None:
@@ -420,7 +420,7 @@ class BatchExecution:
             latency = max(0.0, self._clock() - batch.submitted_at)
             for request in batch.requests:
                 result = results.get(request.custom_id)
-                if result is None or (isinstance(result, Refusal) and result.never_ran):
+                if result is None or (isinstance(result, Refusal) and (result.never_ran or self._corrected(request, result))):
                     again.append((request, batch))
                     continue
                 self._settle(request, result, batch, latency, report)
@@ -449,7 +449,7 @@ class BatchExecution:
             self._record(request, batch, None, latency, error=result.message)
             return
         model = result.model or batch.model or ""
-        sent = self._sent(request)
+        sent = self._original(request)
         if result.cut and sent is not None:
             log.warning(cut_warning(sent.label or request.custom_id, sent.max_tokens))
         # a line without usage is counted by the one estimate, as a real-time answer is
@@ -457,13 +457,16 @@ class BatchExecution:
             prompt_tokens(sent.messages) if sent else 0)
         completion = result.completion_tokens if result.completion_tokens is not None else text_tokens(result.text)
         price = self._price(batch.model or "") or self._price(model)
-        cost = price.cost(prompt, completion, batch=True) if price else 0.0
-        realtime = price.cost(prompt, completion) if price else 0.0
+        cached = result.cached_tokens
+        cost = price.cost(prompt, completion, batch=True, cached=cached) if price else 0.0
+        realtime = price.cost(prompt, completion, cached=cached) if price else 0.0
+        saving = price.cost(prompt, completion, batch=True) - cost if price else 0.0
         response = ChatResponse(
             text=result.text, model=model, prompt_tokens=prompt,
             completion_tokens=completion, cost_usd=cost, attempts=batch.attempt,
             latency_s=latency, finish_reason=result.finish_reason,
             extra={"batch_id": batch.batch_id, "realtime_cost_usd": realtime},
+            reasoning_tokens=result.reasoning_tokens, cached_tokens=cached, cache_saving_usd=saving,
         )
         with self._lock:
             self._settled[request.request_hash] = response
@@ -488,15 +491,12 @@ class BatchExecution:
             completion_tokens=response.completion_tokens if response else 0,
             cost_usd=response.cost_usd if response else 0.0, latency_s=latency, attempts=batch.attempt,
             status="ok" if response else "error", error=error,
+            reasoning_tokens=response.reasoning_tokens if response else 0,
+            cached_tokens=response.cached_tokens if response else 0,
         )
 
-    def _sent(self, request: BatchRequestRow) -> ChatRequest | None:
-        """The request a line was made from (None for a line adopted from an earlier process)."""
-        with self._lock:
-            return self._requests.get(request.request_hash)
-
     def _messages(self, request: BatchRequestRow) -> Sequence[dict[str, str]]:
-        original = self._sent(request)
+        original = self._original(request)
         return original.messages if original is not None else ()
 
     def _resubmit(self, again: list[tuple[BatchRequestRow, SubmittedBatch]], report: WaveReport) -> list[SubmittedBatch]:
@@ -521,12 +521,20 @@ class BatchExecution:
             if original is None:  # adopted from a crashed run and no longer wanted: leave it
                 continue
             resend.append((request.request_hash, original))
-        lines = build_lines(resend, url=self._backend.url)
+        lines = build_lines(resend, url=self._backend.url, body=self._backend.body)
         if not lines:
             return []
         log.warning("wave %d: %d request(s) did not run; sending them again (try %d)", report.wave, len(lines), attempt)
         return self._submit(lines, report.wave, attempt=attempt)
 
+    def _corrected(self, request: BatchRequestRow, refusal: Refusal) -> bool:
+        """A line refused for a parameter its model does not take, now corrected: worth sending again."""
+        original = self._original(request)
+        if refusal.param is None or original is None:
+            return False
+        return self._backend.resend_after(original.model, refusal.param, refusal.message)
+
     def _original(self, request: BatchRequestRow) -> ChatRequest | None:
+        """The request a line was made from (None for a line adopted from an earlier process)."""
         with self._lock:
             return self._requests.get(request.request_hash)

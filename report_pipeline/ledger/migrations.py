@@ -306,3 +306,35 @@ def m004_endpoint_limits(db: sqlite3.Connection) -> None:
         )
         """,
     )
+
+
+@migration
+def m005_endpoint_params(db: sqlite3.Connection) -> None:
+    """What each model at each endpoint takes (`max_completion_tokens` or `max_tokens`, a temperature,
+    `reasoning_effort`), as its 400s taught a run, so the next run sends the right body first.
+
+    `params` is the JSON of a `Dialect` (providers/openai/dialect.py).
+    """
+    _execute_all(
+        db,
+        """
+        CREATE TABLE endpoint_params (
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL,
+            params TEXT NOT NULL,
+            learned_at REAL NOT NULL,
+            PRIMARY KEY (endpoint, model)
+        )
+        """,
+    )
+
+
+@migration
+def m006_call_usage_details(db: sqlite3.Connection) -> None:
+    """A call's reasoning tokens (billed inside completion_tokens) and cached prompt tokens (billed at
+    the cached-input price), as the endpoint's `usage` details give them."""
+    _execute_all(
+        db,
+        "ALTER TABLE calls ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE calls ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0",
+    )

@@ -243,6 +243,8 @@ class CachedCall:
     run_id: str
     created_at: float
     cost_usd: float = 0.0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
 
     def to_response(self) -> ChatResponse:
         """A ChatResponse marked `extra["cached"]`, which the runner turns into a cached CallRecord."""
@@ -250,6 +252,7 @@ class CachedCall:
             text=self.text, model=self.model, prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens, cost_usd=0.0, attempts=0, latency_s=0.0,
             extra={"cached": True, "original_cost_usd": self.original_cost_usd, "cached_from_run": self.run_id},
+            reasoning_tokens=self.reasoning_tokens, cached_tokens=self.cached_tokens,
         )
 
 
@@ -323,13 +326,15 @@ INSERT OR REPLACE INTO tasks (
 _RECORD_CALL = """
 INSERT INTO calls (
     run_id, task_key, step, request_hash, provider, base_url, model, prompt, response, prompt_tokens,
-    completion_tokens, cost_usd, latency_s, attempts, cached, status, error, created_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    completion_tokens, cost_usd, latency_s, attempts, cached, status, error, created_at, reasoning_tokens,
+    cached_tokens
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 # `status = 'ok'` spelled as in the partial index's WHERE, so the index is used;
 # cache hits recorded by later runs are skipped: the original row keeps the real cost
 _CACHED_RESPONSE = """
-SELECT id, run_id, model, response, prompt_tokens, completion_tokens, cost_usd, created_at
+SELECT id, run_id, model, response, prompt_tokens, completion_tokens, cost_usd, created_at, reasoning_tokens,
+    cached_tokens
 FROM calls WHERE request_hash = ? AND status = 'ok' AND cached = 0
 ORDER BY id DESC LIMIT 1
 """
@@ -353,6 +358,9 @@ _REMEMBER_LIMITS = """
 INSERT OR REPLACE INTO endpoint_limits (
     endpoint, requests_limit, requests_window_s, tokens_limit, tokens_window_s, learned_at
 ) VALUES (?, ?, ?, ?, ?, ?)
+"""
+_REMEMBER_PARAMS = """
+INSERT OR REPLACE INTO endpoint_params (endpoint, model, params, learned_at) VALUES (?, ?, ?, ?)
 """
 _RUN_COLUMNS = ", ".join(RunRow.__dataclass_fields__)
 _TASK_COLUMNS = ", ".join(TaskRow.__dataclass_fields__)
@@ -490,15 +498,20 @@ class Ledger:
         status: CallStatus,
         error: str | None = None,
         cached: bool = False,
+        reasoning_tokens: int = 0,
+        cached_tokens: int = 0,
     ) -> None:
-        """Queue one call (made, failed, or served from the cache with `cached=True`); returns at once."""
+        """Queue one call (made, failed, or served from the cache with `cached=True`); returns at once.
+
+        `reasoning_tokens` are of `completion_tokens`, `cached_tokens` of `prompt_tokens` (the
+        endpoint's own prompt cache, not ours)."""
         if status not in CALL_STATUSES:
             raise ValueError(f"record_call: status must be 'ok' or 'error', not {status!r}")
         prompt = json.dumps([dict(m) for m in messages], ensure_ascii=False)
         self._submit("call", _RECORD_CALL, (
             run_id, task_key, step, request_hash, provider, url_without_credentials(base_url), model, prompt,
             response_text, prompt_tokens, completion_tokens, cost_usd, latency_s, attempts, int(cached),
-            status, error, self._clock(),
+            status, error, self._clock(), reasoning_tokens, cached_tokens,
         ))
 
     # -- reads --------------------------------------------------------------------------
@@ -513,6 +526,7 @@ class Ledger:
             text=row["response"] or "", model=row["model"] or "", prompt_tokens=row["prompt_tokens"],
             completion_tokens=row["completion_tokens"], original_cost_usd=row["cost_usd"],
             call_id=row["id"], run_id=row["run_id"], created_at=row["created_at"],
+            reasoning_tokens=row["reasoning_tokens"], cached_tokens=row["cached_tokens"],
         )
 
     def has_answers(self) -> bool:
@@ -637,6 +651,30 @@ class Ledger:
             limits.tokens_limit, limits.tokens_window_s, self._clock(),
         ))
         self.flush()
+
+    def remember_params(self, provider: str, base_url: str | None, params: Mapping[str, Mapping[str, Any]]) -> None:
+        """What each model at the endpoint takes, as this run learned it (model -> a dialect's fields)."""
+        endpoint, now = _endpoint(provider, base_url), self._clock()
+        for model, fields in params.items():
+            self._submit("params", _REMEMBER_PARAMS, (endpoint, model, json.dumps(dict(fields), sort_keys=True), now))
+        self.flush()
+
+    def recall_params(self, provider: str, base_url: str | None, *, max_age_s: float) -> dict[str, dict[str, Any]]:
+        """model -> what it takes, as earlier runs learned it within `max_age_s`."""
+        rows = self._select(
+            "SELECT model, params, learned_at FROM endpoint_params WHERE endpoint = ?", (_endpoint(provider, base_url),)
+        )
+        recalled: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            if self._clock() - row["learned_at"] > max_age_s:
+                continue
+            try:
+                fields = json.loads(row["params"])
+            except ValueError:
+                continue
+            if isinstance(fields, dict):
+                recalled[row["model"]] = fields
+        return recalled
 
     def recall_limits(
         self, provider: str, base_url: str | None, *, max_age_s: float

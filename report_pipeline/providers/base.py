@@ -16,6 +16,8 @@ class ChatRequest:
     max_tokens: int = 800
     response_format: dict[str, Any] | None = None
     label: str = ""
+    reasoning_effort: str | None = None  # minimal, low, medium, high: for models that reason
+
 
     def sampling(self) -> dict[str, Any]:
         """Every parameter that can change the answer (the cache key hashes these)."""
@@ -27,6 +29,8 @@ class ChatRequest:
         }
         if self.response_format is not None:
             params["response_format"] = self.response_format
+        if self.reasoning_effort is not None:  # only when set: the hashes of earlier calls stay valid
+            params["reasoning_effort"] = self.reasoning_effort
         return params
 
 
@@ -43,6 +47,9 @@ class ChatResponse:
     latency_s: float = 0.0
     finish_reason: str = "stop"
     extra: dict[str, Any] = field(default_factory=dict)
+    reasoning_tokens: int = 0  # inside completion_tokens: billed as output
+    cached_tokens: int = 0  # of prompt_tokens: billed at the cached-input price
+    cache_saving_usd: float = 0.0  # what the endpoint's prompt cache saved on this call
 
 
 @runtime_checkable

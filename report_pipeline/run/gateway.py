@@ -100,4 +100,5 @@ class CallGateway:
             messages=request.messages, response_text=response.text, prompt_tokens=response.prompt_tokens,
             completion_tokens=response.completion_tokens, cost_usd=response.cost_usd,
             latency_s=response.latency_s, attempts=response.attempts, status="ok", cached=cached,
+            reasoning_tokens=response.reasoning_tokens, cached_tokens=response.cached_tokens,
         )

@@ -31,6 +31,26 @@ class RunResult:
     results: tuple[TaskResult, ...] = ()
     outputs: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def reasoning_tokens(self) -> int:
+        """Of completion_tokens: what reasoning models spent thinking."""
+        return sum(r.reasoning_tokens for r in self.results)
+
+    @property
+    def cached_tokens(self) -> int:
+        """Of prompt_tokens: served from the endpoint's prompt cache."""
+        return sum(r.cached_tokens for r in self.results)
+
+    @property
+    def prompt_cache_saving_usd(self) -> float:
+        return sum(r.cache_saving_usd for r in self.results)
+
+    def tokens_text(self) -> str:
+        """`1,234 in (1,024 cached) / 567 out (96 reasoning)`: the details only where there are some."""
+        cached = f" ({self.cached_tokens:,} cached)" if self.cached_tokens else ""
+        reasoning = f" ({self.reasoning_tokens:,} reasoning)" if self.reasoning_tokens else ""
+        return f"{self.prompt_tokens:,} in{cached} / {self.completion_tokens:,} out{reasoning}"
+
 
 @dataclass(frozen=True)
 class WaveProgress:

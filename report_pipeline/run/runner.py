@@ -281,6 +281,7 @@ class TaskRunner:
             max_tokens=max_tokens or task.max_tokens or self._config.max_tokens,
             response_format=response_format,
             label=f"{task.key}.{step}{suffix}",
+            reasoning_effort=task.reasoning_effort or self._config.reasoning_effort,
         )
 
     def _step_user(self, step: str, context: Mapping[str, Any]) -> str:
@@ -586,4 +587,7 @@ def _record(step: str, response: ChatResponse, started: float, finished: float, 
         started_at=started,
         finished_at=finished,
         thread=thread,
+        reasoning_tokens=response.reasoning_tokens,
+        cached_tokens=response.cached_tokens,
+        cache_saving_usd=response.cache_saving_usd,
     )

@@ -26,6 +26,13 @@ _SUMMARY_CHARS = 80
 BAD_JSON_CONTENT = "not json {"
 
 _DIRECTIVE_RE = re.compile(r"sim:([a-z_]+)=([A-Za-z0-9_.\-]+)")
+#: Models that answer as OpenAI's reasoning models do (the gpt-5 family, the o-series): they
+#: refuse `max_tokens` (only `max_completion_tokens`) and any temperature but the default,
+#: take `reasoning_effort`, and spend reasoning tokens inside `completion_tokens`.
+_REASONING_MODEL = re.compile(r"^(?:gpt-5|o1|o3|o4)(?:$|[-.])")
+#: Reasoning tokens a simulated reasoning model spends before its text, by effort (default medium).
+REASONING_TOKENS = {"minimal": 0, "low": 32, "medium": 96, "high": 256}
+_DEFAULT_EFFORT = "medium"
 _VERDICT_RE = re.compile(r"\bVERDICT\b")
 _WHITESPACE_RE = re.compile(r"\s+")
 
@@ -272,11 +279,77 @@ def _pick_distinct(pool: Sequence[str], digest: bytes, count: int) -> list[str]:
 
 
 class Answer(NamedTuple):
-    """The assistant text as sent, its token count, and why it ended."""
+    """The assistant text as sent, its token count (reasoning included), and why it ended."""
 
     text: str
     completion_tokens: int
     finish_reason: str
+    reasoning_tokens: int = 0
+
+
+def reasoned(chat: ChatRequest, text: str) -> Answer:
+    """A reasoning model's answer: its reasoning first, then the text in what is left of the budget.
+
+    As OpenAI's do, a reasoning that uses up max_completion_tokens leaves no text at all
+    (finish_reason "length", every token billed as reasoning).
+    """
+    reasoning = REASONING_TOKENS[chat.reasoning_effort or _DEFAULT_EFFORT]
+    budget = chat.max_tokens
+    if budget is not None and reasoning >= budget:
+        return Answer("", budget, "length", budget)
+    answer = clip_to_tokens(text, None if budget is None else budget - reasoning)
+    return Answer(answer.text, answer.completion_tokens + reasoning, answer.finish_reason, reasoning)
+
+
+class ParamError(ValueError):
+    """A request parameter the model does not take, as OpenAI names it (answered as 400)."""
+
+    def __init__(self, message: str, *, param: str, code: str) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+def is_reasoning_model(model: str) -> bool:
+    return bool(_REASONING_MODEL.match(model))
+
+
+class PromptCache:
+    """OpenAI's prompt caching: a prompt of 1,024 tokens or more whose start was seen recently has
+    that start cached, in steps of 128 tokens (`usage.prompt_tokens_details.cached_tokens`).
+
+    Prefixes are hashed block by block (128 tokens = 512 characters by the chars/4 rule);
+    the table forgets everything when it grows past `max_entries`.
+    """
+
+    MIN_TOKENS = 1024
+    BLOCK_TOKENS = 128
+
+    def __init__(self, max_entries: int = 200_000) -> None:
+        self._seen: set[bytes] = set()
+        self._max_entries = max_entries
+
+    def cached_tokens(self, prompt: Prompt) -> int:
+        """The tokens of this prompt's start seen before; this prompt's start is remembered."""
+        if prompt.prompt_tokens < self.MIN_TOKENS:
+            return 0
+        block_chars = self.BLOCK_TOKENS * _CHARS_PER_TOKEN
+        digest = hashlib.blake2b(digest_size=16)
+        cached_blocks, hits = 0, True
+        keys = []
+        for start in range(0, len(prompt.text) - block_chars + 1, block_chars):
+            digest.update(prompt.text[start:start + block_chars].encode())
+            key = digest.copy().digest()
+            keys.append(key)
+            if hits and key in self._seen:
+                cached_blocks += 1
+            else:
+                hits = False
+        if len(self._seen) + len(keys) > self._max_entries:
+            self._seen.clear()
+        self._seen.update(keys)
+        cached = cached_blocks * self.BLOCK_TOKENS
+        return cached if cached >= self.MIN_TOKENS else 0
 
 
 def clip_to_tokens(text: str, max_tokens: int | None) -> Answer:
@@ -300,21 +373,27 @@ class ChatRequest:
     temperature: object
     stream: bool = False  # answer as server-sent events (headers at once, text after the latency)
     include_usage: bool = False  # stream_options.include_usage: a last chunk with the usage
+    reasoning: bool = False  # a reasoning model (gpt-5*, o1*, o3*, o4*)
+    reasoning_effort: str | None = None
 
     @classmethod
-    def parse(cls, raw: bytes) -> ChatRequest:
+    def parse(cls, raw: bytes, *, reasoning_models: Sequence[str] = ()) -> ChatRequest:
         """Parse and check a request body; ValueError (answered as 400) says what is wrong."""
-        return cls.from_body(json.loads(raw))
+        return cls.from_body(json.loads(raw), reasoning_models=reasoning_models)
 
     @classmethod
-    def from_body(cls, body: object) -> ChatRequest:
-        """Check an already decoded body (a batch line's ``body``); ValueError if wrong."""
+    def from_body(cls, body: object, *, reasoning_models: Sequence[str] = ()) -> ChatRequest:
+        """Check an already decoded body (a batch line's ``body``); ValueError if wrong.
+
+        `reasoning_models` are names answered as reasoning models beside gpt-5*, o1*, o3*, o4*."""
         if not isinstance(body, dict):
             raise ValueError("request body must be a JSON object")
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise ValueError("you must provide a model parameter")
         stream, include_usage = _stream_options(body)
+        reasoning = is_reasoning_model(model) or model in reasoning_models
+        _check_model_parameters(model, body, reasoning)
         prompt = Prompt.from_messages(body.get("messages"))
         response_format = body.get("response_format")
         return cls(
@@ -327,6 +406,8 @@ class ChatRequest:
             temperature=body.get("temperature"),
             stream=stream,
             include_usage=include_usage,
+            reasoning=reasoning,
+            reasoning_effort=body.get("reasoning_effort"),
         )
 
     def token_cost(self, completion_tokens: int) -> int:
@@ -334,6 +415,32 @@ class ChatRequest:
         completion it may produce (max_tokens when given, else the answer)."""
         reserved = self.max_tokens if self.max_tokens is not None else completion_tokens
         return self.prompt.prompt_tokens + reserved
+
+
+def _check_model_parameters(model: str, body: Mapping[str, Any], reasoning: bool) -> None:
+    """What OpenAI refuses, with its words: `max_tokens` and a temperature other than 1 for a
+    reasoning model, `reasoning_effort` for a model without reasoning or at a level it lacks."""
+    if reasoning and body.get("max_tokens") is not None:
+        raise ParamError(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead.", param="max_tokens", code="unsupported_parameter")
+    temperature = body.get("temperature")
+    if reasoning and temperature is not None and temperature != 1:
+        raise ParamError(
+            f"Unsupported value: 'temperature' does not support {temperature} with this model. "
+            "Only the default (1) value is supported.", param="temperature", code="unsupported_value")
+    effort = body.get("reasoning_effort")
+    if effort is None:
+        return
+    if not reasoning:
+        raise ParamError("Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+                         param="reasoning_effort", code="unsupported_parameter")
+    levels = ("low", "medium", "high") if re.match(r"o\d", model) else ("minimal", "low", "medium", "high")
+    if effort not in levels:
+        shown = ", ".join(f"'{level}'" for level in levels)
+        raise ParamError(
+            f"Unsupported value: 'reasoning_effort' does not support {effort!r} with this model. "
+            f"Supported values are: {shown}.", param="reasoning_effort", code="unsupported_value")
 
 
 def _stream_options(body: Mapping[str, Any]) -> tuple[bool, bool]:
@@ -367,11 +474,25 @@ def _max_tokens(body: Mapping[str, Any]) -> int | None:
     return int(value)
 
 
+def usage_payload(chat: ChatRequest, answer: Answer, cached_tokens: int = 0) -> dict[str, Any]:
+    """`usage` as OpenAI sends it today: the totals and their details (cached prompt, reasoning)."""
+    prompt_tokens = chat.prompt.prompt_tokens
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": answer.completion_tokens,
+        "total_tokens": prompt_tokens + answer.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": answer.reasoning_tokens, "audio_tokens": 0,
+            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
+        },
+    }
+
+
 def completion_payload(
-    chat: ChatRequest, answer: Answer, *, completion_id: str, created: int
+    chat: ChatRequest, answer: Answer, *, completion_id: str, created: int, cached_tokens: int = 0
 ) -> dict[str, Any]:
     """The ``chat.completion`` body for ``answer``, with its usage."""
-    prompt_tokens = chat.prompt.prompt_tokens
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -386,11 +507,7 @@ def completion_payload(
                 "finish_reason": answer.finish_reason,
             }
         ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": answer.completion_tokens,
-            "total_tokens": prompt_tokens + answer.completion_tokens,
-        },
+        "usage": usage_payload(chat, answer, cached_tokens),
     }
 
 
@@ -398,7 +515,9 @@ def completion_payload(
 _STREAM_PIECES = 4
 
 
-def stream_events(chat: ChatRequest, answer: Answer, *, completion_id: str, created: int) -> list[bytes]:
+def stream_events(
+    chat: ChatRequest, answer: Answer, *, completion_id: str, created: int, cached_tokens: int = 0
+) -> list[bytes]:
     """The server-sent events of a streamed ``chat.completion.chunk`` answer, ``[DONE]`` last.
 
     As OpenAI sends them: a first chunk with the role, the text in pieces, a
@@ -424,13 +543,7 @@ def stream_events(chat: ChatRequest, answer: Answer, *, completion_id: str, crea
     events += [chunk({"content": text[i : i + size]}) for i in range(0, len(text), size)]
     events.append(chunk({}, answer.finish_reason))
     if chat.include_usage:
-        prompt_tokens = chat.prompt.prompt_tokens
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": answer.completion_tokens,
-            "total_tokens": prompt_tokens + answer.completion_tokens,
-        }
-        events.append(_event({**base, "choices": [], "usage": usage}))
+        events.append(_event({**base, "choices": [], "usage": usage_payload(chat, answer, cached_tokens)}))
     events.append(b"data: [DONE]\n\n")
     return events
 

@@ -66,6 +66,9 @@ class SimulatorConfig:
     batch_validate_upload: bool = False
     # Answer /v1/files and /v1/batches with 404, like Ollama or a plain vLLM server.
     no_batch_api: bool = False
+    # More model names answered as reasoning models (gpt-5*, o1*, o3*, o4* always are): an Azure
+    # deployment or a new family whose name does not give it away.
+    reasoning_models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in _NON_NEGATIVE_FLOATS:
@@ -88,6 +91,7 @@ class SimulatorConfig:
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
             raise ValueError("api_key: must be a non-empty string or null")
         self._set("models", _as_models(self.models))
+        self._set("reasoning_models", _as_models(self.reasoning_models, empty_ok=True))
         for name in _POSITIVE_COUNTS:
             count = getattr(self, name)
             if not is_int(count) or count < 1:
@@ -119,6 +123,7 @@ class SimulatorConfig:
         """JSON-ready view (models as a list), for ``/_sim/config``."""
         data = dataclasses.asdict(self)
         data["models"] = list(self.models)
+        data["reasoning_models"] = list(self.reasoning_models)
         return data
 
     def _set(self, name: str, value: object) -> None:
@@ -137,10 +142,10 @@ def as_float(name: str, value: object, *, minimum: float) -> float:
     return float(value)
 
 
-def _as_models(value: object) -> tuple[str, ...]:
+def _as_models(value: object, *, empty_ok: bool = False) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]
-    if not isinstance(value, (list, tuple)) or not value:
+    if not isinstance(value, (list, tuple)) or not (value or empty_ok):
         raise ValueError("models: must be a non-empty list of model names")
     if not all(isinstance(name, str) and name for name in value):
         raise ValueError(f"models: {value!r} must contain only non-empty strings")

@@ -20,16 +20,23 @@ from report_pipeline.simulator._chat import (
     BAD_JSON_CONTENT,
     Answer,
     ChatRequest,
+    ParamError,
+    PromptCache,
     clip_to_tokens,
     completion_payload,
     compose_answer,
     error_payload,
+    reasoned,
     stream_events,
 )
 from report_pipeline.simulator._config import SimulatorConfig, is_int
 from report_pipeline.simulator._gates import Gates
 from report_pipeline.simulator._http import JSON_HEADERS, read_json_object
-from report_pipeline.simulator._ratelimit import RateDecision, RateLimiter, retry_after_headers
+from report_pipeline.simulator._ratelimit import (
+    RateDecision,
+    RateLimiter,
+    retry_after_headers,
+)
 
 # A listen backlog far above the default 128, so a burst of 1,000+ connects is
 # queued by the kernel instead of refused (the kernel caps it at somaxconn).
@@ -148,6 +155,7 @@ class SimulatorServer:
         self._stats = SimulatorStats()
         self._limiter = RateLimiter()
         self._directive_counts: Counter[tuple[str, str]] = Counter()
+        self._prompt_cache = PromptCache()
         self._gates = Gates()
         self._request_serial = 0
         self._models_body = self._render_models(self._config.models)
@@ -352,7 +360,10 @@ class SimulatorServer:
         if config.api_key is not None and not self._authorized(request, config.api_key):
             return self._reject_unauthorized(config)
         try:
-            chat = ChatRequest.parse(await request.read())
+            chat = ChatRequest.parse(await request.read(), reasoning_models=config.reasoning_models)
+        except ParamError as error:
+            headers = self._limiter.headers(self._clock(), config)
+            return self._error(400, str(error), error.code, headers, param=error.param)
         except ValueError as error:
             return self._error(400, str(error), None, self._limiter.headers(self._clock(), config))
         if chat.directives.label is not None:
@@ -403,7 +414,7 @@ class SimulatorServer:
             json_mode=chat.json_mode,
             verdict=chat.directives.verdict,
         )
-        return clip_to_tokens(text, chat.max_tokens)
+        return reasoned(chat, text) if chat.reasoning else clip_to_tokens(text, chat.max_tokens)
 
     # -- batch requests ------------------------------------------------------------
 
@@ -418,7 +429,9 @@ class SimulatorServer:
         """
         request_id = self._next_request_id()
         try:
-            chat = ChatRequest.from_body(body)
+            chat = ChatRequest.from_body(body, reasoning_models=self._config.reasoning_models)
+        except ParamError as error:
+            return RequestResult(400, request_id, error_payload(400, str(error), code=error.code, param=error.param))
         except ValueError as error:
             return RequestResult(400, request_id, error_payload(400, str(error)))
         if chat.stream:
@@ -434,7 +447,8 @@ class SimulatorServer:
         if self._spoils_json(chat):
             answer = clip_to_tokens(BAD_JSON_CONTENT, chat.max_tokens)
         payload = completion_payload(
-            chat, answer, completion_id=self._completion_id(), created=int(self._wall_clock())
+            chat, answer, completion_id=self._completion_id(), created=int(self._wall_clock()),
+            cached_tokens=self._prompt_cache.cached_tokens(chat.prompt),
         )
         return RequestResult(
             200, request_id, payload, chat.prompt.prompt_tokens, answer.completion_tokens, label
@@ -554,7 +568,8 @@ class SimulatorServer:
             return response
         if outcome.kind == "bad_json":
             answer = clip_to_tokens(BAD_JSON_CONTENT, chat.max_tokens)
-        events = stream_events(chat, answer, completion_id=self._completion_id(), created=int(self._wall_clock()))
+        events = stream_events(chat, answer, completion_id=self._completion_id(), created=int(self._wall_clock()),
+                               cached_tokens=self._prompt_cache.cached_tokens(chat.prompt))
         await response.write(b"".join(events))
         stats = self._stats
         stats.completed += 1
@@ -578,7 +593,8 @@ class SimulatorServer:
     ) -> web.Response:
         request_id = self._next_request_id()
         payload = completion_payload(
-            chat, answer, completion_id=self._completion_id(), created=int(self._wall_clock())
+            chat, answer, completion_id=self._completion_id(), created=int(self._wall_clock()),
+            cached_tokens=self._prompt_cache.cached_tokens(chat.prompt),
         )
         stats = self._stats
         stats.completed += 1
@@ -611,9 +627,10 @@ class SimulatorServer:
         headers: Mapping[str, str],
         *,
         type_: str | None = None,
+        param: str | None = None,
     ) -> web.Response:
         self._stats.status_counts[str(status)] += 1
-        body = json.dumps(error_payload(status, message, type_=type_, code=code)).encode()
+        body = json.dumps(error_payload(status, message, type_=type_, code=code, param=param)).encode()
         all_headers = {**JSON_HEADERS, **headers, "x-request-id": self._next_request_id()}
         return web.Response(status=status, body=body, headers=all_headers)
 

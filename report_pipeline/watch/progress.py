@@ -115,8 +115,15 @@ class PlainProgress(RunObserver):
         c = result.counts
         line = (
             f"run {result.run_id} {result.status}: {c['done']} done, {c['failed']} failed, "
-            f"{c['skipped']} skipped of {c['total']} tasks; tokens {result.prompt_tokens + result.completion_tokens:,}; "
-            f"cost ${result.cost_usd:.4f}; {format_duration(result.duration_s)}; report {result.run_dir / 'report.md'}"
+            f"{c['skipped']} skipped of {c['total']} tasks; tokens {result.tokens_text()}; "
+            f"cost ${result.cost_usd:.4f}{_saving(result)}; {format_duration(result.duration_s)}; "
+            f"report {result.run_dir / 'report.md'}"
         )
         self._stream.write(line + "\n")  # the final line is printed even with --quiet
         self._stream.flush()
+
+
+def _saving(result: RunResult) -> str:
+    """` (prompt cache saved $0.0123)` when the endpoint's prompt cache saved anything."""
+    saving = result.prompt_cache_saving_usd
+    return f" (prompt cache saved ${saving:.4f})" if saving >= 0.00005 else ""

@@ -43,7 +43,7 @@ from typing import Any
 from openpyxl import load_workbook
 from openpyxl.utils import column_index_from_string, get_column_letter, range_boundaries
 
-from ..config import RunConfig, settings_problems, validate_steps
+from ..config import REASONING_EFFORTS, RunConfig, settings_problems, validate_steps
 from ..errors import PromptSheetError, SheetProblem
 from ..models import DataSource, Objective, PromptSheet, Task
 from .data import ole2_advice, source_problems
@@ -98,7 +98,8 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec(
         "tasks",
         ("objective_id", "task_id", "prompt"),
-        ("title", "data", "depends_on", "steps", "model", "temperature", "max_tokens", "enabled", "merge", "include_table"),
+        ("title", "data", "depends_on", "steps", "model", "temperature", "max_tokens", "enabled", "merge", "include_table",
+         "reasoning_effort"),
     ),
     _Spec("data", ("name", "path"), ("sheet", "columns", "filter", "chart", "x", "y"), needed=False),
     _Spec("settings", ("key", "value"), needed=False),
@@ -745,6 +746,7 @@ class _Reader:
                 model=self._models(row),
                 temperature=self._number(row, "temperature", 0.0, 2.0),
                 max_tokens=self._whole(row, "max_tokens", 1),
+                reasoning_effort=self._choice(row, "reasoning_effort", REASONING_EFFORTS, None),
                 enabled=enabled,
                 merge=self._choice(row, "merge", MERGE_CHOICES, "collect_all") or "collect_all",
                 include_table=self._flag(row, "include_table", False),

@@ -32,7 +32,10 @@ class RunFacts:
     counts: Mapping[str, int]
     prompt_tokens: int
     completion_tokens: int
+    reasoning_tokens: int
+    cached_tokens: int
     cost_usd: float
+    prompt_cache_saving_usd: float
     execution: str
     batch: Mapping[str, Any] | None
     provider: str
@@ -74,8 +77,10 @@ def build_manifest(facts: RunFacts, results: Sequence[TaskResult], chapters: Seq
         "duration_s": round(facts.duration_s, 3),
         "counts": dict(facts.counts),
         "tokens": {"prompt": facts.prompt_tokens, "completion": facts.completion_tokens,
-                   "total": facts.prompt_tokens + facts.completion_tokens},
+                   "total": facts.prompt_tokens + facts.completion_tokens,
+                   "reasoning": facts.reasoning_tokens, "cached": facts.cached_tokens},
         "cost_usd": round(facts.cost_usd, 6),
+        "prompt_cache_saving_usd": round(facts.prompt_cache_saving_usd, 6),
         "execution": facts.execution,
         "batch": facts.batch,
         "provider": facts.provider,
@@ -110,6 +115,8 @@ def _task(r: TaskResult) -> dict[str, Any]:
         "steps": list(r.steps),
         "prompt_tokens": r.prompt_tokens,
         "completion_tokens": r.completion_tokens,
+        "reasoning_tokens": r.reasoning_tokens,
+        "cached_tokens": r.cached_tokens,
         "cost_usd": round(r.cost_usd, 6),
         "attempts": r.attempts,
         "cached": r.cached,
@@ -120,7 +127,8 @@ def _task(r: TaskResult) -> dict[str, Any]:
         "calls": [
             {
                 "step": c.step, "model": c.model, "prompt_tokens": c.prompt_tokens,
-                "completion_tokens": c.completion_tokens, "cost_usd": round(c.cost_usd, 6),
+                "completion_tokens": c.completion_tokens, "reasoning_tokens": c.reasoning_tokens,
+                "cached_tokens": c.cached_tokens, "cost_usd": round(c.cost_usd, 6),
                 "attempts": c.attempts, "latency_s": round(c.latency_s, 4), "cached": c.cached,
                 "started_at": iso_time(c.started_at), "finished_at": iso_time(c.finished_at), "thread": c.thread,
             }

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from ..base import message_text
 
-__all__ = ["ChatAnswer", "NotAnAnswer", "cut_warning", "read_body", "read_message", "usage"]
+__all__ = ["ChatAnswer", "NotAnAnswer", "cut_warning", "read_body", "read_message", "usage", "usage_details"]
 
 # Why a 200 can come back without text, by finish_reason.
 _NO_TEXT_WHY = {
@@ -38,6 +38,8 @@ class ChatAnswer:
     prompt_tokens: int | None  # None: the body has no usable count
     completion_tokens: int | None
     finish_reason: str = "stop"
+    reasoning_tokens: int = 0  # of completion_tokens (`completion_tokens_details`)
+    cached_tokens: int = 0  # of prompt_tokens (`prompt_tokens_details`)
 
     @property
     def cut(self) -> bool:
@@ -84,12 +86,15 @@ def read_message(
     if not text or text.isspace():
         raise NotAnAnswer(_no_text(choice, message, max_tokens), kind="no_text")
     prompt_tokens, completion_tokens = usage(data)
+    reasoning_tokens, cached_tokens = usage_details(data)
     return ChatAnswer(
         text=text,
         model=str(data.get("model") or ""),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         finish_reason=str(choice.get("finish_reason") or "stop"),
+        reasoning_tokens=reasoning_tokens,
+        cached_tokens=cached_tokens,
     )
 
 
@@ -99,6 +104,17 @@ def usage(data: Mapping[str, Any]) -> tuple[int | None, int | None]:
     if not isinstance(found, dict):
         return None, None
     return _count(found.get("prompt_tokens")), _count(found.get("completion_tokens"))
+
+
+def usage_details(data: Mapping[str, Any]) -> tuple[int, int]:
+    """(reasoning, cached) tokens from `usage`'s details; 0 for each a server does not send."""
+    found = data.get("usage")
+    if not isinstance(found, dict):
+        return 0, 0
+    completion, prompt = found.get("completion_tokens_details"), found.get("prompt_tokens_details")
+    reasoning = _count(completion.get("reasoning_tokens")) if isinstance(completion, dict) else None
+    cached = _count(prompt.get("cached_tokens")) if isinstance(prompt, dict) else None
+    return reasoning or 0, cached or 0
 
 
 def cut_warning(label: str, max_tokens: int) -> str:

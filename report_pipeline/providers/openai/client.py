@@ -16,6 +16,7 @@ import openai
 from ...config import RunConfig
 from ...errors import ConfigError
 from ...logs import redact
+from .dialect import Dialects
 from .transport import make_http_client
 
 __all__ = ["DEFAULT_BASE_URL", "Endpoint"]
@@ -56,6 +57,8 @@ class Endpoint:
             raise ConfigError(self.scrub(f"provider: {config.provider}: {error}")) from None
         #: The base URL as configured, or OpenAI's (for messages: never with credentials).
         self.base_url = config.base_url or DEFAULT_BASE_URL
+        #: What each model here takes (shared by chat calls and batch lines).
+        self.dialects = Dialects(self.base_url, name=config.provider)
 
     def mark_reached(self) -> None:
         """An HTTP answer came back (headers at least, whatever followed)."""

@@ -72,8 +72,10 @@ from .answers import (
     read_body,
     read_message,
     usage,
+    usage_details,
 )
 from .client import Endpoint
+from .dialect import Dialect, refused_parameter
 from .failures import (
     CHAT_PATH,
     MAX_MESSAGE_CHARS,
@@ -100,6 +102,18 @@ log = logging.getLogger("report_pipeline.provider")
 EventHook = Callable[..., None]
 
 
+# A call is corrected at most this many times (one per parameter a model may refuse).
+_MAX_CORRECTIONS = 4
+
+
+class ParameterRefused(Exception):
+    """The endpoint refused a parameter; send again at once with `dialect`."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        super().__init__(dialect)
+        self.dialect = dialect
+
+
 _Aborted = TypeVar("_Aborted", bound=RunAborted)
 
 
@@ -111,6 +125,8 @@ class _Answer:
     completion_tokens: int
     finish_reason: str
     request_id: str | None
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
 
 
 class OpenAIProvider:
@@ -267,14 +283,25 @@ class OpenAIProvider:
     # -- one attempt -----------------------------------------------------------
 
     def _attempt(self, request: ChatRequest, tokens: int) -> _Answer:
+        """One attempt: sent again at once, with the corrected body, when the endpoint refuses a
+        parameter (an answered 400 costs nothing, and is not a retry)."""
         with self._in_flight.slot():
-            ticket = self._acquire(tokens)
-            if ticket.probe and self._stream_probes:
+            dialect = self._endpoint.dialects.get(request.model)
+            for _ in range(_MAX_CORRECTIONS):
                 try:
-                    return self._send_streamed(request, ticket)
-                except StreamRefused:
-                    ticket = self._acquire(tokens)
-            return self._send(request, ticket)
+                    return self._attempt_with(request, tokens, dialect)
+                except ParameterRefused as refused:
+                    dialect = refused.dialect
+            return self._attempt_with(request, tokens, dialect)
+
+    def _attempt_with(self, request: ChatRequest, tokens: int, dialect: Dialect) -> _Answer:
+        ticket = self._acquire(tokens)
+        if ticket.probe and self._stream_probes:
+            try:
+                return self._send_streamed(request, ticket, dialect)
+            except StreamRefused:
+                ticket = self._acquire(tokens)
+        return self._send(request, ticket, dialect)
 
     def _acquire(self, tokens: int) -> Ticket:
         try:
@@ -283,7 +310,7 @@ class OpenAIProvider:
             self._latch.raise_if_stopped()
             raise NotSent("the run is stopping: this call was not sent", attempts=0) from None
 
-    def _send(self, request: ChatRequest, ticket: Ticket) -> _Answer:
+    def _send(self, request: ChatRequest, ticket: Ticket, dialect: Dialect) -> _Answer:
         """Send once; every booked ticket is observed exactly once, answered or not."""
         headers: Mapping[str, str] = {}
         admitted = True
@@ -291,11 +318,12 @@ class OpenAIProvider:
             self._latch.raise_if_stopped()
             self._meter.check()
             try:
-                response = self._post_chat(request)
+                response = self._post_chat(dialect.body(request))
                 self._endpoint.mark_reached()  # also through a proxy, whose transport is httpx2's own
             except openai.APIStatusError as error:
                 headers = error.response.headers
                 admitted = error.status_code != 429
+                self._correct(error, request, dialect)
                 raise self._classify(error) from None
             except openai.APIError as error:
                 raise self._classify(error) from None
@@ -304,7 +332,7 @@ class OpenAIProvider:
         finally:
             self._throttle.observe(headers, ticket, admitted=admitted)
 
-    def _send_streamed(self, request: ChatRequest, ticket: Ticket) -> _Answer:
+    def _send_streamed(self, request: ChatRequest, ticket: Ticket, dialect: Dialect) -> _Answer:
         """Send a probe call streamed, and learn the limits from its headers before its text.
 
         Until one answer's headers say what the endpoint allows, every thread but
@@ -326,7 +354,7 @@ class OpenAIProvider:
             try:
                 stream = self._client.post(
                     CHAT_PATH,
-                    body={**request.sampling(), "stream": True, "stream_options": {"include_usage": True}},
+                    body={**dialect.body(request), "stream": True, "stream_options": {"include_usage": True}},
                     cast_to=object,
                     stream=True,
                     stream_cls=openai.Stream[object],
@@ -335,6 +363,7 @@ class OpenAIProvider:
             except openai.APIStatusError as error:
                 headers = error.response.headers
                 admitted = error.status_code != 429
+                self._correct(error, request, dialect)
                 message = self._scrub(server_message(error))
                 if error.status_code in (400, 422) and "stream" in message.lower():
                     self._stream_probes = False
@@ -383,7 +412,18 @@ class OpenAIProvider:
             message = f"{type(error).__name__}: {error}"
             raise self._classify(openai.APIConnectionError(message=message, request=response.request)) from None
 
-    def _post_chat(self, request: ChatRequest) -> httpx2.Response:
+    def _correct(self, error: openai.APIStatusError, request: ChatRequest, sent: Dialect) -> None:
+        """A 400 naming a parameter or value the model does not take: `ParameterRefused` with the
+        body to send instead, once it is learned (dialect.py); anything else returns."""
+        param = refused_parameter(error.status_code, error.body, server_message(error))
+        if param is None:
+            return
+        self._endpoint.mark_reached()
+        corrected = self._endpoint.dialects.learn(request.model, param, sent, self._scrub(server_message(error)))
+        if corrected is not None and corrected != sent:
+            raise ParameterRefused(corrected)
+
+    def _post_chat(self, body: dict[str, Any]) -> httpx2.Response:
         """POST /chat/completions through the SDK client, skipping what we would throw away.
 
         `chat.completions.create()` first runs the SDK's typed-params transform over
@@ -398,7 +438,7 @@ class OpenAIProvider:
         """
         return self._client.post(
             CHAT_PATH,
-            body=request.sampling(),
+            body=body,
             cast_to=httpx2.Response,
             options={"security": {"bearer_auth": True}},  # what create() asks for
         )
@@ -463,6 +503,8 @@ class OpenAIProvider:
             completion_tokens=completion_tokens,
             finish_reason=answer.finish_reason,
             request_id=response.headers.get("x-request-id"),
+            reasoning_tokens=answer.reasoning_tokens,
+            cached_tokens=answer.cached_tokens,
         )
 
     def _refused(self, why: NotAnAnswer, data: Any, request: ChatRequest, response: httpx2.Response) -> Exception:
@@ -590,9 +632,14 @@ class OpenAIProvider:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _cost(self, request: ChatRequest, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+    def _cost(self, request: ChatRequest, model: str, prompt_tokens: int, completion_tokens: int,
+              cached: int = 0) -> tuple[float, float]:
+        """(cost, what the endpoint's prompt cache saved) at the model's price."""
         price = self._config.price_for(request.model) or self._config.price_for(model)
-        return price.cost(prompt_tokens, completion_tokens) if price else 0.0
+        if price is None:
+            return 0.0, 0.0
+        cost = price.cost(prompt_tokens, completion_tokens, cached=cached)
+        return cost, price.cost(prompt_tokens, completion_tokens) - cost
 
     def _bill_unanswered(self, data: Mapping[str, Any], request: ChatRequest) -> None:
         """A 200 without text (a content filter, a reasoning model that used max_tokens up) is still
@@ -600,10 +647,12 @@ class OpenAIProvider:
         prompt_tokens, completion_tokens = usage(data)
         if prompt_tokens or completion_tokens:
             model = str(data.get("model") or request.model)
-            self._meter.add(self._cost(request, model, prompt_tokens or 0, completion_tokens or 0))
+            cost, _ = self._cost(request, model, prompt_tokens or 0, completion_tokens or 0, usage_details(data)[1])
+            self._meter.add(cost)
 
     def _response(self, request: ChatRequest, answer: _Answer, attempts: int, started: float) -> ChatResponse:
-        cost = self._cost(request, answer.model, answer.prompt_tokens, answer.completion_tokens)
+        cost, saving = self._cost(request, answer.model, answer.prompt_tokens, answer.completion_tokens,
+                                  answer.cached_tokens)
         self._meter.add(cost)
         return ChatResponse(
             text=answer.text,
@@ -615,6 +664,9 @@ class OpenAIProvider:
             latency_s=self._clock() - started,
             finish_reason=answer.finish_reason,
             extra={"request_id": answer.request_id} if answer.request_id else {},
+            reasoning_tokens=answer.reasoning_tokens,
+            cached_tokens=answer.cached_tokens,
+            cache_saving_usd=saving,
         )
 
     def _emit(self, kind: str, **fields: Any) -> None:
