@@ -11,19 +11,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import RunConfig, load_config
+from .config import ResumedRun, RunConfig, load_config
 from .errors import ConfigError, PromptSheetError, SheetProblem
 from .models import PromptSheet
 from .workbook.reader import read_prompt_sheet
 
 
 def load_run_inputs(
-    sheet_path: Path, *, config_path: Path | None, overrides: Mapping[str, Any]
+    sheet_path: Path, *, config_path: Path | None, overrides: Mapping[str, Any], resume: str | None = None,
 ) -> tuple[PromptSheet, RunConfig]:
     """The validated sheet and the config merged from YAML < settings sheet < flags < environment.
 
     A sheet with problems is still checked against the config, so one pass names the
     config's problems with the sheet's (`run`, `--dry-run` and `validate` alike).
+    With `resume`, the run's recorded config is the base (see `load_config`).
     """
     reading = read_prompt_sheet(sheet_path)
     if not reading.ok:
@@ -40,7 +41,26 @@ def load_run_inputs(
         settings_locations=reading.settings_locations,
         overrides=overrides,
     )
+    recorded = _recorded_config(config, resume) if resume else None
+    if recorded is not None:
+        config = load_config(config_path=config_path, overrides=overrides,
+                             resuming=ResumedRun(resume, recorded))  # type: ignore[arg-type]
     return sheet, config
+
+
+def _recorded_config(config: RunConfig, run_id: str) -> dict[str, Any] | None:
+    """The config run `run_id` was started with, from the ledger (read only); None when unknown.
+
+    A missing ledger or run is said by the run itself (with what to do); a run recorded before
+    runs kept their identity resumes with this command's config, as it always did."""
+    from .ledger.store import Ledger
+
+    path = Path(config.resolved_ledger_path)
+    if not config.ledger or not path.is_file():
+        return None
+    with Ledger.for_reading(path) as ledger:
+        row = ledger.run(run_id)
+    return row.recorded_config() if row is not None else None
 
 
 def prepare_run(
@@ -60,7 +80,7 @@ def prepare_run(
     from .pipeline import ReportGenerationPipeline
     from .watch.live import make_observer
 
-    sheet, config = load_run_inputs(sheet_path, config_path=config_path, overrides=overrides)
+    sheet, config = load_run_inputs(sheet_path, config_path=config_path, overrides=overrides, resume=resume)
     interactive = {"auto": None, "on": True, "off": False}[config.progress]
     observer = make_observer(
         interactive=interactive, quiet=config.quiet, interval_s=config.progress_interval_s, stream=stream

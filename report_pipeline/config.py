@@ -15,6 +15,7 @@ import os
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -338,6 +339,26 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+#: What a resumed run may change: how fast, how patiently, how much it may spend, where it
+#: writes and how it shows itself. Every other key is the run's identity, recorded when it
+#: started: a resumed run keeps it, and a flag that contradicts it is refused.
+RESUMABLE_KEYS = frozenset({
+    "api_key_env", "run_objectives_concurrent", "run_task_concurrent", "max_objective_workers",
+    "max_task_workers", "max_concurrent_requests", "requests_per_minute", "tokens_per_minute", "max_retries",
+    "request_timeout_s", "max_cost_usd", "shutdown_grace_s", "prices", "output_dir", "cache", "ledger",
+    "ledger_path", "log_level", "progress", "progress_interval_s", "quiet", "rss_warn_mb", "offline_latency_ms",
+    "batch_poll_interval_s", "batch_max_wait_s", "batch_max_requests", "batch_max_bytes", "batch_resubmits",
+})
+
+
+@dataclass(frozen=True)
+class ResumedRun:
+    """The run `--resume` continues: its id and the config it was started with (secrets removed)."""
+
+    run_id: str
+    recorded: Mapping[str, Any]
+
+
 def load_config(
     *,
     config_path: Path | None = None,
@@ -345,11 +366,17 @@ def load_config(
     settings_locations: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    resuming: ResumedRun | None = None,
 ) -> RunConfig:
     """Merge YAML < settings sheet < CLI flags < environment (secrets), validate once.
 
     `settings_locations` maps a settings key to where it sits (`settings!B4`) so a
     bad value names its cell; `overrides` holds only the flags the user gave.
+
+    `resuming`: the config the run was started with is the base instead of the settings
+    sheet (which cannot have changed: the workbook's hash is checked); the config file and
+    the flags may change only `RESUMABLE_KEYS`, and one that contradicts the rest is refused
+    naming the key, where it was set and what the run was started with.
     """
     env = os.environ if environ is None else environ
     merged: dict[str, Any] = {}
@@ -357,7 +384,7 @@ def load_config(
     layers: list[tuple[str, Mapping[str, Any], Mapping[str, str] | None]] = []
     if config_path is not None:
         layers.append((str(config_path), read_yaml(config_path), None))
-    if settings:
+    if settings and resuming is None:
         layers.append(("settings sheet", settings, settings_locations))
     if overrides:
         layers.append(("command line", {k: v for k, v in overrides.items() if v is not None}, None))
@@ -368,9 +395,41 @@ def load_config(
                 raise ConfigError(f"{place}: {key!r}: {_FORBIDDEN_KEYS[key]}")
             merged[key] = value
             locations[key] = (where or {}).get(key, source)
+    if resuming is not None:
+        merged = _resumed(resuming, merged, locations)
     config = _validate(merged, source="config", locations=locations)
     if config.provider != "offline":
         key = env.get(config.api_key_env)
         if key:
             config = config.model_copy(update={"api_key": SecretStr(key)})
     return config
+
+
+def _resumed(resuming: ResumedRun, given: Mapping[str, Any], locations: Mapping[str, str]) -> dict[str, Any]:
+    """The recorded config with the given resumable keys over it; a given identity key must agree."""
+    recorded = {k: v for k, v in resuming.recorded.items() if k in RunConfig.model_fields and k not in _FORBIDDEN_KEYS}
+    base = _validate(recorded, source=f"run {resuming.run_id}'s recorded config")
+    merged = dict(recorded)
+    for key, value in given.items():
+        if key in RESUMABLE_KEYS:
+            merged[key] = value
+            continue
+        if key not in RunConfig.model_fields:
+            merged[key] = value  # unknown: _validate names it
+            continue
+        wanted = getattr(_validate({**recorded, key: value}, source="config", locations=locations), key)
+        if wanted != getattr(base, key):
+            flag = f"--{key.replace('_', '-')}" if locations.get(key) == "command line" else key
+            raise ConfigError(
+                f"{locations.get(key, 'config')}: {flag} {_shown(wanted)}: run {resuming.run_id} was started with "
+                f"{key} {_shown(getattr(base, key))}, and a resumed run stays what it was started as. Drop {flag} "
+                "to resume it; or start a new run without --resume (it reuses every unchanged call from the "
+                "ledger and pays only for what changed)"
+            )
+    return merged
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ", ".join(str(v) for v in value) or "(none)"
+    return "(none)" if value is None else str(value)

@@ -196,6 +196,19 @@ class ReportView:
     def all_results(self) -> list[TaskResult]:
         return [r for chapter in self.chapters for r in chapter.results]
 
+    def written_by(self) -> list[tuple[str, str, int]]:
+        """(provider, model, sections) for every provider and model that wrote a section, most first.
+
+        A run keeps one provider (a resumed run keeps the one it was started with, and the
+        cache key names the provider), so the sections' models say who wrote what."""
+        counts: dict[str, int] = {}
+        for result in self.all_results():
+            if result.status == "done":
+                for model in (result.model or self.model).split(","):
+                    counts[model.strip()] = counts.get(model.strip(), 0) + 1
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        return [(self.provider, model, sections) for model, sections in ranked]
+
 
 # results.csv and every objective CSV share these columns, in this order (DESIGN.md)
 RESULT_COLUMNS: tuple[str, ...] = (

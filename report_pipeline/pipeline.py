@@ -30,6 +30,7 @@ from .errors import (
     ConfigError,
     OutputError,
 )
+from .ledger.history import resume_command
 from .ledger.runlock import RunLock
 from .ledger.store import Ledger, config_hash, sheet_hash
 from .logs import redact, run_log
@@ -217,7 +218,7 @@ class ReportGenerationPipeline:
         if ledger is not None:
             ledger.start_run(
                 self.run_id, self.sheet.path, self._sheet_digest,
-                config_hash(self.config.redacted()), self.plan.task_count,
+                config_hash(self.config.redacted()), self.plan.task_count, identity=self.config.redacted(),
             )
         with run_log(self.run_dir / "run.log", level=self.config.log_level, secrets=secrets_to_hide):
             if restored:
@@ -256,6 +257,8 @@ class ReportGenerationPipeline:
                 self.run_id, result.status, _counts_text(result.counts), result.tokens_text(),
                 result.cost_usd, result.duration_s,
             )
+            if result.resume_command:
+                log.warning("run %s stopped with work left; to continue it: %s", self.run_id, result.resume_command)
         self._close_provider()
         self.observer.run_finished(result)
         return result
@@ -392,7 +395,7 @@ class ReportGenerationPipeline:
         return thread
 
     def _facts(self, run: RunResult, *, started: float, finished: float, halt: Halt | None,
-               resources: dict[str, Any]) -> RunFacts:
+               resources: dict[str, Any], writers: Sequence[tuple[str, str, int]]) -> RunFacts:
         return RunFacts(
             version=__version__, run_id=run.run_id, status=run.status, exit_code=run.exit_code,
             halt_reason=halt.message if halt else None, sheet=str(self.sheet.path), started=started,
@@ -402,6 +405,7 @@ class ReportGenerationPipeline:
             prompt_cache_saving_usd=run.prompt_cache_saving_usd, execution=self.config.execution,
             batch=self.batch_summary(), provider=self.provider.name, model=self.config.model,
             resources=resources, outputs={k: Path(v).name for k, v in run.outputs.items()},
+            resume_command=run.resume_command, writers=writers,
             config=self.config.redacted(),
         )
 
@@ -492,9 +496,12 @@ class ReportGenerationPipeline:
             duration_s=finished - started,
             results=tuple(results),
             outputs={k: str(v) for k, v in outputs.items()},
+            resume_command=(resume_command(self.sheet.path, self.config.output_dir, self.run_id)
+                            if status != "done" and self.config.ledger else None),
         )
         manifest = build_manifest(
-            self._facts(run, started=started, finished=finished, halt=halt, resources=resources), run.results,
+            self._facts(run, started=started, finished=finished, halt=halt, resources=resources,
+                        writers=view.written_by()), run.results,
             [ChapterFile(o.objective_id, o.title, self.chapter_csv(o).as_posix()) for o in self.plan.objectives],
         )
         atomic_write_text(outputs["run_json"], json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")

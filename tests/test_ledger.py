@@ -51,6 +51,7 @@ EXPECTED_RUNS = {
     "cost_usd": "REAL",
     "pid": "INTEGER",
     "host": "TEXT",
+    "identity": "TEXT",
 }
 EXPECTED_TASKS = {
     "run_id": "TEXT",

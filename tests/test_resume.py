@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shlex
 import threading
 from pathlib import Path
 
@@ -358,3 +360,98 @@ def test_a_cache_row_that_cannot_be_read_is_a_miss_and_the_call_is_made_again(tm
     again, provider = run(sheet, tmp_path / "out")
     assert again.exit_code == 0
     assert [label.rsplit(".", 1)[0] for label in provider.labels] == ["other.1"]  # only that one paid again
+
+
+# -- a resumed run is what it was started as (the CLI, the real SDK, the simulator) --------------
+
+
+def _cli(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False,
+                              env={"OPENAI_API_KEY": "sk-test-resume"})
+
+
+def _budget_stopped_run(tmp_path, sim, *extra):
+    """A run on the simulator that stops on its budget with tasks left (exit 3)."""
+    from tests.workbooks import simple_workbook
+
+    sheet = simple_workbook(tmp_path / "wb", 3, 4)
+    out = tmp_path / "out"
+    config = tmp_path / "run.yaml"
+    config.write_text("max_cost_usd: 0.0015\nprices:\n  sim-small: {input: 10, output: 10}\n")
+    first = _cli("run", sheet, "--config", config, "--provider", "openai", "--base-url", sim.base_url,
+                 "--model", "sim-small", "--output", out, "--no-progress", "--max-concurrency", "1", *extra)
+    assert first.exit_code == 3, first.output
+    run_id = next(p.name for p in out.iterdir() if p.is_dir())
+    return sheet, out, run_id
+
+
+def test_resume_without_flags_continues_on_the_provider_and_model_it_was_started_with(tmp_path, make_simulator):
+    """It used to finish the remaining tasks with the offline provider and exit 0."""
+    sim = make_simulator()
+    sheet, out, run_id = _budget_stopped_run(tmp_path, sim)
+    sent_before = sim.stats()["calls"]
+    resumed = _cli("run", sheet, "--output", out, "--resume", run_id, "--no-progress", "--set", "max_cost_usd=10")
+    assert resumed.exit_code == 0, resumed.output
+    assert sim.stats()["calls"] > sent_before  # the remaining tasks went to the model
+    results = rows(out / run_id / "results.csv")
+    assert len(results) == 12 and all(r["status"] == "done" for r in results)
+    assert not any("Offline draft" in r["text"] for r in results)
+    assert {r["model"] for r in results} == {"sim-small"}
+    manifest = json.loads((out / run_id / "run.json").read_text())
+    assert manifest["provider"] == "openai" and manifest["config"]["base_url"] == sim.base_url
+    assert manifest["written_by"] == [{"provider": "openai", "model": "sim-small", "sections": 12}]
+    assert "Written by: openai sim-small (12 sections)" in (out / run_id / "report.md").read_text()
+
+
+@pytest.mark.parametrize(("flag", "recorded"), [
+    (["--provider", "offline"], "provider openai"),
+    (["--model", "sim-large"], "model sim-small"),
+    (["--batch"], "execution realtime"),
+    (["--set", "steps=generate,refine"], "steps generate"),
+])
+def test_resume_refuses_a_flag_that_contradicts_the_run(tmp_path, make_simulator, flag, recorded):
+    sim = make_simulator()
+    sheet, out, run_id = _budget_stopped_run(tmp_path, sim)
+    sent_before = sim.stats()["calls"]
+    refused = _cli("run", sheet, "--output", out, "--resume", run_id, *flag)
+    assert refused.exit_code == 2
+    assert f"was started with {recorded}" in refused.output and "Traceback" not in refused.output
+    assert sim.stats()["calls"] == sent_before  # nothing was sent
+
+
+def test_resume_may_change_how_fast_and_how_much(tmp_path, make_simulator):
+    sim = make_simulator()
+    sheet, out, run_id = _budget_stopped_run(tmp_path, sim)
+    resumed = _cli("run", sheet, "--output", out, "--resume", run_id, "--max-concurrency", "4", "--sequential",
+                   "--no-progress", "--set", "max_cost_usd=10", "--set", "max_retries=2")
+    assert resumed.exit_code == 0, resumed.output
+
+
+def test_a_run_that_stops_with_work_left_prints_the_command_that_resumes_it(tmp_path, make_simulator, monkeypatch):
+    sim = make_simulator()
+    sheet, out, run_id = _budget_stopped_run(tmp_path, sim)
+    command = f"report-pipeline run {sheet.resolve()} --resume {run_id} --output {out.resolve()}"
+    manifest = json.loads((out / run_id / "run.json").read_text())
+    assert manifest["resume_command"] == command
+    assert command in (out / run_id / "run.log").read_text()
+    shown = _cli("runs", "--output", out, "--show", run_id)
+    assert f"continue it with: {command}" in shown.output
+    # and the command works as printed, from another folder
+    monkeypatch.chdir(tmp_path / "wb")
+    resumed = _cli(*shlex.split(command)[1:], "--no-progress", "--set", "max_cost_usd=10")
+    assert resumed.exit_code == 0, resumed.output
+    done = json.loads((out / run_id / "run.json").read_text())
+    assert done["status"] == "done" and done["resume_command"] is None
+
+
+def test_the_plain_final_lines_of_a_stopped_run_say_how_to_continue(tmp_path, make_simulator):
+    sim = make_simulator()
+    from tests.workbooks import simple_workbook
+
+    sheet = simple_workbook(tmp_path / "wb", 2, 3)
+    config = tmp_path / "run.yaml"
+    config.write_text("max_cost_usd: 0.0005\nprices:\n  sim-small: {input: 10, output: 10}\n")
+    result = _cli("run", sheet, "--config", config, "--provider", "openai", "--base-url", sim.base_url,
+                  "--model", "sim-small", "--output", tmp_path / "out", "--no-progress", "--max-concurrency", "1")
+    assert result.exit_code == 3
+    assert "to continue it: report-pipeline run " in result.output

@@ -648,3 +648,20 @@ def test_xlsx_sheet_names_are_valid_and_unique(tmp_path: Path) -> None:
         assert not set(name) & set("[]:*?/\\")
         assert not name.startswith("'") and not name.endswith("'")
     assert names[1] == "O1 What draft a b c"
+
+
+def test_the_front_page_names_every_model_that_wrote_a_section_and_says_offline_drafts_are_drafts() -> None:
+    from report_pipeline.models import Chapter, Objective, ReportView, TaskResult
+    from report_pipeline.writers._text import written_by_line
+
+    results = (
+        TaskResult("o", "a", "A", "done", text="x", model="gpt-5-mini"),
+        TaskResult("o", "b", "B", "done", text="y", model="gpt-5-mini"),
+        TaskResult("o", "c", "C", "done", text="z", model="o4-mini,gpt-5-mini"),
+        TaskResult("o", "d", "D", "failed", model="o4-mini"),
+    )
+    chapter = Chapter(objective=Objective(objective_id="o", title="O"), results=results, number=1)
+    online = ReportView("P", "r1", 0.0, "openai", "gpt-5-mini", (chapter,))
+    assert written_by_line(online) == "Written by: openai gpt-5-mini (3 sections); openai o4-mini (1 section)"
+    offline = ReportView("P", "r1", 0.0, "offline", "gpt-5-mini", (chapter,))
+    assert written_by_line(offline).startswith("Written by: offline drafts, no model was called (3 sections)")

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import ConfigError
 from .runlock import live_run_id
 from .store import DEFAULT_LEDGER_NAME, Ledger, RunRow
+
+
+def resume_command(sheet_path: str | Path, output_dir: str | Path, run_id: str) -> str:
+    """The exact command that continues a run, from any folder: absolute paths, quoted for a shell.
+
+    No other flag is needed: a resumed run takes its provider, endpoint, model and the rest of
+    its config from the ledger (`--set max_cost_usd=...` may raise a budget that stopped it)."""
+    sheet = shlex.quote(str(Path(sheet_path).resolve()))
+    output = shlex.quote(str(Path(output_dir).resolve()))
+    return f"report-pipeline run {sheet} --resume {shlex.quote(run_id)} --output {output}"
 
 
 def _open(output_dir: Path) -> Ledger:
@@ -84,6 +95,6 @@ def describe_run(output_dir: Path, run_id: str) -> str:
         lines.append("  failed or skipped:")
         for t in problems:
             lines.append(f"    {t.task_key:<24} {t.status:<8} {t.error}")
-    if status in ("interrupted", "running"):
-        lines.append(f"  continue it with: report-pipeline run {row.sheet_path} --resume {row.run_id} --output {output_dir}")
+    if status != "done" and row.sheet_path:
+        lines.append(f"  continue it with: {resume_command(row.sheet_path, output_dir, row.run_id)}")
     return "\n".join(lines)

@@ -338,3 +338,10 @@ def m006_call_usage_details(db: sqlite3.Connection) -> None:
         "ALTER TABLE calls ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE calls ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0",
     )
+
+
+@migration
+def m007_run_identity(db: sqlite3.Connection) -> None:
+    """What a run is, recorded when it starts (its effective config, secrets removed, as JSON), so
+    `--resume` continues it as what it was: the same provider, endpoint, model, mode and steps."""
+    _execute_all(db, "ALTER TABLE runs ADD COLUMN identity TEXT")

@@ -182,6 +182,17 @@ class RunRow:
     cost_usd: float
     pid: int | None
     host: str | None
+    identity: str | None = None  # the effective config when the run started (JSON, no secrets)
+
+    def recorded_config(self) -> dict[str, Any] | None:
+        """The config the run was started with, or None for a run recorded before runs kept it."""
+        if not self.identity:
+            return None
+        try:
+            data = json.loads(self.identity)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
 
 
 @dataclass(frozen=True)
@@ -294,12 +305,13 @@ class BatchRow:
 # -- SQL ----------------------------------------------------------------------------------
 
 _START_RUN = """
-INSERT INTO runs (run_id, sheet_path, sheet_hash, config_hash, started_at, status, tasks_total, pid, host)
-VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)
+INSERT INTO runs (run_id, sheet_path, sheet_hash, config_hash, started_at, status, tasks_total, pid, host, identity)
+VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)
 ON CONFLICT (run_id) DO UPDATE SET
     status = 'running', finished_at = NULL, sheet_path = excluded.sheet_path,
     sheet_hash = excluded.sheet_hash, config_hash = excluded.config_hash,
-    tasks_total = excluded.tasks_total, pid = excluded.pid, host = excluded.host
+    tasks_total = excluded.tasks_total, pid = excluded.pid, host = excluded.host,
+    identity = coalesce(runs.identity, excluded.identity)
 """
 _FINISH_RUN = f"""
 UPDATE runs SET status = ?, finished_at = ?,
@@ -442,12 +454,17 @@ class Ledger:
     # -- runs -------------------------------------------------------------------------
 
     def start_run(
-        self, run_id: str, sheet_path: str | Path, sheet_hash: str, config_hash: str, tasks_total: int
+        self, run_id: str, sheet_path: str | Path, sheet_hash: str, config_hash: str, tasks_total: int,
+        identity: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record a run as running (again, for --resume: its first start time is kept). Waits for the commit."""
+        """Record a run as running (again, for --resume: its first start time and identity are kept).
+
+        `identity` is the effective config, secrets removed: what `--resume` continues the run as.
+        Waits for the commit."""
         self._submit("run", _START_RUN, (
             run_id, str(sheet_path), sheet_hash, config_hash, self._clock(), tasks_total,
             os.getpid(), socket.gethostname(),
+            json.dumps(dict(identity), sort_keys=True, default=str) if identity is not None else None,
         ))
         self.flush()
 

@@ -30,6 +30,7 @@ class RunResult:
     duration_s: float
     results: tuple[TaskResult, ...] = ()
     outputs: dict[str, str] = field(default_factory=dict)
+    resume_command: str | None = None  # when it stopped with work left: the command that continues it
 
     @property
     def reasoning_tokens(self) -> int:

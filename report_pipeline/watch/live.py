@@ -271,7 +271,10 @@ class LiveProgress(RunObserver):
         outputs = Table.grid(padding=(0, 2))
         for kind, path in result.outputs.items():
             outputs.add_row(Text(kind, style="dim"), Text(str(path)))
-        return Group(table, Text(f"outputs in {result.run_dir}:"), outputs)
+        parts: list[RenderableType] = [table, Text(f"outputs in {result.run_dir}:"), outputs]
+        if result.resume_command:
+            parts.append(Text(f"to continue it: {result.resume_command}", style="bold"))
+        return Group(*parts)
 
 
 def make_observer(*, interactive: bool | None, quiet: bool, interval_s: float, stream: TextIO) -> RunObserver:

@@ -119,6 +119,8 @@ class PlainProgress(RunObserver):
             f"cost ${result.cost_usd:.4f}{_saving(result)}; {format_duration(result.duration_s)}; "
             f"report {result.run_dir / 'report.md'}"
         )
+        if result.resume_command:  # before the summary, which stays the last line (scripts read it)
+            line = f"to continue it: {result.resume_command}\n{line}"
         self._stream.write(line + "\n")  # the final line is printed even with --quiet
         self._stream.flush()
 

@@ -16,6 +16,18 @@ STATUS_LABELS = {"failed": "Failed", "skipped": "Skipped"}
 NO_REASON = "no reason recorded"
 
 
+def written_by_line(report: ReportView) -> str:
+    """`Written by: openai gpt-5-mini (28 sections)`: every provider and model behind a section."""
+    writers = report.written_by()
+    if not writers:
+        return f"Written by: no section was written (provider {report.provider}, model {report.model})"
+    parts = []
+    for provider, model, sections in writers:
+        who = "offline drafts, no model was called" if provider == "offline" else f"{provider} {model}"
+        parts.append(f"{who} ({sections} section{'s' if sections != 1 else ''})")
+    return "Written by: " + "; ".join(parts)
+
+
 def xml_safe(text: str) -> str:
     """`text` without the control characters XML (hence .docx and .xlsx) cannot hold."""
     return _XML_ILLEGAL.sub("", text)

@@ -49,6 +49,7 @@ from report_pipeline.writers._text import (
     problem_note,
     problems,
     task_heading,
+    written_by_line,
     xml_safe,
 )
 from report_pipeline.writers.atomic import atomic_path
@@ -254,7 +255,7 @@ def _add_title_page(document: DocxDocument, report: ReportView) -> None:
     details = [
         f"Generated {display_datetime(report.generated_at)}",
         f"Run {report.run_id}",
-        f"Provider: {report.provider}, model: {report.model}",
+        written_by_line(report),
     ]
     for line in details:
         paragraph = document.add_paragraph()

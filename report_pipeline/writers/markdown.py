@@ -27,6 +27,7 @@ from report_pipeline.writers._text import (
     problem_note,
     problems,
     task_heading,
+    written_by_line,
 )
 from report_pipeline.writers.atomic import atomic_write_text
 
@@ -77,7 +78,7 @@ def _front_matter(report: ReportView) -> str:
             "",
             f"- Generated: {display_datetime(report.generated_at)}",
             f"- Run: `{report.run_id}`",
-            f"- Provider: {report.provider}, model: {report.model}",
+            f"- {written_by_line(report)}",
         ]
     )
 

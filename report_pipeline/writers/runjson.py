@@ -43,6 +43,8 @@ class RunFacts:
     resources: Mapping[str, Any]
     outputs: Mapping[str, str]  # kind -> file name in the run folder
     config: Mapping[str, Any]
+    resume_command: str | None = None
+    writers: Sequence[tuple[str, str, int]] = ()  # (provider, model, sections written)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ def build_manifest(facts: RunFacts, results: Sequence[TaskResult], chapters: Seq
         "status": facts.status,
         "exit_code": facts.exit_code,
         "halt_reason": facts.halt_reason,
+        "resume_command": facts.resume_command,
         "sheet": facts.sheet,
         "started_at": iso_time(facts.started),
         "finished_at": iso_time(facts.finished),
@@ -85,6 +88,7 @@ def build_manifest(facts: RunFacts, results: Sequence[TaskResult], chapters: Seq
         "batch": facts.batch,
         "provider": facts.provider,
         "model": facts.model,
+        "written_by": [{"provider": p, "model": m, "sections": n} for p, m, n in facts.writers],
         "resources": dict(facts.resources),
         "outputs": dict(facts.outputs),
         "objectives": [_chapter(chapter, results) for chapter in chapters],
