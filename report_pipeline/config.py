@@ -124,6 +124,8 @@ class RunConfig(BaseModel):
     max_objective_workers: int = Field(default=4, ge=1, le=512)
     max_task_workers: int = Field(default=8, ge=1, le=1024)
     max_concurrent_requests: int = Field(default=16, ge=1, le=4096)
+    # adaptive: find how many calls each model at the endpoint serves at once (at most the above)
+    concurrency: Literal["adaptive", "fixed"] = "adaptive"
     requests_per_minute: float | None = Field(default=None, ge=0)
     tokens_per_minute: float | None = Field(default=None, ge=0)
     # failure handling
@@ -344,7 +346,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 #: started: a resumed run keeps it, and a flag that contradicts it is refused.
 RESUMABLE_KEYS = frozenset({
     "api_key_env", "run_objectives_concurrent", "run_task_concurrent", "max_objective_workers",
-    "max_task_workers", "max_concurrent_requests", "requests_per_minute", "tokens_per_minute", "max_retries",
+    "max_task_workers", "max_concurrent_requests", "concurrency", "requests_per_minute", "tokens_per_minute", "max_retries",
     "request_timeout_s", "max_cost_usd", "shutdown_grace_s", "prices", "output_dir", "cache", "ledger",
     "ledger_path", "log_level", "progress", "progress_interval_s", "quiet", "rss_warn_mb", "offline_latency_ms",
     "batch_poll_interval_s", "batch_max_wait_s", "batch_max_requests", "batch_max_bytes", "batch_resubmits",

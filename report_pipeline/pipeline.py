@@ -230,6 +230,8 @@ class ReportGenerationPipeline:
             )
             if ledger is not None:
                 self._endpoint_memory(ledger, keep=False)
+            if self._throttle() is not None:
+                self.observer.watch_concurrency(self.controls.concurrency.current)
             self.observer.run_started(self.plan, self.run_dir)
             charts = self._chart_names()
             drawer = self._drawer = self._drawer or (start_drawer() if charts else None)
@@ -342,11 +344,10 @@ class ReportGenerationPipeline:
     def _halted(self, halt: Halt) -> None:
         """Interrupted: calls already sent may finish (the grace period), but none is sent after
         them, not a retry and not a task's next step: those tasks are skipped, for --resume."""
-        throttle = self._throttle()
-        if halt.reason == "interrupted" and throttle is not None:
+        if halt.reason == "interrupted" and self._throttle() is not None:
             log.warning("stopping: no new call is sent; calls in flight have %g s to finish",
                         self.config.shutdown_grace_s)
-            throttle.stop()
+            self.controls.stop()
 
     def _throttle(self) -> Throttle | None:
         """The run's shared throttle, for a provider that paces (not the offline one)."""
@@ -370,7 +371,8 @@ class ReportGenerationPipeline:
             return
         dialects = self._endpoint.dialects if self._endpoint is not None else None
         (endpoint_memory.remember if keep else endpoint_memory.recall)(
-            ledger, self.provider.name, self.config.base_url, throttle=throttle, dialects=dialects)
+            ledger, self.provider.name, self.config.base_url, throttle=throttle, dialects=dialects,
+            concurrency=self.controls.concurrency)
 
     def _draw_chart(self, path: Path, spec: ChartSpec) -> None:
         draw_chart(self._drawer, path, spec)
@@ -406,6 +408,7 @@ class ReportGenerationPipeline:
             batch=self.batch_summary(), provider=self.provider.name, model=self.config.model,
             resources=resources, outputs={k: Path(v).name for k, v in run.outputs.items()},
             resume_command=run.resume_command, writers=writers,
+            concurrency=self.controls.concurrency.summary() if self._throttle() is not None else None,
             config=self.config.redacted(),
         )
 

@@ -201,7 +201,7 @@ def test_migrate_blank_creates_the_expected_tables_and_columns(tmp_path: Path, d
     assert applied == [fn.__name__ for fn in MIGRATIONS]
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"_migrations", "runs", "tasks", "calls", "batches", "batch_requests", "endpoint_limits",
-                      "endpoint_params"}
+                      "endpoint_params", "endpoint_concurrency"}
     assert columns(db, "runs") == EXPECTED_RUNS
     assert columns(db, "tasks") == EXPECTED_TASKS
     assert columns(db, "calls") == EXPECTED_CALLS

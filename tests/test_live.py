@@ -293,3 +293,19 @@ def test_live_area_shows_the_wave_being_waited_for(tmp_path):
         assert "wave 1: 2 batch(es) 2 in_progress; requests 4/10 completed" in rendered(live.render())
     finally:
         live.close()
+
+
+def test_the_live_area_and_the_plain_lines_show_the_calls_in_flight_limit(tmp_path):
+    plan = make_plan({"A": ("Alpha", 2)})
+    limit = ["4"]
+    live = LiveProgress(recording_console(), clock=FakeClock())
+    live.watch_concurrency(lambda: limit[0])
+    live.run_started(plan, tmp_path / "run-1")
+    assert "calls in flight ≤ 4" in rendered(live.render())
+    limit[0] = "1"  # read as it is drawn: the adaptive limit moves during the run
+    assert "calls in flight ≤ 1" in rendered(live.render())
+    stream = io.StringIO()
+    plain = PlainProgress(stream, interval_s=0.0, clock=FakeClock())
+    plain.watch_concurrency(lambda: "2")
+    plain.run_started(plan, tmp_path / "run-1")
+    assert plain.overall_line().endswith("; calls in flight at most 2")

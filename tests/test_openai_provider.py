@@ -48,6 +48,9 @@ FAST = RetryPolicy(max_retries=8, initial_delay=0.01, max_delay=0.05)
 
 
 def _config(base_url: str, *, key: str = TEST_API_KEY, **changes: Any) -> RunConfig:
+    """A provider config for these tests: a fixed in-flight limit, since they stage calls in flight by number
+    (test_concurrency.py covers the adaptive limit)."""
+    changes.setdefault("concurrency", "fixed")
     return RunConfig(provider="openai", base_url=base_url, api_key=SecretStr(key), model="gpt-4o-mini", **changes)
 
 

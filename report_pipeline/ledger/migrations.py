@@ -345,3 +345,21 @@ def m007_run_identity(db: sqlite3.Connection) -> None:
     """What a run is, recorded when it starts (its effective config, secrets removed, as JSON), so
     `--resume` continues it as what it was: the same provider, endpoint, model, mode and steps."""
     _execute_all(db, "ALTER TABLE runs ADD COLUMN identity TEXT")
+
+
+@migration
+def m008_endpoint_concurrency(db: sqlite3.Connection) -> None:
+    """How many calls each model at each endpoint served at once when a run ended (the adaptive
+    limit, providers/concurrency.py), so the next run starts there instead of finding it again."""
+    _execute_all(
+        db,
+        """
+        CREATE TABLE endpoint_concurrency (
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL,
+            in_flight_limit INTEGER NOT NULL,
+            learned_at REAL NOT NULL,
+            PRIMARY KEY (endpoint, model)
+        )
+        """,
+    )

@@ -374,6 +374,9 @@ INSERT OR REPLACE INTO endpoint_limits (
 _REMEMBER_PARAMS = """
 INSERT OR REPLACE INTO endpoint_params (endpoint, model, params, learned_at) VALUES (?, ?, ?, ?)
 """
+_REMEMBER_CONCURRENCY = """
+INSERT OR REPLACE INTO endpoint_concurrency (endpoint, model, in_flight_limit, learned_at) VALUES (?, ?, ?, ?)
+"""
 _RUN_COLUMNS = ", ".join(RunRow.__dataclass_fields__)
 _TASK_COLUMNS = ", ".join(TaskRow.__dataclass_fields__)
 _BATCH_COLUMNS = ", ".join(BatchRow.__dataclass_fields__)
@@ -692,6 +695,21 @@ class Ledger:
             if isinstance(fields, dict):
                 recalled[row["model"]] = fields
         return recalled
+
+    def remember_concurrency(self, provider: str, base_url: str | None, limits: Mapping[str, int]) -> None:
+        """Each model's in-flight limit at the end of this run (the adaptive concurrency)."""
+        endpoint, now = _endpoint(provider, base_url), self._clock()
+        for model, limit in limits.items():
+            self._submit("concurrency", _REMEMBER_CONCURRENCY, (endpoint, model, int(limit), now))
+        self.flush()
+
+    def recall_concurrency(self, provider: str, base_url: str | None, *, max_age_s: float) -> dict[str, int]:
+        """model -> the in-flight limit an earlier run ended at, within `max_age_s`."""
+        rows = self._select(
+            "SELECT model, in_flight_limit, learned_at FROM endpoint_concurrency WHERE endpoint = ?",
+            (_endpoint(provider, base_url),),
+        )
+        return {row["model"]: row["in_flight_limit"] for row in rows if self._clock() - row["learned_at"] <= max_age_s}
 
     def recall_limits(
         self, provider: str, base_url: str | None, *, max_age_s: float

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..config import RunConfig
 from .budget import CostMeter
+from .concurrency import Concurrency
 from .ratelimit import (
     HeaderPacer,
     InFlightLimit,
@@ -35,6 +36,12 @@ class CallControls:
     policy: RetryPolicy
     throttle: Throttle
     in_flight: InFlightLimit
+    concurrency: Concurrency
+
+    def stop(self) -> None:
+        """Nothing more is sent: wake every thread waiting to send, and refuse what it would send."""
+        self.throttle.stop()
+        self.concurrency.stop()
 
     @classmethod
     def for_config(
@@ -59,4 +66,6 @@ class CallControls:
                 sleeper=sleeper,
             ),
             in_flight=InFlightLimit(config.max_concurrent_requests),
+            concurrency=Concurrency(maximum=config.max_concurrent_requests, base_url=config.base_url,
+                                    mode=config.concurrency, clock=clock),
         )

@@ -7,6 +7,7 @@ imports the other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +83,8 @@ class RunObserver:
     def task_started(self, task: Task) -> None: ...
     def task_finished(self, result: TaskResult) -> None: ...
     def objective_finished(self, objective_id: str, results: tuple[TaskResult, ...]) -> None: ...
+    def watch_concurrency(self, current: Callable[[], str]) -> None:
+        """The run's calls-in-flight limit, as text (`4`, or per model), for a display to read when it draws."""
     def wave_progress(self, progress: WaveProgress) -> None:
         """Batch mode: the wave being waited for (batch statuses, request counts, ETA), after each poll."""
     def run_finished(self, result: RunResult) -> None: ...

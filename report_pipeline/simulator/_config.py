@@ -69,6 +69,10 @@ class SimulatorConfig:
     # More model names answered as reasoning models (gpt-5*, o1*, o3*, o4* always are): an Azure
     # deployment or a new family whose name does not give it away.
     reasoning_models: tuple[str, ...] = ()
+    # Compute at most this many answers at once and queue the rest without limit, as llama.cpp and
+    # Ollama with one slot do (None: every request at once). A request abandoned while queued is
+    # skipped; one abandoned while computing is computed to the end all the same.
+    slots: int | None = None
 
     def __post_init__(self) -> None:
         for name in _NON_NEGATIVE_FLOATS:
@@ -82,6 +86,8 @@ class SimulatorConfig:
         if window_s == 0.0:
             raise ValueError("window_s: must be above 0")
         self._set("window_s", window_s)
+        if self.slots is not None and (not is_int(self.slots) or self.slots < 1):
+            raise ValueError(f"slots: {self.slots!r} must be a whole number >= 1 or null")
         for name in _OPTIONAL_LIMITS:
             limit = getattr(self, name)
             if limit is not None and (not is_int(limit) or limit < 1):

@@ -114,6 +114,9 @@ class SimulatorStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     calls_by_label: Counter[str] = field(default_factory=Counter)
+    computed: int = 0  # with `slots`: answers the server started computing (a retry of a timed-out call counts again)
+    dropped_in_queue: int = 0  # with `slots`: requests abandoned before their turn came (skipped)
+    busy_s: float = 0.0  # with `slots`: seconds of computing, summed over the slots
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -126,6 +129,9 @@ class SimulatorStats:
             "in_flight": self.in_flight,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "computed": self.computed,
+            "dropped_in_queue": self.dropped_in_queue,
+            "busy_s": round(self.busy_s, 3),
             "calls_by_label": dict(self.calls_by_label),
         }
 
@@ -156,6 +162,8 @@ class SimulatorServer:
         self._limiter = RateLimiter()
         self._directive_counts: Counter[tuple[str, str]] = Counter()
         self._prompt_cache = PromptCache()
+        self._slots: tuple[int, asyncio.Semaphore] | None = None  # (slots, the queue to them)
+        self._computing: set[asyncio.Future[None]] = set()
         self._gates = Gates()
         self._request_serial = 0
         self._models_body = self._render_models(self._config.models)
@@ -509,8 +517,39 @@ class SimulatorServer:
             delay = chat.directives.latency_s
         else:
             delay = config.latency_s + draws.jitter * config.latency_jitter_s
-        if delay > 0:
+        if config.slots is not None and outcome.kind != "hang":
+            await self._compute_in_a_slot(delay, config.slots)
+        elif delay > 0:
             await asyncio.sleep(delay)
+
+    async def _compute_in_a_slot(self, delay: float, slots: int) -> None:
+        """`delay` of computing in one of `slots`, after the requests ahead of it, as a one-slot server does.
+
+        The computing runs as a task of its own: a client that gives up while queued has its
+        request skipped; one that gives up while it computes does not stop it."""
+        if self._slots is None or self._slots[0] != slots:
+            self._slots = (slots, asyncio.Semaphore(slots))
+        semaphore = self._slots[1]
+        started = asyncio.Event()
+        stats = self._stats
+
+        async def compute() -> None:
+            async with semaphore:
+                started.set()
+                stats.computed += 1
+                stats.busy_s += delay
+                await asyncio.sleep(delay)
+
+        task = asyncio.ensure_future(compute())
+        self._computing.add(task)
+        task.add_done_callback(self._computing.discard)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not started.is_set():
+                task.cancel()
+                stats.dropped_in_queue += 1
+            raise
 
     async def _deliver(
         self,

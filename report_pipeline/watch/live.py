@@ -110,8 +110,12 @@ class LiveProgress(RunObserver):
         self._tokens = 0
         self._cost = 0.0
         self._wave_line = ""  # batch mode: the wave being waited for
+        self._concurrency: Callable[[], str] | None = None
 
     # -- hooks ----------------------------------------------------------------------
+
+    def watch_concurrency(self, current: Callable[[], str]) -> None:
+        self._concurrency = current
 
     def run_started(self, plan: Plan, run_dir: Path) -> None:
         width = max(2, len(str(max((o.index + 1 for o in plan.objectives), default=1))))
@@ -216,9 +220,11 @@ class LiveProgress(RunObserver):
             ]
             hidden = len(active) - len(rows)
             wave_line = self._wave_line
+            concurrency = self._concurrency
         finished = sum(counts.values())
+        in_flight = f"calls in flight ≤ {concurrency()}" if concurrency is not None else ""
         parts: list[RenderableType] = [
-            _overall_bar(finished, total),
+            _overall_bar(finished, total, in_flight),
             _overall_stats(counts, running, finished, total, elapsed, tokens, cost),
         ]
         if wave_line:
@@ -302,13 +308,14 @@ def _is_tty(stream: TextIO) -> bool:
 # -- pieces of the picture ----------------------------------------------------------
 
 
-def _overall_bar(finished: int, total: int) -> Table:
+def _overall_bar(finished: int, total: int, in_flight: str = "") -> Table:
     percent = 100 * finished / total if total else 100.0
     grid = Table.grid(padding=(0, 2))
     grid.add_row(
         ProgressBar(total=max(total, 1), completed=finished if total else 1, width=40),
         Text(f"{percent:3.0f}%"),
         Text(f"{finished}/{total} tasks"),
+        Text(in_flight, style="dim"),
     )
     return grid
 

@@ -41,12 +41,16 @@ class PlainProgress(RunObserver):
         self._objectives_done = 0
         self._counts = {"done": 0, "failed": 0, "skipped": 0}
         self._last_wave: tuple[object, ...] = ()
+        self._concurrency: Callable[[], str] | None = None
         self._last_wave_line = 0.0
 
     def _say(self, line: str) -> None:
         if not self._quiet:
             self._stream.write(line + "\n")
             self._stream.flush()
+
+    def watch_concurrency(self, current: Callable[[], str]) -> None:
+        self._concurrency = current
 
     def run_started(self, plan: Plan, run_dir: Path) -> None:
         self._plan = plan
@@ -80,6 +84,7 @@ class PlainProgress(RunObserver):
             f"progress {finished}/{total} tasks ({percent:.0f}%): {self._counts['done']} done, "
             f"{self._counts['failed']} failed, {self._counts['skipped']} skipped; "
             f"{format_duration(elapsed)} elapsed{eta}"
+            + (f"; calls in flight at most {self._concurrency()}" if self._concurrency is not None else "")
         )
 
     def wave_progress(self, progress: WaveProgress) -> None:

@@ -45,6 +45,7 @@ class RunFacts:
     config: Mapping[str, Any]
     resume_command: str | None = None
     writers: Sequence[tuple[str, str, int]] = ()  # (provider, model, sections written)
+    concurrency: Mapping[str, Any] | None = None  # the in-flight limits over the run (None: offline)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ def build_manifest(facts: RunFacts, results: Sequence[TaskResult], chapters: Seq
         "cost_usd": round(facts.cost_usd, 6),
         "prompt_cache_saving_usd": round(facts.prompt_cache_saving_usd, 6),
         "execution": facts.execution,
+        "concurrency": dict(facts.concurrency) if facts.concurrency is not None else None,
         "batch": facts.batch,
         "provider": facts.provider,
         "model": facts.model,

@@ -47,6 +47,7 @@ from ...errors import (
 from ...logs import url_without_credentials
 from ..base import ChatRequest, ChatResponse
 from ..budget import CostMeter
+from ..concurrency import ConcurrencyLimit
 from ..controls import CallControls
 from ..ratelimit import (
     HeaderPacer,
@@ -171,6 +172,7 @@ class OpenAIProvider:
         controls = controls or CallControls.for_config(
             config, clock=clock, sleeper=sleeper, meter=meter, policy=policy, pacer=pacer
         )
+        self._controls = controls
         self._policy = controls.policy
         self._meter = controls.meter
         self._in_flight = controls.in_flight
@@ -228,6 +230,7 @@ class OpenAIProvider:
             try:
                 answer = self._attempt(request, tokens)
             except Failure as failure:
+                self._slow_down(request.model, failure)
                 if attempt > self._policy.max_retries:
                     if failure.kind == "connection" and not self._endpoint.reached:
                         raise self._unreachable(failure, attempt) from None
@@ -267,7 +270,7 @@ class OpenAIProvider:
     def close(self) -> None:
         """Stop: wake every waiting thread, refuse new calls, close the connection pool."""
         self._latch.stop(ProviderError("the provider was closed; no more calls are sent"))
-        self._throttle.stop()
+        self._controls.stop()
         if self._own_endpoint:
             self._endpoint.close()
 
@@ -285,23 +288,32 @@ class OpenAIProvider:
     def _attempt(self, request: ChatRequest, tokens: int) -> _Answer:
         """One attempt: sent again at once, with the corrected body, when the endpoint refuses a
         parameter (an answered 400 costs nothing, and is not a retry)."""
-        with self._in_flight.slot():
+        limit = self._controls.concurrency.for_model(request.model)
+        with limit.slot() as epoch, self._in_flight.slot():  # this model's limit first: no global slot held waiting
             dialect = self._endpoint.dialects.get(request.model)
             for _ in range(_MAX_CORRECTIONS):
                 try:
-                    return self._attempt_with(request, tokens, dialect)
+                    return self._attempt_with(request, tokens, dialect, limit, epoch)
                 except ParameterRefused as refused:
                     dialect = refused.dialect
-            return self._attempt_with(request, tokens, dialect)
+            return self._attempt_with(request, tokens, dialect, limit, epoch)
 
-    def _attempt_with(self, request: ChatRequest, tokens: int, dialect: Dialect) -> _Answer:
+    def _attempt_with(self, request: ChatRequest, tokens: int, dialect: Dialect, limit: ConcurrencyLimit,
+                      epoch: int) -> _Answer:
+        """Send, and tell the model's concurrency limit how long the answer took."""
         ticket = self._acquire(tokens)
+        sent = self._clock()
         if ticket.probe and self._stream_probes:
             try:
-                return self._send_streamed(request, ticket, dialect)
+                answer = self._send_streamed(request, ticket, dialect)
+                limit.record(self._clock() - sent, answer.completion_tokens, epoch)
+                return answer
             except StreamRefused:
                 ticket = self._acquire(tokens)
-        return self._send(request, ticket, dialect)
+                sent = self._clock()
+        answer = self._send(request, ticket, dialect)
+        limit.record(self._clock() - sent, answer.completion_tokens, epoch)
+        return answer
 
     def _acquire(self, tokens: int) -> Ticket:
         try:
@@ -594,11 +606,19 @@ class OpenAIProvider:
     def _stop_every_call(self, error: _Aborted, why: str) -> _Aborted:
         self._latch.stop(error)
         log.error("%s: %s, stopping every call", self.name, why)
-        self._throttle.stop()
+        self._controls.stop()
         return error
 
     def _shown_url(self) -> str:
         return url_without_credentials(self._config.base_url or str(self._client.base_url)) or ""
+
+    def _slow_down(self, model: str, failure: Failure) -> None:
+        """A timeout or an overloaded server lowers the model's concurrency before anything is sent again."""
+        limit = self._controls.concurrency.for_model(model)
+        if failure.kind == "timeout":
+            limit.timed_out()
+        elif failure.status_code in (429, 503):
+            limit.overloaded()
 
     def _back_off(self, label: str, shown: str, failure: Failure, attempt: int) -> None:
         """Wait before the next attempt: a 429 holds every thread, anything else only this one.

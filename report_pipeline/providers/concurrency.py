@@ -1,0 +1,267 @@
+"""How many calls a server really serves at once, found as the run goes, per endpoint and model.
+
+llama.cpp and Ollama with one slot compute one answer at a time and queue the rest without
+limit: sixteen calls in flight there means fifteen waiting, and those behind the first few
+pass `request_timeout_s` in the queue, time out and are sent again while the server is busy
+with them (a retry storm that computes answers nobody reads). A cloud API serves hundreds in
+parallel. No fixed `max_concurrent_requests` suits both, so the limit moves:
+
+    latency    each answer's latency per output token (latency / (tokens + 32), so short and
+               long answers compare); the baseline is the lowest seen (a call into an empty
+               queue), let rise 0.5% a window held so a server that became slower is learned
+               again. Only calls sent under the limit in force count toward a decision: those
+               sent before a change still show the old queue
+    decide     every window of about half the limit's answers: the window's median against
+               the baseline. Under 1.3x (no queue): grow, doubling until the first sign of a
+               queue, then by one. Over 1.8x (a queue: latency climbs, throughput does not):
+               shrink to 70%. In between: hold. Not for OpenAI and Azure, whose latencies are
+               heavy-tailed for reasons of their own: there only the next two rules move it
+    overload   a 429 or 503 halves the limit (once per window); a timeout halves it at once,
+               before the call is sent again
+    bounds     between 1 and `max_concurrent_requests`, which still caps every model together
+
+It starts at `max_concurrent_requests` for OpenAI and Azure (their rate limits are paced
+apart, ratelimit.py), at 4 elsewhere, and at what the ledger kept from the last run against
+the endpoint and model. Anchors: Netflix's concurrency-limits (Vegas, Gradient2), and TCP's
+slow start. `concurrency: fixed` keeps the limit at `max_concurrent_requests`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+__all__ = ["Concurrency", "ConcurrencyLimit", "first_limit"]
+
+Mode = Literal["adaptive", "fixed"]
+
+#: Where a model at an unknown endpoint starts (a local server may serve one at a time).
+START_UNKNOWN = 4
+_GROW_BELOW = 1.3
+_SHRINK_ABOVE = 1.8
+_SHRINK_TO = 0.7
+_TOKEN_PAD = 32
+_BASELINE_DRIFT = 1.005
+_CLOUD_HOSTS = ("api.openai.com", ".openai.azure.com", ".cognitiveservices.azure.com")
+
+
+def is_cloud(base_url: str | None) -> bool:
+    """OpenAI or Azure OpenAI: parallel far beyond any limit we set, paced by their rate limits."""
+    host = (urlsplit(base_url).hostname or "") if base_url else "api.openai.com"
+    return any(host == h or (h.startswith(".") and host.endswith(h)) for h in _CLOUD_HOSTS)
+
+
+def first_limit(base_url: str | None, maximum: int) -> int:
+    """The limit before anything is known: the maximum for OpenAI and Azure, a few elsewhere."""
+    return maximum if is_cloud(base_url) else min(maximum, START_UNKNOWN)
+
+
+@dataclass
+class _Stats:
+    lowest: int
+    highest: int
+    changes: int = 0
+    timeouts: int = 0
+    overloads: int = 0
+    history: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, limit)
+
+
+class ConcurrencyLimit:
+    """The in-flight limit of one model at one endpoint (thread-safe)."""
+
+    def __init__(self, *, maximum: int, initial: int, adaptive: bool = True, by_latency: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if maximum < 1:
+            raise ValueError("maximum must be >= 1")
+        self.maximum = maximum
+        self.adaptive = adaptive
+        self.by_latency = by_latency
+        self._limit = max(1, min(maximum, initial)) if adaptive else maximum
+        self._clock = clock
+        self._started = clock()
+        self._condition = threading.Condition()
+        self._in_flight = 0
+        self._peak = 0
+        self._stopped = False
+        self._slow_start = True
+        self._baseline: float | None = None
+        self._epoch = 0  # changes of the limit so far: a call knows the limit it was sent under
+        self._window: list[float] = []
+        self._overloaded_in_window = False
+        self._stats = _Stats(lowest=self._limit, highest=self._limit, history=[(0.0, self._limit)])
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
+    def epoch(self) -> int:
+        """How many times the limit has changed: pass the value at sending to `record`."""
+        return self._epoch
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def peak(self) -> int:
+        return self._peak
+
+    @contextmanager
+    def slot(self) -> Iterator[int]:
+        """Wait until fewer than `limit` calls of this model are in flight, then hold one; yields the epoch."""
+        with self._condition:
+            while self._in_flight >= self._limit and not self._stopped:
+                self._condition.wait()
+            self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
+            epoch = self._epoch
+        try:
+            yield epoch
+        finally:
+            with self._condition:
+                self._in_flight -= 1
+                self._condition.notify()
+
+    def record(self, latency_s: float, tokens: int, epoch: int | None = None) -> None:
+        """A good answer: its latency (sending to the last byte), its output tokens, and the epoch it was
+        sent in (from `slot()`; None: the current one)."""
+        if not (self.adaptive and self.by_latency):
+            return
+        sample = max(latency_s, 0.0) / (max(tokens, 0) + _TOKEN_PAD)
+        with self._condition:
+            self._baseline = sample if self._baseline is None else min(self._baseline, sample)
+            if epoch is not None and epoch != self._epoch:
+                return  # sent under another limit: it says nothing of this one
+            self._window.append(sample)
+            if len(self._window) >= max(2, math.ceil(self._limit / 2)):
+                self._decide()
+
+    def overloaded(self) -> None:
+        """A 429 or 503: the server (or its gateway) says it has too much: halve, once per window."""
+        if not self.adaptive:
+            return
+        with self._condition:
+            self._stats.overloads += 1
+            if not self._overloaded_in_window:
+                self._overloaded_in_window = True
+                self._set(max(1, self._limit // 2))
+
+    def timed_out(self) -> None:
+        """A call timed out: halve at once, so the retry does not join the same queue."""
+        if not self.adaptive:
+            return
+        with self._condition:
+            self._stats.timeouts += 1
+            self._set(max(1, self._limit // 2))
+
+    def stop(self) -> None:
+        """Let every waiting thread go (the run is stopping: the throttle refuses what they would send)."""
+        with self._condition:
+            self._stopped = True
+            self._condition.notify_all()
+
+    def summary(self) -> dict[str, Any]:
+        with self._condition:
+            stats = self._stats
+            return {
+                "mode": "adaptive" if self.adaptive else "fixed", "limit": self._limit, "maximum": self.maximum,
+                "lowest": stats.lowest, "highest": stats.highest, "changes": stats.changes,
+                "timeouts": stats.timeouts, "overloads": stats.overloads, "peak_in_flight": self._peak,
+                "history": [[round(t, 2), limit] for t, limit in stats.history[-50:]],
+            }
+
+    # -- deciding (under the condition's lock) ------------------------------------
+
+    def _decide(self) -> None:
+        window, self._window = sorted(self._window), []
+        self._overloaded_in_window = False
+        median = window[len(window) // 2]
+        baseline = self._baseline or median
+        ratio = median / baseline if baseline > 0 else 1.0
+        if ratio < _GROW_BELOW:
+            grown = self._limit * 2 if self._slow_start else self._limit + 1
+            self._set(min(self.maximum, grown))
+        elif ratio > _SHRINK_ABOVE:
+            self._slow_start = False
+            self._set(max(1, int(self._limit * _SHRINK_TO)))
+        else:
+            self._slow_start = False
+            self._baseline = baseline * _BASELINE_DRIFT
+
+    def _set(self, limit: int) -> None:
+        if limit == self._limit:
+            return
+        if limit < self._limit:
+            self._slow_start = False
+        self._limit = limit
+        self._epoch += 1
+        self._window = []
+        stats = self._stats
+        stats.changes += 1
+        stats.lowest, stats.highest = min(stats.lowest, limit), max(stats.highest, limit)
+        stats.history.append((self._clock() - self._started, limit))
+        self._condition.notify_all()
+
+
+class Concurrency:
+    """Every model's limit at one endpoint (each under `max_concurrent_requests`)."""
+
+    def __init__(self, *, maximum: int, base_url: str | None, mode: Mode = "adaptive",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.maximum = maximum
+        self.mode = mode
+        self._base_url = base_url
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._limits: dict[str, ConcurrencyLimit] = {}
+        self._recalled: dict[str, int] = {}
+
+    def for_model(self, model: str) -> ConcurrencyLimit:
+        with self._lock:
+            limit = self._limits.get(model)
+            if limit is None:
+                initial = self._recalled.get(model) or first_limit(self._base_url, self.maximum)
+                limit = self._limits[model] = ConcurrencyLimit(
+                    maximum=self.maximum, initial=initial, adaptive=self.mode == "adaptive",
+                    by_latency=not is_cloud(self._base_url), clock=self._clock)
+            return limit
+
+    def recall(self, limits: Mapping[str, int]) -> None:
+        """Limits an earlier run ended at: where each model starts."""
+        with self._lock:
+            self._recalled.update({model: int(value) for model, value in limits.items() if value >= 1})
+
+    def learned(self) -> dict[str, int]:
+        """Each adaptive model's limit at the end of the run, for the ledger."""
+        if self.mode != "adaptive":
+            return {}
+        with self._lock:
+            return {model: limit.limit for model, limit in self._limits.items()}
+
+    def stop(self) -> None:
+        with self._lock:
+            limits = list(self._limits.values())
+        for limit in limits:
+            limit.stop()
+
+    def summary(self) -> dict[str, Any]:
+        """run.json's `concurrency`: the mode and each model's limits over the run."""
+        with self._lock:
+            limits = dict(self._limits)
+        return {"mode": self.mode, "max_concurrent_requests": self.maximum,
+                "models": {model: limit.summary() for model, limit in sorted(limits.items())}}
+
+    def current(self) -> str:
+        """`4` or `gpt-5-mini 4, o4-mini 2`: the limits now, for a progress line."""
+        with self._lock:
+            limits = dict(self._limits)
+        if len(limits) == 1:
+            return str(next(iter(limits.values())).limit)
+        return ", ".join(f"{model} {limit.limit}" for model, limit in sorted(limits.items())) or "-"

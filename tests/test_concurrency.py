@@ -1,0 +1,198 @@
+"""The in-flight limit finds what a server serves at once: pure decisions with staged samples, then whole runs
+against the simulator as a one-slot server (llama.cpp's default) and as a parallel one."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from report_pipeline.providers.concurrency import START_UNKNOWN, Concurrency, ConcurrencyLimit, first_limit
+from tests.test_pipeline_simulator import openai_config, run
+from tests.workbooks import simple_workbook
+
+def _simulate(limit: ConcurrencyLimit, *, slots: int | None, calls: int,
+              service_s: float = 1.0) -> tuple[list[float], list[int]]:
+    """A server with `slots` parallel slots (None: unbounded) and a queue, driven by `limit` in simulated
+    time: the client sends while fewer than `limit` calls are out. (latencies, the limit after each answer)."""
+    now, sent, latencies, trace = 0.0, 0, [], []
+    free_at = [0.0] * (slots or calls)  # when each slot is next free
+    out: list[tuple[float, float, int]] = []  # (done, sent at, epoch) of the calls out
+    while len(latencies) < calls:
+        while sent < calls and len(out) < limit.limit:
+            slot = min(range(len(free_at)), key=free_at.__getitem__)
+            done = max(now, free_at[slot]) + service_s
+            free_at[slot] = done
+            out.append((done, now, limit.epoch))
+            sent += 1
+        out.sort()
+        done, sent_at, epoch = out.pop(0)
+        now = done
+        latencies.append(done - sent_at)
+        limit.record(done - sent_at, 200, epoch)
+        trace.append(limit.limit)
+    return latencies, trace
+
+
+def test_against_a_one_slot_server_the_limit_settles_at_one_or_two() -> None:
+    limit = ConcurrencyLimit(maximum=16, initial=4)
+    latencies, trace = _simulate(limit, slots=1, calls=60)
+    assert max(trace[8:]) <= 2 and min(trace) >= 1
+    assert max(latencies[8:]) <= 2.0  # no call waits behind more than one other
+    assert limit.summary()["highest"] <= 4  # it never queued more than it started with
+
+
+def test_against_a_parallel_server_the_limit_doubles_to_the_maximum() -> None:
+    limit = ConcurrencyLimit(maximum=50, initial=4)
+    _, trace = _simulate(limit, slots=None, calls=120)
+    assert trace[-1] == 50
+    assert trace.index(50) < 80  # doubling: 4, 8, 16, 32, 50, a window of half the limit each
+
+
+def test_against_a_four_slot_server_the_limit_stays_near_four() -> None:
+    limit = ConcurrencyLimit(maximum=64, initial=4)
+    latencies, trace = _simulate(limit, slots=4, calls=300)
+    assert all(3 <= value <= 10 for value in trace[60:])
+    assert max(latencies[40:]) <= 3.0
+
+
+def test_a_timeout_halves_the_limit_at_once_and_an_overload_once_a_window() -> None:
+    limit = ConcurrencyLimit(maximum=32, initial=16)
+    limit.timed_out()
+    assert limit.limit == 8
+    limit.overloaded()
+    limit.overloaded()  # the same window: the 429s of one burst count once
+    assert limit.limit == 4
+    assert limit.summary()["timeouts"] == 1 and limit.summary()["overloads"] == 2
+
+
+def test_fixed_mode_never_moves() -> None:
+    limit = ConcurrencyLimit(maximum=16, initial=4, adaptive=False)
+    limit.timed_out()
+    _simulate(limit, slots=1, calls=20)
+    assert limit.limit == 16 and limit.summary()["changes"] == 0
+
+
+@pytest.mark.parametrize(("base_url", "expected"), [
+    (None, 16), ("https://api.openai.com/v1", 16), ("https://x.openai.azure.com", 16),
+    ("http://127.0.0.1:8080/v1", START_UNKNOWN), ("http://localhost:11434/v1", START_UNKNOWN),
+])
+def test_the_first_limit_is_the_maximum_for_openai_and_a_few_elsewhere(base_url, expected) -> None:
+    assert first_limit(base_url, 16) == expected
+
+
+def test_a_recalled_limit_is_where_a_model_starts() -> None:
+    concurrency = Concurrency(maximum=16, base_url="http://127.0.0.1:1/v1")
+    concurrency.recall({"local-model": 1})
+    assert concurrency.for_model("local-model").limit == 1
+    assert concurrency.for_model("other").limit == START_UNKNOWN
+    assert concurrency.learned() == {"local-model": 1, "other": START_UNKNOWN}
+
+
+def test_no_more_threads_than_the_limit_hold_a_slot_whatever_the_order_they_finish() -> None:
+    limit = ConcurrencyLimit(maximum=3, initial=3, adaptive=False)
+    gates = [threading.Event() for _ in range(12)]
+    inside, peak, lock = [0], [0], threading.Lock()
+
+    def call(number: int) -> None:
+        with limit.slot():
+            with lock:
+                inside[0] += 1
+                peak[0] = max(peak[0], inside[0])
+            assert gates[number].wait(10)
+            with lock:
+                inside[0] -= 1
+
+    with ThreadPoolExecutor(12) as pool:
+        futures = [pool.submit(call, n) for n in range(12)]
+        for number in (5, 0, 11, 3, 7, 1, 9, 2, 10, 4, 8, 6):  # released out of order
+            gates[number].set()
+        for future in futures:
+            future.result(timeout=10)
+    assert peak[0] == 3 and limit.in_flight == 0
+
+
+def test_stop_lets_waiting_threads_go() -> None:
+    limit = ConcurrencyLimit(maximum=1, initial=1)
+    release, went = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with limit.slot():
+            release.wait(10)
+
+    def waiter() -> None:
+        with limit.slot():
+            went.set()
+
+    threads = [threading.Thread(target=holder), threading.Thread(target=waiter)]
+    for thread in threads:
+        thread.start()
+    limit.stop()
+    assert went.wait(10)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+
+
+# -- whole runs against the simulator ---------------------------------------------------------
+
+
+def _timeouts(result) -> int:
+    return len(re.findall(r"failed \(timeout\)", (result.run_dir / "run.log").read_text()))
+
+
+def test_a_one_slot_server_with_the_defaults_finishes_without_a_timeout_and_computes_each_answer_once(
+    tmp_path, make_simulator,
+):
+    """llama.cpp with one slot, 16 calls in flight: those behind the first few used to time out in its
+    queue and be sent again while it computed them (a retry storm)."""
+    sim = make_simulator(slots=1, latency_s=0.15)
+    sheet = simple_workbook(tmp_path / "wb", 3, 3)
+    result = run(sheet, openai_config(sim, tmp_path / "out", request_timeout_s=1.2, steps="generate, refine"))
+    assert result.exit_code == 0, [r.error for r in result.results]
+    assert _timeouts(result) == 0
+    stats = sim.stats()
+    assert stats["computed"] == 18 and stats["dropped_in_queue"] == 0  # each answer once
+    assert max(r.attempts for r in result.results) == 2  # two steps, one send each
+
+
+def test_the_same_server_with_a_fixed_limit_times_out_in_its_queue(tmp_path, make_simulator):
+    """What `concurrency: fixed` (yesterday's only behaviour) does there: the queue outlasts the timeout."""
+    sim = make_simulator(slots=1, latency_s=0.15)
+    sheet = simple_workbook(tmp_path / "wb", 3, 3)
+    result = run(sheet, openai_config(sim, tmp_path / "out", request_timeout_s=1.2, concurrency="fixed",
+                                      steps="generate, refine"))
+    assert _timeouts(result) > 0
+    assert sim.stats()["computed"] > 18  # answers computed for clients that had given up
+
+
+def test_a_parallel_server_gets_the_full_limit(tmp_path, make_simulator):
+    sim = make_simulator(latency_s=0.05)
+    sheet = simple_workbook(tmp_path / "wb", 6, 10)
+    result = run(sheet, openai_config(sim, tmp_path / "out", max_concurrent_requests=16))
+    assert result.exit_code == 0
+    assert sim.stats()["peak_in_flight"] == 16
+
+
+def test_the_limit_a_run_ends_at_is_in_run_json_and_where_the_next_run_starts(tmp_path, make_simulator):
+    sim = make_simulator(slots=1, latency_s=0.05)
+    sheet = simple_workbook(tmp_path / "wb", 3, 4)
+    out = tmp_path / "out"
+    first = run(sheet, openai_config(sim, out))
+    concurrency = json.loads((first.run_dir / "run.json").read_text())["concurrency"]
+    ended = concurrency["models"]["sim-small"]["limit"]
+    assert concurrency["mode"] == "adaptive" and ended <= 2
+    again = run(sheet, openai_config(sim, out, cache=False))
+    history = json.loads((again.run_dir / "run.json").read_text())["concurrency"]["models"]["sim-small"]["history"]
+    assert history[0][1] == ended  # not 4 again: the ledger remembered
+
+
+def test_run_json_says_the_limit_was_fixed_when_it_was(tmp_path, make_simulator):
+    sim = make_simulator()
+    sheet = simple_workbook(tmp_path / "wb", 1, 2)
+    result = run(sheet, openai_config(sim, tmp_path / "out", concurrency="fixed", max_concurrent_requests=5))
+    concurrency = json.loads((result.run_dir / "run.json").read_text())["concurrency"]
+    assert concurrency["mode"] == "fixed" and concurrency["models"]["sim-small"]["limit"] == 5
