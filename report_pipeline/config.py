@@ -131,6 +131,11 @@ class RunConfig(BaseModel):
     # failure handling
     max_retries: int = Field(default=6, ge=0, le=50)
     request_timeout_s: float = Field(default=60.0, gt=0)
+    # a streamed call to a server that queues (not OpenAI's own) may wait this long for its first token
+    first_token_timeout_s: float = Field(default=300.0, gt=0)
+    # auto: every call streamed to servers that may queue, only the first calls (the probe) to OpenAI/Azure;
+    # probes: only the probe; all: every call
+    streaming: Literal["auto", "probes", "all"] = "auto"
     max_cost_usd: float | None = Field(default=None, ge=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
@@ -347,7 +352,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 RESUMABLE_KEYS = frozenset({
     "api_key_env", "run_objectives_concurrent", "run_task_concurrent", "max_objective_workers",
     "max_task_workers", "max_concurrent_requests", "concurrency", "requests_per_minute", "tokens_per_minute", "max_retries",
-    "request_timeout_s", "max_cost_usd", "shutdown_grace_s", "prices", "output_dir", "cache", "ledger",
+    "request_timeout_s", "first_token_timeout_s", "streaming", "max_cost_usd", "shutdown_grace_s", "prices", "output_dir", "cache", "ledger",
     "ledger_path", "log_level", "progress", "progress_interval_s", "quiet", "rss_warn_mb", "offline_latency_ms",
     "batch_poll_interval_s", "batch_max_wait_s", "batch_max_requests", "batch_max_bytes", "batch_resubmits",
 })

@@ -260,7 +260,7 @@ class ReportGenerationPipeline:
                 result.cost_usd, result.duration_s,
             )
             if result.resume_command:
-                log.warning("run %s stopped with work left; to continue it: %s", self.run_id, result.resume_command)
+                log.info("run %s stopped with work left; to continue it: %s", self.run_id, result.resume_command)
         self._close_provider()
         self.observer.run_finished(result)
         return result

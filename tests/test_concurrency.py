@@ -159,12 +159,13 @@ def test_a_one_slot_server_with_the_defaults_finishes_without_a_timeout_and_comp
     assert max(r.attempts for r in result.results) == 2  # two steps, one send each
 
 
-def test_the_same_server_with_a_fixed_limit_times_out_in_its_queue(tmp_path, make_simulator):
-    """What `concurrency: fixed` (yesterday's only behaviour) does there: the queue outlasts the timeout."""
+def test_the_same_server_with_yesterdays_settings_times_out_in_its_queue(tmp_path, make_simulator):
+    """A fixed limit of 16 and a deadline on the whole exchange (yesterday's only behaviour): the queue
+    outlasts the timeout, and the server computes answers for clients that had given up."""
     sim = make_simulator(slots=1, latency_s=0.15)
     sheet = simple_workbook(tmp_path / "wb", 3, 3)
     result = run(sheet, openai_config(sim, tmp_path / "out", request_timeout_s=1.2, concurrency="fixed",
-                                      steps="generate, refine"))
+                                      streaming="probes", steps="generate, refine"))
     assert _timeouts(result) > 0
     assert sim.stats()["computed"] > 18  # answers computed for clients that had given up
 

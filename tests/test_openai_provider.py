@@ -49,8 +49,10 @@ FAST = RetryPolicy(max_retries=8, initial_delay=0.01, max_delay=0.05)
 
 def _config(base_url: str, *, key: str = TEST_API_KEY, **changes: Any) -> RunConfig:
     """A provider config for these tests: a fixed in-flight limit, since they stage calls in flight by number
-    (test_concurrency.py covers the adaptive limit)."""
+    (test_concurrency.py covers the adaptive limit), and plain calls but for the probe, as to OpenAI
+    (test_streaming.py covers every call streamed to a server that queues)."""
     changes.setdefault("concurrency", "fixed")
+    changes.setdefault("streaming", "probes")
     return RunConfig(provider="openai", base_url=base_url, api_key=SecretStr(key), model="gpt-4o-mini", **changes)
 
 
@@ -324,9 +326,10 @@ def test_wrong_key_raises_auth_error_and_stops_every_thread(make_simulator: Make
 
 
 def test_budget_stops_sending_once_reached(simulator: SimulatorHandle) -> None:  # noqa: F811
-    with _provider(_config(simulator.base_url, max_cost_usd=1e-9)) as provider:
+    # room for one call's worst case (its prompt a token a byte, 200 tokens out), not for a second
+    with _provider(_config(simulator.base_url, max_cost_usd=1.5e-4)) as provider:
         provider.complete(_ask("first call"))
-        assert provider.spent_usd > 1e-9
+        assert provider.spent_usd > 0
         with pytest.raises(BudgetExceeded):
             provider.complete(_ask("second call"))
     assert simulator.stats()["calls"] == 1
@@ -586,7 +589,7 @@ def test_azure_calls_go_to_the_deployment_with_the_api_key_header() -> None:
 def test_openai_calls_send_the_plain_body_with_a_bearer_key() -> None:
     request = ChatRequest(model="gpt-4o-mini", messages=({"role": "user", "content": "hi"},), max_tokens=50,
                           response_format={"type": "json_object"})
-    with _recording_server() as (root, seen), _provider(_config(f"{root}/v1")) as provider:
+    with _recording_server() as (root, seen), _provider(_config(f"{root}/v1", streaming="probes")) as provider:
         provider.complete(request)  # the probe: the endpoint's limits are not known yet
         provider.complete(request)
     probe, call = seen.seen

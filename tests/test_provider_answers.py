@@ -136,7 +136,9 @@ def _drip(byte: bytes | None, every_s: float) -> Handler:
 @contextmanager
 def _provider(server: OddServer, *, probe: bool = False, **changes: Any) -> Iterator[OpenAIProvider]:
     """A provider on `server`; without `probe`, as on an endpoint a previous run learned sends no
-    rate-limit headers, so every call is plain (the streamed probe has its own tests, section 7)."""
+    rate-limit headers, so every call is plain (the streamed probe has its own tests, section 7; calls
+    streamed to a server that queues, test_streaming.py)."""
+    changes.setdefault("streaming", "probes")
     config = RunConfig(provider="openai", base_url=server.base_url, api_key=SecretStr(KEY), model="gpt-4o-mini",
                        **changes)
     provider = OpenAIProvider(config, policy=FAST)
@@ -256,7 +258,9 @@ def test_missing_usage_is_estimated_for_cost_and_warned_about_once_a_run(
 
 def test_missing_usage_still_counts_against_the_budget(odd_server: OddServer) -> None:
     odd_server.chat = _json({**_ok(), "usage": None})
-    with _provider(odd_server, max_cost_usd=1e-9) as provider:
+    # the worst case of a call ("hello": 9 tokens at most in, 200 out) is $1.2135e-4: it fits, and
+    # the estimated cost of the first answer (no usage: 4 characters a token) leaves no room for a second
+    with _provider(odd_server, max_cost_usd=1.2185e-4) as provider:
         provider.complete(_ask())
         with pytest.raises(BudgetExceeded):
             provider.complete(_ask())
@@ -605,7 +609,7 @@ def test_a_200_without_text_is_still_billed_against_the_budget(odd_server: OddSe
     """A reasoning model that used max_tokens up on its thoughts: no text, but 4,000 tokens paid."""
     odd_server.chat = _json({**_ok(content=None, finish="length", reasoning_content="thinking..."),
                              "usage": {"prompt_tokens": 1000, "completion_tokens": 4000}})
-    with _provider(odd_server, max_cost_usd=1e-9) as provider:
+    with _provider(odd_server, max_cost_usd=1.5e-4) as provider:  # one call's worst case fits
         with pytest.raises(ProviderError, match="only reasoning_content came back"):
             provider.complete(_ask())
         assert provider.spent_usd > 0

@@ -34,7 +34,7 @@ from ..errors import AuthError, AwaitingBatch, ProviderError, TransientProviderE
 from ..ledger.store import BatchRequestRow, BatchRow, Ledger, request_hash
 from ..providers.base import ChatRequest, ChatResponse
 from ..providers.openai.answers import ChatAnswer, cut_warning
-from ..providers.tokens import prompt_tokens, text_tokens
+from ..providers.tokens import prompt_tokens, prompt_tokens_at_most, text_tokens
 from ..run.gateway import CallGateway
 from ..run.outcome import WaveProgress
 from ..run.scheduler import Halt
@@ -276,7 +276,7 @@ class BatchExecution:
         price = self._price(request.model)
         if price is None:
             return 0.0
-        return price.cost(prompt_tokens(request.messages), request.max_tokens, batch=True)
+        return price.cost(prompt_tokens_at_most(request.messages), request.max_tokens, batch=True)
 
     def _submit(self, lines: Sequence[BatchLine], wave: int, *, attempt: int) -> list[SubmittedBatch]:
         """Upload and create every batch of the wave, recording each step as it happens."""

@@ -35,7 +35,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit
+
+from .hosts import is_openai_host
 
 __all__ = ["Concurrency", "ConcurrencyLimit", "first_limit"]
 
@@ -48,18 +49,11 @@ _SHRINK_ABOVE = 1.8
 _SHRINK_TO = 0.7
 _TOKEN_PAD = 32
 _BASELINE_DRIFT = 1.005
-_CLOUD_HOSTS = ("api.openai.com", ".openai.azure.com", ".cognitiveservices.azure.com")
-
-
-def is_cloud(base_url: str | None) -> bool:
-    """OpenAI or Azure OpenAI: parallel far beyond any limit we set, paced by their rate limits."""
-    host = (urlsplit(base_url).hostname or "") if base_url else "api.openai.com"
-    return any(host == h or (h.startswith(".") and host.endswith(h)) for h in _CLOUD_HOSTS)
 
 
 def first_limit(base_url: str | None, maximum: int) -> int:
     """The limit before anything is known: the maximum for OpenAI and Azure, a few elsewhere."""
-    return maximum if is_cloud(base_url) else min(maximum, START_UNKNOWN)
+    return maximum if is_openai_host(base_url) else min(maximum, START_UNKNOWN)
 
 
 @dataclass
@@ -230,7 +224,7 @@ class Concurrency:
                 initial = self._recalled.get(model) or first_limit(self._base_url, self.maximum)
                 limit = self._limits[model] = ConcurrencyLimit(
                     maximum=self.maximum, initial=initial, adaptive=self.mode == "adaptive",
-                    by_latency=not is_cloud(self._base_url), clock=self._clock)
+                    by_latency=not is_openai_host(self._base_url), clock=self._clock)
             return limit
 
     def recall(self, limits: Mapping[str, int]) -> None:

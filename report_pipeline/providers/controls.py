@@ -42,6 +42,7 @@ class CallControls:
         """Nothing more is sent: wake every thread waiting to send, and refuse what it would send."""
         self.throttle.stop()
         self.concurrency.stop()
+        self.meter.stop()
 
     @classmethod
     def for_config(

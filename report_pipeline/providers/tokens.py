@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 
 from .base import ChatRequest
 
-__all__ = ["CHARS_PER_TOKEN", "TOKENS_PER_MESSAGE", "call_tokens", "prompt_tokens", "text_tokens"]
+__all__ = ["CHARS_PER_TOKEN", "TOKENS_PER_MESSAGE", "call_tokens", "prompt_tokens", "prompt_tokens_at_most",
+           "text_tokens"]
 
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4
@@ -36,3 +37,9 @@ def call_tokens(request: ChatRequest) -> int:
     call arrives, not what the model ends up writing; the budget reserves it too.
     """
     return prompt_tokens(request.messages) + request.max_tokens
+
+
+def prompt_tokens_at_most(messages: Iterable[Mapping[str, object]]) -> int:
+    """A prompt's tokens at most, for the budget's worst case: one a byte (a byte-level BPE
+    tokenizer never makes more tokens than the text has bytes), plus each message's overhead."""
+    return sum(len(str(message.get("content") or "").encode("utf-8")) + TOKENS_PER_MESSAGE for message in messages)

@@ -254,8 +254,11 @@ class Scheduler:
         )
         if isinstance(error, BudgetExceeded):
             if self.halt is None:
-                self.halt = Halt("budget", "budget: max_cost_usd reached before this task was sent", error)
-            return replace(base, status="skipped", error=self.halt.message if self.halt.reason == "budget" else str(error))
+                said = str(error)  # the meter's sentence: spent, held, what to do
+                self.halt = Halt("budget", said if said.startswith("budget") else f"budget: {said}", error)
+                log.error("%s", self.halt.message)
+            skipped = "budget: max_cost_usd reached before this task was sent"
+            return replace(base, status="skipped", error=skipped if self.halt.reason == "budget" else str(error))
         if isinstance(error, RunAborted):
             if self.halt is None:
                 self.halt = Halt("aborted", f"aborted: {error}", error)

@@ -29,9 +29,9 @@ import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from ..base import ChatRequest
+from ..hosts import is_openai_host
 
 __all__ = ["Dialect", "Dialects", "first_guess", "is_reasoning_model", "refused_parameter"]
 
@@ -41,8 +41,6 @@ TokenLimit = Literal["max_tokens", "max_completion_tokens"]
 
 #: OpenAI's reasoning models, by name: the gpt-5 family and the o-series.
 _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:gpt-5|o1|o3|o4)(?:$|[-.:])", re.IGNORECASE)
-#: Hosts that speak OpenAI's current API (OpenAI itself, Azure OpenAI).
-_OPENAI_HOSTS = ("api.openai.com", ".openai.azure.com", ".cognitiveservices.azure.com")
 #: "Unsupported parameter: 'max_tokens' ..." / "Unsupported value: 'temperature' ...": for a
 #: server that says it in words but leaves `param` empty.
 _REFUSAL_WORDS = re.compile(r"Unsupported (parameter|value): '(\w+)'")
@@ -114,8 +112,7 @@ class Dialect:
 
 def first_guess(base_url: str | None, model: str) -> Dialect:
     """What to send before the endpoint has said anything: by host, then by the model's name."""
-    host = (urlsplit(base_url).hostname or "") if base_url else "api.openai.com"
-    openai_host = any(host == h or (h.startswith(".") and host.endswith(h)) for h in _OPENAI_HOSTS)
+    openai_host = is_openai_host(base_url)
     reasoning = is_reasoning_model(model)
     return Dialect(
         token_limit="max_completion_tokens" if openai_host or reasoning else "max_tokens",

@@ -21,12 +21,14 @@ passes through `_scrub`, which replaces the key's value with `***`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -46,9 +48,10 @@ from ...errors import (
 )
 from ...logs import url_without_credentials
 from ..base import ChatRequest, ChatResponse
-from ..budget import CostMeter
+from ..budget import CostMeter, Reservation
 from ..concurrency import ConcurrencyLimit
 from ..controls import CallControls
+from ..hosts import is_openai_host
 from ..ratelimit import (
     HeaderPacer,
     InFlightLimit,
@@ -64,7 +67,7 @@ from ..retry import (
     parse_retry_after,
     should_retry,
 )
-from ..tokens import call_tokens, text_tokens
+from ..tokens import call_tokens, prompt_tokens_at_most, text_tokens
 from ..tokens import prompt_tokens as estimate_prompt_tokens
 from .answers import (
     ChatAnswer,
@@ -94,6 +97,7 @@ from .failures import (
 from .listing import model_ids
 from .stopping import StopLatch, auth_failed, unreachable, untrusted
 from .streaming import join_stream
+from .transport import stream_deadlines
 
 __all__ = ["OpenAIProvider"]
 
@@ -128,6 +132,7 @@ class _Answer:
     request_id: str | None
     reasoning_tokens: int = 0
     cached_tokens: int = 0
+    reservation: Reservation | None = None  # the budget held for this call, settled at its cost
 
 
 class OpenAIProvider:
@@ -185,6 +190,14 @@ class OpenAIProvider:
         self._warn_lock = threading.Lock()
         self._usage_warned = False  # "no usage, cost estimated" is said once a run
         self._stream_probes = True  # until the endpoint refuses a streamed call (a 400)
+        # Every call is streamed to a server that may queue (not OpenAI's own): waiting in its queue for
+        # the first token is bounded by first_token_timeout_s, a stalled answer by request_timeout_s
+        self._stream_every_call = config.streaming == "all" or (
+            config.streaming == "auto" and not is_openai_host(config.base_url))
+        self._stream_options: dict[str, Any] = {"security": {"bearer_auth": True}}
+        if self._stream_every_call:  # the SDK's read timeout must let the first token wait in a queue
+            wait = max(config.first_token_timeout_s, config.request_timeout_s)
+            self._stream_options["timeout"] = httpx2.Timeout(wait, connect=self._endpoint.timeout.connect)
 
     # -- public ----------------------------------------------------------------
 
@@ -300,20 +313,36 @@ class OpenAIProvider:
 
     def _attempt_with(self, request: ChatRequest, tokens: int, dialect: Dialect, limit: ConcurrencyLimit,
                       epoch: int) -> _Answer:
-        """Send, and tell the model's concurrency limit how long the answer took."""
-        ticket = self._acquire(tokens)
-        sent = self._clock()
-        if ticket.probe and self._stream_probes:
-            try:
-                answer = self._send_streamed(request, ticket, dialect)
-                limit.record(self._clock() - sent, answer.completion_tokens, epoch)
-                return answer
-            except StreamRefused:
-                ticket = self._acquire(tokens)
-                sent = self._clock()
-        answer = self._send(request, ticket, dialect)
+        """Send under a hold on the budget (its worst case), and tell the concurrency limit how long it took."""
+        try:
+            reservation = self._meter.reserve(self._worst_cost(request), what=f"call {request.label or request.model}")
+        except Stopped:
+            self._latch.raise_if_stopped()
+            raise NotSent("the run is stopping: this call was not sent", attempts=0) from None
+        try:
+            ticket = self._acquire(tokens)
+            sent = self._clock()
+            answer: _Answer | None = None
+            if (ticket.probe or self._stream_every_call) and self._stream_probes:
+                try:
+                    answer = self._send_streamed(request, ticket, dialect)
+                except StreamRefused:
+                    ticket = self._acquire(tokens)
+                    sent = self._clock()
+            if answer is None:
+                answer = self._send(request, ticket, dialect)
+        except BaseException:
+            reservation.release()  # not answered: it cost nothing (a billed 200 without text was added)
+            raise
         limit.record(self._clock() - sent, answer.completion_tokens, epoch)
-        return answer
+        return dataclasses.replace(answer, reservation=reservation)
+
+    def _worst_cost(self, request: ChatRequest) -> float:
+        """The most a call can cost: its prompt at one token a byte, and max_tokens of output."""
+        price = self._config.price_for(request.model)
+        if price is None:
+            return 0.0
+        return price.cost(prompt_tokens_at_most(request.messages), request.max_tokens)
 
     def _acquire(self, tokens: int) -> Ticket:
         try:
@@ -328,7 +357,6 @@ class OpenAIProvider:
         admitted = True
         try:
             self._latch.raise_if_stopped()
-            self._meter.check()
             try:
                 response = self._post_chat(dialect.body(request))
                 self._endpoint.mark_reached()  # also through a proxy, whose transport is httpx2's own
@@ -362,16 +390,16 @@ class OpenAIProvider:
         admitted, observed = True, False
         try:
             self._latch.raise_if_stopped()
-            self._meter.check()
             try:
-                stream = self._client.post(
-                    CHAT_PATH,
-                    body={**dialect.body(request), "stream": True, "stream_options": {"include_usage": True}},
-                    cast_to=object,
-                    stream=True,
-                    stream_cls=openai.Stream[object],
-                    options={"security": {"bearer_auth": True}},
-                )
+                with self._stream_bounds():
+                    stream = self._client.post(
+                        CHAT_PATH,
+                        body={**dialect.body(request), "stream": True, "stream_options": {"include_usage": True}},
+                        cast_to=object,
+                        stream=True,
+                        stream_cls=openai.Stream[object],
+                        options=self._stream_options,
+                    )
             except openai.APIStatusError as error:
                 headers = error.response.headers
                 admitted = error.status_code != 429
@@ -423,6 +451,12 @@ class OpenAIProvider:
         except httpx2.TransportError as error:
             message = f"{type(error).__name__}: {error}"
             raise self._classify(openai.APIConnectionError(message=message, request=response.request)) from None
+
+    def _stream_bounds(self) -> AbstractContextManager[None]:
+        """Two bounds for a streamed call to a server that may queue; OpenAI's: the whole-exchange one."""
+        if not self._stream_every_call:
+            return nullcontext()
+        return stream_deadlines(self._config.first_token_timeout_s, self._config.request_timeout_s)
 
     def _correct(self, error: openai.APIStatusError, request: ChatRequest, sent: Dialect) -> None:
         """A 400 naming a parameter or value the model does not take: `ParameterRefused` with the
@@ -673,7 +707,10 @@ class OpenAIProvider:
     def _response(self, request: ChatRequest, answer: _Answer, attempts: int, started: float) -> ChatResponse:
         cost, saving = self._cost(request, answer.model, answer.prompt_tokens, answer.completion_tokens,
                                   answer.cached_tokens)
-        self._meter.add(cost)
+        if answer.reservation is not None:
+            answer.reservation.settle(cost)
+        else:
+            self._meter.add(cost)
         return ChatResponse(
             text=answer.text,
             model=answer.model,

@@ -29,6 +29,11 @@ the server's keep-alive rather than being reused just as it closes them.
                    reports as a timeout. File uploads and downloads (`/files`, the
                    Batch API's input and output) are bounded per read only: a large
                    file takes as long as it takes while its bytes keep coming
+    streamed       inside `stream_deadlines(first_byte_s, gap_s)` a request has two bounds
+                   instead: its headers and first body chunk within `first_byte_s` (a
+                   one-slot server's queue may hold it that long: waiting is not failing),
+                   then each later chunk within `gap_s` of the one before (a stalled
+                   server is still cut). A long answer that keeps coming is not cut
 
 It is mounted for `all://` (see `make_http_client`), so httpx2 still routes through a
 proxy from HTTP_PROXY/HTTPS_PROXY, and NO_PROXY hosts through its default transport;
@@ -47,7 +52,7 @@ from typing import Any
 import httpcore2
 import httpx2
 
-__all__ = ["PooledTransport", "make_http_client"]
+__all__ = ["PooledTransport", "make_http_client", "stream_deadlines"]
 
 # Most specific first: the first match decides (a ReadTimeout is also a TimeoutException).
 _ERRORS: tuple[tuple[type[Exception], type[httpx2.HTTPError]], ...] = (
@@ -134,6 +139,17 @@ def _until(deadline: float | None) -> Iterator[None]:
         _exchange.deadline = previous
 
 
+@contextmanager
+def stream_deadlines(first_byte_s: float, gap_s: float) -> Iterator[None]:
+    """Requests sent on this thread within get a first-byte bound and a gap bound, not a whole-exchange one."""
+    previous = getattr(_exchange, "stream", None)
+    _exchange.stream = (first_byte_s, gap_s)
+    try:
+        yield
+    finally:
+        _exchange.stream = previous
+
+
 def _as_httpx_error(error: Exception) -> Exception:
     for source, target in _ERRORS:
         if isinstance(error, source):
@@ -145,12 +161,13 @@ class _ResponseStream(httpx2.SyncByteStream):
     """The body as httpcore2 yields it; closing it gives the connection back to the pool."""
 
     def __init__(self, pool: PooledTransport, key: _Key, connection: httpcore2.HTTPConnection,
-                 stream: Any, deadline: float | None = None) -> None:
+                 stream: Any, deadline: float | None = None, gap_s: float | None = None) -> None:
         self._pool = pool
         self._key = key
         self._connection = connection
         self._stream = stream
-        self._deadline = deadline  # time.monotonic() by which the last byte must be in
+        self._deadline = deadline  # time.monotonic() by which the last byte (or, streamed, the next) must be in
+        self._gap_s = gap_s  # streamed: after the first chunk, each next one within this of the last
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
@@ -159,6 +176,8 @@ class _ResponseStream(httpx2.SyncByteStream):
             try:
                 with _until(self._deadline):  # each read, on whichever thread reads the body
                     chunk = next(chunks)
+                if self._gap_s is not None:
+                    self._deadline = time.monotonic() + self._gap_s
             except StopIteration:
                 return
             except Exception as error:
@@ -213,7 +232,8 @@ class PooledTransport(httpx2.BaseTransport):
             extensions=request.extensions,
         )
         self._take_slot(request)
-        deadline = _deadline(request)
+        streamed = getattr(_exchange, "stream", None)
+        deadline = time.monotonic() + streamed[0] if streamed is not None else _deadline(request)
         try:
             connection, response = self._send(key, core_request, deadline)
             if self._on_answer is not None:
@@ -224,7 +244,8 @@ class PooledTransport(httpx2.BaseTransport):
         return httpx2.Response(
             status_code=response.status,
             headers=response.headers,
-            stream=_ResponseStream(self, key, connection, response.stream, deadline),
+            stream=_ResponseStream(self, key, connection, response.stream, deadline,
+                                   gap_s=streamed[1] if streamed is not None else None),
             extensions=response.extensions,
         )
 
