@@ -133,7 +133,10 @@ def table_rows(table) -> list[list[str]]:
 
 
 def test_attachments_follow_include_table_and_declared_charts(attachments: dict[str, TaskAttachments]) -> None:
-    assert sorted(attachments) == ["gen.t1", "risk.t3"]
+    assert sorted(attachments) == ["gen.t1", "gen.t2", "risk.t3"]
+    # gen.t2 uses gen.t1's table too: it refers to the chart placed there, and shows nothing itself
+    assert attachments["gen.t2"].images == () and attachments["gen.t2"].tables == ()
+    assert [i.relative for i in attachments["gen.t2"].see_also] == ["charts/generation.png"]
     mix = attachments["gen.t1"]
     assert [t.name for t in mix.tables] == ["generation"]
     assert mix.tables[0].caption == "generation (source: generation.csv)"
@@ -150,7 +153,7 @@ def test_attachments_follow_include_table_and_declared_charts(attachments: dict[
     [
         ("task", ["gen.t1", "gen.t2", "risk.t3", "sum.t9"]),
         ("objective", ["gen.t1", "risk.t3", "sum.t9"]),
-        ("report", ["gen.t1", "risk.t3"]),
+        ("report", ["gen.t1", "risk.t3"]),  # the default: sum.t9 refers to gen.t1's chart instead
     ],
 )
 def test_chart_scope_decides_how_often_a_shared_chart_appears(
@@ -333,3 +336,27 @@ def test_markdown_chapter_description_is_the_intro_under_its_heading(sheet: Prom
     markdown = render_markdown(report_view(sheet))
     assert "## 1. Generation\n\n_How power is made, 2015-2017._\n\n### The mix" in markdown
     assert "## 2. Risks\n\n### Prices" in markdown
+
+
+def test_a_chart_several_tasks_use_is_placed_once_and_later_uses_say_see_figure_n(
+    sheet: PromptSheet, run_dir: Path
+) -> None:
+    """The example report showed eu_generation six times; a chart is now drawn where its table is first
+    used, and a later use refers to it by number."""
+    tasks = [*done_tasks(sheet), Task("sum", "t9", "Generation again", data=("generation",))]
+    found = build_attachments(tasks, DataStore(sheet.data_sources), run_dir, charts=ChartRenderer(run_dir))
+    assert [i.relative for i in found["gen.t1"].images] == ["charts/generation.png"]
+    assert found["sum.t9"].images == () and [i.relative for i in found["sum.t9"].see_also] == ["charts/generation.png"]
+    chapters = tuple(
+        Chapter(o, tuple(result_of(t) for t in tasks if t.objective_id == o.objective_id), n)
+        for n, o in enumerate(sheet.objectives, start=1)
+    )
+    view = ReportView("Energy outlook", "r", T0, "offline", "model-x", chapters)
+    document = docx.Document(write_docx(run_dir / "report.docx", view, attachments=found))
+    pictures = [shape._inline.graphic.graphicData.pic.blipFill.blip.embed for shape in document.inline_shapes]
+    blobs = [document.part.related_parts[rid].blob for rid in pictures]
+    assert len(blobs) == len(set(blobs)) == 2  # generation and prices, once each
+    notes = [p.text for p in document.paragraphs if p.text.startswith("See Figure")]
+    assert notes == ["See Figure 1: generation — coal, gas by year."] * 2  # gen.t2 and sum.t9
+    markdown = write_markdown(run_dir / "report.md", view, attachments=found).read_text(encoding="utf-8")
+    assert markdown.count("(charts/generation.png)") == 1 and "_See Figure 1: generation — coal, gas by year._" in markdown

@@ -16,6 +16,11 @@ STATUS_LABELS = {"failed": "Failed", "skipped": "Skipped"}
 NO_REASON = "no reason recorded"
 
 
+def see_figure(number: int, caption: str) -> str:
+    """`See Figure 3: eu_generation — coal, gas by year.`: a later use of a chart placed earlier."""
+    return f"See {FIGURE_LABEL} {number}: {caption}."
+
+
 def written_by_line(report: ReportView) -> str:
     """`Written by: openai gpt-5-mini (28 sections)`: every provider and model behind a section."""
     writers = report.written_by()
@@ -94,10 +99,17 @@ class CaptionNumbers:
     def __init__(self) -> None:
         self.figures = 0
         self.tables = 0
+        self._figure_of: dict[object, int] = {}  # a placed figure -> its number, for "See Figure N"
 
-    def next_figure(self) -> int:
+    def next_figure(self, figure: object = None) -> int:
         self.figures += 1
+        if figure is not None:
+            self._figure_of[figure] = self.figures
         return self.figures
+
+    def figure_of(self, figure: object) -> int | None:
+        """The number a figure got where it was placed; None if it was not (it could not be read)."""
+        return self._figure_of.get(figure)
 
     def next_table(self) -> int:
         self.tables += 1

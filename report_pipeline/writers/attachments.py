@@ -55,9 +55,10 @@ class TaskAttachments:
     tables: tuple[AttachedTable, ...] = ()
     images: tuple[ChartImage, ...] = ()
     notes: tuple[str, ...] = ()  # what could not be attached, and why: shown to the reader
+    see_also: tuple[ChartImage, ...] = ()  # charts placed earlier in the report that this task uses too
 
     def __bool__(self) -> bool:
-        return bool(self.tables or self.images or self.notes)
+        return bool(self.tables or self.images or self.notes or self.see_also)
 
 
 def table_caption(source: DataSource) -> str:
@@ -76,25 +77,25 @@ def build_attachments(
     run_dir: Path,
     *,
     charts: ChartRenderer,
-    chart_scope: ChartScope = "objective",
+    chart_scope: ChartScope = "report",
 ) -> dict[str, TaskAttachments]:
     """Task key (`OBJ.TASK`) -> its attachments, for the tasks given (pass only the `done` ones
     if failed tasks should show nothing). Tasks with nothing to show are left out.
 
     Tables follow `include_table`, task by task: the analyst asked for each. Charts
-    follow `chart_scope`, in the order `tasks` come (pass them in sheet order): with
-    the default "objective" a chart appears with the first task of each chapter that
-    attaches its source, so a chapter whose four tasks share `eu_generation` shows
-    that chart once, not four times.
+    follow `chart_scope`, in the order `tasks` come (pass them in reading order): with
+    the default "report" a chart is placed once, with the first task that attaches its
+    source, and every later task that attaches it refers to it (`see_also`: the writers
+    say "See Figure N"); "objective" places it once a chapter, "task" with every task.
     """
     if chart_scope not in ("task", "objective", "report"):
         raise ValueError(f"chart_scope must be task, objective or report, not {chart_scope!r}")
-    shown: set[tuple[str, str]] = set()
+    shown: dict[tuple[str, str], ChartImage | None] = {}  # (place, source) -> the chart placed there
     attachments: dict[str, TaskAttachments] = {}
     for task in tasks:
         tables, table_notes = _tables(task, store) if task.include_table else ((), ())
-        images, chart_notes = _charts(task, store, run_dir, charts, chart_scope, shown)
-        found = TaskAttachments(tables=tables, images=images, notes=table_notes + chart_notes)
+        images, chart_notes, see_also = _charts(task, store, run_dir, charts, chart_scope, shown)
+        found = TaskAttachments(tables=tables, images=images, notes=table_notes + chart_notes, see_also=see_also)
         if found:
             attachments[task.key] = found
     return attachments
@@ -117,24 +118,31 @@ def _charts(
     run_dir: Path,
     charts: ChartRenderer,
     scope: ChartScope,
-    shown: set[tuple[str, str]],
-) -> tuple[tuple[ChartImage, ...], tuple[str, ...]]:
+    shown: dict[tuple[str, str], ChartImage | None],
+) -> tuple[tuple[ChartImage, ...], tuple[str, ...], tuple[ChartImage, ...]]:
+    """(charts placed with this task, notes, charts placed earlier that it refers to)."""
     images: list[ChartImage] = []
     notes: list[str] = []
+    see_also: list[ChartImage] = []
     for name in task.data:
         if name not in store or not store.source(name).chart:
             continue  # an unknown name is the validator's to report; it has no chart either way
         place = {"task": task.key, "objective": task.objective_id, "report": ""}[scope]
         if (place, name) in shown:
+            earlier = shown[(place, name)]
+            if earlier is not None and earlier not in images and earlier not in see_also:
+                see_also.append(earlier)
             continue
-        shown.add((place, name))
+        shown[(place, name)] = None
         try:
             image = charts.render(name, store)
         except (KeyError, ValueError) as error:
             notes.append(_left_out(task, "Chart", name, error))
             continue
-        images.append(ChartImage(image.path, image.caption, _relative(image.path, run_dir)))
-    return tuple(images), tuple(notes)
+        placed = ChartImage(image.path, image.caption, _relative(image.path, run_dir))
+        shown[(place, name)] = placed
+        images.append(placed)
+    return tuple(images), tuple(notes), tuple(see_also)
 
 
 def _left_out(task: Task, what: str, name: str, error: Exception) -> str:

@@ -48,6 +48,7 @@ from report_pipeline.writers._text import (
     one_line,
     problem_note,
     problems,
+    see_figure,
     task_heading,
     written_by_line,
     xml_safe,
@@ -405,7 +406,11 @@ def _add_attachments(document: DocxDocument, found: TaskAttachments, numbers: Ca
                 _add_note(document, " ".join(block.lines))
     for image in found.images:
         if _add_image(document, image.path):
-            _add_caption(document, FIGURE_LABEL, numbers.next_figure(), image.caption)
+            _add_caption(document, FIGURE_LABEL, numbers.next_figure(image), image.caption)
+    for earlier in found.see_also:
+        number = numbers.figure_of(earlier)
+        if number is not None:
+            _add_note(document, see_figure(number, earlier.caption))
     for note in found.notes:
         _add_note(document, note)
 

@@ -26,6 +26,7 @@ from report_pipeline.writers._text import (
     one_line,
     problem_note,
     problems,
+    see_figure,
     task_heading,
     written_by_line,
 )
@@ -115,8 +116,12 @@ def _attachment_blocks(found: TaskAttachments, numbers: CaptionNumbers) -> list[
         blocks.append(f"**{_inline(caption)}**")
         blocks.append(table.markdown.strip())
     for image in found.images:
-        caption = _inline(caption_text(FIGURE_LABEL, numbers.next_figure(), image.caption))
+        caption = _inline(caption_text(FIGURE_LABEL, numbers.next_figure(image), image.caption))
         blocks.append(f"![{caption}]({_link_target(image.relative)})\n\n_{caption}_")
+    for earlier in found.see_also:
+        number = numbers.figure_of(earlier)
+        if number is not None:
+            blocks.append(f"_{_inline(see_figure(number, earlier.caption))}_")
     for note in found.notes:
         blocks.append(f"_{_inline(one_line(note))}_")
     return blocks
