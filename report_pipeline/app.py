@@ -70,6 +70,7 @@ def prepare_run(
     overrides: Mapping[str, Any],
     stop: threading.Event | None = None,
     stream: TextIO = sys.stderr,
+    out: TextIO | None = None,
     resume: str | None = None,
     drawing_process: Any = None,
 ):
@@ -83,7 +84,7 @@ def prepare_run(
     sheet, config = load_run_inputs(sheet_path, config_path=config_path, overrides=overrides, resume=resume)
     interactive = {"auto": None, "on": True, "off": False}[config.progress]
     observer = make_observer(
-        interactive=interactive, quiet=config.quiet, interval_s=config.progress_interval_s, stream=stream
+        interactive=interactive, quiet=config.quiet, interval_s=config.progress_interval_s, stream=stream, out=out,
     )
     return ReportGenerationPipeline(
         config, sheet, observer=observer, stop=stop, run_id=resume, resume=resume is not None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -59,7 +60,15 @@ def cli() -> None:
     """Turn an analyst's prompt sheet (.xlsx) into a finished report by running every prompt through an LLM."""
 
 
-@cli.command()
+EXIT_CODES = (
+    "Exit codes: 0 every task done; 1 some tasks failed or were skipped (or a file could not be written); "
+    "2 bad input or config, nothing was run (also a key the endpoint refuses, or one it cannot be reached with); "
+    "3 max_cost_usd reached; 130 interrupted (Ctrl-C, SIGTERM). A run that stops with work left prints the "
+    "command that continues it."
+)
+
+
+@cli.command(epilog=EXIT_CODES)
 @click.argument("sheet", type=click.Path(path_type=Path))
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML run config (see config/example.yaml).")
 @click.option("--provider", type=click.Choice(["offline", "openai", "azure"]), help="offline needs no key and no network.")
@@ -77,7 +86,8 @@ def cli() -> None:
 @click.option("--limit", type=int, help="Only the first N enabled tasks in sheet order.")
 @click.option("--batch", is_flag=True, help="Send calls through the provider's Batch API in waves (half price, slower).")
 @click.option("--poll-interval", type=float, metavar="S", help="Batch mode: seconds between looks at a wave's batches.")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="How much run.log records (default INFO; DEBUG adds every call). The console shows warnings.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any config key for this run, over the YAML and the settings sheet (repeatable).")
 @_handle_errors
@@ -137,7 +147,8 @@ def _run(
         click.echo(dry_run(sheet, config_path=config_path, overrides=overrides))
         return
     pipeline = prepare_run(
-        sheet, config_path=config_path, overrides=overrides, stop=stop, stream=sys.stderr, resume=flags["resume"],
+        sheet, config_path=config_path, overrides=overrides, stop=stop, stream=sys.stderr, out=sys.stdout,
+        resume=flags["resume"],
         drawing_process=drawer,
     )
     with _stop_on_signals(stop), console_log(console_handler(pipeline.observer, sys.stderr), secrets=pipeline.secrets):
@@ -210,13 +221,15 @@ def init(directory: Path, force: bool) -> None:
     for path in written:
         click.echo(f"wrote {path}")
     config = next((p for p in written if p.suffix == ".yaml"), None)
-    click.echo(f"next: report-pipeline run {written[0]}" + (f" --config {config}" if config else ""))
+    sheet = shlex.quote(str(written[0].resolve()))  # the command works from any folder
+    click.echo(f"next: report-pipeline run {sheet}" + (f" --config {shlex.quote(str(config.resolve()))}" if config else ""))
 
 
-@cli.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path))
-@click.option("--provider", type=click.Choice(["offline", "openai", "azure"]))
-@click.option("--base-url")
+@cli.command(epilog="Exit codes: 0 listed; 1 the endpoint failed; 2 bad config, a refused key or no endpoint.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="YAML run config whose provider, base_url and api_key_env to use.")
+@click.option("--provider", type=click.Choice(["offline", "openai", "azure"]), help="Over the config's provider.")
+@click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 for Ollama.")
 @_handle_errors
 def models(config_path: Path | None, provider: str | None, base_url: str | None) -> None:
     """List the models the endpoint offers."""

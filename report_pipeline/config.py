@@ -11,6 +11,7 @@ given as text (`"10"`, `"yes"`) are read as the key's type, as YAML values are.
 
 from __future__ import annotations
 
+import difflib
 import os
 import types
 import typing
@@ -278,11 +279,17 @@ def validate_steps(steps: tuple[str, ...]) -> tuple[str, ...]:
 _FORBIDDEN_KEYS = {"api_key": "never put a key in a file: set the environment variable named by api_key_env"}
 
 
+def spelling_hint(key: str) -> str:
+    """` — did you mean temperature?` for `temprature`, else where to look the keys up."""
+    close = difflib.get_close_matches(key, list(RunConfig.model_fields), n=1)
+    return f" — did you mean {close[0]}?" if close else " — check its spelling against config/example.yaml"
+
+
 def _problem(item: Mapping[str, Any]) -> str:
     """One pydantic error as `key: what is wrong (got value)`."""
     loc = ".".join(str(p) for p in item["loc"]) or "config"
     if item["type"] == "extra_forbidden":
-        return f"unknown key {loc!r}: check its spelling against config/example.yaml"
+        return f"unknown key {loc!r}{spelling_hint(loc)}"
     value = item.get("input")
     shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
     message = str(item["msg"]).removeprefix("Value error, ")
@@ -390,7 +397,7 @@ def load_config(
     locations: dict[str, str] = {}
     layers: list[tuple[str, Mapping[str, Any], Mapping[str, str] | None]] = []
     if config_path is not None:
-        layers.append((str(config_path), read_yaml(config_path), None))
+        layers.append((str(config_path), _relative_to(read_yaml(config_path), Path(config_path).parent), None))
     if settings and resuming is None:
         layers.append(("settings sheet", settings, settings_locations))
     if overrides:
@@ -410,6 +417,19 @@ def load_config(
         if key:
             config = config.model_copy(update={"api_key": SecretStr(key)})
     return config
+
+
+#: Keys whose value is a path: in a config file, relative to the file (cron starts in another folder).
+_PATH_KEYS = ("output_dir", "ledger_path")
+
+
+def _relative_to(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The config file's relative paths made relative to the file's folder, not the current one."""
+    for key in _PATH_KEYS:
+        value = data.get(key)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            data[key] = str(folder / value)
+    return data
 
 
 def _resumed(resuming: ResumedRun, given: Mapping[str, Any], locations: Mapping[str, str]) -> dict[str, Any]:

@@ -85,8 +85,9 @@ def console_log(handler: logging.Handler, *, secrets: Iterable[str] = ()) -> Ite
 
 
 def plain_console_handler(stream) -> logging.Handler:
+    """Warnings and errors on standard error, each line with the local time (as the plain progress lines)."""
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S"))
     return handler
 
 

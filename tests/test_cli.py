@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import click
 from click.testing import CliRunner
 
 from report_pipeline.cli import _exit_status, cli
@@ -25,6 +27,11 @@ def invoke(*args: str):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
+
+def _unstamped(line: str) -> str:
+    """A plain line without the timestamp it starts with."""
+    return re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", "", line)
+
 def test_run_example_workbook_offline_writes_a_complete_report(tmp_path):
     result = invoke("run", EXAMPLE, "--provider", "offline", "--output", tmp_path, "--no-progress")
     assert result.exit_code == 0, result.output
@@ -36,7 +43,7 @@ def test_run_example_workbook_offline_writes_a_complete_report(tmp_path):
     assert manifest["counts"]["done"] == manifest["counts"]["total"] >= 20
     assert len(list((run_dir / "objectives").glob("*.csv"))) >= 6
     assert "\x1b" not in result.output  # not a terminal: plain lines, no control characters
-    objective_lines = [line for line in result.output.splitlines() if line.startswith("objective ")]
+    objective_lines = [line for line in result.output.splitlines() if _unstamped(line).startswith("objective ")]
     assert len(objective_lines) == len(manifest["objectives"])  # one line per finished objective
 
 
@@ -203,7 +210,7 @@ def test_errors_reach_the_console_even_with_quiet(tmp_path):
     )
     result = invoke("run", sheet, "--quiet", "--output", tmp_path / "out")
     assert result.exit_code == 1
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    lines = [_unstamped(line) for line in result.output.splitlines() if line.strip()]
     assert any(line.startswith("ERROR") and "o.bad" in line for line in lines)
     assert lines[-1].startswith("run ") and "1 failed" in lines[-1]
     assert not any(line.startswith("objective ") for line in lines)  # --quiet: no progress lines
@@ -224,7 +231,7 @@ def test_console_run_exits_0_with_every_output_complete_and_flushed(tmp_path):
     out = tmp_path / "out"
     done = _console("run", EXAMPLE, "--provider", "offline", "--output", out, "--no-progress", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "done:" in done.stderr.splitlines()[-1]  # the final line reached the pipe
+    assert "done:" in done.stdout.splitlines()[-1]  # the final line reached the pipe (standard output)
     (run_dir,) = run_dirs(out)
     manifest = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     assert manifest["status"] == "done"
@@ -245,3 +252,59 @@ def test_console_keeps_each_commands_exit_code(tmp_path):
 def test_exit_status_follows_sys_exit(code, status, capsys):
     assert _exit_status(code) == status
     assert capsys.readouterr().err == ("bye\n" if code == "bye" else "")
+
+
+@pytest.mark.parametrize("command", ["run", "models", "validate", "runs", "init", "bench"])
+def test_every_option_of_every_command_says_what_it_does(command):
+    options = [p for p in cli.commands[command].params if isinstance(p, click.Option) and not p.hidden]
+    assert [o.name for o in options if not o.help] == []
+
+
+def test_run_help_lists_the_exit_codes():
+    result = invoke("run", "--help")
+    assert all(f"{code} " in result.output for code in ("0", "1", "2", "3", "130"))
+    assert "Exit codes:" in result.output and "--log-level" in result.output
+
+
+def test_an_unknown_key_in_set_suggests_the_nearest(tmp_path):
+    sheet = make_workbook(tmp_path / "wb", objectives=[{"objective_id": "o", "title": "O"}],
+                          tasks=[{"objective_id": "o", "task_id": "t", "prompt": "p"}])
+    result = CliRunner().invoke(cli, ["run", str(sheet), "--set", "temprature=0.5", "--output", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "did you mean temperature?" in result.output
+
+
+def test_paths_in_a_config_file_are_relative_to_the_file_not_the_current_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "run.yaml").write_text("output_dir: out\nprovider: offline\n")
+    sheet = make_workbook(folder / "wb", objectives=[{"objective_id": "o", "title": "O"}],
+                          tasks=[{"objective_id": "o", "task_id": "t", "prompt": "p"}])
+    elsewhere = tmp_path / "cron-starts-here"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = invoke("run", sheet, "--config", folder / "run.yaml", "--no-progress")
+    assert result.exit_code == 0
+    assert (folder / "out" / "ledger.sqlite").exists() and not (elsewhere / "out").exists()
+
+
+def test_plain_lines_carry_a_timestamp_and_the_summary_goes_to_standard_output(tmp_path):
+    sheet = make_workbook(tmp_path / "wb", objectives=[{"objective_id": "o", "title": "O"}],
+                          tasks=[{"objective_id": "o", "task_id": "ok", "prompt": "Fine"},
+                                 {"objective_id": "o", "task_id": "bad", "prompt": "{{ 1 // 0 }}"}])
+    result = CliRunner().invoke(cli, ["run", str(sheet), "--output", str(tmp_path / "out"), "--no-progress"],
+                                catch_exceptions=False)
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+    out = result.stdout.splitlines()
+    assert all(re.match(stamp, line) for line in out)
+    assert re.match(stamp + r"run \S+ failed: 1 done, 1 failed", out[-1])
+    assert any(re.match(stamp + r"outputs in .*report\.md", line) for line in out)
+    err = result.stderr.splitlines()
+    assert any(re.match(stamp + r"ERROR: task o\.bad failed", line) for line in err)
+    assert not any("ERROR" in line for line in out)
+
+
+def test_init_prints_a_command_that_works_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("init", "starter")
+    command = result.output.strip().splitlines()[-1].removeprefix("next: ")
+    assert str((tmp_path / "starter").resolve()) in command

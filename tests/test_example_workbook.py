@@ -249,7 +249,9 @@ def test_example_config_values_are_the_defaults():
     config = load_config(config_path=EXAMPLE_CONFIG, environ={})
     defaults = RunConfig()
     differing = [name for name in config_fields() if getattr(config, name) != getattr(defaults, name)]
-    assert differing == []
+    # output_dir: relative to the file, ../output is the repository's output/, the default's folder from its root
+    assert Path(config.output_dir).resolve() == (EXAMPLE_CONFIG.parent.parent / defaults.output_dir).resolve()
+    assert differing == ["output_dir"]
 
 
 def test_example_config_comments_every_key():

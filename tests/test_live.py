@@ -255,7 +255,7 @@ def test_plain_progress_for_a_pipe_writes_no_escape_sequences(tmp_path):
     observer.objective_finished("A", tuple(results))
     observer.run_finished(run_result(tmp_path, results, plan.task_count))
     out = stream.getvalue()
-    assert 'objective 1/1 "Alpha" done: 2/2 tasks' in out
+    assert 'objective 1/1 "Alpha" done (1 of 1 finished): 2/2 tasks' in out
     assert "\x1b" not in out
 
 
@@ -275,7 +275,7 @@ def test_wave_progress_prints_a_plain_line_on_each_status_change_and_then_every_
     observer.wave_progress(wave("in_progress", 9, 30.0, 100.0))
     clock.now += 61
     observer.wave_progress(wave("in_progress", 19, 91.0, 60.0))  # the interval passed
-    lines = [line for line in stream.getvalue().splitlines() if line.startswith("wave")]
+    lines = [line[20:] for line in stream.getvalue().splitlines() if line[20:].startswith("wave")]  # past the time
     assert lines == [
         "wave 2: 1 batch(es) 1 validating; requests 0/40 completed, 1 failed; waiting 1 s",
         "wave 2: 1 batch(es) 1 in_progress; requests 9/40 completed, 1 failed; waiting 30 s, wave ETA 2 min",
@@ -309,3 +309,17 @@ def test_the_live_area_and_the_plain_lines_show_the_calls_in_flight_limit(tmp_pa
     plain.watch_concurrency(lambda: "2")
     plain.run_started(plan, tmp_path / "run-1")
     assert plain.overall_line().endswith("; calls in flight at most 2")
+
+
+def test_plain_objective_lines_number_chapters_by_their_place_in_the_sheet_not_by_when_they_finished(tmp_path):
+    stream = io.StringIO()
+    plain = PlainProgress(stream, interval_s=60.0, clock=FakeClock(), wall_clock=lambda: 0.0)
+    plan = make_plan({"exec": ("Summary", 1), "gen": ("Generation", 1), "grid": ("Grids", 1)})
+    plain.run_started(plan, tmp_path / "run-1")
+    for key in ("grid", "gen", "exec"):  # the summary, first in the sheet, finishes last
+        task = plan.tasks[f"{key}.T1"]
+        plain.objective_finished(key, (result(task),))
+    lines = [line.split(" ", 2)[2] for line in stream.getvalue().splitlines() if " objective " in line]
+    assert [line.split(" done")[0] for line in lines] == [
+        'objective 3/3 "Grids"', 'objective 2/3 "Generation"', 'objective 1/3 "Summary"']
+    assert "(3 of 3 finished)" in lines[-1]

@@ -283,19 +283,23 @@ class LiveProgress(RunObserver):
         return Group(*parts)
 
 
-def make_observer(*, interactive: bool | None, quiet: bool, interval_s: float, stream: TextIO) -> RunObserver:
+def make_observer(
+    *, interactive: bool | None, quiet: bool, interval_s: float, stream: TextIO, out: TextIO | None = None,
+) -> RunObserver:
     """The progress display for a run: live on a terminal, plain lines otherwise.
 
     `interactive` is the config's `progress`: None for "auto" (live when `stream`
     is a TTY), True for "on" (live even on a pipe), False for "off". `quiet` always
-    means plain lines, which print only the final one.
+    means plain lines, which print only the final one. The live display draws on
+    `stream` (standard error); plain lines go to `out` (standard output; `stream` when
+    not given).
     """
     live = interactive if interactive is not None else _is_tty(stream)
     if live and not quiet:
         console = Console(file=stream, force_terminal=True if interactive else None)
         if interactive or not console.is_dumb_terminal:
             return LiveProgress(console)
-    return PlainProgress(stream, interval_s=interval_s, quiet=quiet)
+    return PlainProgress(out if out is not None else stream, interval_s=interval_s, quiet=quiet)
 
 
 def _is_tty(stream: TextIO) -> bool:

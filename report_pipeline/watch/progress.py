@@ -17,9 +17,20 @@ from ..run.outcome import RunObserver, RunResult, WaveProgress
 from ..run.plan import Plan
 from ..text import format_duration
 
+#: Every plain line starts with the local time it was written, as cron logs are read.
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def timestamp(wall: float) -> str:
+    return time.strftime(TIMESTAMP_FORMAT, time.localtime(wall))
+
 
 class PlainProgress(RunObserver):
-    """Writes a line per finished objective and an overall line every `interval_s` seconds."""
+    """Writes a line per finished objective and an overall line every `interval_s` seconds.
+
+    For cron, pipes and `--no-progress`: every line starts with a timestamp, and they go to
+    `stream` (standard output), the summary and the outputs last; warnings and errors go
+    to standard error (the log handler), so `run ... | tee log` keeps the summary."""
 
     def __init__(
         self,
@@ -28,8 +39,10 @@ class PlainProgress(RunObserver):
         interval_s: float = 10.0,
         quiet: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._stream = stream
+        self._wall_clock = wall_clock
         self._interval_s = interval_s
         self._quiet = quiet
         self._clock = clock
@@ -44,9 +57,10 @@ class PlainProgress(RunObserver):
         self._concurrency: Callable[[], str] | None = None
         self._last_wave_line = 0.0
 
-    def _say(self, line: str) -> None:
-        if not self._quiet:
-            self._stream.write(line + "\n")
+    def _say(self, line: str, *, always: bool = False) -> None:
+        if always or not self._quiet:
+            stamp = timestamp(self._wall_clock())
+            self._stream.write("".join(f"{stamp} {part}\n" for part in line.split("\n")))
             self._stream.flush()
 
     def watch_concurrency(self, current: Callable[[], str]) -> None:
@@ -99,20 +113,24 @@ class PlainProgress(RunObserver):
             self._say(progress.describe())
 
     def objective_finished(self, objective_id: str, results: tuple[TaskResult, ...]) -> None:
+        """`objective 3/7 "Grids" done (2 of 7 finished): ...`: numbered by its place in the sheet, as its file is."""
         assert self._plan is not None
         with self._lock:
             self._objectives_done += 1
-            number = self._objectives_done
+            finished = self._objectives_done
             began = self._objective_started.get(objective_id, self._clock())
-        title = next((o.title for o in self._plan.objectives if o.objective_id == objective_id), objective_id)
+        objective = next((o for o in self._plan.objectives if o.objective_id == objective_id), None)
+        title = objective.title if objective is not None else objective_id
+        number = objective.index + 1 if objective is not None else finished
         done = sum(r.status == "done" for r in results)
         failed = sum(r.status == "failed" for r in results)
         skipped = sum(r.status == "skipped" for r in results)
         extra = "".join(
             f", {n} {label}" for n, label in ((failed, "failed"), (skipped, "skipped")) if n
         )
+        total = len(self._plan.objectives)
         self._say(
-            f'objective {number}/{len(self._plan.objectives)} "{title}" done: '
+            f'objective {number}/{total} "{title}" done ({finished} of {total} finished): '
             f"{done}/{len(results)} tasks{extra}, {format_duration(self._clock() - began)}"
         )
 
@@ -124,10 +142,12 @@ class PlainProgress(RunObserver):
             f"cost ${result.cost_usd:.4f}{_saving(result)}; {format_duration(result.duration_s)}; "
             f"report {result.run_dir / 'report.md'}"
         )
+        if result.outputs:
+            names = " ".join(Path(path).name for path in result.outputs.values())
+            self._say(f"outputs in {result.run_dir}: {names}")
         if result.resume_command:  # before the summary, which stays the last line (scripts read it)
-            line = f"to continue it: {result.resume_command}\n{line}"
-        self._stream.write(line + "\n")  # the final line is printed even with --quiet
-        self._stream.flush()
+            self._say(f"to continue it: {result.resume_command}", always=True)
+        self._say(line, always=True)  # the final line is printed even with --quiet
 
 
 def _saving(result: RunResult) -> str:

@@ -43,7 +43,13 @@ from typing import Any
 from openpyxl import load_workbook
 from openpyxl.utils import column_index_from_string, get_column_letter, range_boundaries
 
-from ..config import REASONING_EFFORTS, RunConfig, settings_problems, validate_steps
+from ..config import (
+    REASONING_EFFORTS,
+    RunConfig,
+    settings_problems,
+    spelling_hint,
+    validate_steps,
+)
 from ..errors import PromptSheetError, SheetProblem
 from ..models import DataSource, Objective, PromptSheet, Task
 from .data import ole2_advice, source_problems
@@ -837,9 +843,7 @@ class _Reader:
                 self.problems.at(row, "key", f"{key}: {_FORBIDDEN_SETTINGS[key]}")
                 continue
             if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" — did you mean {close[0]}?" if close else " — check its spelling against config/example.yaml"
-                self.problems.at(row, "key", f"unknown setting {key!r}{hint}")
+                self.problems.at(row, "key", f"unknown setting {key!r}{spelling_hint(key)}")
                 continue
             value = row.get("value")
             if isinstance(value, (dt.date, dt.time)):
