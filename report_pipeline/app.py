@@ -92,12 +92,13 @@ def prepare_run(
     )
 
 
-def dry_run(sheet_path: Path, *, config_path: Path | None, overrides: Mapping[str, Any]) -> str:
-    """Render every prompt and estimate tokens and cost, sending nothing."""
+def dry_run(sheet_path: Path, *, config_path: Path | None, overrides: Mapping[str, Any],
+            show_prompts: bool = False) -> str:
+    """Render every prompt and estimate tokens and cost, sending nothing (and print the prompts, if asked)."""
     from .run.dryrun import estimate_run
 
     sheet, config = load_run_inputs(sheet_path, config_path=config_path, overrides=overrides)
-    return estimate_run(sheet, config)
+    return estimate_run(sheet, config, show_prompts=show_prompts)
 
 
 def console_handler(observer: object, stream: TextIO):

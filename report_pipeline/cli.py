@@ -75,15 +75,18 @@ EXIT_CODES = (
 @click.option("--model", help="Model name sent to the endpoint.")
 @click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 for Ollama.")
 @click.option("--sequential", is_flag=True, help="Run one task at a time (same outputs; for debugging).")
-@click.option("--objectives", help="Only these objectives: ids or 1-based positions, e.g. 1,3.")
+@click.option("--objectives", help="Only these objectives: ids or 1-based positions, e.g. 1,3 (and what they depend on).")
 @click.option("--max-concurrency", type=int, help="Most LLM calls in flight at once (max_concurrent_requests).")
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), help="Output root (default: output/).")
 @click.option("--resume", "resume", metavar="RUN_ID", help="Continue an interrupted run (needs the ledger).")
 @click.option("--no-cache", is_flag=True, help="Do not reuse completed calls from the ledger.")
 @click.option("--dry-run", is_flag=True, help="Validate, render every prompt, estimate tokens and cost; send nothing.")
+@click.option("--show-prompts", is_flag=True, help="With --dry-run: print every task's rendered prompt too.")
 @click.option("--no-progress", is_flag=True, help="Plain lines only (the default when not on a terminal).")
 @click.option("--quiet", is_flag=True, help="Only warnings, errors and the final line.")
-@click.option("--limit", type=int, help="Only the first N enabled tasks in sheet order.")
+@click.option("--limit", type=int, help="Only the first N enabled tasks in sheet order (and what they depend on).")
+@click.option("--task", "tasks", multiple=True, metavar="OBJ.TASK",
+              help="Only this task and what it depends on (repeatable): iterate on one prompt.")
 @click.option("--batch", is_flag=True, help="Send calls through the provider's Batch API in waves (half price, slower).")
 @click.option("--poll-interval", type=float, metavar="S", help="Batch mode: seconds between looks at a wave's batches.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
@@ -126,6 +129,7 @@ def _run(
         "output_dir": flags["output_dir"],
         "objectives": _split(objectives),
         "limit": flags["limit"],
+        "tasks": tuple(flags["tasks"]) or None,
         "log_level": flags["log_level"],
         "batch_poll_interval_s": flags["poll_interval"],
     }
@@ -144,7 +148,7 @@ def _run(
         overrides["execution"] = "batch"
     stop = threading.Event()
     if flags["dry_run"]:
-        click.echo(dry_run(sheet, config_path=config_path, overrides=overrides))
+        click.echo(dry_run(sheet, config_path=config_path, overrides=overrides, show_prompts=flags["show_prompts"]))
         return
     pipeline = prepare_run(
         sheet, config_path=config_path, overrides=overrides, stop=stop, stream=sys.stderr, out=sys.stdout,

@@ -153,6 +153,7 @@ class RunConfig(BaseModel):
     # selection (usually from flags)
     objectives: tuple[str, ...] | None = None
     limit: int | None = Field(default=None, ge=1)
+    tasks: tuple[str, ...] | None = None  # OBJ.TASK keys (--task): these and what they depend on
     # the offline provider: an optional per-call delay, seeded, to make runs visible
     offline_latency_ms: float = Field(default=0.0, ge=0)
     offline_seed: int = 0
@@ -164,7 +165,7 @@ class RunConfig(BaseModel):
     batch_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     batch_resubmits: int = Field(default=2, ge=0, le=20)
 
-    @field_validator("steps", "objectives", mode="before")
+    @field_validator("steps", "objectives", "tasks", mode="before")
     @classmethod
     def _lists_from_text(cls, value: Any) -> Any:
         return _split_list(value)

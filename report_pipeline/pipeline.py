@@ -47,6 +47,7 @@ from .run.results import ReportStructureManager
 from .run.resume import check_resumable, reopen_run
 from .run.runner import TaskRunner
 from .run.scheduler import Halt, Scheduler, SchedulerHooks, make_executors
+from .text import a_few
 from .version import __version__
 from .watch.monitor import ResourceMonitor
 from .workbook.data import DataStore
@@ -98,7 +99,7 @@ class ReportGenerationPipeline:
         self._drawer = drawing_process
         self.sheet = prompt_sheet
         self.data = data or DataStore(prompt_sheet.data_sources)
-        self.plan = build_plan(prompt_sheet, objectives=config.objectives, limit=config.limit)
+        self.plan = build_plan(prompt_sheet, objectives=config.objectives, limit=config.limit, tasks=config.tasks)
         # The shared machinery, built here and handed down: the root keeps its own references
         self.controls = CallControls.for_config(config)
         needs_endpoint = provider is None or config.execution == "batch"
@@ -228,6 +229,9 @@ class ReportGenerationPipeline:
                 self.run_id, len(self.plan.objectives), self.plan.task_count,
                 self.provider.name, self.config.model, self.sheet.path,
             )
+            if self.plan.taken_in:  # a warning: the console says it too, before anything is paid
+                log.warning("the selection also runs %d task(s) the chosen ones depend on: %s",
+                            len(self.plan.taken_in), a_few(self.plan.taken_in, 5))
             if ledger is not None:
                 self._endpoint_memory(ledger, keep=False)
             if self._throttle() is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 _ATX_HEADING = re.compile(r"^( {0,3})(#{1,6})(?=\s|$)")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -41,6 +42,13 @@ def _fence_state(line: str, fence: str | None) -> tuple[str | None, bool]:
     if match and match.group(1).startswith(fence):
         return None, True
     return fence, True
+
+
+def a_few(names: Sequence[str], shown: int = 3) -> str:
+    """`a, b, c and 21 more`: a list a person can read in a log line, a CSV cell or a report."""
+    if len(names) <= shown + 1:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"
 
 
 def format_duration(seconds: float) -> str:

@@ -308,3 +308,39 @@ def test_init_prints_a_command_that_works_from_any_folder(tmp_path, monkeypatch)
     result = invoke("init", "starter")
     command = result.output.strip().splitlines()[-1].removeprefix("next: ")
     assert str((tmp_path / "starter").resolve()) in command
+
+
+def test_limit_runs_the_first_tasks_with_what_they_depend_on_and_says_so(tmp_path):
+    """--limit 3 on the example picks the executive summary's tasks, which need every chapter: they used to be
+    skipped, and the run 'failed' with 0 done."""
+    result = CliRunner().invoke(cli, ["run", str(EXAMPLE), "--limit", "3", "--output", str(tmp_path), "--no-progress"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "also runs 24 task(s) the chosen ones depend on" in result.stderr
+    manifest = json.loads(next(tmp_path.glob("*/run.json")).read_text())
+    assert manifest["counts"] == {"done": 27, "failed": 0, "skipped": 0, "total": 27}
+
+
+def test_task_runs_one_task_and_what_it_depends_on(tmp_path):
+    result = invoke("run", EXAMPLE, "--task", "gen.t4", "--output", tmp_path, "--no-progress")
+    assert result.exit_code == 0
+    manifest = json.loads(next(tmp_path.glob("*/run.json")).read_text())
+    assert sorted(t["task_id"] for t in manifest["tasks"] if t["objective_id"] == "gen") == ["t1", "t3", "t4"]
+
+
+def test_an_unknown_task_is_refused_before_anything_runs(tmp_path):
+    result = CliRunner().invoke(cli, ["run", str(EXAMPLE), "--task", "gen.t44", "--output", str(tmp_path)])
+    assert result.exit_code == 2 and "--task gen.t44: no such task: did you mean gen.t4?" in result.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_dry_run_shows_the_prompts_it_promises_and_prices_a_dependency_at_its_max_tokens(tmp_path):
+    sheet = make_workbook(tmp_path / "wb", objectives=[{"objective_id": "o", "title": "O"}],
+                          tasks=[{"objective_id": "o", "task_id": "a", "prompt": "Write A", "max_tokens": 500},
+                                 {"objective_id": "o", "task_id": "b", "prompt": 'Improve: {{ results["o.a"] }}',
+                                  "depends_on": "o.a", "max_tokens": 10}])
+    shown = invoke("run", sheet, "--dry-run", "--show-prompts")
+    assert "== o.b (gpt-4o-mini) ==\nImprove: [text of o.a, written during the run]" in shown.output
+    row = next(line for line in shown.output.splitlines() if line.startswith("O "))
+    prompt_tokens = int(row.split()[3].replace(",", ""))
+    assert prompt_tokens >= 500  # o.b's prompt holds o.a's answer, up to 500 tokens

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from report_pipeline.errors import ConfigError
@@ -42,13 +44,24 @@ def test_unknown_objective_selection_is_a_config_error_naming_it():
         build_plan(make_sheet(2, 1), objectives=("O9",))
 
 
-def test_limit_takes_the_first_tasks_and_marks_dependencies_outside_the_run():
+def test_limit_takes_the_first_tasks_and_what_they_depend_on():
+    """--limit 2 used to skip O1.T2 for want of O2.T1: the dependency runs too, and the plan says it was taken in."""
     plan = build_plan(make_sheet(2, 2, depends={"O1.T2": ("O2.T1",)}), limit=2)
-    assert list(plan.tasks) == ["O1.T1", "O1.T2"]
-    assert plan.missing == {"O1.T2": ("O2.T1",)}
-    assert plan.parents["O1.T2"] == ()
+    assert list(plan.tasks) == ["O1.T1", "O1.T2", "O2.T1"]
+    assert plan.taken_in == ("O2.T1",) and plan.missing == {}
+    assert plan.parents["O1.T2"] == ("O2.T1",)
 
 
-def test_admission_order_is_a_pure_function_of_the_edges():
-    plan = build_plan(make_sheet(3, 1, depends={"O2.T1": ("O3.T1",)}))
-    assert admission_order(plan.objectives, plan.tasks, plan.parents) == ("O1", "O3", "O2")
+def test_objectives_take_in_the_chapters_they_depend_on_transitively():
+    plan = build_plan(make_sheet(3, 1, depends={"O1.T1": ("O2.T1",), "O2.T1": ("O3.T1",)}), objectives=["O1"])
+    assert list(plan.tasks) == ["O1.T1", "O2.T1", "O3.T1"] and plan.taken_in == ("O2.T1", "O3.T1")
+
+
+def test_task_selection_runs_those_tasks_and_their_dependencies_only():
+    plan = build_plan(make_sheet(2, 3, depends={"O2.T2": ("O1.T3",)}), tasks=["O2.T2"])
+    assert list(plan.tasks) == ["O1.T3", "O2.T2"] and plan.taken_in == ("O1.T3",)
+
+
+def test_an_unknown_task_key_is_refused_with_the_nearest():
+    with pytest.raises(ConfigError, match=r"--task O1\.T9: no such task: did you mean O1\.T\d\?"):
+        build_plan(make_sheet(1, 2), tasks=["O1.T9"])

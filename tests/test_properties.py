@@ -189,7 +189,14 @@ def test_plan_waits_only_on_planned_tasks_and_names_the_rest_missing(drawn):
 
     chosen = set(selection or [o.objective_id for o in spec.running_objectives])
     runnable = [t.key for t in spec.tasks if spec.runs(t) and t.objective_id in chosen][:limit]
-    assert list(plan.tasks) == [key for key in spec.report_order() if key in runnable]
+    needed, todo = set(runnable), list(runnable)  # what the chosen tasks depend on runs too
+    while todo:
+        for dep in spec.parents(todo.pop()):
+            if dep in spec.report_order() and dep not in needed:
+                needed.add(dep)
+                todo.append(dep)
+    assert list(plan.tasks) == [key for key in spec.report_order() if key in needed]
+    assert set(plan.taken_in) == needed - set(runnable)
 
     for key in plan.tasks:
         parents, missing = plan.parents[key], plan.missing.get(key, ())

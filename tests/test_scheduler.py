@@ -3,6 +3,8 @@ the test controls with Events, never with sleeps."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import random
 import threading
 from pathlib import Path
@@ -283,3 +285,19 @@ def test_thread_count_is_bounded_by_config_not_by_task_count():
 
     run_scheduler(make_sheet(50, 40), runner, objective_slots=3, task_slots=4)
     assert peak[0] <= before + 3 + 12
+
+
+def test_a_task_whose_many_dependencies_are_not_in_the_run_names_a_few_and_counts_the_rest():
+    sheet = make_sheet(2, 6, depends={"O1.T1": ("O2",)})
+    sheet = dataclasses.replace(sheet, objectives=(sheet.objectives[0], dataclasses.replace(sheet.objectives[1], enabled=False)))
+    _, manager, _ = run_scheduler(sheet, InstantRunner(), inline=True)
+    skipped = next(r for r in manager.all_results() if r.key == "O1.T1")
+    assert skipped.status == "skipped"
+    assert skipped.error == "depends on O2.T1, O2.T2, O2.T3 and 3 more, which are not part of this run"
+
+
+def test_a_few_names_a_short_list_whole():
+    from report_pipeline.text import a_few
+
+    assert a_few(["a"]) == "a" and a_few(["a", "b", "c", "d"]) == "a, b, c, d"
+    assert a_few([f"t{i}" for i in range(24)]) == "t0, t1, t2 and 21 more"

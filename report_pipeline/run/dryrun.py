@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..config import RunConfig
-from ..models import PromptSheet
+from ..models import PromptSheet, Task
 from ..providers.tokens import prompt_tokens as estimate_prompt
 from ..workbook.data import DataStore
 from .plan import build_plan, critical_path_rounds
@@ -13,9 +13,13 @@ from .runner import TaskRunner
 _CHECK_ANSWER_TOKENS = 200
 
 
-def estimate_run(sheet: PromptSheet, config: RunConfig) -> str:
-    """A per-objective table of calls, tokens and an upper-bound cost; raises if any prompt fails to render."""
-    plan = build_plan(sheet, objectives=config.objectives, limit=config.limit)
+def estimate_run(sheet: PromptSheet, config: RunConfig, *, show_prompts: bool = False) -> str:
+    """A per-objective table of calls, tokens and an upper-bound cost; raises if any prompt fails to render.
+
+    A dependency's text is not known before the run: it counts at its `max_tokens` (a task
+    waiting on three chapters may send them all), so the figure stays an upper bound.
+    `show_prompts` adds every task's rendered prompt, a dependency's text as a placeholder."""
+    plan = build_plan(sheet, objectives=config.objectives, limit=config.limit, tasks=config.tasks)
     runner = TaskRunner(
         config=config, sheet=sheet, plan=plan, data=DataStore(sheet.data_sources),
         results=ReportStructureManager(plan), call=_never_called,
@@ -25,6 +29,7 @@ def estimate_run(sheet: PromptSheet, config: RunConfig) -> str:
     totals = [0, 0, 0, 0, 0.0]
     batch_cost = 0.0
     unpriced: set[str] = set()
+    prompts: list[str] = []
     for objective in plan.objectives:
         row = [0, 0, 0, 0, 0.0]
         for key in plan.tasks_by_objective[objective.objective_id]:
@@ -33,8 +38,12 @@ def estimate_run(sheet: PromptSheet, config: RunConfig) -> str:
             prompt = runner.render(task, placeholders)
             first = runner.request_for(task, "generate", config.model, prompt)
             max_out = task.max_tokens or config.max_tokens
+            written_before = sum(_max_out(plan.tasks[parent], config) for parent in plan.parents[key])
+            if show_prompts:
+                prompts += [f"== {key} ({', '.join(task.model or (config.model,))}) ==", prompt, ""]
             row[0] += 1
-            for model, step, prompt_tokens, out_tokens in _calls(task, objective.mode, config, estimate_prompt(first.messages), max_out):
+            prompt_bound = estimate_prompt(first.messages) + written_before
+            for model, step, prompt_tokens, out_tokens in _calls(task, objective.mode, config, prompt_bound, max_out):
                 row[1] += 1
                 row[2] += prompt_tokens
                 row[3] += out_tokens
@@ -48,8 +57,9 @@ def estimate_run(sheet: PromptSheet, config: RunConfig) -> str:
         lines.append(f"{objective.title[:28]:<28} {row[0]:>5} {row[1]:>6} {row[2]:>11,} {row[3]:>12,} {row[4]:>11.4f}")
     lines.append(f"{'total':<28} {totals[0]:>5} {totals[1]:>6} {totals[2]:>11,} {totals[3]:>12,} {totals[4]:>11.4f}")
     lines.append("")
-    lines.append("Tokens are estimated at 4 characters a token; output is counted at max_tokens and outline chapters at "
-                 "outline_max_sections sections (retries not counted), so the cost is close to an upper bound.")
+    lines.append("Tokens are estimated at 4 characters a token; output is counted at max_tokens, a dependency's text "
+                 "in a prompt at its max_tokens, and outline chapters at outline_max_sections sections (retries not "
+                 "counted), so the cost is an upper bound.")
     if config.execution == "batch":
         waves = critical_path_rounds(plan, config.steps)
         lines.append(
@@ -60,7 +70,13 @@ def estimate_run(sheet: PromptSheet, config: RunConfig) -> str:
         lines.append(f"No price in config `prices` for: {', '.join(sorted(unpriced))} (counted as $0).")
     if config.max_cost_usd is not None and totals[4] > config.max_cost_usd:
         lines.append(f"Warning: the upper bound passes max_cost_usd = {config.max_cost_usd}; the run stops there (exit 3).")
+    if prompts:
+        lines = [*prompts, *lines]
     return "\n".join(lines)
+
+
+def _max_out(task: Task, config: RunConfig) -> int:
+    return task.max_tokens or config.max_tokens
 
 
 def _calls(task, mode: str, config: RunConfig, prompt_tokens: int, max_out: int):

@@ -6,6 +6,7 @@ only follows the plan.
 
 from __future__ import annotations
 
+import difflib
 import heapq
 from collections import deque
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ class Plan:
     children: dict[str, tuple[str, ...]]
     missing: dict[str, tuple[str, ...]] = field(default_factory=dict)  # deps outside this run
     admission_order: tuple[str, ...] = ()  # objective ids, dependencies first
+    taken_in: tuple[str, ...] = ()  # tasks outside the selection that a selected task depends on
+    objectives_in_sheet: int = 0  # every objective of the sheet, selected or not: how chapters are numbered
 
     @property
     def task_count(self) -> int:
@@ -66,49 +69,92 @@ def select_objectives(objectives: Sequence[Objective], selection: Sequence[str] 
     return [o for o in enabled if o.objective_id in chosen]
 
 
+def select_tasks(sheet: PromptSheet, keys: Sequence[str]) -> list[Task]:
+    """The tasks `--task OBJ.TASK` names (enabled ones), in sheet order; a key the sheet lacks is an error."""
+    enabled = {t.key: t for t in sheet.tasks if t.enabled}
+    every = {t.key for t in sheet.tasks}
+    for key in keys:
+        if key not in enabled:
+            if key in every:
+                raise ConfigError(f"--task {key}: the task is disabled in the sheet: enable it first")
+            close = difflib.get_close_matches(key, list(enabled), n=1)
+            hint = f": did you mean {close[0]}?" if close else ": write OBJECTIVE_ID.TASK_ID as in the tasks sheet"
+            raise ConfigError(f"--task {key}: no such task{hint}")
+    wanted = set(keys)
+    return [t for t in sheet.tasks if t.key in wanted]
+
+
 def build_plan(
     sheet: PromptSheet,
     *,
     objectives: Sequence[str] | None = None,
     limit: int | None = None,
+    tasks: Sequence[str] | None = None,
 ) -> Plan:
-    """Select enabled objectives and tasks, then wire dependencies among what was selected."""
+    """Select enabled objectives and tasks, take in what they depend on, then wire the dependencies.
+
+    A selection (`--objectives`, `--limit`, `--task`) that leaves out a task a chosen one
+    depends on would only skip the chosen one: the dependency runs too (`Plan.taken_in`),
+    with its own dependencies, and the run says so."""
     selected = select_objectives(sheet.objectives, objectives)
     selected_ids = {o.objective_id for o in selected}
     position = {o.objective_id: i for i, o in enumerate(sheet.objectives)}
-    runnable = [t for t in sheet.tasks if t.enabled and t.objective_id in selected_ids]
+    if tasks:
+        runnable = [t for t in select_tasks(sheet, tasks) if t.objective_id in selected_ids]
+    else:
+        runnable = [t for t in sheet.tasks if t.enabled and t.objective_id in selected_ids]
     if limit is not None:
         runnable = runnable[:limit]
-    runnable.sort(key=lambda t: (position[t.objective_id], t.index))
-    tasks = {t.key: t for t in runnable}
-    kept_objectives = tuple(o for o in selected if any(t.objective_id == o.objective_id for t in runnable))
-
     expanded = expand_dependencies([t for t in sheet.tasks if t.enabled])
+    enabled_objectives = {o.objective_id for o in sheet.objectives if o.enabled}
+    candidates = [t for t in sheet.tasks if t.enabled and t.objective_id in enabled_objectives]
+    chosen = {t.key for t in runnable}
+    needed = _with_dependencies(chosen, expanded, {t.key for t in candidates})
+    taken_in = tuple(t.key for t in candidates if t.key in needed and t.key not in chosen)
+    runnable = [t for t in candidates if t.key in needed]
+    runnable.sort(key=lambda t: (position[t.objective_id], t.index))
+    planned = {t.key: t for t in runnable}
+    kept_ids = {t.objective_id for t in runnable}
+    kept_objectives = tuple(o for o in sheet.objectives if o.objective_id in kept_ids)
     parents: dict[str, tuple[str, ...]] = {}
     missing: dict[str, tuple[str, ...]] = {}
-    children: dict[str, list[str]] = {key: [] for key in tasks}
-    for key in tasks:
+    children: dict[str, list[str]] = {key: [] for key in planned}
+    for key in planned:
         deps = expanded.get(key, ())
-        parents[key] = tuple(d for d in deps if d in tasks)
-        outside = tuple(d for d in deps if d not in tasks)
+        parents[key] = tuple(d for d in deps if d in planned)
+        outside = tuple(d for d in deps if d not in planned)
         if outside:
             missing[key] = outside
         for parent in parents[key]:
             children[parent].append(key)
 
     by_objective: dict[str, list[str]] = {o.objective_id: [] for o in kept_objectives}
-    for key, task in tasks.items():
+    for key, task in planned.items():
         by_objective[task.objective_id].append(key)
 
     return Plan(
         objectives=kept_objectives,
-        tasks=tasks,
+        tasks=planned,
         tasks_by_objective={k: tuple(v) for k, v in by_objective.items()},
         parents=parents,
         children={k: tuple(v) for k, v in children.items()},
         missing=missing,
-        admission_order=admission_order(kept_objectives, tasks, parents),
+        admission_order=admission_order(kept_objectives, planned, parents),
+        taken_in=taken_in,
+        objectives_in_sheet=len(sheet.objectives),
     )
+
+
+def _with_dependencies(chosen: set[str], expanded: dict[str, tuple[str, ...]], enabled: set[str]) -> set[str]:
+    """`chosen` and every enabled task they depend on, directly or not."""
+    needed = set(chosen)
+    todo = deque(chosen)
+    while todo:
+        for dep in expanded.get(todo.popleft(), ()):
+            if dep in enabled and dep not in needed:
+                needed.add(dep)
+                todo.append(dep)
+    return needed
 
 
 def admission_order(

@@ -37,6 +37,7 @@ from typing import Any
 
 from ..errors import AwaitingBatch, BudgetExceeded, NotSent, RunAborted
 from ..models import Task, TaskResult
+from ..text import a_few
 from .plan import Plan
 
 log = logging.getLogger("report_pipeline.scheduler")
@@ -145,7 +146,8 @@ class Scheduler:
         for key, result in self._restored.items():
             self._settle(key, result)
         for key, outside in self._plan.missing.items():
-            reason = f"depends on {', '.join(outside)}, which is not part of this run"
+            noun = "which is" if len(outside) == 1 else "which are"
+            reason = f"depends on {a_few(outside)}, {noun} not part of this run"
             self._settle(key, self._skipped(key, reason))
         self._admit()
         self._dispatch()

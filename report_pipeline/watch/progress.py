@@ -129,8 +129,9 @@ class PlainProgress(RunObserver):
             f", {n} {label}" for n, label in ((failed, "failed"), (skipped, "skipped")) if n
         )
         total = len(self._plan.objectives)
+        in_sheet = self._plan.objectives_in_sheet or total
         self._say(
-            f'objective {number}/{total} "{title}" done ({finished} of {total} finished): '
+            f'objective {number}/{in_sheet} "{title}" done ({finished} of {total} finished): '
             f"{done}/{len(results)} tasks{extra}, {format_duration(self._clock() - began)}"
         )
 
