@@ -123,6 +123,7 @@ class ReportGenerationPipeline:
         self._batch_backend: BatchBackend | None = None
         self._batch: BatchExecution | None = None
         self._started_tasks: set[str] = set()
+        self._monitor: ResourceMonitor | None = None  # while the tasks run
         self._unwritten: list[OSError] = []  # chapter CSVs that could not be written (said at the end)
         if config.execution == "batch":
             try:  # an endpoint without a Batch API is refused here, before anything is sent or written
@@ -242,6 +243,7 @@ class ReportGenerationPipeline:
             prefetch = self._start_charts(charts)
             try:
                 with ResourceMonitor(rss_warn_mb=self.config.rss_warn_mb) as monitor:
+                    self._monitor = monitor
                     halt = self._execute(ledger, restored)
                 if ledger is not None:
                     self._endpoint_memory(ledger, keep=True)
@@ -445,6 +447,8 @@ class ReportGenerationPipeline:
             return
         self._started_tasks.add(task.key)
         log.debug("task %s started", task.key)
+        if self._monitor is not None:
+            self._monitor.note_threads()
         self.observer.task_started(task)
 
     def _objective_finished(self, objective_id: str) -> None:

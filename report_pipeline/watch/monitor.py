@@ -1,17 +1,38 @@
-"""Samples the process's CPU, memory, threads and open files once a second in the background.
+"""Samples the process's CPU, memory, threads and open files in the background, and keeps the peaks
+a sample could miss from where they are known for certain.
 
-Peaks and averages go into run.json; a warning is logged once when RSS passes the limit.
+Sampling once a second missed a short run's peaks (a 1.4 s run reported 4 threads while 16
+task threads ran), so: samples come every 0.1 s for the first 2 s, then every second; the
+peak RSS is the operating system's own high-water mark (`getrusage`'s ru_maxrss) where it
+keeps one; and the run reports its thread count each time a task starts (`note_threads`),
+which is when the pools grow. Peaks and averages go into run.json; a warning is logged once
+when RSS passes the limit.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from dataclasses import dataclass
 
 import psutil
 
 log = logging.getLogger("report_pipeline.monitor")
+
+#: Fast samples at the start of a run, when pools grow and a short run does all its work.
+_FAST_INTERVAL_S = 0.1
+_FAST_SAMPLES = 20
+
+
+def _peak_rss_mb() -> float | None:
+    """The process's peak resident set size as the operating system keeps it; None where it keeps none."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1_048_576 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 @dataclass
@@ -61,10 +82,25 @@ class ResourceMonitor:
         if self._thread is not None:
             self._thread.join()
         self.sample()
+        peak = _peak_rss_mb()
+        if peak is not None:
+            self.stats.peak_rss_mb = max(self.stats.peak_rss_mb, peak)
+
+    def note_threads(self) -> None:
+        """Take the thread count now (a task started: the pools may have grown since the last sample)."""
+        count = threading.active_count()
+        stats = self.stats
+        if count > stats.peak_threads:
+            stats.peak_threads = count
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._interval_s):
+        interval = _FAST_INTERVAL_S if self._interval_s > _FAST_INTERVAL_S else self._interval_s
+        fast = _FAST_SAMPLES
+        while not self._stop.wait(interval):
             self.sample()
+            fast -= 1
+            if fast == 0:
+                interval = self._interval_s
 
     def sample(self) -> None:
         try:
