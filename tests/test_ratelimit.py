@@ -14,7 +14,6 @@ from report_pipeline.providers.ratelimit import (
     CoolDown,
     Gcra,
     HeaderPacer,
-    InFlightLimit,
     LearnedLimits,
     RateLimiter,
     Sleeper,
@@ -197,32 +196,6 @@ def test_cool_down_wait_stops_when_interrupted() -> None:
     clock.interrupt()
     with pytest.raises(Stopped):
         cool_down.wait()
-
-
-# -- InFlightLimit ----------------------------------------------------------------
-
-
-def test_in_flight_limit_holds_across_threads() -> None:
-    limit = InFlightLimit(3)
-    release = threading.Event()
-    inside = threading.Semaphore(0)
-
-    def call() -> None:
-        with limit.slot():
-            inside.release()
-            release.wait()
-
-    threads = [threading.Thread(target=call) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for _ in range(3):
-        assert inside.acquire(timeout=5)
-    assert limit.in_flight == 3
-    release.set()
-    for thread in threads:
-        thread.join(timeout=5)
-    assert limit.peak == 3
-    assert limit.in_flight == 0
 
 
 # -- HeaderPacer ------------------------------------------------------------------

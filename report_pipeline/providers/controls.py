@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 from ..config import RunConfig
 from .budget import CostMeter
-from .concurrency import Concurrency
+from .concurrency import Concurrency, ConcurrencyLimit
 from .ratelimit import (
     HeaderPacer,
-    InFlightLimit,
     RateLimiter,
     Sleeper,
     SleeperLike,
@@ -35,13 +34,14 @@ class CallControls:
     meter: CostMeter
     policy: RetryPolicy
     throttle: Throttle
-    in_flight: InFlightLimit
+    in_flight: ConcurrencyLimit  # every model together: max_concurrent_requests, fixed
     concurrency: Concurrency
 
     def stop(self) -> None:
         """Nothing more is sent: wake every thread waiting to send, and refuse what it would send."""
         self.throttle.stop()
         self.concurrency.stop()
+        self.in_flight.stop()
         self.meter.stop()
 
     @classmethod
@@ -66,7 +66,8 @@ class CallControls:
                 clock=clock,
                 sleeper=sleeper,
             ),
-            in_flight=InFlightLimit(config.max_concurrent_requests),
+            in_flight=ConcurrencyLimit(maximum=config.max_concurrent_requests,
+                                       initial=config.max_concurrent_requests, adaptive=False),
             concurrency=Concurrency(maximum=config.max_concurrent_requests, base_url=config.base_url,
                                     mode=config.concurrency, clock=clock),
         )

@@ -3,7 +3,6 @@
 The pieces, each thread-safe and each taking its clock and sleeper as arguments
 (tests drive them with a fake clock, no real sleeps):
 
-    InFlightLimit   at most `max_concurrent_requests` calls on the wire, across all pools
     RateLimiter     the run config's requests_per_minute / tokens_per_minute (GCRA)
     CoolDown        after a 429, *every* thread waits out the server's retry-after
     HeaderPacer     learns the server's limit from `x-ratelimit-*` headers and paces at it
@@ -51,8 +50,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,7 +58,6 @@ __all__ = [
     "CoolDown",
     "Gcra",
     "HeaderPacer",
-    "InFlightLimit",
     "LearnedLimits",
     "RateLimiter",
     "ServerLimit",
@@ -179,43 +176,6 @@ def _sleep_until(deadline: float, clock: Clock, sleeper: SleeperLike) -> None:
 # ---------------------------------------------------------------------------
 # In-flight limit
 # ---------------------------------------------------------------------------
-
-
-class InFlightLimit:
-    """At most `limit` calls on the wire at once, however many pools and threads ask.
-
-    A BoundedSemaphore plus counters a progress display or a test can read.
-    """
-
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError("limit must be >= 1")
-        self.limit = limit
-        self._semaphore = threading.BoundedSemaphore(limit)
-        self._lock = threading.Lock()
-        self._in_flight = 0
-        self._peak = 0
-
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
-    @property
-    def peak(self) -> int:
-        return self._peak
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        self._semaphore.acquire()
-        with self._lock:
-            self._in_flight += 1
-            self._peak = max(self._peak, self._in_flight)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._in_flight -= 1
-            self._semaphore.release()
 
 
 # ---------------------------------------------------------------------------

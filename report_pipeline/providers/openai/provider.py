@@ -54,7 +54,6 @@ from ..controls import CallControls
 from ..hosts import is_openai_host
 from ..ratelimit import (
     HeaderPacer,
-    InFlightLimit,
     SleeperLike,
     Stopped,
     Throttle,
@@ -224,7 +223,7 @@ class OpenAIProvider:
         return self._throttle
 
     @property
-    def in_flight(self) -> InFlightLimit:
+    def in_flight(self) -> ConcurrencyLimit:
         return self._in_flight
 
     @property
