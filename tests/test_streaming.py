@@ -16,7 +16,7 @@ import pytest
 
 from report_pipeline.providers.openai.transport import PooledTransport, stream_deadlines
 from tests.test_pipeline_simulator import openai_config, run
-from tests.workbooks import simple_workbook
+from tests.workbooks import make_workbook, simple_workbook
 
 HEADERS = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
 
@@ -118,3 +118,17 @@ def test_a_hung_server_is_still_cut_by_the_first_token_timeout(tmp_path, make_si
     (task,) = result.results
     assert task.status == "failed" and "timeout" in task.error
     assert result.duration_s < 20
+
+
+def test_a_streamed_call_that_comes_back_empty_is_asked_again_plain_for_the_servers_reason(tmp_path, make_simulator):
+    """llama.cpp's Python server answers a streamed prompt too long for its context with an empty 200 stream;
+    asked plain, it says why (400 context_length_exceeded). The task used to fail as 'an empty answer'."""
+    sim = make_simulator(context_tokens=400, stream_errors="empty")
+    sheet = make_workbook(tmp_path / "wb", objectives=[{"objective_id": "o", "title": "O"}],
+                          tasks=[{"objective_id": "o", "task_id": "long", "prompt": "word " * 600},
+                                 {"objective_id": "o", "task_id": "short", "prompt": "A short one."}])
+    result = run(sheet, openai_config(sim, tmp_path / "out", max_tokens=100, max_retries=2))
+    by_id = {r.task_id: r for r in result.results}
+    assert by_id["short"].status == "done"
+    assert by_id["long"].status == "failed" and "maximum context length is 400 tokens" in by_id["long"].error
+    assert sim.stats()["calls"] == 3  # the short one, and the long one streamed then plain: not retried

@@ -73,6 +73,11 @@ class SimulatorConfig:
     # Ollama with one slot do (None: every request at once). A request abandoned while queued is
     # skipped; one abandoned while computing is computed to the end all the same.
     slots: int | None = None
+    # The model's context, in tokens (None: unbounded). A request whose prompt and max_tokens pass it is
+    # refused as OpenAI refuses it (400 context_length_exceeded); streamed, with `stream_errors: empty`,
+    # as llama.cpp's Python server answers it: 200, an event stream with nothing in it.
+    context_tokens: int | None = None
+    stream_errors: str = "status"
 
     def __post_init__(self) -> None:
         for name in _NON_NEGATIVE_FLOATS:
@@ -86,6 +91,10 @@ class SimulatorConfig:
         if window_s == 0.0:
             raise ValueError("window_s: must be above 0")
         self._set("window_s", window_s)
+        if self.stream_errors not in ("status", "empty"):
+            raise ValueError(f"stream_errors: {self.stream_errors!r} must be status or empty")
+        if self.context_tokens is not None and (not is_int(self.context_tokens) or self.context_tokens < 1):
+            raise ValueError(f"context_tokens: {self.context_tokens!r} must be a whole number >= 1 or null")
         if self.slots is not None and (not is_int(self.slots) or self.slots < 1):
             raise ValueError(f"slots: {self.slots!r} must be a whole number >= 1 or null")
         for name in _OPTIONAL_LIMITS:

@@ -376,6 +376,12 @@ class SimulatorServer:
             return self._error(400, str(error), None, self._limiter.headers(self._clock(), config))
         if chat.directives.label is not None:
             self._stats.calls_by_label[chat.directives.label] += 1
+        too_long = self._past_context(chat, config)
+        if too_long is not None:
+            if chat.stream and config.stream_errors == "empty":
+                return await self._empty_stream(request)
+            headers = self._limiter.headers(self._clock(), config)
+            return self._error(400, too_long, "context_length_exceeded", headers, param="messages")
         draws = _Draws.take(self._rng)
         answer = self._compose(chat, config)
         cost = chat.token_cost(answer.completion_tokens)
@@ -391,6 +397,25 @@ class SimulatorServer:
             return await self._stream(request, chat, outcome, draws, answer, decision.headers)
         await self._wait(chat, outcome, draws, config)
         return await self._deliver(request, chat, outcome, answer, decision.headers)
+
+    @staticmethod
+    def _past_context(chat: ChatRequest, config: SimulatorConfig) -> str | None:
+        """OpenAI's words for a request that does not fit the model's context; None when it fits."""
+        limit = config.context_tokens
+        asked = chat.prompt.prompt_tokens + (chat.max_tokens or 0)
+        if limit is None or asked <= limit:
+            return None
+        return (f"This model's maximum context length is {limit} tokens. However, you requested {asked} tokens "
+                f"({chat.prompt.prompt_tokens} in the messages, {chat.max_tokens or 0} in the completion). "
+                "Please reduce the length of the messages or completion.")
+
+    async def _empty_stream(self, request: web.Request) -> web.StreamResponse:
+        """What llama.cpp's Python server sends for a streamed request it fails: a 200 stream with no events."""
+        self._stats.status_counts["200"] += 1
+        response = web.StreamResponse(status=200, headers={**SSE_HEADERS, "x-request-id": self._next_request_id()})
+        await response.prepare(request)
+        await response.write_eof()
+        return response
 
     def _reject_unauthorized(self, config: SimulatorConfig) -> web.Response:
         self._stats.faults["401"] += 1

@@ -23,6 +23,7 @@ __all__ = [
     "CHAT_PATH",
     "MAX_MESSAGE_CHARS",
     "Failure",
+    "EmptyStream",
     "StreamRefused",
     "cause_text",
     "certificate_rejected",
@@ -59,6 +60,12 @@ class Failure(Exception):
 
 class StreamRefused(Exception):
     """The endpoint answered a streamed call with 400: send it again, unstreamed."""
+
+
+class EmptyStream(StreamRefused):
+    """A streamed call came back as a stream with no event at all (llama.cpp's Python server fails a
+    streamed request so, a prompt past its context among others): ask again unstreamed, where the server
+    says why. The endpoint still takes streamed calls."""
 
 
 def malformed(response: httpx2.Response, what: str, scrub: Callable[[str], str]) -> Failure:

@@ -82,6 +82,7 @@ from .dialect import Dialect, refused_parameter
 from .failures import (
     CHAT_PATH,
     MAX_MESSAGE_CHARS,
+    EmptyStream,
     Failure,
     StreamRefused,
     cause_text,
@@ -419,7 +420,13 @@ class OpenAIProvider:
                 if not _is_event_stream(stream.response):  # a server that ignores `stream`
                     self._read_body(stream.response)
                     return self._read_answer(stream.response, request)
-                return self._read_stream(stream, request)
+                try:
+                    return self._read_stream(stream, request)
+                except EmptyStream:
+                    # llama.cpp's Python server fails the request after its empty stream and resets the
+                    # connection: not one for the pool (the call is asked again, unstreamed)
+                    _close_connection(stream.response)
+                    raise
         finally:
             if not observed:
                 self._throttle.observe(headers, ticket, admitted=admitted)
@@ -736,6 +743,13 @@ class OpenAIProvider:
     def _scrub(self, text: str) -> str:
         """Last line of defence: the key's value never leaves this class in a message."""
         return self._endpoint.scrub(text)
+
+
+def _close_connection(response: httpx2.Response) -> None:
+    """Close the socket under a response, so the pool makes a new connection for the next call."""
+    network_stream = response.extensions.get("network_stream")
+    if network_stream is not None:
+        network_stream.close()
 
 
 def _is_event_stream(response: httpx2.Response) -> bool:

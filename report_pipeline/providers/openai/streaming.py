@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .failures import Failure
+from .failures import EmptyStream, Failure
 
 __all__ = ["join_stream"]
 
@@ -20,13 +20,18 @@ _KEPT = ("tool_calls", "reasoning_content", "reasoning", "refusal")
 
 
 def join_stream(chunks: Iterable[object]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(data, choice, message) from the events: `data` has the model and the last usage seen."""
+    """(data, choice, message) from the events: `data` has the model and the last usage seen.
+
+    A stream with no event at all raises EmptyStream: not an empty answer, a failure the
+    server did not say (ask it again unstreamed)."""
     parts: list[str] = []
     message: dict[str, Any] = {}
     choice: dict[str, Any] = {}
     usage: object = None
     model: object = None
+    events = 0
     for chunk in chunks:
+        events += 1
         if not isinstance(chunk, dict):
             raise Failure("malformed", "malformed response", "a streamed event is not a JSON object")
         model = chunk.get("model") or model
@@ -45,5 +50,7 @@ def join_stream(chunks: Iterable[object]) -> tuple[dict[str, Any], dict[str, Any
                         message[name] = delta[name]
             if event_choice.get("finish_reason"):
                 choice["finish_reason"] = event_choice["finish_reason"]
+    if events == 0:
+        raise EmptyStream("the streamed answer had no event")
     message["content"] = "".join(parts)
     return {"model": model, "usage": usage}, choice, message
