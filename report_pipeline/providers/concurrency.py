@@ -12,8 +12,8 @@ parallel. No fixed `max_concurrent_requests` suits both, so the limit moves:
                again. Only calls sent under the limit in force count toward a decision: those
                sent before a change still show the old queue
     decide     every window of about half the limit's answers: the window's median against
-               the baseline. Under 1.3x (no queue): grow, doubling until the first sign of a
-               queue, then by one. Over 1.8x (a queue: latency climbs, throughput does not):
+               the baseline. Under 1.3x (no queue): grow, four-fold until the first sign of
+               a queue (a one-slot server shows one in the first window), then by one. Over 1.8x (a queue: latency climbs, throughput does not):
                shrink to 70%. In between: hold. Not for OpenAI and Azure, whose latencies are
                heavy-tailed for reasons of their own: there only the next two rules move it
     overload   a 429 or 503 halves the limit (once per window); a timeout halves it at once,
@@ -45,6 +45,7 @@ Mode = Literal["adaptive", "fixed"]
 #: Where a model at an unknown endpoint starts (a local server may serve one at a time).
 START_UNKNOWN = 4
 _GROW_BELOW = 1.3
+_SLOW_START_GROWTH = 4  # per window until the first sign of a queue: 4, 16, 64
 _SHRINK_ABOVE = 1.8
 _SHRINK_TO = 0.7
 _TOKEN_PAD = 32
@@ -180,7 +181,7 @@ class ConcurrencyLimit:
         baseline = self._baseline or median
         ratio = median / baseline if baseline > 0 else 1.0
         if ratio < _GROW_BELOW:
-            grown = self._limit * 2 if self._slow_start else self._limit + 1
+            grown = self._limit * _SLOW_START_GROWTH if self._slow_start else self._limit + 1
             self._set(min(self.maximum, grown))
         elif ratio > _SHRINK_ABOVE:
             self._slow_start = False
