@@ -7,23 +7,28 @@ with them (a retry storm that computes answers nobody reads). A cloud API serves
 parallel. No fixed `max_concurrent_requests` suits both, so the limit moves:
 
     latency    each answer's latency per output token (latency / (tokens + 32), so short and
-               long answers compare); the baseline is the lowest seen (a call into an empty
-               queue), let rise 0.5% a window held so a server that became slower is learned
-               again. Only calls sent under the limit in force count toward a decision: those
-               sent before a change still show the old queue
-    decide     every window of about half the limit's answers: the window's median against
-               the baseline. Under 1.3x (no queue): grow, four-fold until the first sign of
-               a queue (a one-slot server shows one in the first window), then by one. Over 1.8x (a queue: latency climbs, throughput does not):
-               shrink to 70%. In between: hold. Not for OpenAI and Azure, whose latencies are
-               heavy-tailed for reasons of their own: there only the next two rules move it
+               long answers compare). A window is at least 4 answers (fewer, and one slow
+               answer reads as a queue) and about half the limit's. The baseline is the lowest
+               window median seen (not the lowest answer: with latencies that vary by a third,
+               a single lucky answer made every later window look queued and the limit fell to
+               1), or the first window's lowest answer when that window already shows a queue
+               (a one-slot server's first answers take 1, 2, 3, 4 times as long), let rise 0.5% a window held so a server that became slower is learned again.
+               Only calls sent under the limit in force count: those sent before a change
+               still show the old queue
+    decide     each window's median against the baseline. Under 1.3x (no queue): grow,
+               four-fold until the first sign of a queue, then by one. Over 1.8x (a queue:
+               latency climbs, throughput does not): shrink to 70%. In between: hold. Only for
+               self-hosted servers (hosts.py): a cloud API or a public router spreads calls
+               over many machines, its latencies vary many-fold for reasons of their own, and
+               there only the next two rules move the limit
     overload   a 429 or 503 halves the limit (once per window); a timeout halves it at once,
                before the call is sent again
     bounds     between 1 and `max_concurrent_requests`, which still caps every model together
 
-It starts at `max_concurrent_requests` for OpenAI and Azure (their rate limits are paced
-apart, ratelimit.py), at 4 elsewhere, and at what the ledger kept from the last run against
-the endpoint and model. Anchors: Netflix's concurrency-limits (Vegas, Gradient2), and TCP's
-slow start. `concurrency: fixed` keeps the limit at `max_concurrent_requests`.
+It starts at 4 for a self-hosted server, at `max_concurrent_requests` elsewhere (OpenAI's and
+Azure's rate limits are paced apart, ratelimit.py), and at what the ledger kept from the last
+run against the endpoint and model. Anchors: Netflix's concurrency-limits (Vegas, Gradient2),
+and TCP's slow start. `concurrency: fixed` keeps the limit at `max_concurrent_requests`.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .hosts import is_openai_host
+from .hosts import is_self_hosted
 
 __all__ = ["Concurrency", "ConcurrencyLimit", "first_limit"]
 
@@ -48,13 +53,15 @@ _GROW_BELOW = 1.3
 _SLOW_START_GROWTH = 4  # per window until the first sign of a queue: 4, 16, 64
 _SHRINK_ABOVE = 1.8
 _SHRINK_TO = 0.7
+_FIRST_WINDOW_QUEUE = 2.5  # a one-slot server at 4: answers after 1, 2, 3, 4 service times, median 3
 _TOKEN_PAD = 32
 _BASELINE_DRIFT = 1.005
+_WINDOW_AT_LEAST = 4  # answers: fewer and one slow answer reads as a queue
 
 
 def first_limit(base_url: str | None, maximum: int) -> int:
-    """The limit before anything is known: the maximum for OpenAI and Azure, a few elsewhere."""
-    return maximum if is_openai_host(base_url) else min(maximum, START_UNKNOWN)
+    """The limit before anything is known: a few for a self-hosted server, the maximum elsewhere."""
+    return min(maximum, START_UNKNOWN) if is_self_hosted(base_url) else maximum
 
 
 @dataclass
@@ -131,11 +138,10 @@ class ConcurrencyLimit:
             return
         sample = max(latency_s, 0.0) / (max(tokens, 0) + _TOKEN_PAD)
         with self._condition:
-            self._baseline = sample if self._baseline is None else min(self._baseline, sample)
             if epoch is not None and epoch != self._epoch:
                 return  # sent under another limit: it says nothing of this one
             self._window.append(sample)
-            if len(self._window) >= max(2, math.ceil(self._limit / 2)):
+            if len(self._window) >= max(_WINDOW_AT_LEAST, math.ceil(self._limit / 2)):
                 self._decide()
 
     def overloaded(self) -> None:
@@ -178,7 +184,11 @@ class ConcurrencyLimit:
         window, self._window = sorted(self._window), []
         self._overloaded_in_window = False
         median = window[len(window) // 2]
-        baseline = self._baseline or median
+        if self._baseline is None:  # the first window: its first answer met an empty queue
+            baseline = window[0] if median > window[0] * _FIRST_WINDOW_QUEUE else median
+        else:
+            baseline = self._baseline
+        self._baseline = min(baseline, median)
         ratio = median / baseline if baseline > 0 else 1.0
         if ratio < _GROW_BELOW:
             grown = self._limit * _SLOW_START_GROWTH if self._slow_start else self._limit + 1
@@ -225,7 +235,7 @@ class Concurrency:
                 initial = self._recalled.get(model) or first_limit(self._base_url, self.maximum)
                 limit = self._limits[model] = ConcurrencyLimit(
                     maximum=self.maximum, initial=initial, adaptive=self.mode == "adaptive",
-                    by_latency=not is_openai_host(self._base_url), clock=self._clock)
+                    by_latency=is_self_hosted(self._base_url), clock=self._clock)
             return limit
 
     def recall(self, limits: Mapping[str, int]) -> None:
