@@ -97,9 +97,10 @@ class SimulatorProcess:
         requests_per_window: int | None = None,
         window_s: float = 60.0,
         python: str = sys.executable,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self._argv = [python, "-m", "report_pipeline.simulator", "--port", "0", "--latency", str(latency_s),
-                      "--window", str(window_s)]
+                      "--window", str(window_s), *extra_args]
         if requests_per_window is not None:
             self._argv += ["--rpm", str(requests_per_window)]
         self._process: subprocess.Popen[str] | None = None

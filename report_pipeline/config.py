@@ -96,6 +96,10 @@ def _split_list(value: Any) -> Any:
     return value
 
 
+#: No cap on chapters or tasks in progress: only the in-flight limit bounds the run.
+UNCAPPED = 1 << 30
+
+
 class RunConfig(BaseModel):
     """Everything a run needs to know. Frozen: build a new one with `with_overrides`."""
 
@@ -122,8 +126,10 @@ class RunConfig(BaseModel):
     # concurrency
     run_objectives_concurrent: bool = True
     run_task_concurrent: bool = True
-    max_objective_workers: int = Field(default=4, ge=1, le=512)
-    max_task_workers: int = Field(default=8, ge=1, le=1024)
+    # caps on chapters and on tasks of one chapter in progress at once; None (the default): no cap
+    # but the in-flight limit, so no call slot idles while any chapter has a ready task
+    max_objective_workers: int | None = Field(default=None, ge=1, le=4096)
+    max_task_workers: int | None = Field(default=None, ge=1, le=4096)
     max_concurrent_requests: int = Field(default=16, ge=1, le=4096)
     # adaptive: find how many calls each model at the endpoint serves at once (at most the above)
     concurrency: Literal["adaptive", "fixed"] = "adaptive"
@@ -215,13 +221,23 @@ class RunConfig(BaseModel):
 
     @property
     def objective_slots(self) -> int:
-        """How many objectives may be active at once."""
-        return self.max_objective_workers if self.run_objectives_concurrent else 1
+        """How many objectives may be active at once (UNCAPPED: as many as have work)."""
+        if not self.run_objectives_concurrent:
+            return 1
+        return self.max_objective_workers or UNCAPPED
 
     @property
     def task_slots(self) -> int:
-        """How many tasks of one objective may run at once."""
-        return self.max_task_workers if self.run_task_concurrent else 1
+        """How many tasks of one objective may run at once (UNCAPPED: as many as are ready)."""
+        if not self.run_task_concurrent:
+            return 1
+        return self.max_task_workers or UNCAPPED
+
+    @property
+    def task_threads(self) -> int:
+        """Tasks running at once across the run: the in-flight limit (a task makes one call at a
+        time), or fewer when the chapter and task caps allow fewer."""
+        return max(1, min(self.max_concurrent_requests, self.objective_slots * self.task_slots))
 
     @property
     def sequential(self) -> bool:

@@ -40,9 +40,10 @@ from .providers.controls import CallControls
 from .providers.factory import make_provider, open_endpoint
 from .providers.ratelimit import Throttle
 from .run import endpoint_memory
+from .run.endpoint_memory import MEMORY_S
 from .run.gateway import CallGateway
 from .run.outcome import RunObserver, RunResult
-from .run.plan import build_plan
+from .run.plan import build_plan, dispatch_priority, own_seconds, remaining_path
 from .run.results import ReportStructureManager
 from .run.resume import check_resumable, reopen_run
 from .run.runner import TaskRunner
@@ -67,6 +68,9 @@ from .writers.reports import write_reports
 from .writers.runjson import ChapterFile, RunFacts, build_manifest
 
 log = logging.getLogger("report_pipeline.pipeline")
+
+#: Threads that write chapter files as chapters finish (a chapter's CSV is small).
+_CHAPTER_WRITERS = 8
 
 
 
@@ -125,6 +129,7 @@ class ReportGenerationPipeline:
         self._started_tasks: set[str] = set()
         self._monitor: ResourceMonitor | None = None  # while the tasks run
         self._unwritten: list[OSError] = []  # chapter CSVs that could not be written (said at the end)
+        self._chapter_times: dict[str, tuple[float, float]] = {}  # objective -> (last answer, CSV on disk)
         if config.execution == "batch":
             try:  # an endpoint without a Batch API is refused here, before anything is sent or written
                 self._batch_backend = make_batch_backend(config, self.provider, self._endpoint, scrub=self._scrub)
@@ -298,9 +303,9 @@ class ReportGenerationPipeline:
             config=config, sheet=self.sheet, plan=self.plan, data=self.data,
             results=self.results, call=call, sequential_subcalls=sequential_tasks,
         )
-        task_threads = min(config.objective_slots * config.task_slots, max(config.max_concurrent_requests, config.task_slots))
+        task_threads = config.task_threads
         objective_pool, task_pool = make_executors(
-            config.objective_slots, task_threads,
+            min(config.objective_slots, _CHAPTER_WRITERS), task_threads,
             sequential_objectives=sequential_objectives, sequential_tasks=sequential_tasks,
         )
 
@@ -334,6 +339,8 @@ class ReportGenerationPipeline:
             objective_executor=objective_pool, task_executor=task_pool,
             hooks=hooks, stop=self.stop, restored=restored, scrub=self._scrub,
             wave=self._batch.run_wave if self._batch is not None else None,
+            dispatch_limit=None if self._batch is not None else task_threads,
+            priority=None if self._batch is not None or config.sequential else self._priorities(ledger),
         )
         try:
             return scheduler.run(grace_s=config.shutdown_grace_s)
@@ -346,6 +353,18 @@ class ReportGenerationPipeline:
                 runner.close()  # the runner's section/variant pools, after the tasks that use them
             objective_pool.shutdown(wait=True)
             appender.close()
+
+    def _priorities(self, ledger: Ledger | None) -> dict[str, tuple[float, int]]:
+        """The order ready tasks start in: longest remaining path first, by what the ledger measured
+        of each task and model at this endpoint (rounds of calls where it knows nothing)."""
+        config = self.config
+        task_s: dict[str, float] = {}
+        model_s: dict[str, float] = {}
+        if ledger is not None and config.provider != "offline":
+            task_s, model_s = ledger.call_seconds(config.provider, config.base_url, max_age_s=MEMORY_S)
+        own = own_seconds(self.plan, config.steps, known_task_s=task_s, known_model_call_s=model_s,
+                          default_model=config.model)
+        return dispatch_priority(self.plan, remaining_path(self.plan, own))
 
     def _halted(self, halt: Halt) -> None:
         """Interrupted: calls already sent may finish (the grace period), but none is sent after
@@ -455,6 +474,7 @@ class ReportGenerationPipeline:
         """Runs on the objective pool the moment the chapter's last task settles."""
         objective = self.sheet.objective(objective_id)
         results = self.results.objective_results(objective_id)
+        last_answer = max((r.finished_at for r in results), default=0.0)
         path = self.run_dir / self.chapter_csv(objective)
         try:
             write_objective_csv(path, results, with_check=self._with_check)
@@ -462,6 +482,7 @@ class ReportGenerationPipeline:
             log.error("could not write %s: %s", path, error.strerror or error)
             self._unwritten.append(error)
             return
+        self._chapter_times[objective_id] = (last_answer, time.time())
         done = sum(r.status == "done" for r in results)
         log.info("objective %s finished: %d/%d tasks done, wrote %s", objective_id, done, len(results), path.name)
         self.observer.objective_finished(objective_id, results)
@@ -513,7 +534,10 @@ class ReportGenerationPipeline:
         manifest = build_manifest(
             self._facts(run, started=started, finished=finished, halt=halt, resources=resources,
                         writers=view.written_by()), run.results,
-            [ChapterFile(o.objective_id, o.title, self.chapter_csv(o).as_posix()) for o in self.plan.objectives],
+            [ChapterFile(o.objective_id, o.title, self.chapter_csv(o).as_posix(),
+                         written_at=self._chapter_times.get(o.objective_id, (0.0, 0.0))[1],
+                         last_answer_at=self._chapter_times.get(o.objective_id, (0.0, 0.0))[0])
+             for o in self.plan.objectives],
         )
         atomic_write_text(outputs["run_json"], json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         return run

@@ -45,6 +45,9 @@ def test_run_example_workbook_offline_writes_a_complete_report(tmp_path):
     assert "\x1b" not in result.output  # not a terminal: plain lines, no control characters
     objective_lines = [line for line in result.output.splitlines() if _unstamped(line).startswith("objective ")]
     assert len(objective_lines) == len(manifest["objectives"])  # one line per finished objective
+    for chapter in manifest["objectives"]:  # each chapter's file followed its last answer, and says when
+        assert chapter["csv_written_at"] is not None and chapter["csv_after_last_answer_s"] >= 0
+        assert (run_dir / chapter["csv"]).exists()
 
 
 def test_validate_reports_every_problem_with_exit_2_and_no_traceback(tmp_path):

@@ -821,3 +821,18 @@ def test_endpoint_params_are_remembered_per_endpoint_and_model_and_forgotten_whe
             "m1": {"token_limit": "max_completion_tokens"}}
         clock[0] += 61
         assert ledger.recall_params("openai", "https://x.example/v1", max_age_s=60) == {}
+
+
+def test_call_seconds_are_the_latest_run_of_each_task_and_the_mean_call_of_each_model(ledger: Ledger) -> None:
+    """What a run ranks its ready tasks by: a task's calls in the latest run that made them; not
+    cached answers, errors, or another endpoint."""
+    record(ledger, run_id="old", task_key="O1.T1", latency_s=9.0)
+    record(ledger, run_id="new", task_key="O1.T1", latency_s=1.0)
+    record(ledger, run_id="new", task_key="O1.T1", step="refine", latency_s=2.0)
+    record(ledger, run_id="new", task_key="O1.T2", latency_s=4.0, model="gpt-5-mini")
+    record(ledger, run_id="new", task_key="O1.T3", latency_s=50.0, cached=True)
+    record(ledger, run_id="new", task_key="O1.T3", latency_s=50.0, status="error")
+    record(ledger, run_id="new", task_key="O1.T4", latency_s=50.0, base_url="http://elsewhere:8080/v1")
+    tasks, models = ledger.call_seconds("openai", None, max_age_s=86_400)
+    assert tasks == {"O1.T1": 3.0, "O1.T2": 4.0}
+    assert models == {"gpt-4o-mini": 4.0, "gpt-5-mini": 4.0}

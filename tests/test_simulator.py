@@ -764,3 +764,20 @@ def test_a_repeated_long_prompt_prefix_is_reported_as_cached(simulator: Simulato
     assert 1024 <= cached <= again.usage.prompt_tokens and cached % 128 == 0
     assert short_again.usage.prompt_tokens_details.cached_tokens == 0  # under 1,024 tokens: never cached
     assert short.usage.prompt_tokens_details.cached_tokens == 0
+
+
+def _drawn(make_simulator: Any, **config: Any) -> float:
+    handle = make_simulator(**config)
+    with open_client(handle) as client:
+        for i in range(30):
+            ask(client, f"prompt {i}")
+    return handle.stats()["drawn_latency_s"]
+
+
+def test_latency_sigma_draws_heavy_tailed_latencies_around_the_median_reproducibly(make_simulator: Any) -> None:
+    """Real endpoints answer most calls near a median and a few many times slower (lognormal)."""
+    plain = _drawn(make_simulator, latency_s=0.002)
+    tailed = _drawn(make_simulator, latency_s=0.002, latency_sigma=1.0, seed=3)
+    assert plain == pytest.approx(30 * 0.002)
+    assert tailed != pytest.approx(plain, rel=0.01)
+    assert tailed == _drawn(make_simulator, latency_s=0.002, latency_sigma=1.0, seed=3)  # one seed, one draw

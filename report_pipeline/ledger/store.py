@@ -711,6 +711,30 @@ class Ledger:
         )
         return {row["model"]: row["in_flight_limit"] for row in rows if self._clock() - row["learned_at"] <= max_age_s}
 
+    def call_seconds(
+        self, provider: str, base_url: str | None, *, max_age_s: float, limit: int = 50_000
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """What calls to this endpoint took lately (answered, not from the cache, within `max_age_s`):
+        task key -> the seconds of its calls in the latest run that made them, and model -> its mean
+        seconds a call. A run ranks its ready tasks by them (run/plan.own_seconds)."""
+        self.flush()
+        rows = self._select(
+            "SELECT run_id, task_key, model, latency_s FROM calls WHERE provider = ? AND base_url IS ?"
+            " AND status = 'ok' AND cached = 0 AND latency_s > 0 AND created_at >= ? ORDER BY id DESC LIMIT ?",
+            (provider, url_without_credentials(base_url), self._clock() - max_age_s, limit),
+        )
+        latest_run: dict[str, str] = {}
+        task_s: dict[str, float] = {}
+        model_sums: dict[str, list[float]] = {}
+        for row in rows:
+            key = row["task_key"]
+            if latest_run.setdefault(key, row["run_id"]) == row["run_id"]:
+                task_s[key] = task_s.get(key, 0.0) + row["latency_s"]
+            totals = model_sums.setdefault(row["model"] or "", [0.0, 0.0])
+            totals[0] += row["latency_s"]
+            totals[1] += 1
+        return task_s, {model: total / count for model, (total, count) in model_sums.items()}
+
     def recall_limits(
         self, provider: str, base_url: str | None, *, max_age_s: float
     ) -> tuple[LearnedLimits, float] | None:

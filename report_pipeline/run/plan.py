@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import heapq
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
@@ -252,3 +252,46 @@ def topological_order(plan: Plan) -> list[str]:
             if waiting[child] == 0:
                 ready.append(child)
     return order
+
+
+def own_seconds(
+    plan: Plan,
+    default_steps: Sequence[str],
+    *,
+    known_task_s: Mapping[str, float] | None = None,
+    known_model_call_s: Mapping[str, float] | None = None,
+    default_model: str = "",
+    default_call_s: float = 1.0,
+) -> dict[str, float]:
+    """How long each task's own calls should take, one after the other: what the ledger measured for
+    the same task last time, else its rounds of calls (`call_rounds`) at its model's mean call time,
+    else at `default_call_s`. Only the ratios matter: they rank ready tasks."""
+    known_task_s = known_task_s or {}
+    known_model_call_s = known_model_call_s or {}
+    outline = {o.objective_id for o in plan.objectives if o.mode == "outline"}
+    seconds: dict[str, float] = {}
+    for key, task in plan.tasks.items():
+        if key in known_task_s and known_task_s[key] > 0:
+            seconds[key] = known_task_s[key]
+            continue
+        rounds = call_rounds(task, steps=task.steps or default_steps, outline=task.objective_id in outline)
+        models = task.model or (default_model,)
+        seconds[key] = rounds * max(known_model_call_s.get(m, default_call_s) for m in models)
+    return seconds
+
+
+def remaining_path(plan: Plan, own: Mapping[str, float]) -> dict[str, float]:
+    """For each task, the longest chain of work from its start to the end of the run: its own seconds
+    plus the longest remaining path of the tasks that wait for it. A ready task with a long one left
+    (a 3-step chain, a chapter the summary waits on) is the run's tail if it starts last."""
+    path: dict[str, float] = {}
+    for key in reversed(topological_order(plan)):
+        later = max((path[child] for child in plan.children.get(key, ()) if child in path), default=0.0)
+        path[key] = own.get(key, 0.0) + later
+    return path
+
+
+def dispatch_priority(plan: Plan, path: Mapping[str, float]) -> dict[str, tuple[float, int]]:
+    """The order ready tasks start in: the longest remaining path first, sheet order among equals
+    (so a sheet with no chains and one model runs in sheet order, as before)."""
+    return {key: (-round(path.get(key, 0.0), 6), rank) for rank, key in enumerate(plan.tasks)}

@@ -2,17 +2,24 @@
 
 The loop runs on the calling thread and owns all scheduling state, so no lock is
 needed for it. Workers only run a task and post its result on a queue. A task is
-submitted when its last parent finishes (a countdown, O(1) per completion), so no
+ready when its last parent finishes (a countdown, O(1) per completion), so no
 thread ever waits on another task. Sequential mode is the same loop with inline
 executors.
 
-    objective pool (max_objective_workers, "objective_N"): objective-level work,
-        e.g. writing that chapter's CSV the moment its last task finishes
+    objective pool ("objective_N"): objective-level work, e.g. writing that
+        chapter's CSV the moment its last task finishes
     task pool ("task_N"): one task's step chain (generate -> refine -> check)
 
-`objective_slots` bounds how many objectives are active at once (1 when
-run_objectives_concurrent is off); `task_slots` bounds how many tasks of one
-objective run at once (1 when run_task_concurrent is off).
+Work-conserving: every ready task of the run is in one priority queue, and one is
+started whenever fewer than `dispatch_limit` tasks run (the task pool's threads, sized
+to the in-flight limit), so a chapter down to its one slow task never holds the run's
+call slots while other chapters have work. Among ready tasks the one with the longest
+remaining path to the end of the run starts first (`plan.dispatch_priority`), sheet
+order among equals. `objective_slots` bounds how many objectives are active at once (1
+when run_objectives_concurrent is off, else `max_objective_workers` if set);
+`task_slots` how many tasks of one objective run at once (1 when run_task_concurrent
+is off, else `max_task_workers` if set). A task whose objective is at its cap waits in
+that objective's own queue until one of its tasks finishes.
 
 Batch mode uses the same loop. A task whose next call is not answered yet raises
 `AwaitingBatch` and is *parked*: not settled, its dependents left waiting. When
@@ -25,12 +32,13 @@ critical path, whatever the number of tasks.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -80,9 +88,12 @@ class SchedulerHooks:
     halted: Callable[[Halt], None] = lambda halt: None  # once, when the run first stops scheduling
 
 
+Priority = tuple[float, int]
+
+
 @dataclass
 class _ObjectiveState:
-    ready: deque[str] = field(default_factory=deque)
+    held: list[tuple[Priority, str]] = field(default_factory=list)  # ready, but the objective is at its cap
     running: int = 0
     left: int = 0
     admitted: bool = False
@@ -107,8 +118,14 @@ class Scheduler:
         scrub: Callable[[str], str] = lambda text: text,
         clock: Callable[[], float] = time.time,
         wave: WaveHook | None = None,
+        dispatch_limit: int | None = None,
+        priority: Mapping[str, Priority] | None = None,
     ) -> None:
         self._plan = plan
+        self._dispatch_limit = dispatch_limit  # tasks running at once across the run (None: no limit)
+        self._priority = dict(priority) if priority is not None else {
+            key: (0.0, rank) for rank, key in enumerate(plan.tasks)}
+        self._ready: list[tuple[Priority, str]] = []  # ready tasks of admitted objectives, best first
         self._run_task = run_task
         self._record = record  # stores a result; True when it finished its objective
         self._objective_slots = objective_slots
@@ -181,7 +198,7 @@ class Scheduler:
                 continue
             self._in_flight -= 1
             self._running.discard(key)
-            self._objectives[self._plan.objective_of(key)].running -= 1
+            self._free_slot(self._plan.objective_of(key))
             if isinstance(error, AwaitingBatch):
                 self._park(key)
             else:
@@ -216,19 +233,38 @@ class Scheduler:
         self._hooks.objective_started(objective_id)
         for key in self._plan.tasks_by_objective[objective_id]:
             if self._waiting[key] == 0 and key not in self._finished:
-                state.ready.append(key)
+                self._make_ready(key)
+
+    def _make_ready(self, key: str) -> None:
+        heapq.heappush(self._ready, (self._priority[key], key))
+
+    def _free_slot(self, objective_id: str) -> None:
+        """One of the objective's tasks ended: its best held task (if any) may start."""
+        state = self._objectives[objective_id]
+        state.running -= 1
+        if state.held:
+            heapq.heappush(self._ready, heapq.heappop(state.held))
+
+    def _has_room(self) -> bool:
+        return self._dispatch_limit is None or self._in_flight < self._dispatch_limit
 
     def _dispatch(self) -> None:
-        """Submit ready tasks of active objectives, at most `task_slots` running per objective."""
-        for objective_id, state in self._objectives.items():
-            while state.admitted and state.ready and state.running < self._task_slots and not self._halting():
-                key = state.ready.popleft()
-                state.running += 1
-                self._in_flight += 1
-                self._running.add(key)
-                task = self._plan.tasks[key]
-                self._hooks.task_started(task)
-                self._task_executor.submit(self._work, task)
+        """Start the best ready tasks while fewer than `dispatch_limit` run, at most `task_slots` per objective."""
+        while self._ready and self._has_room() and not self._halting():
+            entry = heapq.heappop(self._ready)
+            key = entry[1]
+            if key in self._finished or key in self._running:
+                continue
+            state = self._objectives[self._plan.objective_of(key)]
+            if state.running >= self._task_slots:
+                heapq.heappush(state.held, entry)
+                continue
+            state.running += 1
+            self._in_flight += 1
+            self._running.add(key)
+            task = self._plan.tasks[key]
+            self._hooks.task_started(task)
+            self._task_executor.submit(self._work, task)
 
     def _halting(self) -> bool:
         return self.halt is not None or self._stop.is_set()
@@ -293,10 +329,8 @@ class Scheduler:
                 self._settle(child, self._skipped(child, f"dependency {key} {result.status}"))
                 continue
             self._waiting[child] -= 1
-            if self._waiting[child] == 0:
-                child_state = self._objectives[self._plan.objective_of(child)]
-                if child_state.admitted:
-                    child_state.ready.append(child)
+            if self._waiting[child] == 0 and self._objectives[self._plan.objective_of(child)].admitted:
+                self._make_ready(child)
         if objective_done:
             self._objective_done(result.objective_id)
 
@@ -333,8 +367,8 @@ class Scheduler:
         if halt is not None:
             self.halt = halt
             return  # the loop skips them, with the halt's reason
-        for key in parked:  # back to the front of their objective's queue, in the order they parked
-            self._objectives[self._plan.objective_of(key)].ready.append(key)
+        for key in parked:
+            self._make_ready(key)
         self._dispatch()
 
     def _skip_unstarted(self) -> None:
@@ -352,7 +386,7 @@ class Scheduler:
         reason = f"{self.halt.reason}: still running when the grace period ({grace_s:g} s) ran out"
         running = [key for key in self._plan.tasks if key in self._running]  # in sheet order
         for key in running:
-            self._objectives[self._plan.objective_of(key)].running -= 1
+            self._free_slot(self._plan.objective_of(key))
             self._settle(key, self._skipped(key, reason))
         self.abandoned = len(running)
         self._running.clear()

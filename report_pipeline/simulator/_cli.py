@@ -24,6 +24,7 @@ from report_pipeline.simulator._thread import raise_open_file_limit
 _CONFIG_FLAGS: tuple[tuple[tuple[str, ...], str, Callable[[str], Any], Any, str], ...] = (
     (("--latency",), "latency_s", float, 0.0, "seconds before each answer"),
     (("--jitter",), "latency_jitter_s", float, 0.0, "extra uniform 0..N seconds per answer"),
+    (("--latency-sigma",), "latency_sigma", float, 0.0, "lognormal tails: --latency is the median, this the log-sd"),
     (("--seed",), "seed", int, 0, "seed for jitter and fault draws"),
     (("--rpm", "--requests-per-window"), "requests_per_window", int, None,
      "requests allowed per --window (default unlimited)"),

@@ -15,7 +15,7 @@ DEFAULT_MODELS: tuple[str, ...] = ("sim-small", "sim-large", "gpt-4o-mini")
 DEFAULT_BATCH_MAX_REQUESTS = 50_000
 DEFAULT_BATCH_MAX_BYTES = 200 * 1024 * 1024
 
-_NON_NEGATIVE_FLOATS = ("latency_s", "latency_jitter_s", "hang_s", "batch_delay_s")
+_NON_NEGATIVE_FLOATS = ("latency_s", "latency_jitter_s", "latency_sigma", "hang_s", "batch_delay_s")
 _SHARES = ("error_rate", "hang_rate", "drop_rate", "malformed_rate", "batch_error_rate")
 _OPTIONAL_LIMITS = ("requests_per_window", "tokens_per_window")
 _POSITIVE_COUNTS = ("batch_steps", "batch_max_requests", "batch_max_bytes")
@@ -44,6 +44,9 @@ class SimulatorConfig:
 
     latency_s: float = 0.0
     latency_jitter_s: float = 0.0
+    # heavy tails, as real endpoints have: latency_s is the median, each answer's latency is
+    # latency_s * exp(latency_sigma * z) for a seeded normal z (lognormal; 0: every answer alike)
+    latency_sigma: float = 0.0
     seed: int = 0
     requests_per_window: int | None = None
     tokens_per_window: int | None = None

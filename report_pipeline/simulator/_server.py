@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
+import statistics
 import threading
 import time
 from collections import Counter
@@ -66,6 +68,13 @@ class _Draws(NamedTuple):
     fault: float
     split: float
 
+    def latency(self, config: SimulatorConfig) -> float:
+        """The answer's latency: the median with lognormal tails (`latency_sigma`) or uniform jitter."""
+        if config.latency_sigma > 0:
+            z = statistics.NormalDist().inv_cdf(min(max(self.jitter, 1e-12), 1 - 1e-12))
+            return config.latency_s * math.exp(config.latency_sigma * z)
+        return config.latency_s + self.jitter * config.latency_jitter_s
+
     @classmethod
     def take(cls, rng: random.Random) -> _Draws:
         # Always three draws, whatever the config or outcome, so one seed
@@ -117,6 +126,7 @@ class SimulatorStats:
     computed: int = 0  # with `slots`: answers the server started computing (a retry of a timed-out call counts again)
     dropped_in_queue: int = 0  # with `slots`: requests abandoned before their turn came (skipped)
     busy_s: float = 0.0  # with `slots`: seconds of computing, summed over the slots
+    drawn_latency_s: float = 0.0  # every latency drawn (the least work a client could wait for)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +142,7 @@ class SimulatorStats:
             "computed": self.computed,
             "dropped_in_queue": self.dropped_in_queue,
             "busy_s": round(self.busy_s, 3),
+            "drawn_latency_s": round(self.drawn_latency_s, 4),
             "calls_by_label": dict(self.calls_by_label),
         }
 
@@ -541,7 +552,8 @@ class SimulatorServer:
         elif chat.directives.latency_s is not None:
             delay = chat.directives.latency_s
         else:
-            delay = config.latency_s + draws.jitter * config.latency_jitter_s
+            delay = draws.latency(config)
+            self._stats.drawn_latency_s += delay
         if config.slots is not None and outcome.kind != "hang":
             await self._compute_in_a_slot(delay, config.slots)
         elif delay > 0:

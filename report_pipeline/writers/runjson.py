@@ -55,6 +55,8 @@ class ChapterFile:
     objective_id: str
     title: str
     csv: str
+    written_at: float = 0.0  # when the CSV was on disk (0: not written)
+    last_answer_at: float = 0.0  # when the chapter's last task settled
 
 
 def iso_time(ts: float) -> str | None:
@@ -108,6 +110,10 @@ def _chapter(chapter: ChapterFile, results: Sequence[TaskResult]) -> dict[str, A
         "done": sum(r.status == "done" for r in mine),
         "failed": sum(r.status == "failed" for r in mine),
         "skipped": sum(r.status == "skipped" for r in mine),
+        "csv_written_at": iso_time(chapter.written_at),
+        # how promptly the chapter's file followed its last answer (seconds; None: not written)
+        "csv_after_last_answer_s": (round(max(0.0, chapter.written_at - chapter.last_answer_at), 4)
+                                    if chapter.written_at and chapter.last_answer_at else None),
     }
 
 
