@@ -482,6 +482,8 @@ OBJECTIVES: list[dict[str, Any]] = [
 ]
 for objective in OBJECTIVES:
     objective["enabled"] = True
+    if objective["objective_id"] != "exec":  # the summary's description is a note for the analyst
+        objective["lead"] = objective["description"]
 
 CHAPTERS = [o for o in OBJECTIVES if o["objective_id"] != "exec"]
 

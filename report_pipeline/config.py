@@ -107,6 +107,9 @@ class RunConfig(BaseModel):
 
     # what the report is
     project_name: str = "Report"
+    # print each objective's `description` under its heading when it has no `lead` (an old sheet's
+    # habit); off by default, since a description is often an analyst's note not meant for readers
+    description_as_lead: bool = False
     # which model, where
     provider: ProviderName = "offline"
     model: str = "gpt-4o-mini"

@@ -34,12 +34,13 @@ class Objective:
 
     objective_id: str
     title: str
-    description: str = ""
+    description: str = ""  # the analyst's note on the chapter's scope: prompts see it, readers do not
     enabled: bool = True
     system_prompt: str = ""
     mode: str = "tasks"  # "tasks", or "outline": the model proposes the sections
     index: int = 0  # position in the sheet, 0-based: the report order
     row: int = 0
+    lead: str = ""  # printed under the chapter heading, for the reader
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ class Chapter:
     objective: Objective
     results: tuple[TaskResult, ...]
     number: int  # 1-based position among the chapters of this run
+    lead: str = ""  # the paragraph under its heading ("" for none)
 
 
 @dataclass(frozen=True)

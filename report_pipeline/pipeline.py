@@ -498,6 +498,7 @@ class ReportGenerationPipeline:
         view = self.results.report_view(
             project_name=self.config.project_name, run_id=self.run_id, generated_at=finished,
             provider=self.provider.name, model=self.config.model,
+            description_as_lead=self.config.description_as_lead,
         )
         outputs = {
             "report_md": self.run_dir / "report.md",

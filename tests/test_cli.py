@@ -347,3 +347,39 @@ def test_dry_run_shows_the_prompts_it_promises_and_prices_a_dependency_at_its_ma
     row = next(line for line in shown.output.splitlines() if line.startswith("O "))
     prompt_tokens = int(row.split()[3].replace(",", ""))
     assert prompt_tokens >= 500  # o.b's prompt holds o.a's answer, up to 500 tokens
+
+
+def _lead_sheet(tmp_path: Path) -> Path:
+    return make_workbook(
+        tmp_path / "wb",
+        objectives=[
+            {"objective_id": "sum", "title": "Summary", "description": "NOTE: written last, placed first."},
+            {"objective_id": "gen", "title": "Generation", "description": "Scope: coal to wind.",
+             "lead": "How Europe makes its electricity."},
+        ],
+        tasks=[{"objective_id": "sum", "task_id": "1", "prompt": "Sum up."},
+               {"objective_id": "gen", "task_id": "1", "prompt": "Describe {{ objective.description }}"}],
+    )
+
+
+def test_a_chapter_lead_comes_from_its_lead_cell_and_an_analysts_description_stays_out(tmp_path):
+    from docx import Document
+
+    result = invoke("run", _lead_sheet(tmp_path), "--provider", "offline", "--output", tmp_path / "out", "--no-progress")
+    assert result.exit_code == 0, result.output
+    (run_dir,) = run_dirs(tmp_path / "out")
+    markdown = (run_dir / "report.md").read_text()
+    document = "\n".join(p.text for p in Document(run_dir / "report.docx").paragraphs)
+    for text in (markdown, document):
+        assert "How Europe makes its electricity." in text
+        assert "NOTE: written last" not in text and "Scope: coal to wind." not in text.split("Describe")[0]
+
+
+def test_description_as_lead_prints_a_description_where_a_chapter_has_no_lead(tmp_path):
+    result = invoke("run", _lead_sheet(tmp_path), "--provider", "offline", "--output", tmp_path / "out",
+                    "--no-progress", "--set", "description_as_lead=true")
+    assert result.exit_code == 0, result.output
+    (run_dir,) = run_dirs(tmp_path / "out")
+    markdown = (run_dir / "report.md").read_text()
+    assert "NOTE: written last, placed first." in markdown
+    assert "How Europe makes its electricity." in markdown and markdown.count("Scope: coal to wind.") <= 1

@@ -44,7 +44,7 @@ def sheet(tmp_path: Path) -> PromptSheet:
     path = make_workbook(
         folder / "energy.xlsx",
         objectives=[
-            {"objective_id": "gen", "title": "Generation", "description": "How power is made, 2015-2017."},
+            {"objective_id": "gen", "title": "Generation", "lead": "How power is made, 2015-2017."},
             {"objective_id": "risk", "title": "Risks"},
             {"objective_id": "sum", "title": "Summary"},
         ],
@@ -86,7 +86,8 @@ def result_of(task: Task) -> TaskResult:
 
 def report_view(sheet: PromptSheet) -> ReportView:
     chapters = tuple(
-        Chapter(objective, tuple(result_of(t) for t in sheet.tasks_of(objective.objective_id)), number)
+        Chapter(objective, tuple(result_of(t) for t in sheet.tasks_of(objective.objective_id)), number,
+                lead=objective.lead)
         for number, objective in enumerate(sheet.objectives, start=1)
     )
     return ReportView("Energy outlook", "20240501-120000-abcd", T0, "offline", "model-x", chapters)
@@ -226,13 +227,13 @@ def test_docx_contents_list_the_headings_before_word_updates_them(document: docx
     assert [c.get(qn("w:fldCharType")) for c in last._p.iter(qn("w:fldChar"))][-1:] == ["end"]
 
 
-def test_docx_chapter_description_is_the_intro_under_its_heading(document: docx.document.Document) -> None:
+def test_docx_chapter_lead_is_the_intro_under_its_heading(document: docx.document.Document) -> None:
     paragraphs = body_paragraphs(document)
     assert paragraphs[0].text == "1. Generation"
     assert paragraphs[1].text == "How power is made, 2015-2017."
     assert all(run.italic for run in paragraphs[1].runs)
     risks = next(i for i, p in enumerate(paragraphs) if p.text == "2. Risks")
-    assert paragraphs[risks + 1].style.name == "Heading 2"  # no description, no intro
+    assert paragraphs[risks + 1].style.name == "Heading 2"  # no lead, no intro
 
 
 def test_docx_has_one_15_cm_picture_per_chart_placed(document: docx.document.Document) -> None:
@@ -332,7 +333,7 @@ def test_markdown_places_table_under_its_caption_after_the_task_text(
     assert task < caption < figure < markdown.index("### Coal")
 
 
-def test_markdown_chapter_description_is_the_intro_under_its_heading(sheet: PromptSheet) -> None:
+def test_markdown_chapter_lead_is_the_intro_under_its_heading(sheet: PromptSheet) -> None:
     markdown = render_markdown(report_view(sheet))
     assert "## 1. Generation\n\n_How power is made, 2015-2017._\n\n### The mix" in markdown
     assert "## 2. Risks\n\n### Prices" in markdown

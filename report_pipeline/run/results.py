@@ -71,12 +71,15 @@ class ReportStructureManager:
         with self._lock:
             return Counter(r.status for r in self._results.values())
 
-    def report_view(self, *, project_name: str, run_id: str, generated_at: float, provider: str, model: str) -> ReportView:
-        """The report in sheet order, whatever order the results arrived in."""
+    def report_view(self, *, project_name: str, run_id: str, generated_at: float, provider: str, model: str,
+                    description_as_lead: bool = False) -> ReportView:
+        """The report in sheet order, whatever order the results arrived in. A chapter's lead is its
+        `lead` cell; its `description` (an analyst's note) only when the settings ask for it."""
         chapters = []
         for number, objective in enumerate(self._plan.objectives, start=1):
             results = self.objective_results(objective.objective_id)
-            chapters.append(Chapter(objective=objective, results=results, number=number))
+            lead = objective.lead or (objective.description if description_as_lead else "")
+            chapters.append(Chapter(objective=objective, results=results, number=number, lead=lead.strip()))
         return ReportView(
             project_name=project_name,
             run_id=run_id,

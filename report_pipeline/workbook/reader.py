@@ -100,7 +100,7 @@ class _Spec:
 
 
 _SPECS: tuple[_Spec, ...] = (
-    _Spec("objectives", ("objective_id", "title"), ("description", "enabled", "system_prompt", "mode")),
+    _Spec("objectives", ("objective_id", "title"), ("description", "lead", "enabled", "system_prompt", "mode")),
     _Spec(
         "tasks",
         ("objective_id", "task_id", "prompt"),
@@ -698,6 +698,7 @@ class _Reader:
                     objective_id=objective_id,
                     title=title,
                     description=row.text("description"),
+                    lead=row.text("lead"),
                     enabled=enabled,
                     system_prompt=row.text("system_prompt"),
                     mode=mode,

@@ -253,7 +253,7 @@ _STARTER_SETTINGS: tuple[dict[str, Any], ...] = (
     {"key": "steps", "value": "generate"},
 )
 
-OBJECTIVE_COLUMNS: tuple[str, ...] = ("objective_id", "title", "description", "enabled", "system_prompt")
+OBJECTIVE_COLUMNS: tuple[str, ...] = ("objective_id", "title", "description", "lead", "enabled", "system_prompt")
 TASK_COLUMNS: tuple[str, ...] = (
     "objective_id", "task_id", "title", "prompt", "data", "depends_on", "steps",
     "model", "temperature", "max_tokens", "enabled", "include_table",

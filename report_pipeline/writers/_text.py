@@ -78,8 +78,8 @@ TABLE_LABEL = "Table"
 
 
 def chapter_intro(chapter: Chapter) -> str:
-    """The objective's description, shown under the chapter heading ("" when the sheet has none)."""
-    return chapter.objective.description.strip()
+    """The chapter's lead, shown under its heading ("" when it has none)."""
+    return chapter.lead
 
 
 def display_date(unix_time: float) -> str:

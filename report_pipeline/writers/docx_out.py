@@ -1,5 +1,5 @@
 """report.docx: a Word report with a title page, a real table of contents,
-one Heading 1 per objective (each on a new page, its description as an intro)
+one Heading 1 per objective (each on a new page, its lead as an intro)
 and one Heading 2 per task, in sheet order, then an appendix of failed tasks.
 
 Task texts are Markdown from an LLM; a small renderer turns the common parts
