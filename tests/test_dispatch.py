@@ -4,16 +4,14 @@ scheduler on random DAGs with random completion order (a gated runner, no sleeps
 from __future__ import annotations
 
 import random
-import threading
 
 import pytest
 
 from report_pipeline.config import UNCAPPED, RunConfig
 from report_pipeline.models import Objective, PromptSheet, Task
 from report_pipeline.run.plan import build_plan, dispatch_priority, own_seconds, remaining_path
-from report_pipeline.run.results import ReportStructureManager
-from report_pipeline.run.scheduler import InlineExecutor, Scheduler, make_executors
-from tests.test_scheduler import GatedRunner, InstantRunner, make_sheet
+from report_pipeline.run.scheduler import Scheduler
+from tests.test_scheduler import GatedRunner, InstantRunner, make_sheet, run_scheduler
 
 # -- the ranking, pure ------------------------------------------------------------------
 
@@ -67,18 +65,16 @@ def test_the_defaults_cap_nothing_but_calls_in_flight():
 
 
 class CheckedScheduler(Scheduler):
-    """Records, after every dispatch, whether a ready task was left waiting while there was room."""
+    """Counts, after every dispatch, the times a ready task was left waiting while there was room."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.idle_with_work = 0
+    idle_with_work = 0
 
     def _dispatch(self) -> None:
         super()._dispatch()
         room = self._dispatch_limit is None or self._in_flight < self._dispatch_limit
         waiting = [key for _, key in self._ready if key not in self._finished and key not in self._running
                    and self._objectives[self._plan.objective_of(key)].running < self._task_slots]
-        self.idle_with_work += bool(room and waiting and not self._halting())
+        CheckedScheduler.idle_with_work += bool(room and waiting and not self._halting())
 
 
 def _random_dag(rng: random.Random) -> PromptSheet:
@@ -96,30 +92,13 @@ def _random_dag(rng: random.Random) -> PromptSheet:
 
 def _run(sheet: PromptSheet, runner, *, limit: int | None, inline: bool = False, priority=None,
          objective_slots: int = UNCAPPED, task_slots: int = UNCAPPED):
-    plan = build_plan(sheet)
-    manager = ReportStructureManager(plan)
-    if inline:
-        objective_pool, task_pool = InlineExecutor(), InlineExecutor()
-    else:
-        objective_pool, task_pool = make_executors(2, limit or 4, sequential_objectives=False, sequential_tasks=False)
-    controller = None
-    if isinstance(runner, GatedRunner):
-        controller = threading.Thread(target=runner.control, daemon=True)
-        controller.start()
-    scheduler = CheckedScheduler(
-        plan, runner, lambda r: manager.record(r).objective_finished, objective_slots=objective_slots,
-        task_slots=task_slots, objective_executor=objective_pool, task_executor=task_pool,
-        dispatch_limit=limit, priority=priority)
-    try:
-        assert scheduler.run() is None
-    finally:
-        if isinstance(runner, GatedRunner):
-            runner.stop()
-        if controller:
-            controller.join()
-        task_pool.shutdown(wait=True)
-        objective_pool.shutdown(wait=True)
-    return plan, manager, scheduler
+    """(plan, results, times a ready task waited while there was room)."""
+    CheckedScheduler.idle_with_work = 0
+    plan, manager, halt = run_scheduler(sheet, runner, objective_slots=objective_slots, task_slots=task_slots,
+                                        inline=inline, threads=limit or 4, scheduler_class=CheckedScheduler,
+                                        dispatch_limit=limit, priority=priority)
+    assert halt is None
+    return plan, manager, CheckedScheduler.idle_with_work
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -130,8 +109,8 @@ def test_on_random_dags_no_ready_task_waits_while_there_is_room_and_each_runs_on
     plan = build_plan(sheet)
     priority = dispatch_priority(plan, remaining_path(plan, {k: rng.uniform(0.1, 3.0) for k in plan.tasks}))
     runner = GatedRunner(seed)
-    plan, manager, scheduler = _run(sheet, runner, limit=limit, priority=priority)
-    assert scheduler.idle_with_work == 0
+    plan, manager, idle = _run(sheet, runner, limit=limit, priority=priority)
+    assert idle == 0
     assert sorted(runner.started) == sorted(plan.tasks)  # every task once
     assert runner.max_running <= limit
     for key, parents in plan.parents.items():
@@ -145,8 +124,8 @@ def test_on_random_dags_no_ready_task_waits_while_there_is_room_and_each_runs_on
 def test_a_chapter_down_to_one_slow_task_does_not_hold_the_others_back():
     """Two chapters, a limit of 3: while O1.T1 runs on, O2's tasks take every free slot."""
     runner = GatedRunner(0, first_batch=3)
-    plan, _, scheduler = _run(make_sheet(2, 3), runner, limit=3)
-    assert scheduler.idle_with_work == 0 and runner.max_running == 3
+    _, _, idle = _run(make_sheet(2, 3), runner, limit=3)
+    assert idle == 0 and runner.max_running == 3
 
 
 def test_with_one_slot_the_longest_chain_starts_first():

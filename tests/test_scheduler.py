@@ -95,21 +95,24 @@ class GatedRunner:
             self.cond.notify_all()
 
 
-def run_scheduler(sheet: PromptSheet, runner, *, objective_slots=2, task_slots=3, inline=False, stop=None, hooks=None):
+def run_scheduler(sheet: PromptSheet, runner, *, objective_slots=2, task_slots=3, inline=False, stop=None, hooks=None,
+                  threads=None, scheduler_class=Scheduler, **options):
+    """Run `sheet` through a scheduler (`options`: dispatch_limit, priority) on pools of `threads`."""
     plan = build_plan(sheet)
     manager = ReportStructureManager(plan)
     if inline:
         objective_pool, task_pool = InlineExecutor(), InlineExecutor()
     else:
-        objective_pool, task_pool = make_executors(objective_slots, objective_slots * task_slots, sequential_objectives=False, sequential_tasks=False)
+        objective_pool, task_pool = make_executors(min(objective_slots, 4), threads or objective_slots * task_slots,
+                                                   sequential_objectives=False, sequential_tasks=False)
     controller = None
     if isinstance(runner, GatedRunner) and not inline:
         controller = threading.Thread(target=runner.control, daemon=True)
         controller.start()
-    scheduler = Scheduler(
+    scheduler = scheduler_class(
         plan, runner, lambda r: manager.record(r).objective_finished,
         objective_slots=objective_slots, task_slots=task_slots,
-        objective_executor=objective_pool, task_executor=task_pool, hooks=hooks, stop=stop,
+        objective_executor=objective_pool, task_executor=task_pool, hooks=hooks, stop=stop, **options,
     )
     try:
         halt = scheduler.run()
