@@ -59,3 +59,20 @@ def format_duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+#: Words a column or table name writes in lower case that readers write otherwise.
+_READABLE_WORDS = {
+    "eu": "EU", "uk": "UK", "us": "US", "gdp": "GDP", "co2": "CO2", "ev": "EV", "evs": "EVs",
+    "eur": "EUR", "usd": "USD", "gbp": "GBP", "pct": "%",
+    "gw": "GW", "gwh": "GWh", "mw": "MW", "mwh": "MWh", "kw": "kW", "kwh": "kWh", "twh": "TWh",
+}
+
+
+def readable_name(name: str, *, capitalize: bool = True) -> str:
+    """`renewable_share_pct` -> `Renewable share %`, `eu_generation` -> `EU generation`: a column or
+    table name as a caption or table header says it, so a narrow column wraps between words."""
+    words = [word for word in re.split(r"[_\s]+", str(name).strip()) if word]
+    words = [_READABLE_WORDS.get(word, word) if word.islower() or word.isdigit() else word for word in words]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:] if capitalize and text[:1].islower() else text

@@ -130,7 +130,7 @@ def test_chart_is_drawn_once_when_eight_threads_ask_at_once(tmp_path: Path, sour
         thread.join()
 
     assert errors == []
-    assert drawn == ["eu_generation"]
+    assert drawn == ["EU generation"]
     assert loads == ["eu_generation"]
     assert len(images) == 8 and len(set(images)) == 1
     assert png_size(images[0].path)
@@ -234,11 +234,11 @@ def test_year_axis_keeps_whole_years(sources: dict[str, DataSource]) -> None:
 
 def test_line_chart_has_a_line_per_y_column_title_labels_and_legend(sources: dict[str, DataSource]) -> None:
     figure, ax = drawn_axes(sources["eu_generation"])
-    assert [line.get_label() for line in ax.get_lines()] == ["coal", "gas", "wind"]
+    assert [line.get_label() for line in ax.get_lines()] == ["Coal", "Gas", "Wind"]
     assert list(ax.get_lines()[0].get_xdata()) == [2015, 2016, 2017, 2018]
-    assert ax.get_title(loc="left") == "eu_generation"
-    assert ax.get_xlabel() == "year"
-    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["coal", "gas", "wind"]
+    assert ax.get_title(loc="left") == "EU generation"  # a readable name, not the table's snake_case
+    assert ax.get_xlabel() == "Year"
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["Coal", "Gas", "Wind"]
 
 
 def test_shared_unit_suffix_becomes_the_y_axis_label(sources: dict[str, DataSource]) -> None:
@@ -259,11 +259,11 @@ def test_single_y_column_has_no_legend_and_names_the_axis(data_dir: Path) -> Non
     source = DataSource("coal", data_dir / "generation.csv", chart="line", x="year", y=("coal",))
     figure, ax = drawn_axes(source)
     assert figure.legends == [] and ax.get_legend() is None
-    assert ax.get_ylabel() == "coal"
+    assert ax.get_ylabel() == "Coal"
 
 
 def test_caption_names_the_source_its_columns_and_x(sources: dict[str, DataSource]) -> None:
-    assert chart_caption(sources["eu_generation"]) == "eu_generation — coal, gas, wind by year"
+    assert chart_caption(sources["eu_generation"]) == "EU generation — coal, gas, wind by year"
 
 
 def test_rendering_never_imports_pyplot(tmp_path: Path, sources: dict[str, DataSource]) -> None:

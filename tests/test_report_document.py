@@ -140,10 +140,10 @@ def test_attachments_follow_include_table_and_declared_charts(attachments: dict[
     assert [i.relative for i in attachments["gen.t2"].see_also] == ["charts/generation.png"]
     mix = attachments["gen.t1"]
     assert [t.name for t in mix.tables] == ["generation"]
-    assert mix.tables[0].caption == "generation (source: generation.csv)"
-    assert mix.tables[0].markdown.startswith("| year | region | coal | gas |")
+    assert mix.tables[0].caption == "Generation (source: generation.csv)"
+    assert mix.tables[0].markdown.startswith("| Year | Region | Coal | Gas |")  # headers a reader reads
     assert [(i.relative, i.caption) for i in mix.images] == [
-        ("charts/generation.png", "generation — coal, gas by year")
+        ("charts/generation.png", "Generation — coal, gas by year")
     ]
     outlook = attachments["risk.t3"]  # risk.t1 also attaches prices, but failed: the caller left it out
     assert outlook.tables == () and [i.relative for i in outlook.images] == ["charts/prices.png"]
@@ -248,9 +248,9 @@ def test_docx_has_one_15_cm_picture_per_chart_placed(document: docx.document.Doc
 def test_docx_captions_are_numbered_in_reading_order(document: docx.document.Document) -> None:
     captions = [p.text for p in document.paragraphs if p.style.name == "Caption"]
     assert captions == [
-        "Table 1: generation (source: generation.csv)",
-        "Figure 1: generation — coal, gas by year",
-        "Figure 2: prices — germany_eur_mwh, france_eur_mwh by year",
+        "Table 1: Generation (source: generation.csv)",
+        "Figure 1: Generation — coal, gas by year",
+        "Figure 2: Prices — germany EUR MWh, france EUR MWh by year",
     ]
     instructions = [el.text.strip() for el in document.element.body.iter(qn("w:instrText"))]
     assert instructions.count("SEQ Figure \\* ARABIC") == 2
@@ -260,18 +260,18 @@ def test_docx_captions_are_numbered_in_reading_order(document: docx.document.Doc
 def test_docx_places_table_and_chart_after_their_task_text(document: docx.document.Document) -> None:
     paragraphs = body_paragraphs(document)
     at = {p.text: i for i, p in enumerate(paragraphs)}
-    assert at["Text of gen.t1."] < at["Table 1: generation (source: generation.csv)"]
-    assert at["Table 1: generation (source: generation.csv)"] < at["Figure 1: generation — coal, gas by year"]
-    assert at["Figure 1: generation — coal, gas by year"] < at["Coal"]
-    prices = at["Figure 2: prices — germany_eur_mwh, france_eur_mwh by year"]
+    assert at["Text of gen.t1."] < at["Table 1: Generation (source: generation.csv)"]
+    assert at["Table 1: Generation (source: generation.csv)"] < at["Figure 1: Generation — coal, gas by year"]
+    assert at["Figure 1: Generation — coal, gas by year"] < at["Coal"]
+    prices = at["Figure 2: Prices — germany EUR MWh, france EUR MWh by year"]
     assert at["Text of risk.t3."] < prices < at["3. Summary"]
-    assert paragraphs[at["Figure 1: generation — coal, gas by year"] - 1]._p.xpath(".//pic:pic")
+    assert paragraphs[at["Figure 1: Generation — coal, gas by year"] - 1]._p.xpath(".//pic:pic")
 
 
 def test_docx_include_table_task_gets_a_real_word_table(document: docx.document.Document) -> None:
     data_table = document.tables[0]
     assert table_rows(data_table) == [
-        ["year", "region", "coal", "gas"],
+        ["Year", "Region", "Coal", "Gas"],
         ["2015", "EU", "650", "420"],
         ["2016", "EU", "600", "480"],
         ["2017", "EU", "580", "530"],
@@ -318,8 +318,8 @@ def test_markdown_image_links_point_at_files_that_exist(
         assert (path.parent / target).is_file()
         assert (path.parent / target).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert [alt for alt, _ in links] == [
-        "Figure 1: generation — coal, gas by year",
-        "Figure 2: prices — germany_eur_mwh, france_eur_mwh by year",
+        "Figure 1: Generation — coal, gas by year",
+        "Figure 2: Prices — germany EUR MWh, france EUR MWh by year",
     ]
 
 
@@ -328,8 +328,8 @@ def test_markdown_places_table_under_its_caption_after_the_task_text(
 ) -> None:
     markdown = render_markdown(report_view(sheet), attachments=attachments)
     task = markdown.index("### The mix\n\nText of gen.t1.")
-    caption = markdown.index("**Table 1: generation (source: generation.csv)**\n\n| year | region | coal | gas |")
-    figure = markdown.index("_Figure 1: generation — coal, gas by year_")
+    caption = markdown.index("**Table 1: Generation (source: generation.csv)**\n\n| Year | Region | Coal | Gas |")
+    figure = markdown.index("_Figure 1: Generation — coal, gas by year_")
     assert task < caption < figure < markdown.index("### Coal")
 
 
@@ -358,6 +358,20 @@ def test_a_chart_several_tasks_use_is_placed_once_and_later_uses_say_see_figure_
     blobs = [document.part.related_parts[rid].blob for rid in pictures]
     assert len(blobs) == len(set(blobs)) == 2  # generation and prices, once each
     notes = [p.text for p in document.paragraphs if p.text.startswith("See Figure")]
-    assert notes == ["See Figure 1: generation — coal, gas by year."] * 2  # gen.t2 and sum.t9
+    assert notes == ["See Figure 1: Generation — coal, gas by year."] * 2  # gen.t2 and sum.t9
     markdown = write_markdown(run_dir / "report.md", view, attachments=found).read_text(encoding="utf-8")
-    assert markdown.count("(charts/generation.png)") == 1 and "_See Figure 1: generation — coal, gas by year._" in markdown
+    assert markdown.count("(charts/generation.png)") == 1 and "_See Figure 1: Generation — coal, gas by year._" in markdown
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("renewable_share_pct", "Renewable share %"), ("eu_generation", "EU generation"),
+    ("germany_eur_mwh", "Germany EUR MWh"), ("Year", "Year"), ("GDP growth", "GDP growth"), ("", ""),
+])
+def test_a_column_or_table_name_reads_as_words_and_wraps_between_them(name: str, expected: str) -> None:
+    """Narrow columns broke `renewabl e_share_ pct` mid-word; readable names wrap at their spaces."""
+    from report_pipeline.text import readable_name
+    from report_pipeline.writers.attachments import readable_header
+
+    assert readable_name(name) == expected
+    table = f"| year | {name or 'x'} |\n| ---: | ---: |\n| 2020 | 1 |"
+    assert readable_header(table).split("\n")[1:] == table.split("\n")[1:]  # only the header row changes

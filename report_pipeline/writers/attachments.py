@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ..models import DataSource, Task
+from ..text import readable_name
 from ..workbook.data import DataStore
 from .figures.charts import ChartImage
 
@@ -61,6 +63,16 @@ class TaskAttachments:
         return bool(self.tables or self.images or self.notes or self.see_also)
 
 
+def readable_header(markdown: str) -> str:
+    """A Markdown table with its header row in readable names (`Renewable share %`), for the report;
+    prompts keep the raw column names."""
+    first, newline, rest = markdown.partition("\n")
+    if not first.startswith("|"):
+        return markdown
+    cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", first.strip()[1:-1])]
+    return "| " + " | ".join(readable_name(cell) for cell in cells) + " |" + newline + rest
+
+
 def table_caption(source: DataSource) -> str:
     """`generation_germany (source: generation_by_country.csv; filter: country == "Germany")`."""
     details = f"source: {source.path.name}"
@@ -68,7 +80,7 @@ def table_caption(source: DataSource) -> str:
         details += f", sheet {source.sheet}"
     if source.filter:
         details += f"; filter: {source.filter}"
-    return f"{source.name} ({details})"
+    return f"{readable_name(source.name)} ({details})"
 
 
 def build_attachments(
@@ -106,7 +118,7 @@ def _tables(task: Task, store: DataStore) -> tuple[tuple[AttachedTable, ...], tu
     notes: list[str] = []
     for name in task.data:
         try:
-            tables.append(AttachedTable(name, store.markdown(name), table_caption(store.source(name))))
+            tables.append(AttachedTable(name, readable_header(store.markdown(name)), table_caption(store.source(name))))
         except (KeyError, ValueError) as error:  # DataSourceError is a ValueError
             notes.append(_left_out(task, "Table", name, error))
     return tuple(tables), tuple(notes)

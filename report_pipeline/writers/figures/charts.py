@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...lazy import lazy_module
 from ...models import DataSource
+from ...text import readable_name
 from ...workbook.data import DataStore
 from ..safety import slugify
 from .chart_drawing import DPI, FIGSIZE_IN, ChartSpec, draw_chart_png, spec_figure
@@ -59,8 +60,9 @@ _CURRENCIES = frozenset({"eur", "usd", "gbp"})
 
 
 def chart_caption(source: DataSource) -> str:
-    """`eu_generation — coal, gas, wind by year` (writers add the "Figure N:" label)."""
-    return f"{source.name} — {', '.join(source.y)} by {source.x}"
+    """`EU generation — coal, gas, wind by year` (writers add the "Figure N:" label)."""
+    columns = ", ".join(readable_name(y, capitalize=False) for y in source.y)
+    return f"{readable_name(source.name)} — {columns} by {readable_name(source.x or '', capitalize=False)}"
 
 
 @dataclass
@@ -173,7 +175,7 @@ def chart_spec(source: DataSource, frame: pd.DataFrame) -> ChartSpec:
     labels = tuple(_category_label(v) for v in x) if source.chart == "bar" else tuple(str(v) for v in x)
     ylabel = unit or (series[0].label if len(series) == 1 else "")
     return ChartSpec(
-        kind=source.chart, title=source.name, x_label=_human(source.x or ""), y_label=ylabel, x_kind=x_kind,
+        kind=source.chart, title=readable_name(source.name), x_label=_human(source.x or ""), y_label=ylabel, x_kind=x_kind,
         x=values, x_labels=labels if x_kind == "category" else (),
         series=tuple((item.label, tuple(float(v) for v in item.values)) for item in series),
     )
@@ -260,7 +262,7 @@ def _unit_text(words: Sequence[str]) -> str:
 
 
 def _human(name: str) -> str:
-    return re.sub(r"[_\s]+", " ", name).strip()
+    return readable_name(name)
 
 
 def _category_label(value: object) -> str:
