@@ -136,6 +136,10 @@ class RunConfig(BaseModel):
     max_concurrent_requests: int = Field(default=16, ge=1, le=4096)
     # adaptive: find how many calls each model at the endpoint serves at once (at most the above)
     concurrency: Literal["adaptive", "fixed"] = "adaptive"
+    # runs on this machine that share the key and endpoint share its rate budget (a small file
+    # per endpoint and key hash in shared_pacing_dir, default ~/.cache/report-pipeline/pace)
+    shared_pacing: bool = True
+    shared_pacing_dir: str | None = None
     requests_per_minute: float | None = Field(default=None, ge=0)
     tokens_per_minute: float | None = Field(default=None, ge=0)
     # failure handling
@@ -379,6 +383,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 RESUMABLE_KEYS = frozenset({
     "api_key_env", "run_objectives_concurrent", "run_task_concurrent", "max_objective_workers",
     "max_task_workers", "max_concurrent_requests", "concurrency", "requests_per_minute", "tokens_per_minute", "max_retries",
+    "shared_pacing", "shared_pacing_dir", "description_as_lead",
     "request_timeout_s", "first_token_timeout_s", "streaming", "max_cost_usd", "shutdown_grace_s", "prices", "output_dir", "cache", "ledger",
     "ledger_path", "log_level", "progress", "progress_interval_s", "quiet", "rss_warn_mb", "offline_latency_ms",
     "batch_poll_interval_s", "batch_max_wait_s", "batch_max_requests", "batch_max_bytes", "batch_resubmits",

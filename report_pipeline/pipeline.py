@@ -383,6 +383,7 @@ class ReportGenerationPipeline:
         if self._own_provider:
             self.provider.close()
         self._close_endpoint()
+        self.controls.close()
 
     def _close_endpoint(self) -> None:
         if self._endpoint is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..config import RunConfig
 from .budget import CostMeter
@@ -23,6 +24,7 @@ from .ratelimit import (
     Throttle,
 )
 from .retry import RetryPolicy
+from .shared_pace import SharedPace, default_directory
 
 __all__ = ["CallControls"]
 
@@ -36,6 +38,11 @@ class CallControls:
     throttle: Throttle
     in_flight: ConcurrencyLimit  # every model together: max_concurrent_requests, fixed
     concurrency: Concurrency
+
+    def close(self) -> None:
+        """The run is over: let go of the file it shared with other runs on the key."""
+        if isinstance(self.throttle.shared, SharedPace):
+            self.throttle.shared.close()
 
     def stop(self) -> None:
         """Nothing more is sent: wake every thread waiting to send, and refuse what it would send."""
@@ -57,6 +64,11 @@ class CallControls:
     ) -> CallControls:
         """The controls a config asks for; a test may put in its own clock, sleeper, policy or pacer."""
         sleeper = sleeper or Sleeper()
+        shared = None
+        if config.shared_pacing and config.provider != "offline":
+            directory = Path(config.shared_pacing_dir) if config.shared_pacing_dir else default_directory()
+            key = config.api_key.get_secret_value() if config.api_key else None
+            shared = SharedPace.open(directory, config.provider, config.base_url, key)
         return cls(
             meter=meter or CostMeter(config.max_cost_usd),
             policy=policy or RetryPolicy(max_retries=config.max_retries),
@@ -65,6 +77,7 @@ class CallControls:
                 pacer=pacer or HeaderPacer(clock=clock),
                 clock=clock,
                 sleeper=sleeper,
+                shared=shared,
             ),
             in_flight=ConcurrencyLimit(maximum=config.max_concurrent_requests,
                                        initial=config.max_concurrent_requests, adaptive=False),

@@ -268,6 +268,16 @@ class RateLimiter:
     def enabled(self) -> bool:
         return self._requests is not None or self._tokens is not None
 
+    @property
+    def request_rate(self) -> float | None:
+        """Requests per second the config allows (None: no limit)."""
+        return self._requests.rate if self._requests is not None else None
+
+    @property
+    def token_rate(self) -> float | None:
+        """Tokens per second the config allows (None: no limit)."""
+        return self._tokens.rate if self._tokens is not None else None
+
     def earliest(self, now: float, tokens: float) -> float:
         """When a call of `tokens` may go, without booking it."""
         with self._lock:
@@ -704,6 +714,18 @@ class HeaderPacer:
 # ---------------------------------------------------------------------------
 
 
+class SharedBooking(Protocol):
+    """Send times shared with other runs on the same key (shared_pace.SharedPace)."""
+
+    def book(self, at: float, *, request_rate: float | None, token_rate: float | None,
+             tokens: float) -> float: ...
+
+
+def _lowest(*rates: float | None) -> float | None:
+    known = [rate for rate in rates if rate]
+    return min(known) if known else None
+
+
 class Throttle:
     """The one gate every call passes just before it is sent.
 
@@ -723,12 +745,14 @@ class Throttle:
         cool_down: CoolDown | None = None,
         clock: Clock = time.monotonic,
         sleeper: SleeperLike | None = None,
+        shared: SharedBooking | None = None,
     ) -> None:
         self._clock = clock
         self._sleeper = sleeper or Sleeper()
         self.limiter = limiter or RateLimiter(clock=clock, sleeper=self._sleeper)
         self.pacer = pacer or HeaderPacer(clock=clock)
         self.cool_down = cool_down or CoolDown(clock=clock, sleeper=self._sleeper)
+        self.shared = shared  # other runs on this machine and key (shared_pace.py)
         self._lock = threading.Lock()
 
     @property
@@ -750,6 +774,10 @@ class Throttle:
                         self.limiter.earliest(now, tokens),
                         self.pacer.earliest(now, tokens),
                     )
+                    if self.shared is not None:  # after what other runs on the key booked
+                        at = self.shared.book(
+                            at, request_rate=_lowest(self.limiter.request_rate, self.pacer.requests.rate),
+                            token_rate=_lowest(self.limiter.token_rate, self.pacer.tokens.rate), tokens=tokens)
                     self.limiter.commit(at, tokens)
                     ticket = self.pacer.commit(at, tokens)
             if ticket is None:
