@@ -950,15 +950,15 @@ three policy priorities that would close most of the gap, with the sector each a
 
 # name, file, sheet, columns, filter, chart, x, y
 DATA_SOURCES: list[dict[str, Any]] = [
-    {"name": "eu_generation", "path": "data/eu_generation.csv",
-     "chart": "line", "x": "year", "y": "coal, gas, nuclear, wind, solar"},
+    {"name": "eu_generation", "path": "data/eu_generation.csv", "title": "EU electricity generation by source",
+     "unit": "TWh", "chart": "line", "x": "year", "y": "coal, gas, nuclear, wind, solar"},
     {"name": "generation_germany", "path": "data/generation_by_country.csv",
      "columns": "country, year, basis, coal, gas, nuclear, wind, solar, total, renewable_share_pct",
      "filter": 'country == "Germany"', "chart": "line", "x": "year", "y": "coal, gas, nuclear, wind, solar"},
     {"name": "generation_snapshot", "path": "data/generation_by_country.csv",
      "filter": "year == 2015 or year == 2024 or year == 2030"},
-    {"name": "capacity_additions", "path": "data/capacity_additions.csv",
-     "chart": "bar", "x": "year", "y": "solar_pv_gw, onshore_wind_gw, offshore_wind_gw"},
+    {"name": "capacity_additions", "path": "data/capacity_additions.csv", "title": "Annual capacity additions",
+     "unit": "GW", "chart": "bar", "x": "year", "y": "solar_pv_gw, onshore_wind_gw, offshore_wind_gw"},
     {"name": "storage", "path": "data/grid_and_storage.xlsx", "sheet": "storage"},
     {"name": "grid", "path": "data/grid_and_storage.xlsx", "sheet": "grid"},
     {"name": "electrification_eu", "path": "data/electrification.csv", "filter": 'country == "EU-27"',
@@ -973,8 +973,8 @@ DATA_SOURCES: list[dict[str, Any]] = [
      "columns": "year, basis, ttf_gas_eur_mwh, eu_ets_eur_t, germany_eur_mwh"},
     {"name": "investment", "path": "data/investment.xlsx", "sheet": "investment",
      "chart": "bar", "x": "year", "y": ", ".join(INVESTMENT)},
-    {"name": "emissions", "path": "data/emissions.csv",
-     "chart": "line", "x": "year", "y": "power_mt, industry_mt, transport_mt, buildings_mt"},
+    {"name": "emissions", "path": "data/emissions.csv", "title": "EU greenhouse-gas emissions by sector",
+     "unit": "Mt CO2e", "chart": "line", "x": "year", "y": "power_mt, industry_mt, transport_mt, buildings_mt"},
     {"name": "policy_targets", "path": "data/policy_targets.csv"},
 ]
 

@@ -26,6 +26,9 @@ class DataSource:
     x: str | None = None  # chart's x column
     y: tuple[str, ...] = ()  # chart's y column(s)
     row: int = 0  # spreadsheet row, for messages
+    title: str | None = None  # how captions and chart titles name the table (else its name, readable)
+    unit: str | None = None  # the chart's y axis label (e.g. "TWh")
+    labels: tuple[tuple[str, str], ...] = ()  # (column, label): from `columns` entries `name: Label`
 
 
 @dataclass(frozen=True)

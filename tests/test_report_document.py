@@ -375,3 +375,34 @@ def test_a_column_or_table_name_reads_as_words_and_wraps_between_them(name: str,
     assert readable_name(name) == expected
     table = f"| year | {name or 'x'} |\n| ---: | ---: |\n| 2020 | 1 |"
     assert readable_header(table).split("\n")[1:] == table.split("\n")[1:]  # only the header row changes
+
+
+def test_the_data_sheet_names_tables_and_columns_for_readers(tmp_path: Path) -> None:
+    """`title`, `unit` and `columns` entries `name: Label` reach captions, the chart and table headers;
+    the prompt still sees the raw column names."""
+    from report_pipeline.writers.figures.charts import chart_spec
+
+    folder = tmp_path / "sheet"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "generation.csv").write_text(GENERATION, encoding="utf-8")
+    path = make_workbook(
+        folder / "energy.xlsx",
+        objectives=[{"objective_id": "gen", "title": "Generation"}],
+        tasks=[{"objective_id": "gen", "task_id": "t1", "title": "The mix", "prompt": "Mix {{ data.generation }}",
+                "data": "generation", "include_table": True}],
+        data=[{"name": "generation", "path": "data/generation.csv", "chart": "line", "x": "year", "y": "coal, gas",
+               "columns": "year, coal: Coal (TWh), gas: Gas (TWh)", "title": "Power from fossil fuels",
+               "unit": "TWh"}],
+    )
+    sheet = load_prompt_sheet(path)
+    store = DataStore(sheet.data_sources)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    found = build_attachments(sheet.tasks, store, run_dir, charts=ChartRenderer(run_dir))["gen.t1"]
+    assert found.tables[0].caption.startswith("Power from fossil fuels (source: generation.csv")
+    assert found.tables[0].markdown.startswith("| Year | Coal (TWh) | Gas (TWh) |")
+    assert found.images[0].caption == "Power from fossil fuels — Coal (TWh), Gas (TWh) by year"
+    spec = chart_spec(sheet.data_sources["generation"], store.frame("generation"))
+    assert (spec.title, spec.y_label, [name for name, _ in spec.series]) == (
+        "Power from fossil fuels", "TWh", ["Coal (TWh)", "Gas (TWh)"])
+    assert store.markdown("generation").startswith("| year | coal | gas |")  # what prompts see

@@ -107,7 +107,7 @@ _SPECS: tuple[_Spec, ...] = (
         ("title", "data", "depends_on", "steps", "model", "temperature", "max_tokens", "enabled", "merge", "include_table",
          "reasoning_effort"),
     ),
-    _Spec("data", ("name", "path"), ("sheet", "columns", "filter", "chart", "x", "y"), needed=False),
+    _Spec("data", ("name", "path"), ("sheet", "columns", "filter", "chart", "x", "y", "title", "unit"), needed=False),
     _Spec("settings", ("key", "value"), needed=False),
     _Spec("prompts", ("name", "template"), needed=False),
 )
@@ -230,6 +230,20 @@ def _split(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     return tuple(part.strip() for part in _LIST_SEPARATORS.split(_as_text(value)) if part.strip())
+
+
+def _columns_and_labels(value: Any) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The `columns` cell: `year, renewable_share_pct: Renewable share (%)` selects both columns and
+    labels the second for readers (captions, chart legends, table headers)."""
+    columns: list[str] = []
+    labels: list[tuple[str, str]] = []
+    for part in _split(value):
+        name, colon, label = part.partition(":")
+        name = name.strip().strip("`").strip()
+        columns.append(name)
+        if colon and label.strip():
+            labels.append((name, label.strip()))
+    return tuple(columns), tuple(labels)
 
 
 def _find_header(lead: Sequence[Sequence[Any]], spec: _Spec) -> int | None:
@@ -802,11 +816,15 @@ class _Reader:
             if chart and (not x or not y):
                 self.problems.at(row, "chart", f"chart {chart} needs x and y — name the x column and one or more y columns")
             path = Path(path_text).expanduser()
+            columns, labels = _columns_and_labels(row.get("columns"))
             sources[name] = DataSource(
                 name=name,
                 path=path if path.is_absolute() else self.path.parent / path,
                 sheet=row.text("sheet") or None,
-                columns=tuple(part.strip("`").strip() for part in _split(row.get("columns"))),
+                columns=columns,
+                labels=labels,
+                title=row.text("title") or None,
+                unit=row.text("unit") or None,
                 filter=row.text("filter") or None,
                 chart=chart,
                 x=x,

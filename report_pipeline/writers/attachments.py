@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -22,6 +22,7 @@ from ..models import DataSource, Task
 from ..text import readable_name
 from ..workbook.data import DataStore
 from .figures.charts import ChartImage
+from .labels import column_label, table_title
 
 if TYPE_CHECKING:
     from .figures.charts import ChartRenderer
@@ -63,14 +64,14 @@ class TaskAttachments:
         return bool(self.tables or self.images or self.notes or self.see_also)
 
 
-def readable_header(markdown: str) -> str:
-    """A Markdown table with its header row in readable names (`Renewable share %`), for the report;
-    prompts keep the raw column names."""
+def readable_header(markdown: str, label: Callable[[str], str] = readable_name) -> str:
+    """A Markdown table with its header row in readable names (`Renewable share %`, or the sheet's own
+    labels), for the report; prompts keep the raw column names."""
     first, newline, rest = markdown.partition("\n")
     if not first.startswith("|"):
         return markdown
     cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", first.strip()[1:-1])]
-    return "| " + " | ".join(readable_name(cell) for cell in cells) + " |" + newline + rest
+    return "| " + " | ".join(label(cell) for cell in cells) + " |" + newline + rest
 
 
 def table_caption(source: DataSource) -> str:
@@ -80,7 +81,7 @@ def table_caption(source: DataSource) -> str:
         details += f", sheet {source.sheet}"
     if source.filter:
         details += f"; filter: {source.filter}"
-    return f"{readable_name(source.name)} ({details})"
+    return f"{table_title(source)} ({details})"
 
 
 def build_attachments(
@@ -118,7 +119,8 @@ def _tables(task: Task, store: DataStore) -> tuple[tuple[AttachedTable, ...], tu
     notes: list[str] = []
     for name in task.data:
         try:
-            tables.append(AttachedTable(name, readable_header(store.markdown(name)), table_caption(store.source(name))))
+            source = store.source(name)
+            tables.append(AttachedTable(name, readable_header(store.markdown(name), lambda column: column_label(source, column)), table_caption(source)))
         except (KeyError, ValueError) as error:  # DataSourceError is a ValueError
             notes.append(_left_out(task, "Table", name, error))
     return tuple(tables), tuple(notes)

@@ -23,6 +23,7 @@ from ...lazy import lazy_module
 from ...models import DataSource
 from ...text import readable_name
 from ...workbook.data import DataStore
+from ..labels import column_label, table_title
 from ..safety import slugify
 from .chart_drawing import DPI, FIGSIZE_IN, ChartSpec, draw_chart_png, spec_figure
 
@@ -61,8 +62,8 @@ _CURRENCIES = frozenset({"eur", "usd", "gbp"})
 
 def chart_caption(source: DataSource) -> str:
     """`EU generation — coal, gas, wind by year` (writers add the "Figure N:" label)."""
-    columns = ", ".join(readable_name(y, capitalize=False) for y in source.y)
-    return f"{readable_name(source.name)} — {columns} by {readable_name(source.x or '', capitalize=False)}"
+    columns = ", ".join(column_label(source, y, capitalize=False) for y in source.y)
+    return f"{table_title(source)} — {columns} by {column_label(source, source.x or '', capitalize=False)}"
 
 
 @dataclass
@@ -173,9 +174,10 @@ def chart_spec(source: DataSource, frame: pd.DataFrame) -> ChartSpec:
     else:
         values = tuple(v.item() if hasattr(v, "item") else v for v in x)
     labels = tuple(_category_label(v) for v in x) if source.chart == "bar" else tuple(str(v) for v in x)
-    ylabel = unit or (series[0].label if len(series) == 1 else "")
+    ylabel = source.unit or unit or (series[0].label if len(series) == 1 else "")
     return ChartSpec(
-        kind=source.chart, title=readable_name(source.name), x_label=_human(source.x or ""), y_label=ylabel, x_kind=x_kind,
+        kind=source.chart, title=table_title(source), x_label=column_label(source, source.x or ""), y_label=ylabel,
+        x_kind=x_kind,
         x=values, x_labels=labels if x_kind == "category" else (),
         series=tuple((item.label, tuple(float(v) for v in item.values)) for item in series),
     )
@@ -210,6 +212,7 @@ def _chart_data(source: DataSource, frame: pd.DataFrame) -> tuple[pd.Series, lis
             "x value (filter the source, e.g. by country)"
         )
     labels, unit = _labels(source.y)
+    labels = [dict(source.labels).get(column, label) for column, label in zip(source.y, labels)]
     series = [_Series(c, label, _y_values(frame[c], where, c)) for c, label in zip(source.y, labels)]
     return x, series, unit
 
