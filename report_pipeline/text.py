@@ -66,6 +66,7 @@ _READABLE_WORDS = {
     "eu": "EU", "uk": "UK", "us": "US", "gdp": "GDP", "co2": "CO2", "ev": "EV", "evs": "EVs",
     "eur": "EUR", "usd": "USD", "gbp": "GBP", "pct": "%",
     "gw": "GW", "gwh": "GWh", "mw": "MW", "mwh": "MWh", "kw": "kW", "kwh": "kWh", "twh": "TWh",
+    "mt": "Mt", "pv": "PV", "bev": "BEV", "phev": "PHEV", "ets": "ETS", "ttf": "TTF", "lng": "LNG",
 }
 
 
