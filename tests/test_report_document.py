@@ -3,7 +3,10 @@ to a report.docx read back with python-docx and a report.md whose links resolve.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -218,13 +221,13 @@ def test_docx_contents_list_the_headings_before_word_updates_them(document: docx
     paragraphs = document.paragraphs
     start = next(i for i, p in enumerate(paragraphs) if p.style.name == "TOC Heading")
     end = next(i for i, p in enumerate(paragraphs) if p.style.name == "Heading 1")
-    contents = [p.text for p in paragraphs[start + 1 : end] if p.text]
+    contents = [p.text.rstrip("\t") for p in paragraphs[start + 1 : end] if p.text]
     assert contents[:3] == ["1. Generation", "The mix", "Coal"]
     assert contents[-1] == "Failed or skipped tasks"
-    # one TOC field spanning the entries: begin in the first, end in the last
-    first, last = paragraphs[start + 1], paragraphs[end - 1]
-    assert [c.get(qn("w:fldCharType")) for c in first._p.iter(qn("w:fldChar"))][:2] == ["begin", "separate"]
-    assert [c.get(qn("w:fldCharType")) for c in last._p.iter(qn("w:fldChar"))][-1:] == ["end"]
+    # each entry: its text, a tab to a dot leader, and a page-number field of its own
+    for entry in paragraphs[start + 1 : end]:
+        kinds = [c.get(qn("w:fldCharType")) for c in entry._p.iter(qn("w:fldChar"))]
+        assert kinds == ["begin", "separate", "end"]
 
 
 def test_docx_chapter_lead_is_the_intro_under_its_heading(document: docx.document.Document) -> None:
@@ -406,3 +409,19 @@ def test_the_data_sheet_names_tables_and_columns_for_readers(tmp_path: Path) -> 
     assert (spec.title, spec.y_label, [name for name, _ in spec.series]) == (
         "Power from fossil fuels", "TWh", ["Coal (TWh)", "Gas (TWh)"])
     assert store.markdown("generation").startswith("| year | coal | gas |")  # what prompts see
+
+
+@pytest.mark.skipif(not (shutil.which("soffice") and shutil.which("pdftotext")),
+                    reason="needs LibreOffice (soffice) and poppler (pdftotext)")
+def test_libreoffice_prints_the_contents_with_the_page_each_heading_is_on(document, run_dir: Path) -> None:
+    """Read as a new user reads it: the docx converted to PDF by LibreOffice."""
+    path = run_dir / "report.docx"
+    subprocess.run(["soffice", "--headless", "--convert-to", "pdf", "--outdir", str(run_dir), str(path)],
+                   check=True, capture_output=True, timeout=180,
+                   env={**os.environ, "HOME": str(run_dir)})  # its own profile: no clash with a running one
+    pages = subprocess.run(["pdftotext", "-layout", str(run_dir / "report.pdf"), "-"], check=True,
+                           capture_output=True, text=True).stdout.split("\f")
+    listed = dict(re.findall(r"^\s*(\S.*?)\.{3,}\s*(\d+)\s*$", pages[0] + pages[1], flags=re.MULTILINE))
+    assert listed, "no page numbers in the Contents"
+    for heading, page in listed.items():
+        assert heading.strip() in pages[int(page) - 1], (heading, page)

@@ -39,7 +39,7 @@ from report_pipeline.writers import (
     write_xlsx,
 )
 from report_pipeline.writers.attachments import TaskAttachments
-from report_pipeline.writers.docx_out import TOC_INSTRUCTION
+from report_pipeline.writers.docx_out import PAGE_REFERENCE
 from report_pipeline.writers.figures.charts import ChartImage
 
 T0 = 1_714_564_800.0  # 2024-05-01 12:00:00 UTC
@@ -505,14 +505,22 @@ def test_docx_headings_follow_report_order(tmp_path: Path, report_with_failures:
     assert leftovers(tmp_path) == []
 
 
-def test_docx_has_a_toc_field_word_updates_on_open(tmp_path: Path, report_with_failures: ReportView) -> None:
+def test_docx_contents_entries_are_page_references_to_bookmarks_on_their_headings(
+    tmp_path: Path, report_with_failures: ReportView
+) -> None:
+    """LibreOffice keeps a TOC field's stored text (no page numbers in its PDF) but computes PAGEREF
+    fields; Word fills both on open."""
     document = docx.Document(write_docx(tmp_path / "report.docx", report_with_failures))
     body = document.element.body
     instructions = [el.text.strip() for el in body.iter(qn("w:instrText"))]
-    assert instructions == [TOC_INSTRUCTION]
-    assert TOC_INSTRUCTION == 'TOC \\o "1-3" \\h \\z \\u'
-    kinds = [el.get(qn("w:fldCharType")) for el in body.iter(qn("w:fldChar"))]
-    assert kinds == ["begin", "separate", "end"]
+    marks = {el.get(qn("w:name")): el for el in body.iter(qn("w:bookmarkStart"))}
+    headings = [p for p in document.paragraphs if p.style.name in ("Heading 1", "Heading 2")]
+    assert len(instructions) == len(headings) == len(marks) > 2
+    for instruction, heading in zip(instructions, headings):
+        kind, mark, switch = instruction.split()
+        assert (kind, switch) == (PAGE_REFERENCE, "\\h")
+        assert marks[mark].getparent() is heading._p  # each entry points at its own heading
+    assert not any("TOC" in text for text in instructions)
     update = document.settings.element.find(qn("w:updateFields"))
     assert update is not None and update.get(qn("w:val")) == "true"
 

@@ -60,15 +60,15 @@ if TYPE_CHECKING:
 
     from .attachments import TaskAttachments
 
-__all__ = ["APPENDIX_TITLE", "TOC_INSTRUCTION", "write_docx"]
+__all__ = ["APPENDIX_TITLE", "PAGE_REFERENCE", "write_docx"]
 
 logger = logging.getLogger(__name__)
 
 APPENDIX_TITLE = "Failed or skipped tasks"
 #: Word's own "Insert > Table of Contents": headings 1-3, hyperlinked, no page
 #: numbers in web view, keep outline levels.
-TOC_INSTRUCTION = 'TOC \\o "1-3" \\h \\z \\u'
-TOC_PLACEHOLDER = "Right-click here and choose Update Field to build the table of contents."
+PAGE_REFERENCE = "PAGEREF"  # each Contents entry's page: a field on the bookmark of its heading
+TOC_PLACEHOLDER = "This report has no chapters."
 IMAGE_WIDTH = Cm(15)
 PROBLEM_COLOUR = RGBColor(0xA0, 0x1C, 0x1C)
 QUIET_COLOUR = RGBColor(0x59, 0x59, 0x59)
@@ -111,6 +111,9 @@ _VAL, _ASCII, _H_ANSI, _LEFT, _BEFORE, _AFTER = (
     qn(f"w:{name}") for name in ("val", "ascii", "hAnsi", "left", "before", "after")
 )
 _FLD_CHAR_TYPE, _DIRTY, _XML_SPACE = qn("w:fldCharType"), qn("w:dirty"), qn("xml:space")
+_BOOKMARK_START, _BOOKMARK_END, _TABS, _ID, _NAME, _LEADER, _POS = (
+    qn(f"w:{name}") for name in ("bookmarkStart", "bookmarkEnd", "tabs", "id", "name", "leader", "pos")
+)
 _TR, _TR_PR, _TC, _TC_PR, _TC_W, _GRID_COL, _CANT_SPLIT, _TBL_HEADER, _SHADING = (
     qn(f"w:{tag}") for tag in ("tr", "trPr", "tc", "tcPr", "tcW", "gridCol", "cantSplit", "tblHeader", "shd")
 )
@@ -209,20 +212,34 @@ def _build(report: ReportView, attachments: Mapping[str, TaskAttachments]) -> Do
     _add_page_footer(document, report)
     _add_table_of_contents(document, report)
     numbers = CaptionNumbers()
+    marks = iter(range(len(_toc_entries(report))))  # each heading's bookmark, in the Contents' order
     for chapter in report.chapters:
-        document.add_heading_p(xml_safe(chapter_heading(chapter)), level=1)
+        _bookmark(document.add_heading_p(xml_safe(chapter_heading(chapter)), level=1), next(marks))
         intro = chapter_intro(chapter)
         if intro:
             _add_run(document.add_p(), xml_safe(intro), italic=True)
         for result in chapter.results:
-            document.add_heading_p(xml_safe(task_heading(result)), level=2)
+            _bookmark(document.add_heading_p(xml_safe(task_heading(result)), level=2), next(marks))
             _add_task_body(document, result)
             found = attachments.get(result.key)
             if found:
                 _add_attachments(document, found, numbers)
     if problems(report):
-        _add_appendix(document, report)
+        _add_appendix(document, report, next(marks))
     return document
+
+
+def _toc_mark(number: int) -> str:
+    return f"_Toc_rp{number}"
+
+
+def _bookmark(p: CT_P, number: int) -> None:
+    """Wrap the heading's text in a bookmark the Contents' PAGEREF fields point at."""
+    start = SubElement(p, _BOOKMARK_START, {_ID: str(number), _NAME: _toc_mark(number)})
+    p_pr = p.find(_PPR)
+    p.remove(start)
+    p.insert(1 if p_pr is not None else 0, start)
+    SubElement(p, _BOOKMARK_END, {_ID: str(number)})
 
 
 def _set_properties(document: DocxDocument, report: ReportView) -> None:
@@ -285,28 +302,28 @@ def _add_page_footer(document: DocxDocument, report: ReportView) -> None:
 
 
 def _add_table_of_contents(document: DocxDocument, report: ReportView) -> None:
-    """A real TOC field that Word rebuilds (with page numbers) when the file is opened.
+    """Contents whose page numbers Word and LibreOffice both fill in.
 
-    python-docx cannot lay out pages, so the field's stored result is the list
-    of headings without page numbers: what a PDF converter, a previewer or
-    LibreOffice shows until the field is updated. Word is asked to update
-    fields on open, and the field is marked dirty. The field spans paragraphs,
-    as Word's own TOC does: it begins in the first entry and ends in the last.
+    python-docx cannot lay out pages, so each entry (every heading, in order) ends in
+    a dot leader and a `PAGEREF` field to a bookmark on its heading, as the entries
+    of Word's own TOC do. They are not wrapped in a TOC field: LibreOffice keeps a
+    TOC field's stored text as it is (no page numbers in a PDF made with it, as the
+    first report's readers found), while it computes a PAGEREF when it lays the
+    pages out. Word is asked to update fields on open, which fills the same fields.
+    The entries are written from the same headings as the body, so they never need
+    Word's "Update table".
     """
     document.add_p("Contents", style="TOC Heading")
     entries = _toc_entries(report)
-    first = document.add_p()
-    _field_start(first, TOC_INSTRUCTION, dirty=True)
     if not entries:
-        _add_run(first, TOC_PLACEHOLDER, italic=True)
-        _field_char(first, "end")
-    else:
-        paragraph = first
-        for number, (level, text) in enumerate(entries):
-            if number:
-                paragraph = document.add_p()
-            _toc_entry_format(paragraph, level, first=not number)
-            _add_run(paragraph, xml_safe(text), bold=level == 1)
+        _add_run(document.add_p(), TOC_PLACEHOLDER, italic=True)
+    for number, (level, text) in enumerate(entries):
+        paragraph = document.add_p()
+        _toc_entry_format(paragraph, level, first=not number, tab=document.text_width)
+        _add_run(paragraph, xml_safe(text), bold=level == 1)
+        SubElement(SubElement(paragraph, _R), _TAB)
+        _field_start(paragraph, f"{PAGE_REFERENCE} {_toc_mark(number)} \\h", dirty=True)
+        _add_run(paragraph, "", bold=level == 1)
         _field_char(paragraph, "end")
     _update_fields_on_open(document)
     # no page break here: Heading 1 starts a new page (see _set_styles)
@@ -334,11 +351,14 @@ _TOC_FORMATS = {
 }
 
 
-def _toc_entry_format(p: CT_P, level: int, *, first: bool) -> None:
-    """A chapter entry in bold with 6 pt above (none above the first), a task entry indented."""
+def _toc_entry_format(p: CT_P, level: int, *, first: bool, tab: Length) -> None:
+    """A chapter entry in bold with 6 pt above (none above the first), a task entry indented; the page
+    number at a right tab with a dot leader."""
     indent, after, before = _TOC_FORMATS[level == 1, first]
     p_pr = SubElement(p, _PPR)
     p.insert(0, p_pr)  # the first entry already holds the field's start
+    tabs = SubElement(p_pr, _TABS)
+    SubElement(tabs, _TAB, {_VAL: "right", _LEADER: "dot", _POS: ST_TwipsMeasure.convert_to_xml(tab)})
     SubElement(p_pr, _SPACING, {_AFTER: after, _BEFORE: before})
     SubElement(p_pr, _IND, {_LEFT: indent})
 
@@ -444,8 +464,8 @@ def _add_note(document: _FastDocument, text: str) -> None:
     _add_run(document.add_p(), xml_safe(text), italic=True, size=_SMALL_SIZE, colour=_QUIET)
 
 
-def _add_appendix(document: DocxDocument, report: ReportView) -> None:
-    document.add_heading(APPENDIX_TITLE, level=1)
+def _add_appendix(document: DocxDocument, report: ReportView, mark: int) -> None:
+    _bookmark(document.add_heading(APPENDIX_TITLE, level=1)._p, mark)
     rows = problems(report)
     table = document.add_table(rows=1 + len(rows), cols=len(APPENDIX_COLUMNS), style="Table Grid")
     for cell, name in zip(table.rows[0].cells, APPENDIX_COLUMNS):
