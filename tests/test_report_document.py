@@ -425,3 +425,36 @@ def test_libreoffice_prints_the_contents_with_the_page_each_heading_is_on(docume
     assert listed, "no page numbers in the Contents"
     for heading, page in listed.items():
         assert heading.strip() in pages[int(page) - 1], (heading, page)
+
+
+def test_a_data_table_too_wide_for_the_page_steps_down_a_point_so_no_header_word_breaks(tmp_path: Path) -> None:
+    """The example's 12-column table broke `Bioenerg y` at 8 pt; at 7 pt every column gets its longest word."""
+    folder = tmp_path / "sheet"
+    (folder / "data").mkdir(parents=True)
+    columns = ["year", "basis", "coal", "gas", "nuclear", "hydro", "wind", "solar", "bioenergy", "other", "total",
+               "renewable_share_pct"]
+    rows = [",".join(columns)] + [f"{2015 + i},projection," + ",".join(f"{1000.5 + i}" for _ in columns[2:])
+                                  for i in range(3)]
+    (folder / "data" / "wide.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (folder / "data" / "narrow.csv").write_text("year,coal\n2015,1\n", encoding="utf-8")
+    path = make_workbook(
+        folder / "w.xlsx",
+        objectives=[{"objective_id": "o", "title": "O"}],
+        tasks=[{"objective_id": "o", "task_id": "t", "prompt": "p", "data": "wide, narrow", "include_table": True}],
+        data=[{"name": "wide", "path": "data/wide.csv"}, {"name": "narrow", "path": "data/narrow.csv"}],
+    )
+    sheet = load_prompt_sheet(path)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    found = build_attachments(sheet.tasks, DataStore(sheet.data_sources), run_dir, charts=ChartRenderer(run_dir))
+    document = docx.Document(write_docx(run_dir / "r.docx", report_view(sheet), attachments=found))
+    wide, narrow = document.tables[0], document.tables[1]
+    assert {p.style.name for cell in wide.rows[1].cells for p in cell.paragraphs} == {"Table Data Small"}
+    assert {p.style.name for cell in narrow.rows[1].cells for p in cell.paragraphs} == {"Table Data"}
+    widths = [int(cell._tc.tcPr.find(qn("w:tcW")).get(qn("w:w"))) for cell in wide.rows[0].cells]
+    section = document.sections[0]
+    text_width = (section.page_width - section.left_margin - section.right_margin) / 635  # EMU -> twips
+    assert sum(widths) <= text_width + 1
+    char = 7 * 0.55 * 20  # twips per character at 7 pt
+    bio = table_rows(wide)[0].index("Bioenergy")
+    assert widths[bio] >= len("Bioenergy") * char  # the word fits on one line

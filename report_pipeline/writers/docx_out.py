@@ -13,6 +13,7 @@ table of figures and cross-references from them.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -80,6 +81,8 @@ DATA_TABLE_FONT = Pt(8)  # attached data tables: up to a dozen columns across 15
 TEXT_TABLE_FONT = Pt(9.5)
 TABLE_TEXT_STYLE = "Table Text"  # cells of tables from task texts and the appendix
 TABLE_DATA_STYLE = "Table Data"  # cells of attached data tables
+DATA_TABLE_FONT_MIN = Pt(7)  # a wide data table steps down to this before its words would break
+TABLE_DATA_SMALL_STYLE = "Table Data Small"
 TOC_INDENT = Cm(0.6)
 MAX_COLUMN_CHARS = 40  # a long-text column asks for at most this many characters a line
 MIN_COLUMN_CHARS = 3
@@ -258,7 +261,8 @@ def _set_styles(document: DocxDocument) -> None:
     heading.page_break_before = True
     heading.keep_with_next = True
     styles["Heading 2"].paragraph_format.keep_with_next = True
-    for name, size in ((TABLE_TEXT_STYLE, TEXT_TABLE_FONT), (TABLE_DATA_STYLE, DATA_TABLE_FONT)):
+    for name, size in ((TABLE_TEXT_STYLE, TEXT_TABLE_FONT), (TABLE_DATA_STYLE, DATA_TABLE_FONT),
+                       (TABLE_DATA_SMALL_STYLE, DATA_TABLE_FONT_MIN)):
         style = styles.add_style(name, WD_STYLE_TYPE.PARAGRAPH)
         style.base_style = styles["Normal"]
         style.font.size = size
@@ -654,9 +658,13 @@ def _finish_table(
     tbl = table._tbl
     grid = list(tbl.tblGrid.iterchildren(_GRID_COL))
     font_size, margin = (DATA_TABLE_FONT, DATA_CELL_MARGIN) if data else (TEXT_TABLE_FONT, TEXT_CELL_MARGIN)
-    style_id = document._style_id(TABLE_DATA_STYLE if data else TABLE_TEXT_STYLE)
+    style = TABLE_DATA_STYLE if data else TABLE_TEXT_STYLE
     needs = _column_needs(texts, len(grid), header=header, font_size=font_size, margin=margin)
     text_width = sum(Twips(int(column.get(_W_WIDTH, 0))) for column in grid)  # new tables span the text width
+    if data and sum(needs) > text_width:  # too wide: a smaller type, so words and numbers stay whole
+        font_size, style = DATA_TABLE_FONT_MIN, TABLE_DATA_SMALL_STYLE
+        needs = _column_needs(texts, len(grid), header=header, font_size=font_size, margin=margin)
+    style_id = document._style_id(style)
     widths = _fit_widths(needs, table_width=text_width, fill=fill_width)
     table.alignment = WD_TABLE_ALIGNMENT.CENTER
     table.autofit = False
@@ -706,8 +714,9 @@ def _column_needs(
 
 
 def _header_length(text: str) -> int:
-    """The longest word of a header, plus one for bold type (and the `_` it wraps after)."""
-    return max((len(word) + 1 for word in re.split(r"[\s_]+", text.strip())), default=0)
+    """The longest word of a header in characters, widened for bold type (an eighth, as the example's
+    `Renewable` broke in LibreOffice at one character more), plus one for the `_` it wraps after."""
+    return max((math.ceil(len(word) * 1.125) + 1 for word in re.split(r"[\s_]+", text.strip())), default=0)
 
 
 def _fit_widths(needs: Sequence[int], *, table_width: int, fill: bool) -> list[Length]:
