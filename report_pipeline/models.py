@@ -115,6 +115,17 @@ class CallRecord:
 
 
 @dataclass(frozen=True)
+class CallText:
+    """One answered call's words: what a reviewer reads to see why a paragraph says what it says."""
+
+    step: str
+    model: str
+    prompt: str  # the messages, each under its role
+    response: str
+    cached: bool
+
+
+@dataclass(frozen=True)
 class TaskResult:
     """The outcome of one task, as it goes into results.csv and the report."""
 

@@ -13,7 +13,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from .ledger.history import resume_command
 from .ledger.runlock import RunLock
 from .ledger.store import Ledger, config_hash, sheet_hash
 from .logs import redact, run_log
-from .models import Objective, PromptSheet, Task, TaskResult
+from .models import CallText, Objective, PromptSheet, Task, TaskResult
 from .providers import Provider
 from .providers.controls import CallControls
 from .providers.factory import make_provider, open_endpoint
@@ -253,7 +253,8 @@ class ReportGenerationPipeline:
                 if ledger is not None:
                     self._endpoint_memory(ledger, keep=True)
                 prefetch.join()
-                result = self._finish(started, halt, monitor.stats.as_dict(), drawer)
+                calls = ledger.call_texts(self.run_id) if ledger is not None else {}
+                result = self._finish(started, halt, monitor.stats.as_dict(), drawer, calls)
             finally:
                 if drawer is not None:
                     drawer.close()
@@ -489,7 +490,8 @@ class ReportGenerationPipeline:
         self.observer.objective_finished(objective_id, results)
 
     def _finish(
-        self, started: float, halt: Halt | None, resources: dict[str, Any], drawer: DrawingProcess | None
+        self, started: float, halt: Halt | None, resources: dict[str, Any], drawer: DrawingProcess | None,
+        calls: Mapping[str, Sequence[CallText]],
     ) -> RunResult:
         finished = time.time()
         results = self.results.all_results()
@@ -505,6 +507,7 @@ class ReportGenerationPipeline:
             "report_md": self.run_dir / "report.md",
             "report_docx": self.run_dir / "report.docx",
             "report_xlsx": self.run_dir / "report.xlsx",
+            "report_html": self.run_dir / "report.html",
             "results_csv": self.run_dir / "results.csv",
             "run_json": self.run_dir / "run.json",
             "run_log": self.run_dir / "run.log",
@@ -515,7 +518,7 @@ class ReportGenerationPipeline:
             done_tasks=[self.plan.tasks[r.key] for r in view.all_results() if r.status == "done"],
             data=self.data, charts=self._charts, drawer=drawer,
             timeline_title=f"{self.config.project_name}: run {self.run_id}",
-            objective_titles={o.objective_id: o.title for o in self.plan.objectives},
+            objective_titles={o.objective_id: o.title for o in self.plan.objectives}, calls=calls,
         )
         finished = time.time()  # the run's duration includes writing its reports
         run = RunResult(

@@ -244,7 +244,7 @@ def test_line_chart_has_a_line_per_y_column_title_labels_and_legend(sources: dic
 def test_shared_unit_suffix_becomes_the_y_axis_label(sources: dict[str, DataSource]) -> None:
     figure, ax = drawn_axes(sources["prices"])
     assert ax.get_ylabel() == "EUR/MWh"
-    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["germany", "france"]
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["Germany", "France"]
 
 
 def test_bar_chart_groups_one_bar_per_y_column_per_x_value(sources: dict[str, DataSource]) -> None:

@@ -51,7 +51,7 @@ from urllib.parse import quote
 
 from ..errors import LedgerError
 from ..logs import redact, url_without_credentials
-from ..models import CallRecord, TaskResult
+from ..models import CallRecord, CallText, TaskResult
 from ..providers.base import ChatResponse
 from ..providers.ratelimit import LearnedLimits
 from .migrations import MIGRATIONS, applied_migrations, check_schema, migrate
@@ -710,6 +710,25 @@ class Ledger:
             (_endpoint(provider, base_url),),
         )
         return {row["model"]: row["in_flight_limit"] for row in rows if self._clock() - row["learned_at"] <= max_age_s}
+
+    def call_texts(self, run_id: str) -> dict[str, list[CallText]]:
+        """Every answered call of a run by task key, in the order made: the rendered prompt and the
+        answer of each step, for the report's provenance panels."""
+        self.flush()
+        rows = self._select(
+            "SELECT task_key, step, model, prompt, response, cached FROM calls WHERE run_id = ? AND status = 'ok'"
+            " ORDER BY id", (run_id,))
+        texts: dict[str, list[CallText]] = {}
+        for row in rows:
+            try:
+                messages = json.loads(row["prompt"] or "[]")
+            except json.JSONDecodeError:
+                messages = []
+            prompt = "\n\n".join(f"[{m.get('role', '')}]\n{m.get('content', '')}" for m in messages
+                                   if isinstance(m, dict))
+            texts.setdefault(row["task_key"], []).append(
+                CallText(row["step"], row["model"] or "", prompt, row["response"] or "", bool(row["cached"])))
+        return texts
 
     def call_seconds(
         self, provider: str, base_url: str | None, *, max_age_s: float, limit: int = 50_000

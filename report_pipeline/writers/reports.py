@@ -1,4 +1,4 @@
-"""The end of a run: report.md and report.docx here, timeline.png and report.xlsx on the drawing child meanwhile.
+"""The end of a run: report.md, report.docx and report.html here, timeline.png and report.xlsx on the drawing child meanwhile.
 
 The child saves the workbook and draws the timeline while this process writes the
 documents; without one (or for what it fails), this process does it, the timeline on a
@@ -12,10 +12,11 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..models import ReportView, Task, TaskResult
+from ..models import CallText, ReportView, Task, TaskResult
 from ..workbook.data import DataStore
 from .attachments import build_attachments
 from .docx_out import write_docx
+from .html_out import write_html
 from .figures.charts import ChartRenderer
 from .figures.drawing import (
     FALLBACKS,
@@ -43,8 +44,10 @@ def write_reports(
     drawer: DrawingProcess | None,
     timeline_title: str,
     objective_titles: Mapping[str, str],
+    calls: Mapping[str, Sequence[CallText]] | None = None,
 ) -> None:
-    """report.md, report.docx, report.xlsx and timeline.png at the `outputs` paths of those names."""
+    """report.md, report.docx, report.html, report.xlsx and timeline.png at the `outputs` paths of
+    those names; `calls` (task key -> its prompts and answers) fill report.html's provenance panels."""
     run_dir = outputs["report_md"].parent
     jobs = {
         "timeline": TimelineJob(outputs["timeline_png"], timeline_data(results), timeline_title, dict(objective_titles)),
@@ -60,6 +63,8 @@ def write_reports(
         attachments = build_attachments(done_tasks, data, run_dir, charts=charts)
         write_markdown(outputs["report_md"], view, attachments=attachments)
         write_docx(outputs["report_docx"], view, attachments=attachments)
+        if "report_html" in outputs:
+            write_html(outputs["report_html"], view, attachments=attachments, calls=calls)
         if "xlsx" in todo:
             save_workbook(jobs["xlsx"])
         if timeline is not None:

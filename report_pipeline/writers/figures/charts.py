@@ -241,8 +241,8 @@ def _y_values(column: pd.Series, where: str, name: str) -> pd.Series:
 def _labels(columns: Sequence[str]) -> tuple[list[str], str]:
     """Legend labels without the unit tail they share, and that unit for the y axis.
 
-    `germany_eur_mwh, france_eur_mwh` -> (["germany", "france"], "EUR/MWh");
-    `coal, gas` -> (["coal", "gas"], ""). A single column keeps its name in full.
+    `germany_eur_mwh, france_eur_mwh` -> (["Germany", "France"], "EUR/MWh");
+    `coal, gas` -> (["Coal", "Gas"], ""). A single column keeps its name in full.
     """
     words = [re.split(r"[_\s]+", str(c).strip().lower()) for c in columns]
     tail = 0
@@ -252,7 +252,7 @@ def _labels(columns: Sequence[str]) -> tuple[list[str], str]:
         tail += 1
     if tail == 0 or len(columns) == 1:
         return [_human(c) for c in columns], ""
-    labels = [" ".join(w[:-tail]) for w in words]
+    labels = [readable_name(" ".join(w[:-tail])) for w in words]
     return labels, _unit_text(words[0][-tail:])
 
 
