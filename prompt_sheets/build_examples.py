@@ -951,7 +951,7 @@ three policy priorities that would close most of the gap, with the sector each a
 # name, file, sheet, columns, filter, chart, x, y
 DATA_SOURCES: list[dict[str, Any]] = [
     {"name": "eu_generation", "path": "data/eu_generation.csv", "title": "EU electricity generation by source",
-     "unit": "TWh", "chart": "line", "x": "year", "y": "coal, gas, nuclear, wind, solar"},
+     "unit": "TWh", "shade": "basis = projection", "chart": "line", "x": "year", "y": "coal, gas, nuclear, wind, solar"},
     {"name": "generation_germany", "path": "data/generation_by_country.csv",
      "title": "Electricity generation in Germany", "unit": "TWh",
      "columns": "country, year, basis, coal, gas, nuclear, wind, solar, total, renewable_share_pct",
@@ -969,6 +969,7 @@ DATA_SOURCES: list[dict[str, Any]] = [
      "columns": "country, year, ev_share_new_cars_pct, heat_pump_sales_thousand",
      "filter": "year >= 2020"},
     {"name": "power_prices", "path": "data/prices.csv", "title": "Wholesale power prices", "unit": "EUR/MWh",
+     "shade": "basis = projection",
      "columns": "year, basis, " + ", ".join(POWER_PRICES),
      "chart": "line", "x": "year", "y": "germany_eur_mwh, france_eur_mwh, spain_eur_mwh, italy_eur_mwh"},
     {"name": "fuel_and_carbon", "path": "data/prices.csv",
@@ -977,7 +978,7 @@ DATA_SOURCES: list[dict[str, Any]] = [
      "title": "Clean-energy investment in the EU", "unit": "EUR bn",
      "chart": "bar", "x": "year", "y": ", ".join(INVESTMENT)},
     {"name": "emissions", "path": "data/emissions.csv", "title": "EU greenhouse-gas emissions by sector",
-     "unit": "Mt CO2e", "chart": "line", "x": "year", "y": "power_mt, industry_mt, transport_mt, buildings_mt"},
+     "unit": "Mt CO2e", "shade": "basis = projection", "chart": "line", "x": "year", "y": "power_mt, industry_mt, transport_mt, buildings_mt"},
     {"name": "policy_targets", "path": "data/policy_targets.csv"},
 ]
 

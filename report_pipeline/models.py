@@ -29,6 +29,7 @@ class DataSource:
     title: str | None = None  # how captions and chart titles name the table (else its name, readable)
     unit: str | None = None  # the chart's y axis label (e.g. "TWh")
     labels: tuple[tuple[str, str], ...] = ()  # (column, label): from `columns` entries `name: Label`
+    shade: tuple[str, str] | None = None  # (column, value): chart rows where it holds are shaded
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from report_pipeline.writers.figures.charts import (
     ChartRenderer,
     chart_caption,
     chart_figure,
+    chart_spec,
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -281,3 +282,36 @@ def test_rendering_never_imports_pyplot(tmp_path: Path, sources: dict[str, DataS
     )
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "False"
+
+
+SHADED = """year,basis,coal
+2022,historical,400
+2023,historical,330
+2024,estimate,270
+2025,projection,240
+2026,projection,210
+"""
+
+
+def test_a_shade_marks_projections_with_a_band_and_a_legend_entry(tmp_path: Path) -> None:
+    (tmp_path / "coal.csv").write_text(SHADED, encoding="utf-8")
+    for kind in ("line", "bar"):
+        source = DataSource("coal", tmp_path / "coal.csv", chart=kind, x="year", y=("coal",),
+                            shade=("basis", "projection"))
+        spec = chart_spec(source, load_frame(source))
+        assert spec.shaded == (3, 4) and spec.shade_label == "Projection"
+        assert ChartSpec.from_json(spec.to_json()) == spec  # it travels to the drawing process intact
+        assert chart_caption(source).endswith("by year (shaded: projection)")
+        figure, ax = drawn_axes(source)
+        bands = [patch for patch in ax.patches if patch.get_label() == "Projection"]
+        assert len(bands) == 1
+        left, right = bands[0].get_x(), bands[0].get_x() + bands[0].get_width()
+        assert (left, right) == ((2024.5, 2026.5) if kind == "line" else (2.5, 4.5))  # half a step either side
+        assert "Projection" in [t.get_text() for t in figure.legends[0].get_texts()]
+
+
+def test_a_shade_column_missing_from_the_table_names_the_source(tmp_path: Path) -> None:
+    (tmp_path / "coal.csv").write_text(SHADED, encoding="utf-8")
+    source = DataSource("coal", tmp_path / "coal.csv", chart="line", x="year", y=("coal",), shade=("kind", "x"))
+    with pytest.raises(ValueError, match="'coal'.*shade column 'kind'"):
+        chart_spec(source, load_frame(source))

@@ -1050,3 +1050,24 @@ def test_run_reports_config_file_problems_with_the_sheets(tmp_path: Path, dry_ru
     assert "tasks!C2 (prompt): empty prompt" in result.output
     assert "run.yaml: " in result.output and "max_task_workrs" in result.output
     assert not out.exists()
+
+
+def test_a_shade_that_is_not_column_equals_value_or_names_a_missing_column_is_reported(tmp_path) -> None:
+    from report_pipeline.workbook.reader import load_prompt_sheet
+    from tests.workbooks import make_workbook
+
+    (tmp_path / "wb").mkdir()
+    (tmp_path / "wb" / "coal.csv").write_text("year,basis,coal\n2024,historical,1\n", encoding="utf-8")
+    sheet = make_workbook(
+        tmp_path / "wb" / "s.xlsx",
+        objectives=[{"objective_id": "o", "title": "O"}],
+        tasks=[{"objective_id": "o", "task_id": "t", "prompt": "p", "data": "a, b"}],
+        data=[{"name": "a", "path": "coal.csv", "chart": "line", "x": "year", "y": "coal", "shade": "basis projection"},
+              {"name": "b", "path": "coal.csv", "chart": "line", "x": "year", "y": "coal", "shade": "kind = x"}],
+    )
+    with pytest.raises(PromptSheetError) as caught:
+        load_prompt_sheet(sheet)
+    message = str(caught.value)
+    assert "data!" in message and "(shade)" in message
+    assert "write COLUMN = VALUE, e.g. basis = projection" in message
+    assert "column 'kind' is not in the table" in message

@@ -533,6 +533,8 @@ def source_problems(source: DataSource) -> list[tuple[str, str]]:
     for name in source.y:
         if name not in shown:
             problems.append(("y", f"chart y column {name!r} is not in the table (it has: {', '.join(map(str, shown))})"))
+    if source.shade and source.shade[0] not in shown:
+        problems.append(("shade", f"column {source.shade[0]!r} is not in the table (it has: {', '.join(map(str, shown))})"))
     return problems
 
 

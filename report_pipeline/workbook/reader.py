@@ -107,7 +107,8 @@ _SPECS: tuple[_Spec, ...] = (
         ("title", "data", "depends_on", "steps", "model", "temperature", "max_tokens", "enabled", "merge", "include_table",
          "reasoning_effort"),
     ),
-    _Spec("data", ("name", "path"), ("sheet", "columns", "filter", "chart", "x", "y", "title", "unit"), needed=False),
+    _Spec("data", ("name", "path"), ("sheet", "columns", "filter", "chart", "x", "y", "title", "unit", "shade"),
+          needed=False),
     _Spec("settings", ("key", "value"), needed=False),
     _Spec("prompts", ("name", "template"), needed=False),
 )
@@ -825,6 +826,7 @@ class _Reader:
                 labels=labels,
                 title=row.text("title") or None,
                 unit=row.text("unit") or None,
+                shade=self._shade(row),
                 filter=row.text("filter") or None,
                 chart=chart,
                 x=x,
@@ -836,6 +838,18 @@ class _Reader:
             for column, message in source_problems(source):
                 self.problems.at(rows[name], column, message)
         return sources
+
+    def _shade(self, row: _Row) -> tuple[str, str] | None:
+        """`basis = projection`: the chart shades the rows whose `basis` is `projection`."""
+        text = row.text("shade")
+        if not text:
+            return None
+        column, equals, value = text.replace("==", "=").partition("=")
+        column, value = column.strip().strip("`"), value.strip().strip("\"'")
+        if not equals or not column or not value:
+            self.problems.at(row, "shade", f"{text!r}: write COLUMN = VALUE, e.g. basis = projection")
+            return None
+        return column, value
 
     def _settings(self, table: _Table | None) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
         """Raw settings, their value cells, and those of them whose value is usable.

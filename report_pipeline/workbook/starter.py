@@ -258,7 +258,7 @@ TASK_COLUMNS: tuple[str, ...] = (
     "objective_id", "task_id", "title", "prompt", "data", "depends_on", "steps",
     "model", "temperature", "max_tokens", "enabled", "include_table",
 )
-DATA_COLUMNS: tuple[str, ...] = ("name", "path", "sheet", "columns", "filter", "chart", "x", "y", "title", "unit")
+DATA_COLUMNS: tuple[str, ...] = ("name", "path", "sheet", "columns", "filter", "chart", "x", "y", "title", "unit", "shade")
 SETTINGS_COLUMNS: tuple[str, ...] = ("key", "value")
 
 

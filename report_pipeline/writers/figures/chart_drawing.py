@@ -55,6 +55,8 @@ class ChartSpec:
     x: tuple[Any, ...]
     x_labels: tuple[str, ...]
     series: tuple[tuple[str, tuple[float, ...]], ...]
+    shaded: tuple[int, ...] = ()  # positions (in `x`) of the rows the sheet's `shade` marks
+    shade_label: str = ""  # their legend entry, e.g. "Projection"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,6 +67,7 @@ class ChartSpec:
             kind=data["kind"], title=data["title"], x_label=data["x_label"], y_label=data["y_label"],
             x_kind=data["x_kind"], x=tuple(data["x"]), x_labels=tuple(data["x_labels"]),
             series=tuple((label, tuple(values)) for label, values in data["series"]),
+            shaded=tuple(data.get("shaded", ())), shade_label=data.get("shade_label", ""),
         )
 
 
@@ -91,11 +94,13 @@ def spec_figure(spec: ChartSpec) -> Figure:
         _draw_lines(ax, spec)
     else:
         _draw_bars(ax, spec)
+    if spec.shaded:
+        _shade(ax, spec)
     ax.set_title(spec.title, loc="left", fontsize=FONT_SIZE + 2, fontweight="bold")
     ax.set_xlabel(spec.x_label, fontsize=FONT_SIZE)
     if spec.y_label:
         ax.set_ylabel(spec.y_label, fontsize=FONT_SIZE)
-    if len(spec.series) > 1:
+    if len(spec.series) > 1 or spec.shaded:
         figure.legend(
             loc="outside lower center", ncols=min(len(spec.series), 5), frameon=False, fontsize=FONT_SIZE
         )
@@ -144,6 +149,36 @@ def _draw_bars(ax: Axes, spec: ChartSpec) -> None:
         ax.bar([i + offset for i in range(len(spec.x))], values, width=width, label=label)
     _category_ticks(ax, spec.x_labels)
     ax.set_xlim(-0.6, len(spec.x) - 0.4)
+
+
+def _shade(ax: Axes, spec: ChartSpec) -> None:
+    """A grey band behind each run of marked rows (projections after history), half a step either
+    side, and one legend entry for them."""
+    positions = list(_x_positions(spec)) if spec.kind == "line" else list(range(len(spec.x)))
+    if spec.x_kind == "datetime" and spec.kind == "line":
+        import matplotlib.dates as mdates
+
+        positions = [float(mdates.date2num(p)) for p in positions]
+    runs: list[list[int]] = []
+    for index in sorted(spec.shaded):
+        if runs and index == runs[-1][-1] + 1:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    for number, run in enumerate(runs):
+        first, last = run[0], run[-1]
+        left = positions[first] - _half_step(positions, first, -1)
+        right = positions[last] + _half_step(positions, last, +1)
+        ax.axvspan(left, right, color="#dfe4ea", alpha=0.8, zorder=0, linewidth=0,
+                   label=spec.shade_label if number == 0 else None)
+
+
+def _half_step(positions: Sequence[float], index: int, direction: int) -> float:
+    neighbour = index + direction
+    if 0 <= neighbour < len(positions):
+        return abs(positions[neighbour] - positions[index]) / 2
+    other = index - direction
+    return abs(positions[index] - positions[other]) / 2 if 0 <= other < len(positions) else 0.5
 
 
 def _category_ticks(ax: Axes, labels: Sequence[str]) -> None:

@@ -63,7 +63,8 @@ _CURRENCIES = frozenset({"eur", "usd", "gbp"})
 def chart_caption(source: DataSource) -> str:
     """`EU generation — coal, gas, wind by year` (writers add the "Figure N:" label)."""
     columns = ", ".join(column_label(source, y, capitalize=False) for y in source.y)
-    return f"{table_title(source)} — {columns} by {column_label(source, source.x or '', capitalize=False)}"
+    shaded = f" (shaded: {source.shade[1]})" if source.shade else ""
+    return f"{table_title(source)} — {columns} by {column_label(source, source.x or '', capitalize=False)}{shaded}"
 
 
 @dataclass
@@ -154,12 +155,14 @@ def chart_spec(source: DataSource, frame: pd.DataFrame) -> ChartSpec:
     if source.chart not in ("line", "bar"):
         raise ValueError(f"data source {source.name!r}: chart must be line or bar, not {source.chart!r}")
     x, series, unit = _chart_data(source, frame)
+    marked = _marked(source, frame)
     is_date = pd.api.types.is_datetime64_any_dtype(x)
     numeric = is_date or (pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x))
     if source.chart == "line" and numeric:
         order = x.sort_values(kind="stable").index  # a line over numbers or dates runs left to right
         x = x.loc[order]
         series = [replace(item, values=item.values.loc[order]) for item in series]
+        marked = marked.loc[order] if marked is not None else None
     if source.chart == "bar" or not numeric:
         x_kind = "category"
     elif is_date:
@@ -180,7 +183,19 @@ def chart_spec(source: DataSource, frame: pd.DataFrame) -> ChartSpec:
         x_kind=x_kind,
         x=values, x_labels=labels if x_kind == "category" else (),
         series=tuple((item.label, tuple(float(v) for v in item.values)) for item in series),
+        shaded=tuple(i for i, hit in enumerate(marked) if hit) if marked is not None else (),
+        shade_label=readable_name(source.shade[1]) if source.shade else "",
     )
+
+
+def _marked(source: DataSource, frame: pd.DataFrame) -> pd.Series | None:
+    """Which rows the sheet's `shade` (column, value) marks, aligned with the frame."""
+    if not source.shade:
+        return None
+    column, value = source.shade
+    if column not in frame.columns:
+        raise ValueError(f"data source {source.name!r}: shade column {column!r} is not in the table")
+    return frame[column].astype("string").str.strip().eq(value).fillna(False)
 
 
 def chart_figure(source: DataSource, frame: pd.DataFrame) -> Figure:
