@@ -200,6 +200,21 @@ def validate(sheet: Path, config_path: Path | None) -> None:
     click.echo(f"{sheet}: OK: {describe_sheet(loaded_sheet)}")
 
 
+@cli.command(epilog="Exit codes: 0 shown; 2 no such run or task, or no ledger under --output.")
+@click.argument("run_id")
+@click.argument("task", required=False, metavar="[OBJ.TASK]")
+@click.option("--output", "output_dir", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
+              help="The output root whose ledger to read.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts instead of text.")
+@_handle_errors
+def show(run_id: str, task: str | None, output_dir: Path, as_json: bool) -> None:
+    """A run's chapters (status, calls, cost), or one task's chain: each step's rendered prompt and
+    answer, model, tokens, cost, sends, cache hit and time, from the ledger. Read-only."""
+    from .ledger.inspect import show as show_text
+
+    click.echo(show_text(output_dir, run_id, task, as_json=as_json))
+
+
 @cli.command()
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
               help="The output root whose ledger to read.")

@@ -711,6 +711,18 @@ class Ledger:
         )
         return {row["model"]: row["in_flight_limit"] for row in rows if self._clock() - row["learned_at"] <= max_age_s}
 
+    def call_rows(self, run_id: str, task_key: str | None = None) -> list[dict[str, Any]]:
+        """A run's calls (one task's, when given) in the order made, every column but the hash:
+        what `report-pipeline show` prints."""
+        self.flush()
+        where, params = ("run_id = ?", (run_id,)) if task_key is None else ("run_id = ? AND task_key = ?",
+                                                                            (run_id, task_key))
+        rows = self._select(
+            "SELECT task_key, step, model, prompt, response, prompt_tokens, completion_tokens, reasoning_tokens,"
+            f" cached_tokens, cost_usd, latency_s, attempts, cached, status, error, created_at FROM calls WHERE {where}"
+            " ORDER BY id", params)
+        return [dict(row) for row in rows]
+
     def call_texts(self, run_id: str) -> dict[str, list[CallText]]:
         """Every answered call of a run by task key, in the order made: the rendered prompt and the
         answer of each step, for the report's provenance panels."""

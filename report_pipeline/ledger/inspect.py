@@ -1,0 +1,154 @@
+"""`report-pipeline show RUN_ID [OBJ.TASK]`: the words and figures behind a run or one of its tasks.
+
+Every call's rendered prompt and answer is in the ledger already; an analyst who wants to
+know why a paragraph says what it says should not need sqlite3 for it. Read-only, as
+`runs` is: it works on another user's output folder or a read-only copy.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .history import _duration, _open, _status, _when
+from .runlock import live_run_id
+from .store import Ledger, TaskRow
+
+__all__ = ["run_facts", "show", "task_facts"]
+
+
+def show(output_dir: Path, run_id: str, task_key: str | None = None, *, as_json: bool = False) -> str:
+    """The run's chapters, or one task's chain, as text a person reads (or JSON for a script)."""
+    with _open(output_dir) as ledger:
+        facts = task_facts(ledger, run_id, task_key) if task_key else run_facts(ledger, run_id, output_dir)
+    if as_json:
+        return json.dumps(facts, indent=2, ensure_ascii=False)
+    return _task_text(facts) if task_key else _run_text(facts)
+
+
+def run_facts(ledger: Ledger, run_id: str, output_dir: Path) -> dict[str, Any]:
+    row = _run_row(ledger, run_id, output_dir)
+    tasks = ledger.task_rows(run_id)
+    calls = ledger.call_rows(run_id)
+    chapters: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        chapter = chapters.setdefault(task.objective_id, {"objective_id": task.objective_id, "done": 0, "failed": 0,
+                                                         "skipped": 0, "calls": 0, "cost_usd": 0.0})
+        chapter[task.status] = chapter.get(task.status, 0) + 1
+    for call in calls:
+        chapter = chapters.get(call["task_key"].split(".", 1)[0])
+        if chapter is not None and call["status"] == "ok":
+            chapter["calls"] += 1
+            chapter["cost_usd"] += call["cost_usd"] or 0.0
+    order = _sheet_order(output_dir / run_id / "run.json")
+    ordered = sorted(chapters.values(), key=lambda c: (order.get(c["objective_id"], len(order)), c["objective_id"]))
+    return {
+        "run_id": row.run_id, "status": _status(row, live_run_id(output_dir)), "sheet": row.sheet_path,
+        "started": _when(row.started_at), "took": _duration(row),
+        "tasks": {"done": row.done, "failed": row.failed, "skipped": row.skipped, "total": row.tasks_total},
+        "tokens": {"input": row.prompt_tokens, "output": row.completion_tokens}, "cost_usd": row.cost_usd,
+        "chapters": ordered,
+        "problems": [{"task": t.task_key, "status": t.status, "error": t.error} for t in tasks if t.status != "done"],
+    }
+
+
+def _sheet_order(run_json: Path) -> dict[str, int]:
+    """Chapters in the sheet's order, from the run's run.json (the ledger does not keep it)."""
+    try:
+        objectives = json.loads(run_json.read_text(encoding="utf-8")).get("objectives", [])
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {o.get("objective_id"): i for i, o in enumerate(objectives) if isinstance(o, dict)}
+
+
+def task_facts(ledger: Ledger, run_id: str, task_key: str) -> dict[str, Any]:
+    _run_row(ledger, run_id, None)
+    tasks = {t.task_key: t for t in ledger.task_rows(run_id)}
+    task = tasks.get(task_key)
+    if task is None:
+        close = difflib.get_close_matches(task_key, list(tasks), n=1)
+        hint = f": did you mean {close[0]}?" if close else ": write OBJECTIVE_ID.TASK_ID as in the tasks sheet"
+        raise ConfigError(f"run {run_id} has no task {task_key}{hint}")
+    calls = ledger.call_rows(run_id, task_key)
+    return {**_task_summary(task), "calls": [_call(call) for call in calls]}
+
+
+def _run_row(ledger: Ledger, run_id: str, output_dir: Path | None):
+    row = ledger.run(run_id)
+    if row is None:
+        where = f" under {output_dir}" if output_dir is not None else ""
+        raise ConfigError(f"no run {run_id!r}{where}: `report-pipeline runs` lists them")
+    return row
+
+
+def _task_summary(task: TaskRow) -> dict[str, Any]:
+    took = (task.finished_at - task.started_at) if task.finished_at and task.started_at else None
+    return {
+        "run_id": task.run_id, "task": task.task_key, "title": task.title, "status": task.status,
+        "error": task.error, "model": task.model, "steps": list(task.steps),
+        "tokens": {"input": task.prompt_tokens, "output": task.completion_tokens}, "cost_usd": task.cost_usd,
+        "attempts": task.attempts, "seconds": round(took, 3) if took is not None else None,
+        "check": {"verdict": task.check_verdict, "notes": task.check_notes} if task.check_verdict else None,
+        "text": task.text,
+    }
+
+
+def _call(call: dict[str, Any]) -> dict[str, Any]:
+    try:
+        messages = json.loads(call["prompt"] or "[]")
+    except json.JSONDecodeError:
+        messages = []
+    return {
+        "step": call["step"], "model": call["model"], "status": call["status"], "error": call["error"],
+        "cached": bool(call["cached"]), "attempts": call["attempts"], "seconds": call["latency_s"],
+        "tokens": {"input": call["prompt_tokens"], "output": call["completion_tokens"],
+                   "reasoning": call["reasoning_tokens"], "cached_input": call["cached_tokens"]},
+        "cost_usd": call["cost_usd"], "messages": messages, "answer": call["response"],
+    }
+
+
+def _run_text(facts: dict[str, Any]) -> str:
+    tasks, tokens = facts["tasks"], facts["tokens"]
+    lines = [
+        f"run {facts['run_id']}: {facts['status']}",
+        f"  sheet:   {facts['sheet']}",
+        f"  started: {facts['started']} UTC, took {facts['took']}",
+        f"  tasks:   {tasks['done']} done, {tasks['failed']} failed, {tasks['skipped']} skipped of {tasks['total']}",
+        f"  tokens:  {tokens['input']:,} in, {tokens['output']:,} out; cost ${facts['cost_usd']:.4f}",
+        "",
+        f"  {'chapter':<24} {'done':>5} {'failed':>6} {'skip':>5} {'calls':>6} {'cost $':>9}",
+    ]
+    for chapter in facts["chapters"]:
+        lines.append(f"  {chapter['objective_id']:<24} {chapter['done']:>5} {chapter['failed']:>6} "
+                     f"{chapter['skipped']:>5} {chapter['calls']:>6} {chapter['cost_usd']:>9.4f}")
+    for problem in facts["problems"]:
+        lines.append(f"  {problem['task']}: {problem['status']}: {problem['error']}")
+    lines.append(f"  a task's prompt and answers: report-pipeline show {facts['run_id']} OBJECTIVE_ID.TASK_ID")
+    return "\n".join(lines)
+
+
+def _task_text(facts: dict[str, Any]) -> str:
+    tokens = facts["tokens"]
+    lines = [
+        f"task {facts['task']} ({facts['title']}) in run {facts['run_id']}: {facts['status']}"
+        + (f": {facts['error']}" if facts["error"] else ""),
+        f"  model {facts['model'] or '-'}; steps {', '.join(facts['steps']) or '-'}; {len(facts['calls'])} call(s), "
+        f"{facts['attempts']} send(s); tokens {tokens['input']:,} in / {tokens['output']:,} out; "
+        f"cost ${facts['cost_usd']:.4f}" + (f"; {facts['seconds']:.1f} s" if facts["seconds"] is not None else ""),
+    ]
+    if facts["check"]:
+        lines.append(f"  check: {facts['check']['verdict']}" + (f": {facts['check']['notes']}" if facts["check"]["notes"] else ""))
+    for call in facts["calls"]:
+        paid = "from the cache" if call["cached"] else f"${call['cost_usd']:.4f}"
+        seconds = f"{call['seconds']:.2f} s" if call["seconds"] is not None else "-"
+        lines += ["", f"--- {call['step']}: {call['model']}, {seconds}, {call['attempts']} send(s), "
+                  f"{call['tokens']['input']:,} in / {call['tokens']['output']:,} out, {paid}"
+                  + (f", {call['status']}: {call['error']}" if call["status"] != "ok" else "") + " ---"]
+        for message in call["messages"]:
+            if isinstance(message, dict):
+                lines += [f"[{message.get('role', '')}]", str(message.get("content", ""))]
+        lines += ["[answer]", call["answer"] or ""]
+    return "\n".join(lines)

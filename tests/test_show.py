@@ -1,0 +1,73 @@
+"""`report-pipeline show`: a run's chapters and one task's chain from the ledger, read-only."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import EXAMPLE, invoke, run_dirs
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("show") / "out"
+    result = invoke("run", EXAMPLE, "--provider", "offline", "--output", out, "--no-progress")
+    assert result.exit_code == 0, result.output
+    (run_dir,) = run_dirs(out)
+    return out, run_dir.name
+
+
+def test_a_run_shows_its_chapters_in_sheet_order_with_calls_and_cost(example_run) -> None:
+    out, run_id = example_run
+    result = invoke("show", run_id, "--output", out)
+    assert result.exit_code == 0, result.output
+    chapters = [line.split()[0] for line in result.output.splitlines()
+                if line.startswith("  ") and len(line.split()) == 6 and line.split()[1].isdigit()]
+    assert chapters == ["exec", "gen", "ren", "grid", "elec", "price", "policy"]
+    assert "28 done, 0 failed, 0 skipped of 28" in result.output
+
+
+def test_a_task_shows_each_steps_prompt_and_answer(example_run) -> None:
+    out, run_id = example_run
+    result = invoke("show", run_id, "gen.t1", "--output", out)
+    assert result.exit_code == 0, result.output
+    assert "--- generate:" in result.output and "--- refine:" in result.output
+    assert "[user]" in result.output and "[answer]" in result.output
+    assert 'Write the section "EU generation mix 2015-2030"' in result.output
+
+
+def test_json_is_for_scripts(example_run) -> None:
+    out, run_id = example_run
+    task = json.loads(invoke("show", run_id, "gen.t1", "--output", out, "--json").output)
+    assert task["task"] == "gen.t1" and [c["step"] for c in task["calls"]] == ["generate", "refine"]
+    assert task["calls"][0]["messages"][-1]["role"] == "user" and task["calls"][0]["answer"]
+    run = json.loads(invoke("show", run_id, "--output", out, "--json").output)
+    manifest = json.loads((out / run_id / "run.json").read_text())
+    assert sum(c["calls"] for c in run["chapters"]) == sum(len(task["calls"]) for task in manifest["tasks"])
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["no-such-run"], "no run 'no-such-run'"),
+    (["{run}", "gen.t99"], "has no task gen.t99: did you mean gen.t"),
+])
+def test_an_unknown_run_or_task_is_exit_2_with_what_to_do(example_run, args, said) -> None:
+    out, run_id = example_run
+    result = invoke("show", *[a.format(run=run_id) for a in args], "--output", out)
+    assert result.exit_code == 2 and said in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes whatever the modes say")
+def test_it_reads_a_folder_it_cannot_write(example_run, tmp_path) -> None:
+    out, run_id = example_run
+    modes = {path: path.stat().st_mode for path in [out, *out.iterdir()]}
+    try:
+        for path in modes:
+            path.chmod(stat.S_IMODE(modes[path]) & ~0o222)
+        assert invoke("show", run_id, "gen.t1", "--output", out).exit_code == 0
+    finally:
+        for path, mode in modes.items():
+            path.chmod(stat.S_IMODE(mode))
