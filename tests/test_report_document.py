@@ -458,3 +458,32 @@ def test_a_data_table_too_wide_for_the_page_steps_down_a_point_so_no_header_word
     char = 7 * 0.55 * 20  # twips per character at 7 pt
     bio = table_rows(wide)[0].index("Bioenergy")
     assert widths[bio] >= len("Bioenergy") * char  # the word fits on one line
+
+
+def test_a_table_too_wide_even_at_7_pt_is_split_into_parts_that_each_start_with_its_first_column(tmp_path: Path) -> None:
+    folder = tmp_path / "sheet"
+    (folder / "data").mkdir(parents=True)
+    columns = ["country"] + [f"installed_capacity_{year}_gw" for year in range(2010, 2031)]
+    rows = [",".join(columns)] + [f"Country {i}," + ",".join(f"{1000 + i}.5" for _ in columns[1:]) for i in range(3)]
+    (folder / "data" / "wide.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    path = make_workbook(
+        folder / "w.xlsx",
+        objectives=[{"objective_id": "o", "title": "O"}],
+        tasks=[{"objective_id": "o", "task_id": "t", "prompt": "p", "data": "wide", "include_table": True}],
+        data=[{"name": "wide", "path": "data/wide.csv"}],
+    )
+    sheet = load_prompt_sheet(path)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    found = build_attachments(sheet.tasks, DataStore(sheet.data_sources), run_dir, charts=ChartRenderer(run_dir))
+    document = docx.Document(write_docx(run_dir / "r.docx", report_view(sheet), attachments=found))
+    parts = document.tables
+    assert len(parts) >= 2
+    headers = [table_rows(part)[0] for part in parts]
+    assert all(header[0] == "Country" for header in headers)  # each part reads on its own
+    assert sum(len(header) - 1 for header in headers) == len(columns) - 1  # every column once
+    section = document.sections[0]
+    text_width = (section.page_width - section.left_margin - section.right_margin) / 635
+    for part in parts:
+        assert sum(int(c._tc.tcPr.find(qn("w:tcW")).get(qn("w:w"))) for c in part.rows[0].cells) <= text_width + 1
+    assert any("continued" in p.text for p in document.paragraphs)

@@ -425,7 +425,10 @@ def _add_attachments(document: DocxDocument, found: TaskAttachments, numbers: Ca
         caption.paragraph_format.keep_with_next = True
         for block in parse_blocks(xml_safe(table.markdown)):
             if block.kind == "table":
-                _add_table(document, block, data=True)
+                for number, part in enumerate(_split_wide(block, document.text_width)):
+                    if number:
+                        _add_note(document, "(continued: the next columns, by the same first column)")
+                    _add_table(document, part, data=True)
             else:  # the "(showing the first 200 of 950 rows)" line under a cut table
                 _add_note(document, " ".join(block.lines))
     for image in found.images:
@@ -634,6 +637,27 @@ def _add_table(document: DocxDocument, block: Block, *, data: bool = False) -> N
     right = (block.right + [False] * width)[:width]
     _finish_table(document, table, block.rows, header=block.header, right=right, data=data, fill_width=not data)
     document.add_p()  # keeps two tables in a row from merging into one in Word
+
+
+def _split_wide(block: Block, text_width: Length) -> list[Block]:
+    """A data table too wide for the page even at the smallest type, as parts that fit, each
+    starting with the first column (the year, the country) so every part reads on its own."""
+    width = max((len(row) for row in block.rows), default=0)
+    needs = _column_needs(block.rows, width, header=block.header, font_size=DATA_TABLE_FONT_MIN,
+                          margin=DATA_CELL_MARGIN)
+    if width < 3 or sum(needs) <= text_width:
+        return [block]
+    parts: list[list[int]] = []
+    current: list[int] = []
+    for column in range(1, width):
+        if current and needs[0] + sum(needs[c] for c in current) + needs[column] > text_width:
+            parts.append(current)
+            current = []
+        current.append(column)
+    parts.append(current)
+    right = (block.right + [False] * width)[:width]
+    return [Block("table", rows=[[row[c] if c < len(row) else "" for c in (0, *columns)] for row in block.rows],
+                  header=block.header, right=[right[c] for c in (0, *columns)]) for columns in parts]
 
 
 def _finish_table(
