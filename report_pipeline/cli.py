@@ -215,6 +215,24 @@ def show(run_id: str, task: str | None, output_dir: Path, as_json: bool) -> None
     click.echo(show_text(output_dir, run_id, task, as_json=as_json))
 
 
+@cli.command(epilog="Exit codes: 0 listed (or nothing matched); 2 no ledger under --output.")
+@click.option("--run", "run_id", metavar="RUN_ID", help="Only this run's calls.")
+@click.option("--task", "task_key", metavar="OBJ.TASK", help="Only this task's calls.")
+@click.option("-q", "--query", "text", metavar="TEXT", help="Only calls whose prompt or answer holds TEXT.")
+@click.option("-n", "--limit", type=int, default=20, show_default=True, help="How many calls, newest first.")
+@click.option("--output", "output_dir", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
+              help="The output root whose ledger to read.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts instead of text.")
+@_handle_errors
+def logs(run_id: str | None, task_key: str | None, text: str | None, limit: int, output_dir: Path,
+         as_json: bool) -> None:
+    """Calls across runs, newest first: when, run, task, step, model, tokens, cost, and the start of
+    each prompt and answer. Read-only."""
+    from .ledger.inspect import logs as logs_text
+
+    click.echo(logs_text(output_dir, run_id=run_id, task_key=task_key, text=text, limit=limit, as_json=as_json))
+
+
 @cli.command()
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
               help="The output root whose ledger to read.")

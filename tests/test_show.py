@@ -71,3 +71,41 @@ def test_it_reads_a_folder_it_cannot_write(example_run, tmp_path) -> None:
     finally:
         for path, mode in modes.items():
             path.chmod(stat.S_IMODE(mode))
+
+
+def test_logs_lists_calls_newest_first_and_filters_by_run_task_and_text(example_run) -> None:
+    out, run_id = example_run
+    every = json.loads(invoke("logs", "--output", out, "-n", "500", "--json").output)
+    manifest = json.loads((out / run_id / "run.json").read_text())
+    assert len(every) == sum(len(task["calls"]) for task in manifest["tasks"])
+    assert [c["when"] for c in every] == sorted((c["when"] for c in every), reverse=True)
+    one_task = json.loads(invoke("logs", "--output", out, "--run", run_id, "--task", "gen.t1", "--json").output)
+    assert [c["step"] for c in one_task] == ["refine", "generate"]  # newest first
+    found = json.loads(invoke("logs", "--output", out, "-q", "EU generation mix 2015-2030", "--json").output)
+    assert found and all("EU generation mix 2015-2030" in json.dumps(c) for c in found)
+    text = invoke("logs", "--output", out, "--task", "gen.t1")
+    assert text.exit_code == 0 and "gen.t1 generate" in text.output and "  > " in text.output
+
+
+def test_logs_takes_percent_and_underscore_as_written(example_run) -> None:
+    out, _ = example_run
+    result = invoke("logs", "--output", out, "-q", "100%_of_nothing")
+    assert result.exit_code == 0 and result.output.strip() == "no calls match"
+
+
+def test_logs_without_a_ledger_is_exit_2_naming_the_folder(tmp_path) -> None:
+    result = invoke("logs", "--output", tmp_path / "nothing")
+    assert result.exit_code == 2 and "no runs recorded under" in result.output and "Traceback" not in result.output
+
+
+def test_show_and_logs_write_nothing_in_the_folder_they_read(example_run) -> None:
+    """What lets them read another user's folder or a read-only copy (checked even as root)."""
+    out, run_id = example_run
+
+    def state() -> dict[str, tuple[int, int]]:
+        return {str(p.relative_to(out)): (p.stat().st_size, p.stat().st_mtime_ns) for p in out.rglob("*")}
+
+    before = state()
+    for args in (["show", run_id], ["show", run_id, "gen.t1", "--json"], ["logs", "-q", "coal"]):
+        assert invoke(*args, "--output", out).exit_code == 0
+    assert state() == before

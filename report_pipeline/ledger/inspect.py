@@ -1,4 +1,4 @@
-"""`report-pipeline show RUN_ID [OBJ.TASK]`: the words and figures behind a run or one of its tasks.
+"""`report-pipeline show` and `logs`: the words and figures behind a run, a task, or any call.
 
 Every call's rendered prompt and answer is in the ledger already; an analyst who wants to
 know why a paragraph says what it says should not need sqlite3 for it. Read-only, as
@@ -17,7 +17,7 @@ from .history import _duration, _open, _status, _when
 from .runlock import live_run_id
 from .store import Ledger, TaskRow
 
-__all__ = ["run_facts", "show", "task_facts"]
+__all__ = ["logs", "run_facts", "show", "task_facts"]
 
 
 def show(output_dir: Path, run_id: str, task_key: str | None = None, *, as_json: bool = False) -> str:
@@ -152,3 +152,34 @@ def _task_text(facts: dict[str, Any]) -> str:
                 lines += [f"[{message.get('role', '')}]", str(message.get("content", ""))]
         lines += ["[answer]", call["answer"] or ""]
     return "\n".join(lines)
+
+
+def logs(output_dir: Path, *, run_id: str | None = None, task_key: str | None = None, text: str | None = None,
+         limit: int = 20, as_json: bool = False) -> str:
+    """Calls across runs, newest first, as `llm logs` shows them: when, run, task, step, model,
+    tokens and cost, then the prompt's last message and the answer, each cut to a few lines."""
+    with _open(output_dir) as ledger:
+        rows = ledger.search_calls(run_id=run_id, task_key=task_key, text=text, limit=limit)
+    calls = [{"run_id": row["run_id"], "task": row["task_key"], "when": _when(row["created_at"]),
+              **_call(row)} for row in rows]
+    if as_json:
+        return json.dumps(calls, indent=2, ensure_ascii=False)
+    if not calls:
+        return "no calls match"
+    lines: list[str] = []
+    for call in calls:
+        paid = "from the cache" if call["cached"] else f"${call['cost_usd']:.4f}"
+        lines += [f"{call['when']} UTC  {call['run_id']}  {call['task']} {call['step']}  {call['model']}  "
+                  f"{call['tokens']['input']:,} in / {call['tokens']['output']:,} out  {paid}"
+                  + (f"  {call['status']}: {call['error']}" if call["status"] != "ok" else "")]
+        asked = next((m.get("content", "") for m in reversed(call["messages"])
+                      if isinstance(m, dict) and m.get("role") == "user"), "")
+        lines += [f"  > {line}" for line in _few_lines(str(asked))]
+        lines += [f"  < {line}" for line in _few_lines(call["answer"] or "")]
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def _few_lines(text: str, count: int = 3, width: int = 110) -> list[str]:
+    kept = [line if len(line) <= width else line[: width - 1] + "…" for line in text.strip().splitlines()[:count]]
+    return kept + (["…"] if len(text.strip().splitlines()) > count else [])

@@ -237,6 +237,12 @@ class TaskRow:
         )
 
 
+#: A call as `show` and `logs` print it: every column but the request hash and the endpoint.
+_CALL_VIEW_COLUMNS = ("run_id, task_key, step, model, prompt, response, prompt_tokens, completion_tokens, "
+                      "reasoning_tokens, cached_tokens, cost_usd, latency_s, attempts, cached, status, error, "
+                      "created_at")
+
+
 @dataclass(frozen=True)
 class CachedCall:
     """The latest successful call with a given request hash.
@@ -717,10 +723,27 @@ class Ledger:
         self.flush()
         where, params = ("run_id = ?", (run_id,)) if task_key is None else ("run_id = ? AND task_key = ?",
                                                                             (run_id, task_key))
-        rows = self._select(
-            "SELECT task_key, step, model, prompt, response, prompt_tokens, completion_tokens, reasoning_tokens,"
-            f" cached_tokens, cost_usd, latency_s, attempts, cached, status, error, created_at FROM calls WHERE {where}"
-            " ORDER BY id", params)
+        rows = self._select(f"SELECT {_CALL_VIEW_COLUMNS} FROM calls WHERE {where} ORDER BY id", params)
+        return [dict(row) for row in rows]
+
+    def search_calls(self, *, run_id: str | None = None, task_key: str | None = None, text: str | None = None,
+                     limit: int = 20) -> list[dict[str, Any]]:
+        """Calls across runs, newest first: of one run, of one task, or whose prompt or answer holds
+        `text` (case-insensitive, as written: `%` and `_` are not wildcards)."""
+        self.flush()
+        where, params = ["1 = 1"], []
+        if run_id:
+            where.append("run_id = ?")
+            params.append(run_id)
+        if task_key:
+            where.append("task_key = ?")
+            params.append(task_key)
+        if text:
+            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("(prompt LIKE ? ESCAPE '\\' OR response LIKE ? ESCAPE '\\')")
+            params += [pattern, pattern]
+        rows = self._select(f"SELECT {_CALL_VIEW_COLUMNS} FROM calls WHERE {' AND '.join(where)}"
+                            " ORDER BY id DESC LIMIT ?", (*params, limit))
         return [dict(row) for row in rows]
 
     def call_texts(self, run_id: str) -> dict[str, list[CallText]]:
