@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import ConfigError
 from .history import _duration, _open, _status, _when
 from .runlock import live_run_id
-from .store import Ledger, TaskRow
+from .store import Ledger, TaskRow, messages_text, prompt_messages
 
 __all__ = ["logs", "run_facts", "show", "task_facts"]
 
@@ -97,10 +97,7 @@ def _task_summary(task: TaskRow) -> dict[str, Any]:
 
 
 def _call(call: dict[str, Any]) -> dict[str, Any]:
-    try:
-        messages = json.loads(call["prompt"] or "[]")
-    except json.JSONDecodeError:
-        messages = []
+    messages = prompt_messages(call["prompt"])
     return {
         "step": call["step"], "model": call["model"], "status": call["status"], "error": call["error"],
         "cached": bool(call["cached"]), "attempts": call["attempts"], "seconds": call["latency_s"],
@@ -147,10 +144,7 @@ def _task_text(facts: dict[str, Any]) -> str:
         lines += ["", f"--- {call['step']}: {call['model']}, {seconds}, {call['attempts']} send(s), "
                   f"{call['tokens']['input']:,} in / {call['tokens']['output']:,} out, {paid}"
                   + (f", {call['status']}: {call['error']}" if call["status"] != "ok" else "") + " ---"]
-        for message in call["messages"]:
-            if isinstance(message, dict):
-                lines += [f"[{message.get('role', '')}]", str(message.get("content", ""))]
-        lines += ["[answer]", call["answer"] or ""]
+        lines += [messages_text(call["messages"]), "[answer]", call["answer"] or ""]
     return "\n".join(lines)
 
 
@@ -172,8 +166,7 @@ def logs(output_dir: Path, *, run_id: str | None = None, task_key: str | None = 
         lines += [f"{call['when']} UTC  {call['run_id']}  {call['task']} {call['step']}  {call['model']}  "
                   f"{call['tokens']['input']:,} in / {call['tokens']['output']:,} out  {paid}"
                   + (f"  {call['status']}: {call['error']}" if call["status"] != "ok" else "")]
-        asked = next((m.get("content", "") for m in reversed(call["messages"])
-                      if isinstance(m, dict) and m.get("role") == "user"), "")
+        asked = next((m.get("content", "") for m in reversed(call["messages"]) if m.get("role") == "user"), "")
         lines += [f"  > {line}" for line in _few_lines(str(asked))]
         lines += [f"  < {line}" for line in _few_lines(call["answer"] or "")]
         lines.append("")

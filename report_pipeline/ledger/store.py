@@ -237,6 +237,20 @@ class TaskRow:
         )
 
 
+def prompt_messages(prompt: str | None) -> list[dict[str, Any]]:
+    """A recorded call's prompt (its messages as JSON) as the messages; [] for a torn record."""
+    try:
+        messages = json.loads(prompt or "[]")
+    except json.JSONDecodeError:
+        return []
+    return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+
+
+def messages_text(messages: list[dict[str, Any]]) -> str:
+    """The messages as a reviewer reads them: each under its role."""
+    return "\n\n".join(f"[{m.get('role', '')}]\n{m.get('content', '')}" for m in messages)
+
+
 #: A call as `show` and `logs` print it: every column but the request hash and the endpoint.
 _CALL_VIEW_COLUMNS = ("run_id, task_key, step, model, prompt, response, prompt_tokens, completion_tokens, "
                       "reasoning_tokens, cached_tokens, cost_usd, latency_s, attempts, cached, status, error, "
@@ -720,16 +734,28 @@ class Ledger:
     def call_rows(self, run_id: str, task_key: str | None = None) -> list[dict[str, Any]]:
         """A run's calls (one task's, when given) in the order made, every column but the hash:
         what `report-pipeline show` prints."""
-        self.flush()
-        where, params = ("run_id = ?", (run_id,)) if task_key is None else ("run_id = ? AND task_key = ?",
-                                                                            (run_id, task_key))
-        rows = self._select(f"SELECT {_CALL_VIEW_COLUMNS} FROM calls WHERE {where} ORDER BY id", params)
-        return [dict(row) for row in rows]
+        return self._call_view(run_id=run_id, task_key=task_key)
 
     def search_calls(self, *, run_id: str | None = None, task_key: str | None = None, text: str | None = None,
                      limit: int = 20) -> list[dict[str, Any]]:
         """Calls across runs, newest first: of one run, of one task, or whose prompt or answer holds
         `text` (case-insensitive, as written: `%` and `_` are not wildcards)."""
+        return self._call_view(run_id=run_id, task_key=task_key, text=text, newest_first=True, limit=limit)
+
+    def call_texts(self, run_id: str) -> dict[str, list[CallText]]:
+        """Every answered call of a run by task key, in the order made: the rendered prompt and the
+        answer of each step, for the report's provenance panels."""
+        texts: dict[str, list[CallText]] = {}
+        for row in self.call_rows(run_id):
+            if row["status"] == "ok":
+                texts.setdefault(row["task_key"], []).append(CallText(
+                    row["step"], row["model"] or "", messages_text(prompt_messages(row["prompt"])),
+                    row["response"] or "", bool(row["cached"])))
+        return texts
+
+    def _call_view(self, *, run_id: str | None = None, task_key: str | None = None, text: str | None = None,
+                   newest_first: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
+        """The calls that match, as dicts of `_CALL_VIEW_COLUMNS`."""
         self.flush()
         where, params = ["1 = 1"], []
         if run_id:
@@ -742,28 +768,13 @@ class Ledger:
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             where.append("(prompt LIKE ? ESCAPE '\\' OR response LIKE ? ESCAPE '\\')")
             params += [pattern, pattern]
-        rows = self._select(f"SELECT {_CALL_VIEW_COLUMNS} FROM calls WHERE {' AND '.join(where)}"
-                            " ORDER BY id DESC LIMIT ?", (*params, limit))
-        return [dict(row) for row in rows]
-
-    def call_texts(self, run_id: str) -> dict[str, list[CallText]]:
-        """Every answered call of a run by task key, in the order made: the rendered prompt and the
-        answer of each step, for the report's provenance panels."""
-        self.flush()
-        rows = self._select(
-            "SELECT task_key, step, model, prompt, response, cached FROM calls WHERE run_id = ? AND status = 'ok'"
-            " ORDER BY id", (run_id,))
-        texts: dict[str, list[CallText]] = {}
-        for row in rows:
-            try:
-                messages = json.loads(row["prompt"] or "[]")
-            except json.JSONDecodeError:
-                messages = []
-            prompt = "\n\n".join(f"[{m.get('role', '')}]\n{m.get('content', '')}" for m in messages
-                                   if isinstance(m, dict))
-            texts.setdefault(row["task_key"], []).append(
-                CallText(row["step"], row["model"] or "", prompt, row["response"] or "", bool(row["cached"])))
-        return texts
+        sql = f"SELECT {_CALL_VIEW_COLUMNS} FROM calls WHERE {' AND '.join(where)} ORDER BY id"
+        if newest_first:
+            sql += " DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [dict(row) for row in self._select(sql, tuple(params))]
 
     def call_seconds(
         self, provider: str, base_url: str | None, *, max_age_s: float, limit: int = 50_000

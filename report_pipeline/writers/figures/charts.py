@@ -266,7 +266,7 @@ def _labels(columns: Sequence[str]) -> tuple[list[str], str]:
             break
         tail += 1
     if tail == 0 or len(columns) == 1:
-        return [_human(c) for c in columns], ""
+        return [readable_name(c) for c in columns], ""
     labels = [readable_name(" ".join(w[:-tail])) for w in words]
     return labels, _unit_text(words[0][-tail:])
 
@@ -279,8 +279,6 @@ def _unit_text(words: Sequence[str]) -> str:
     return out
 
 
-def _human(name: str) -> str:
-    return readable_name(name)
 
 
 def _category_label(value: object) -> str:
