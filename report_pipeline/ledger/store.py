@@ -777,7 +777,7 @@ class Ledger:
         return [dict(row) for row in self._select(sql, tuple(params))]
 
     def call_seconds(
-        self, provider: str, base_url: str | None, *, max_age_s: float, limit: int = 50_000
+        self, provider: str, base_url: str | None, *, max_age_s: float, limit: int = 5_000
     ) -> tuple[dict[str, float], dict[str, float]]:
         """What calls to this endpoint took lately (answered, not from the cache, within `max_age_s`):
         task key -> the seconds of its calls in the latest run that made them, and model -> its mean
