@@ -119,3 +119,11 @@ def test_without_sharing_the_same_two_runs_cross_the_limit(tmp_path, make_simula
     results = _two_runs_at_once(tmp_path, sim, shared=False)
     assert [r.exit_code for r in results] == [0, 0]  # the retries recover them, at a price
     assert sim.stats()["rate_limited"] > 3
+
+
+def test_a_folder_that_cannot_be_made_leaves_the_run_pacing_alone_and_says_so(tmp_path: Path, caplog) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should be")
+    with caplog.at_level("WARNING"):
+        assert SharedPace.open(blocker / "pace", "openai", None, "sk-x") is None
+    assert "will not share its rate limit" in caplog.text and "sk-x" not in caplog.text
