@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any, Literal
 
 STEP_NAMES: tuple[str, ...] = ("generate", "refine", "check")
@@ -187,6 +188,43 @@ class TaskResult:
         if not self.started_at or not self.finished_at:
             return 0.0
         return max(0.0, self.finished_at - self.started_at)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Calls, tokens and cost summed over some results: a chapter's line in run.json and the progress output."""
+
+    calls: int = 0  # answered calls, cache hits included
+    cached_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @classmethod
+    def of(cls, results: Iterable[TaskResult]) -> Usage:
+        records = [c for r in results for c in r.calls]
+        calls = [c for c in records if c.step != "resumed"]  # a task kept from the run resumed sent nothing
+        return cls(
+            calls=len(calls),
+            cached_calls=sum(c.cached for c in calls),
+            # tokens and cost over every record, so chapters add up to the run's totals
+            prompt_tokens=sum(c.prompt_tokens for c in records),
+            completion_tokens=sum(c.completion_tokens for c in records),
+            reasoning_tokens=sum(c.reasoning_tokens for c in records),
+            cached_tokens=sum(c.cached_tokens for c in records),
+            cost_usd=sum(c.cost_usd for c in records),
+        )
+
+    def describe(self) -> str:
+        """`12 calls, 3,400 tokens, $0.0123`: what a chapter cost, for a log line."""
+        cached = f" ({self.cached_calls} cached)" if self.cached_calls else ""
+        return f"{self.calls} call{'s' if self.calls != 1 else ''}{cached}, {self.tokens:,} tokens, ${self.cost_usd:.4f}"
 
 
 @dataclass(frozen=True)

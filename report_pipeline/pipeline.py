@@ -34,7 +34,7 @@ from .ledger.history import resume_command
 from .ledger.runlock import RunLock
 from .ledger.store import Ledger, config_hash, sheet_hash
 from .logs import redact, run_log
-from .models import CallText, Objective, PromptSheet, Task, TaskResult
+from .models import CallText, Objective, PromptSheet, Task, TaskResult, Usage
 from .providers import Provider
 from .providers.controls import CallControls
 from .providers.factory import make_provider, open_endpoint
@@ -489,7 +489,8 @@ class ReportGenerationPipeline:
             return
         self._chapter_times[objective_id] = (last_answer, time.time())
         done = sum(r.status == "done" for r in results)
-        log.info("objective %s finished: %d/%d tasks done, wrote %s", objective_id, done, len(results), path.name)
+        log.info("objective %s finished: %d/%d tasks done (%s), wrote %s", objective_id, done, len(results),
+                 Usage.of(results).describe(), path.name)
         self.observer.objective_finished(objective_id, results)
 
     def _finish(

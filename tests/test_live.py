@@ -91,8 +91,8 @@ def test_finished_objectives_print_a_line_each_and_the_run_ends_with_a_summary_t
     live.run_finished(run_result(tmp_path, results, plan.task_count))
 
     out = text_of(console)
-    assert "✓ 01 Market: 2/2 done, 41 s" in out
-    assert "✗ 02 Grid: 1/2 done, 1 failed, 41 s" in out
+    assert "✓ 01 Market: 2/2 done, 41 s; 2 calls, 300 tokens, $0.0020" in out
+    assert "✗ 02 Grid: 1/2 done, 1 failed, 41 s; 2 calls, 300 tokens, $0.0020" in out
     summary = out[out.index("run run-1: failed"):]
     assert re.search(r"01 Market\s+│\s+2 │\s+0 │\s+0 │\s+41 s │\s+300 │ \$0\.0020", summary)
     assert re.search(r"02 Grid\s+│\s+1 │\s+1 │\s+0 │", summary)
@@ -117,8 +117,8 @@ def test_live_area_shows_each_running_objective_with_its_task_count(tmp_path):
     live.close()
     assert re.search(r"2/6 tasks", picture)
     assert "1 done · 2 running · 1 failed · 0 skipped" in picture
-    assert re.search(r"01 Alpha .* 1/3\s+2 running\s+12 s", picture)
-    assert re.search(r"02 Beta .* 1/2\s+0 running, 1 failed\s+12 s", picture)
+    assert re.search(r"01 Alpha .* 1/3\s+2 running\s+12 s\s+\$0\.0010", picture)  # each chapter's cost so far
+    assert re.search(r"02 Beta .* 1/2\s+0 running, 1 failed\s+12 s\s+\$0\.0010", picture)
     assert "Gamma" not in picture  # not started: not shown
     assert "300 tokens · $0.0020" in picture
 
@@ -255,7 +255,7 @@ def test_plain_progress_for_a_pipe_writes_no_escape_sequences(tmp_path):
     observer.objective_finished("A", tuple(results))
     observer.run_finished(run_result(tmp_path, results, plan.task_count))
     out = stream.getvalue()
-    assert 'objective 1/1 "Alpha" done (1 of 1 finished): 2/2 tasks' in out
+    assert 'objective 1/1 "Alpha" done (1 of 1 finished): 2/2 tasks, 0 s; 2 calls, 300 tokens, $0.0020' in out
     assert "\x1b" not in out
 
 

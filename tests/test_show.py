@@ -25,9 +25,14 @@ def test_a_run_shows_its_chapters_in_sheet_order_with_calls_and_cost(example_run
     out, run_id = example_run
     result = invoke("show", run_id, "--output", out)
     assert result.exit_code == 0, result.output
-    chapters = [line.split()[0] for line in result.output.splitlines()
-                if line.startswith("  ") and len(line.split()) == 6 and line.split()[1].isdigit()]
-    assert chapters == ["exec", "gen", "ren", "grid", "elec", "price", "policy"]
+    rows = [line.split() for line in result.output.splitlines()
+            if line.startswith("  ") and len(line.split()) == 7 and line.split()[1].isdigit()]
+    assert [row[0] for row in rows] == ["exec", "gen", "ren", "grid", "elec", "price", "policy"]
+    # per chapter: done, failed, skipped, calls, tokens, cost; the chapters' tokens add up to the run's
+    assert all(int(row[4]) >= 4 and int(row[5].replace(",", "")) > 0 for row in rows)
+    run_json = json.loads((out / run_id / "run.json").read_text())
+    assert sum(int(row[5].replace(",", "")) for row in rows) == run_json["tokens"]["total"]
+    assert [o["calls"] for o in run_json["objectives"]] == [int(row[4]) for row in rows]
     assert "28 done, 0 failed, 0 skipped of 28" in result.output
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
+from ..models import Usage
 from .runlock import live_run_id
-from .store import DEFAULT_LEDGER_NAME, Ledger, RunRow
+from .store import DEFAULT_LEDGER_NAME, Ledger, RunRow, TaskRow
 
 
 def resume_command(sheet_path: str | Path, output_dir: str | Path, run_id: str) -> str:
@@ -73,6 +76,7 @@ def describe_run(output_dir: Path, run_id: str) -> str:
             raise ConfigError(f"no run {run_id!r} under {output_dir}: `report-pipeline runs` lists them")
         tasks = ledger.task_rows(run_id)
         batches = ledger.run_batches(run_id)
+        usage = ledger.chapter_usage(run_id)
     status = _status(row, live_run_id(output_dir))
     lines = [
         f"run {row.run_id}: {status}",
@@ -82,6 +86,7 @@ def describe_run(output_dir: Path, run_id: str) -> str:
         f"  tokens:   {row.prompt_tokens:,} in, {row.completion_tokens:,} out; cost ${row.cost_usd:.4f}",
         f"  folder:   {Path(output_dir) / row.run_id}",
     ]
+    lines.extend(chapter_table(chapter_facts(tasks, usage, Path(output_dir) / row.run_id / "run.json")))
     if batches:
         lines.append("  batches:")
         for b in batches:
@@ -98,3 +103,41 @@ def describe_run(output_dir: Path, run_id: str) -> str:
     if status != "done" and row.sheet_path:
         lines.append(f"  continue it with: {resume_command(row.sheet_path, output_dir, row.run_id)}")
     return "\n".join(lines)
+
+
+def chapter_facts(tasks: list[TaskRow], usage: dict[str, Usage], run_json: Path) -> list[dict[str, Any]]:
+    """Per chapter: task counts by status, calls, tokens and cost, in the sheet's order (from the run's
+    run.json; the ledger does not keep it), else in the order the chapters' first tasks started."""
+    chapters: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        chapter = chapters.setdefault(task.objective_id, {"objective_id": task.objective_id,
+                                                          "done": 0, "failed": 0, "skipped": 0})
+        chapter[task.status] = chapter.get(task.status, 0) + 1
+    for objective_id, chapter in chapters.items():
+        used = usage.get(objective_id, Usage())
+        chapter.update(calls=used.calls, cached_calls=used.cached_calls,
+                       tokens={"input": used.prompt_tokens, "output": used.completion_tokens},
+                       cost_usd=used.cost_usd)
+    order = _sheet_order(run_json)
+    return sorted(chapters.values(), key=lambda c: order.get(c["objective_id"], len(order)))
+
+
+def chapter_table(chapters: list[dict[str, Any]]) -> list[str]:
+    """The chapters as aligned lines under a header (none for a run with no recorded task)."""
+    if not chapters:
+        return []
+    width = max(24, *(len(c["objective_id"]) for c in chapters))
+    lines = ["", f"  {'chapter':<{width}} {'done':>5} {'failed':>6} {'skip':>5} {'calls':>6} {'tokens':>10} {'cost $':>9}"]
+    for c in chapters:
+        tokens = c["tokens"]["input"] + c["tokens"]["output"]
+        lines.append(f"  {c['objective_id']:<{width}} {c['done']:>5} {c['failed']:>6} {c['skipped']:>5} "
+                     f"{c['calls']:>6} {tokens:>10,} {c['cost_usd']:>9.4f}")
+    return lines
+
+
+def _sheet_order(run_json: Path) -> dict[str, int]:
+    try:
+        objectives = json.loads(run_json.read_text(encoding="utf-8")).get("objectives", [])
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {o.get("objective_id"): i for i, o in enumerate(objectives) if isinstance(o, dict)}

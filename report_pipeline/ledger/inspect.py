@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .history import _duration, _open, _status, _when
+from .history import _duration, _open, _status, _when, chapter_facts, chapter_table
 from .runlock import live_run_id
 from .store import Ledger, TaskRow, messages_text, prompt_messages
 
@@ -32,36 +32,14 @@ def show(output_dir: Path, run_id: str, task_key: str | None = None, *, as_json:
 def run_facts(ledger: Ledger, run_id: str, output_dir: Path) -> dict[str, Any]:
     row = _run_row(ledger, run_id, output_dir)
     tasks = ledger.task_rows(run_id)
-    calls = ledger.call_rows(run_id)
-    chapters: dict[str, dict[str, Any]] = {}
-    for task in tasks:
-        chapter = chapters.setdefault(task.objective_id, {"objective_id": task.objective_id, "done": 0, "failed": 0,
-                                                         "skipped": 0, "calls": 0, "cost_usd": 0.0})
-        chapter[task.status] = chapter.get(task.status, 0) + 1
-    for call in calls:
-        chapter = chapters.get(call["task_key"].split(".", 1)[0])
-        if chapter is not None and call["status"] == "ok":
-            chapter["calls"] += 1
-            chapter["cost_usd"] += call["cost_usd"] or 0.0
-    order = _sheet_order(output_dir / run_id / "run.json")
-    ordered = sorted(chapters.values(), key=lambda c: (order.get(c["objective_id"], len(order)), c["objective_id"]))
     return {
         "run_id": row.run_id, "status": _status(row, live_run_id(output_dir)), "sheet": row.sheet_path,
         "started": _when(row.started_at), "took": _duration(row),
         "tasks": {"done": row.done, "failed": row.failed, "skipped": row.skipped, "total": row.tasks_total},
         "tokens": {"input": row.prompt_tokens, "output": row.completion_tokens}, "cost_usd": row.cost_usd,
-        "chapters": ordered,
+        "chapters": chapter_facts(tasks, ledger.chapter_usage(run_id), output_dir / run_id / "run.json"),
         "problems": [{"task": t.task_key, "status": t.status, "error": t.error} for t in tasks if t.status != "done"],
     }
-
-
-def _sheet_order(run_json: Path) -> dict[str, int]:
-    """Chapters in the sheet's order, from the run's run.json (the ledger does not keep it)."""
-    try:
-        objectives = json.loads(run_json.read_text(encoding="utf-8")).get("objectives", [])
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return {o.get("objective_id"): i for i, o in enumerate(objectives) if isinstance(o, dict)}
 
 
 def task_facts(ledger: Ledger, run_id: str, task_key: str) -> dict[str, Any]:
@@ -115,12 +93,8 @@ def _run_text(facts: dict[str, Any]) -> str:
         f"  started: {facts['started']} UTC, took {facts['took']}",
         f"  tasks:   {tasks['done']} done, {tasks['failed']} failed, {tasks['skipped']} skipped of {tasks['total']}",
         f"  tokens:  {tokens['input']:,} in, {tokens['output']:,} out; cost ${facts['cost_usd']:.4f}",
-        "",
-        f"  {'chapter':<24} {'done':>5} {'failed':>6} {'skip':>5} {'calls':>6} {'cost $':>9}",
+        *chapter_table(facts["chapters"]),
     ]
-    for chapter in facts["chapters"]:
-        lines.append(f"  {chapter['objective_id']:<24} {chapter['done']:>5} {chapter['failed']:>6} "
-                     f"{chapter['skipped']:>5} {chapter['calls']:>6} {chapter['cost_usd']:>9.4f}")
     for problem in facts["problems"]:
         lines.append(f"  {problem['task']}: {problem['status']}: {problem['error']}")
     lines.append(f"  a task's prompt and answers: report-pipeline show {facts['run_id']} OBJECTIVE_ID.TASK_ID")

@@ -51,7 +51,7 @@ from urllib.parse import quote
 
 from ..errors import LedgerError
 from ..logs import redact, url_without_credentials
-from ..models import CallRecord, CallText, TaskResult
+from ..models import CallRecord, CallText, TaskResult, Usage
 from ..providers.base import ChatResponse
 from ..providers.ratelimit import LearnedLimits
 from .migrations import MIGRATIONS, applied_migrations, check_schema, migrate
@@ -775,6 +775,21 @@ class Ledger:
             sql += " LIMIT ?"
             params.append(limit)
         return [dict(row) for row in self._select(sql, tuple(params))]
+
+    def chapter_usage(self, run_id: str) -> dict[str, Usage]:
+        """Objective id -> what its tasks' answered calls in this run used (cache hits count as calls, at
+        no cost): `runs --show` prints a line per chapter from it."""
+        self.flush()
+        rows = self._select(
+            "SELECT t.objective_id AS objective_id, count(*) AS calls, coalesce(sum(c.cached), 0) AS cached_calls,"
+            " coalesce(sum(c.prompt_tokens), 0) AS prompt_tokens, coalesce(sum(c.completion_tokens), 0) AS completion_tokens,"
+            " coalesce(sum(c.reasoning_tokens), 0) AS reasoning_tokens, coalesce(sum(c.cached_tokens), 0) AS cached_tokens,"
+            " coalesce(sum(c.cost_usd), 0) AS cost_usd"
+            " FROM calls c JOIN tasks t ON t.run_id = c.run_id AND t.task_key = c.task_key"
+            " WHERE c.run_id = ? AND c.status = 'ok' GROUP BY t.objective_id",
+            (run_id,),
+        )
+        return {row["objective_id"]: Usage(**{k: row[k] for k in row.keys() if k != "objective_id"}) for row in rows}
 
     def call_seconds(
         self, provider: str, base_url: str | None, *, max_age_s: float, limit: int = 5_000

@@ -33,7 +33,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ..models import Objective, Task, TaskResult
+from ..models import Objective, Task, TaskResult, Usage
 from ..run.outcome import RunObserver, RunResult, WaveProgress
 from ..run.plan import Plan
 from ..text import format_duration
@@ -59,6 +59,8 @@ class _ObjectiveState:
     running: int = 0
     started: float | None = None
     elapsed: float | None = None  # set when the objective finishes
+    tokens: int = 0
+    cost_usd: float = 0.0
 
     @property
     def settled(self) -> int:
@@ -75,6 +77,8 @@ class _Row:
     running: int
     failed: int
     elapsed: float
+    tokens: int = 0
+    cost_usd: float = 0.0
 
 
 class LiveProgress(RunObserver):
@@ -169,6 +173,8 @@ class LiveProgress(RunObserver):
             if state is None:
                 return
             setattr(state, result.status, getattr(state, result.status) + 1)
+            state.tokens += result.prompt_tokens + result.completion_tokens
+            state.cost_usd += result.cost_usd
             if was_running:
                 state.running -= 1
 
@@ -215,7 +221,7 @@ class LiveProgress(RunObserver):
             limit = self._visible_rows()
             active = [self._objectives[o] for o in self._active]
             rows = [
-                _Row(s.label, s.settled, s.total, s.running, s.failed, now - (s.started or now))
+                _Row(s.label, s.settled, s.total, s.running, s.failed, now - (s.started or now), s.tokens, s.cost_usd)
                 for s in active[:limit]
             ]
             hidden = len(active) - len(rows)
@@ -347,6 +353,7 @@ def _objective_rows(rows: Sequence[_Row]) -> Table:
     grid.add_column(justify="right")
     grid.add_column()
     grid.add_column(justify="right")
+    grid.add_column(justify="right", no_wrap=True)
     for row in rows:
         status = Text(f"{row.running} running", style="cyan")
         if row.failed:
@@ -357,6 +364,7 @@ def _objective_rows(rows: Sequence[_Row]) -> Table:
             Text(f"{row.settled}/{row.total}"),
             status,
             Text(format_duration(row.elapsed), style="dim"),
+            Text(f"${row.cost_usd:.4f}", style="dim"),
         )
     return grid
 
@@ -378,6 +386,7 @@ def _finished_line(label: str, results: Sequence[TaskResult], elapsed: float) ->
     if skipped:
         line.append(f", {skipped} skipped", style="yellow")
     line.append(f", {format_duration(elapsed)}")
+    line.append(f"; {Usage.of(results).describe()}", style="dim")
     return line
 
 

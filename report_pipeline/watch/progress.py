@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from ..models import Task, TaskResult
+from ..models import Task, TaskResult, Usage
 from ..run.outcome import RunObserver, RunResult, WaveProgress
 from ..run.plan import Plan
 from ..text import format_duration
@@ -132,7 +132,8 @@ class PlainProgress(RunObserver):
         in_sheet = self._plan.objectives_in_sheet or total
         self._say(
             f'objective {number}/{in_sheet} "{title}" done ({finished} of {total} finished): '
-            f"{done}/{len(results)} tasks{extra}, {format_duration(self._clock() - began)}"
+            f"{done}/{len(results)} tasks{extra}, {format_duration(self._clock() - began)}; "
+            f"{Usage.of(results).describe()}"
         )
 
     def run_finished(self, result: RunResult) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ..models import TaskResult
+from ..models import TaskResult, Usage
 
 __all__ = ["ChapterFile", "RunFacts", "build_manifest", "iso_time"]
 
@@ -110,10 +110,21 @@ def _chapter(chapter: ChapterFile, results: Sequence[TaskResult]) -> dict[str, A
         "done": sum(r.status == "done" for r in mine),
         "failed": sum(r.status == "failed" for r in mine),
         "skipped": sum(r.status == "skipped" for r in mine),
+        **_usage(Usage.of(mine)),
         "csv_written_at": iso_time(chapter.written_at),
         # how promptly the chapter's file followed its last answer (seconds; None: not written)
         "csv_after_last_answer_s": (round(max(0.0, chapter.written_at - chapter.last_answer_at), 4)
                                     if chapter.written_at and chapter.last_answer_at else None),
+    }
+
+
+def _usage(usage: Usage) -> dict[str, Any]:
+    return {
+        "calls": usage.calls,
+        "cached_calls": usage.cached_calls,
+        "tokens": {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens, "total": usage.tokens,
+                   "reasoning": usage.reasoning_tokens, "cached": usage.cached_tokens},
+        "cost_usd": round(usage.cost_usd, 6),
     }
 
 
