@@ -87,6 +87,7 @@ EXIT_CODES = (
 @click.option("--limit", type=int, help="Only the first N enabled tasks in sheet order (and what they depend on).")
 @click.option("--task", "tasks", multiple=True, metavar="OBJ.TASK",
               help="Only this task and what it depends on (repeatable): iterate on one prompt.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failed task: send nothing new, skip the rest (exit 1).")
 @click.option("--batch", is_flag=True, help="Send calls through the provider's Batch API in waves (half price, slower).")
 @click.option("--poll-interval", type=float, metavar="S", help="Batch mode: seconds between looks at a wave's batches.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
@@ -146,6 +147,8 @@ def _run(
         overrides["quiet"] = True
     if flags["batch"]:
         overrides["execution"] = "batch"
+    if flags["fail_fast"]:
+        overrides["fail_fast"] = True
     stop = threading.Event()
     if flags["dry_run"]:
         click.echo(dry_run(sheet, config_path=config_path, overrides=overrides, show_prompts=flags["show_prompts"]))

@@ -151,6 +151,8 @@ class RunConfig(BaseModel):
     # probes: only the probe; all: every call
     streaming: Literal["auto", "probes", "all"] = "auto"
     max_cost_usd: float | None = Field(default=None, ge=0)
+    # the first failed task stops the run: nothing new is sent, calls in flight finish, the rest is skipped
+    fail_fast: bool = False
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     # outputs
@@ -383,7 +385,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 RESUMABLE_KEYS = frozenset({
     "api_key_env", "run_objectives_concurrent", "run_task_concurrent", "max_objective_workers",
     "max_task_workers", "max_concurrent_requests", "concurrency", "requests_per_minute", "tokens_per_minute", "max_retries",
-    "shared_pacing", "shared_pacing_dir", "description_as_lead",
+    "shared_pacing", "shared_pacing_dir", "description_as_lead", "fail_fast",
     "request_timeout_s", "first_token_timeout_s", "streaming", "max_cost_usd", "shutdown_grace_s", "prices", "output_dir", "cache", "ledger",
     "ledger_path", "log_level", "progress", "progress_interval_s", "quiet", "rss_warn_mb", "offline_latency_ms",
     "batch_poll_interval_s", "batch_max_wait_s", "batch_max_requests", "batch_max_bytes", "batch_resubmits",

@@ -46,6 +46,7 @@ class Objective:
     index: int = 0  # position in the sheet, 0-based: the report order
     row: int = 0
     lead: str = ""  # printed under the chapter heading, for the reader
+    fail_fast: bool = False  # the chapter's first failed task stops the chapter (the rest is skipped)
 
 
 @dataclass(frozen=True)

@@ -342,6 +342,7 @@ class ReportGenerationPipeline:
             wave=self._batch.run_wave if self._batch is not None else None,
             dispatch_limit=None if self._batch is not None else task_threads,
             priority=None if self._batch is not None or config.sequential else self._priorities(ledger),
+            fail_fast=config.fail_fast,
         )
         try:
             return scheduler.run(grace_s=config.shutdown_grace_s)
@@ -376,6 +377,9 @@ class ReportGenerationPipeline:
         if halt.reason == "interrupted" and self._throttle() is not None:
             log.warning("stopping: no new call is sent; calls in flight have %g s to finish",
                         self.config.shutdown_grace_s)
+            self.controls.stop()
+        elif halt.reason == "fail_fast" and self._throttle() is not None:
+            log.warning("stopping (fail_fast): no new call is sent; the calls in flight finish")
             self.controls.stop()
 
     def _throttle(self) -> Throttle | None:
@@ -558,6 +562,7 @@ def _outcome(counts: dict[str, int], halt: Halt | None) -> tuple[str, int]:
             "budget": ("budget", EXIT_BUDGET),
             "aborted": ("aborted", EXIT_BAD_INPUT),
             "interrupted": ("interrupted", EXIT_INTERRUPTED),
+            "fail_fast": ("failed", EXIT_TASKS_FAILED),
         }[halt.reason]
     if counts["failed"] or counts["skipped"]:
         return "failed", EXIT_TASKS_FAILED

@@ -447,3 +447,67 @@ def test_the_root_builds_the_shared_machinery_and_the_provider_spends_through_it
     assert result.exit_code == 0 and result.cost_usd > 0
     assert pipeline.controls.meter.spent == pytest.approx(result.cost_usd)
     assert pipeline.controls.throttle.pacer.learned() is not None  # learned from the server's headers
+
+
+def test_fail_fast_sends_nothing_after_the_first_failure_and_says_how_to_continue(tmp_path, make_simulator):
+    sim = make_simulator()
+    sheet = make_workbook(
+        tmp_path / "wb",
+        objectives=[{"objective_id": k, "title": k} for k in "ab"],
+        tasks=[
+            {"objective_id": "a", "task_id": "1", "prompt": "fine first"},
+            {"objective_id": "a", "task_id": "2", "prompt": "sim:status=400 this one fails"},
+            {"objective_id": "a", "task_id": "3", "prompt": "never sent"},
+            {"objective_id": "b", "task_id": "1", "prompt": "never sent either"},
+        ],
+    )
+    out = tmp_path / "out"
+    config = openai_config(sim, out, fail_fast=True, run_objectives_concurrent=False, run_task_concurrent=False)
+    result = run(sheet, config)
+    status = {r.key: r.status for r in result.results}
+    assert status == {"a.1": "done", "a.2": "failed", "a.3": "skipped", "b.1": "skipped"}
+    assert sim.stats()["calls"] == 2
+    assert result.exit_code == 1 and result.status == "failed"
+    assert result.resume_command and result.run_id in result.resume_command
+    manifest = json.loads((result.run_dir / "run.json").read_text())
+    assert manifest["halt_reason"].startswith("fail-fast: task a.2 failed")
+    assert [o["skipped"] for o in manifest["objectives"]] == [1, 1]
+    # every chapter's file and the report are written, as for any run that ended
+    assert (result.run_dir / "report.md").exists() and len(list((result.run_dir / "objectives").glob("*.csv"))) == 2
+
+    # continued without fail_fast (a resumed run may change it): only the three not done are sent again (a.2 fails again)
+    resumed = ReportGenerationPipeline(
+        openai_config(sim, out, run_objectives_concurrent=False, run_task_concurrent=False),
+        load_prompt_sheet(sheet), run_id=result.run_id, resume=True).run()
+    assert {r.key: r.status for r in resumed.results} == {"a.1": "done", "a.2": "failed", "a.3": "done", "b.1": "done"}
+    assert sim.stats()["calls"] == 2 + 3
+
+
+def test_fail_fast_from_the_command_line_and_a_fail_fast_chapter_from_the_sheet(tmp_path, make_simulator, monkeypatch):
+    from click.testing import CliRunner
+
+    from report_pipeline.cli import cli
+
+    sim = make_simulator()
+    sheet = make_workbook(
+        tmp_path / "wb",
+        objectives=[{"objective_id": "a", "title": "A", "fail_fast": "TRUE"}, {"objective_id": "b", "title": "B"}],
+        tasks=[
+            {"objective_id": "a", "task_id": "1", "prompt": "sim:status=400 fails"},
+            {"objective_id": "a", "task_id": "2", "prompt": "not sent: its chapter stopped"},
+            {"objective_id": "b", "task_id": "1", "prompt": "sim:status=400 fails too"},
+            {"objective_id": "b", "task_id": "2", "prompt": "sent: b has no fail_fast"},
+        ],
+    )
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    base = ["run", str(sheet), "--provider", "openai", "--base-url", sim.base_url, "--model", "sim-small",
+            "--sequential", "--no-progress"]
+    chapter = CliRunner().invoke(cli, [*base, "--output", str(tmp_path / "one")])
+    assert chapter.exit_code == 1, chapter.output
+    assert sim.stats()["calls"] == 3  # a.1, b.1, b.2
+    assert "fail-fast: chapter a stopped when task a.1 failed" in chapter.output
+
+    whole = CliRunner().invoke(cli, [*base, "--fail-fast", "--output", str(tmp_path / "two")])
+    assert whole.exit_code == 1, whole.output
+    assert sim.stats()["calls"] == 3 + 1  # a.1 only: the run stopped there
+    assert "--resume" in whole.output

@@ -304,3 +304,57 @@ def test_a_few_names_a_short_list_whole():
 
     assert a_few(["a"]) == "a" and a_few(["a", "b", "c", "d"]) == "a, b, c, d"
     assert a_few([f"t{i}" for i in range(24)]) == "t0, t1, t2 and 21 more"
+
+
+# -- fail_fast ---------------------------------------------------------------------------
+
+
+def test_fail_fast_stops_the_run_at_the_first_failed_task_and_skips_the_rest_with_the_reason():
+    runner = InstantRunner(fail={"O1.T2"})
+    _, manager, halt = run_scheduler(make_sheet(2, 3), runner, inline=True, objective_slots=1, task_slots=1,
+                                     fail_fast=True)
+    assert halt is not None and halt.reason == "fail_fast" and "O1.T2" in halt.message
+    assert runner.calls == ["O1.T1", "O1.T2"]  # nothing started after the failure
+    statuses = {r.key: r.status for r in manager.all_results()}
+    assert statuses == {"O1.T1": "done", "O1.T2": "failed", "O1.T3": "skipped",
+                        "O2.T1": "skipped", "O2.T2": "skipped", "O2.T3": "skipped"}
+    assert all("fail-fast: task O1.T2 failed" in r.error for r in manager.all_results() if r.status == "skipped")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fail_fast_lets_the_tasks_in_flight_finish_under_random_completion_order(seed):
+    runner = GatedRunner(seed, fail={"O2.T2"}, first_batch=6)
+    _, manager, halt = run_scheduler(make_sheet(3, 3), runner, objective_slots=3, task_slots=2, fail_fast=True)
+    assert halt is not None and halt.reason == "fail_fast"
+    results = manager.all_results()
+    assert len(results) == 9  # every task has its one result
+    for r in results:
+        # a task that started ran to its own end (done or failed); one never started is skipped
+        assert (r.status == "skipped") == (r.key not in runner.started), r.key
+    assert manager.get("O2.T2").status == "failed"
+    # after the failure settled, nothing new was started
+    assert set(runner.started) <= set(runner.completed)
+    assert not any(r.status == "skipped" and "fail-fast" not in r.error for r in results)
+
+
+def test_without_fail_fast_a_failure_stops_nothing():
+    runner = InstantRunner(fail={"O1.T2"})
+    _, manager, halt = run_scheduler(make_sheet(2, 3), runner, inline=True, objective_slots=1, task_slots=1)
+    assert halt is None and len(runner.calls) == 6
+
+
+def test_a_fail_fast_chapter_stops_alone_and_what_depends_on_it_is_skipped():
+    objectives = (Objective("O1", "One", index=0, fail_fast=True), Objective("O2", "Two", index=1))
+    tasks = tuple(Task(o, t, prompt="p", title=f"{o}.{t}", index=i,
+                       depends_on=("O1.T3",) if (o, t) == ("O2", "T2") else ())
+                  for i, (o, t) in enumerate((o, t) for o in ("O1", "O2") for t in ("T1", "T2", "T3")))
+    sheet = PromptSheet(path=Path("x.xlsx"), objectives=objectives, tasks=tasks)
+    runner = InstantRunner(fail={"O1.T1", "O2.T1"})
+    _, manager, halt = run_scheduler(sheet, runner, inline=True, objective_slots=1, task_slots=1)
+    assert halt is None  # the run goes on
+    statuses = {r.key: r.status for r in manager.all_results()}
+    assert statuses == {"O1.T1": "failed", "O1.T2": "skipped", "O1.T3": "skipped",
+                        "O2.T1": "failed", "O2.T2": "skipped", "O2.T3": "done"}  # O2 has no fail_fast: T3 ran
+    assert manager.get("O1.T2").error == "fail-fast: chapter O1 stopped when task O1.T1 failed"
+    assert "O1.T3" in manager.get("O2.T2").error  # its dependency was skipped
+    assert "O1.T2" not in runner.calls and "O1.T3" not in runner.calls

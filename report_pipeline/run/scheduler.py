@@ -71,7 +71,7 @@ class InlineExecutor(Executor):
 class Halt:
     """Why the run stopped scheduling new work early."""
 
-    reason: str  # "budget", "aborted", "interrupted"
+    reason: str  # "budget", "aborted", "interrupted", "fail_fast"
     message: str
     error: BaseException | None = None
 
@@ -120,8 +120,12 @@ class Scheduler:
         wave: WaveHook | None = None,
         dispatch_limit: int | None = None,
         priority: Mapping[str, Priority] | None = None,
+        fail_fast: bool = False,
     ) -> None:
         self._plan = plan
+        self._fail_fast = fail_fast  # the first failed task halts the run
+        self._stop_chapter_on_failure = {o.objective_id for o in plan.objectives if o.fail_fast}
+        self._stopped_chapters: dict[str, str] = {}  # objective id -> why it stopped (fail_fast column)
         self._dispatch_limit = dispatch_limit  # tasks running at once across the run (None: no limit)
         self._priority = dict(priority) if priority is not None else {
             key: (0.0, rank) for rank, key in enumerate(plan.tasks)}
@@ -179,7 +183,9 @@ class Scheduler:
                 self._skip_unstarted()
                 if self._in_flight == 0:
                     break
-                if deadline is None:
+                # a fail-fast halt lets the calls in flight finish (each is bounded by its own timeout);
+                # only a stop (Ctrl-C) starts the grace period
+                if deadline is None and (self.halt.reason != "fail_fast" or self._stop.is_set()):
                     deadline = time.monotonic() + grace_s
             if self._in_flight == 0 and len(self._finished) < len(self._plan.tasks):
                 if self._parked and self._only_parked_left():
@@ -208,6 +214,8 @@ class Scheduler:
                 if result.error:
                     result = replace(result, error=self._scrub(result.error))
                 self._settle(key, result)
+                if result.status == "failed":
+                    self._after_failure(key)
             if self.halt is None:
                 self._admit()
                 self._dispatch()
@@ -312,6 +320,23 @@ class Scheduler:
             self._stop.set()
         log.error("task %s failed: %s", key, base.error)
         return base
+
+    def _after_failure(self, key: str) -> None:
+        """fail_fast: the run stops (nothing new is sent; calls in flight finish). A chapter with the
+        `fail_fast` column stops alone: its tasks not started are skipped, and what depends on them."""
+        if self._fail_fast and self.halt is None:
+            self.halt = Halt("fail_fast", f"fail-fast: task {key} failed, so nothing after it was started")
+            log.error("%s", self.halt.message)
+            return
+        objective_id = self._plan.objective_of(key)
+        if objective_id not in self._stop_chapter_on_failure or objective_id in self._stopped_chapters:
+            return
+        reason = f"fail-fast: chapter {objective_id} stopped when task {key} failed"
+        self._stopped_chapters[objective_id] = reason
+        log.error("%s", reason)
+        for other in self._plan.tasks_by_objective[objective_id]:
+            if other not in self._finished and other not in self._running:
+                self._settle(other, self._skipped(other, reason))
 
     def _settle(self, key: str, result: TaskResult) -> None:
         """Record a final result, then release or skip its dependents."""

@@ -100,7 +100,7 @@ class _Spec:
 
 
 _SPECS: tuple[_Spec, ...] = (
-    _Spec("objectives", ("objective_id", "title"), ("description", "lead", "enabled", "system_prompt", "mode")),
+    _Spec("objectives", ("objective_id", "title"), ("description", "lead", "enabled", "system_prompt", "mode", "fail_fast")),
     _Spec(
         "tasks",
         ("objective_id", "task_id", "prompt"),
@@ -714,6 +714,7 @@ class _Reader:
                     title=title,
                     description=row.text("description"),
                     lead=row.text("lead"),
+                    fail_fast=self._flag(row, "fail_fast", False),
                     enabled=enabled,
                     system_prompt=row.text("system_prompt"),
                     mode=mode,
