@@ -525,12 +525,12 @@ def unwrap(text: str) -> str:
 def task(objective_id: str, task_id: str, title: str, prompt: str, *, data: str = "",
          depends_on: str = "", steps: str = "generate", include_table: bool = False,
          temperature: float | None = None, max_tokens: int | None = None,
-         enabled: bool = True) -> dict[str, Any]:
+         enabled: bool = True, for_each: str = "", merge: str = "") -> dict[str, Any]:
     return {
         "objective_id": objective_id, "task_id": task_id, "title": title, "prompt": unwrap(prompt),
         "data": data or None, "depends_on": depends_on or None, "steps": steps, "model": None,
         "temperature": temperature, "max_tokens": max_tokens, "enabled": enabled,
-        "include_table": include_table,
+        "include_table": include_table, "for_each": for_each or None, "merge": merge or None,
     }
 
 
@@ -624,17 +624,17 @@ reactors closed in April 2023): compare nuclear, coal, gas, wind and solar outpu
 coal. Use only the figures in the table. Do not discuss the political debate beyond one
 sentence.
 """, data="generation_germany"),
+    # a for_each task: one call per country of the table, each seeing only its own rows
     task("gen", "t3", "Country snapshots", f"""
-{section_intro()}
+{section_intro()} This part is one paragraph of it, on {{{{ item }}}}.
 
-Generation by source for six countries in 2015, 2024 and 2030 (TWh; 2030 is a projection):
-{{{{ data.generation_snapshot }}}}
+{{{{ item }}}}'s generation by source in 2015, 2024 and 2030 (TWh; 2030 is a projection):
+{{{{ item.table }}}}
 
-Write one short paragraph (60-80 words) for each of France, Spain, Italy, Poland and the
-Netherlands, in that order, starting with the country name in bold. For each, state the
-largest source in 2024, the renewable share in 2015 and 2024, and the single most important
-change expected by 2030. Close with two sentences comparing the five with Germany.
-""", data="generation_snapshot", steps="generate, refine, check"),
+Write one short paragraph (60-80 words) on {{{{ item }}}}: the largest source in 2024, the
+renewable share in 2015 and 2024, and the single most important change expected by 2030.
+Do not start with a heading: the report puts the country's name above your paragraph.
+""", steps="generate, refine", for_each="generation_snapshot.country"),
     task("gen", "t4", "What a 2030 mix means for firm capacity", f"""
 {section_intro()}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .config import ResumedRun, RunConfig, load_config
-from .errors import ConfigError, PromptSheetError, SheetProblem
+from .errors import ConfigError, DataSourceError, PromptSheetError, SheetProblem
 from .models import PromptSheet
 from .workbook.reader import read_prompt_sheet
 
@@ -45,7 +45,30 @@ def load_run_inputs(
     if recorded is not None:
         config = load_config(config_path=config_path, overrides=overrides,
                              resuming=ResumedRun(resume, recorded))  # type: ignore[arg-type]
+    _check_items(sheet, config)
     return sheet, config
+
+
+def _check_items(sheet: PromptSheet, config: RunConfig) -> None:
+    """Each for_each task's table, loaded: its column, that it has rows, and at most `max_items` items."""
+    from .workbook.data import DataStore
+    from .workbook.items import item_problems, parse_for_each
+
+    tasks = [t for t in sheet.tasks if t.enabled and t.for_each]
+    if not tasks:
+        return
+    store = DataStore(sheet.data_sources)
+    problems: list[SheetProblem] = []
+    for task in tasks:
+        spec = parse_for_each(task.for_each or "")
+        try:
+            frame = store.frame(spec.table)
+        except DataSourceError:
+            continue  # the data sheet's own check named it
+        problems.extend(SheetProblem("tasks", message, row=task.row, column="for_each")
+                        for message in item_problems(spec, frame, max_items=config.max_items))
+    if problems:
+        raise PromptSheetError(sheet.path, problems)
 
 
 def _recorded_config(config: RunConfig, run_id: str) -> dict[str, Any] | None:
@@ -73,22 +96,28 @@ def prepare_run(
     out: TextIO | None = None,
     resume: str | None = None,
     drawing_process: Any = None,
+    compare_to: str | None = None,
 ):
     """A ready pipeline (validated sheet, config, provider, progress observer); nothing written yet.
 
     `drawing_process`: a `drawing_process.DrawingProcess` started early, handed to the run.
+    `compare_to`: the run changes.md compares with (else the previous one); checked here.
     """
     from .pipeline import ReportGenerationPipeline
     from .watch.live import make_observer
 
     sheet, config = load_run_inputs(sheet_path, config_path=config_path, overrides=overrides, resume=resume)
+    if compare_to is not None:
+        from .compare.load import check_base
+
+        check_base(config.output_dir, config.resolved_ledger_path, compare_to)
     interactive = {"auto": None, "on": True, "off": False}[config.progress]
     observer = make_observer(
         interactive=interactive, quiet=config.quiet, interval_s=config.progress_interval_s, stream=stream, out=out,
     )
     return ReportGenerationPipeline(
         config, sheet, observer=observer, stop=stop, run_id=resume, resume=resume is not None,
-        drawing_process=drawing_process,
+        drawing_process=drawing_process, compare_to=compare_to,
     )
 
 

@@ -79,6 +79,8 @@ EXIT_CODES = (
 @click.option("--max-concurrency", type=int, help="Most LLM calls in flight at once (max_concurrent_requests).")
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), help="Output root (default: output/).")
 @click.option("--resume", "resume", metavar="RUN_ID", help="Continue an interrupted run (needs the ledger).")
+@click.option("--compare-to", "compare_to", metavar="RUN_ID",
+              help="Write changes.md against this run (default: the previous finished run of the workbook).")
 @click.option("--no-cache", is_flag=True, help="Do not reuse completed calls from the ledger.")
 @click.option("--dry-run", is_flag=True, help="Validate, render every prompt, estimate tokens and cost; send nothing.")
 @click.option("--show-prompts", is_flag=True, help="With --dry-run: print every task's rendered prompt too.")
@@ -156,7 +158,7 @@ def _run(
     pipeline = prepare_run(
         sheet, config_path=config_path, overrides=overrides, stop=stop, stream=sys.stderr, out=sys.stdout,
         resume=flags["resume"],
-        drawing_process=drawer,
+        drawing_process=drawer, compare_to=flags["compare_to"],
     )
     with _stop_on_signals(stop), console_log(console_handler(pipeline.observer, sys.stderr), secrets=pipeline.secrets):
         result = pipeline.run()
@@ -241,12 +243,49 @@ def logs(run_id: str | None, task_key: str | None, text: str | None, limit: int,
               help="The output root whose ledger to read.")
 @click.option("--show", "show", metavar="RUN_ID", help="One run in detail, with its failed tasks and their errors.")
 @click.option("--limit", type=int, default=20, show_default=True, help="How many recent runs to list.")
+@click.option("--diff", "diff_ids", nargs=2, metavar="RUN_A RUN_B", help="Compare two runs (as `diff RUN_A RUN_B`).")
 @_handle_errors
-def runs(output_dir: Path, show: str | None, limit: int) -> None:
+def runs(output_dir: Path, show: str | None, limit: int, diff_ids: tuple[str, str] | None) -> None:
     """Recent runs from the ledger: id, sheet, status, tasks, tokens, cost, duration."""
     from .ledger.history import describe_run, list_runs
 
+    if diff_ids:
+        _echo_diff(output_dir, *diff_ids)
+        return
     click.echo(describe_run(output_dir, show) if show else list_runs(output_dir, limit=limit))
+
+
+@cli.command(epilog="Exit codes: 0 compared; 2 no such run, no ledger under --output, or --html not writable.")
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@click.option("--output", "output_dir", type=click.Path(path_type=Path), default=Path("output"), show_default=True,
+              help="The output root whose ledger to read.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), metavar="FILE",
+              help="Also write a self-contained page with every insertion and deletion marked.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts instead of text.")
+@_handle_errors
+def diff(run_a: str, run_b: str, output_dir: Path, html_path: Path | None, as_json: bool) -> None:
+    """What changed from run RUN_A to run RUN_B, chapter by chapter, most significant first: per task
+    changed / unchanged / added / removed, its text word by word, what changed in its inputs (data
+    rows, prompt, the tasks it uses, model), tokens and cost; the settings that differ. Read-only."""
+    _echo_diff(output_dir, run_a, run_b, html_path=html_path, as_json=as_json)
+
+
+def _echo_diff(output_dir: Path, run_a: str, run_b: str, *, html_path: Path | None = None, as_json: bool = False) -> None:
+    import json
+
+    from .compare import as_dict, as_text, load_comparison
+
+    comparison = load_comparison(output_dir, run_a, run_b)
+    if html_path is not None:
+        from .writers.diff_html import write_diff_html
+
+        try:
+            write_diff_html(html_path, comparison)
+        except OSError as error:
+            raise ConfigError(f"--html {html_path}: cannot write it ({error.strerror or error})") from None
+        click.echo(f"wrote {html_path}", err=True)
+    click.echo(json.dumps(as_dict(comparison), indent=2, ensure_ascii=False) if as_json else as_text(comparison))
 
 
 @cli.command()

@@ -110,6 +110,9 @@ class RunConfig(BaseModel):
     # print each objective's `description` under its heading when it has no `lead` (an old sheet's
     # habit); off by default, since a description is often an analyst's note not meant for readers
     description_as_lead: bool = False
+    # report.docx marks each task's change against the base run (the one changes.md compares
+    # with) as Word tracked changes; the clean document is written as report.clean.docx
+    track_changes: bool = False
     # which model, where
     provider: ProviderName = "offline"
     model: str = "gpt-4o-mini"
@@ -151,6 +154,9 @@ class RunConfig(BaseModel):
     # probes: only the probe; all: every call
     streaming: Literal["auto", "probes", "all"] = "auto"
     max_cost_usd: float | None = Field(default=None, ge=0)
+    # a for_each task with more items than this is refused before anything is sent (a typo in a
+    # filter must not send 10,000 calls)
+    max_items: int = Field(default=200, ge=1, le=100_000)
     # the first failed task stops the run: nothing new is sent, calls in flight finish, the rest is skipped
     fail_fast: bool = False
     shutdown_grace_s: float = Field(default=30.0, ge=0)
@@ -385,7 +391,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 RESUMABLE_KEYS = frozenset({
     "api_key_env", "run_objectives_concurrent", "run_task_concurrent", "max_objective_workers",
     "max_task_workers", "max_concurrent_requests", "concurrency", "requests_per_minute", "tokens_per_minute", "max_retries",
-    "shared_pacing", "shared_pacing_dir", "description_as_lead", "fail_fast",
+    "shared_pacing", "shared_pacing_dir", "description_as_lead", "fail_fast", "max_items", "track_changes",
     "request_timeout_s", "first_token_timeout_s", "streaming", "max_cost_usd", "shutdown_grace_s", "prices", "output_dir", "cache", "ledger",
     "ledger_path", "log_level", "progress", "progress_interval_s", "quiet", "rss_warn_mb", "offline_latency_ms",
     "batch_poll_interval_s", "batch_max_wait_s", "batch_max_requests", "batch_max_bytes", "batch_resubmits",

@@ -67,6 +67,7 @@ class Task:
     enabled: bool = True
     merge: str = "collect_all"  # with several models: collect_all, first_success, best
     include_table: bool = False  # put the attached data tables in the report
+    for_each: str | None = None  # `TABLE` (a call per row) or `TABLE.column` (a call per value); see workbook/items
     index: int = 0  # position in the tasks sheet, 0-based
     row: int = 0
 
@@ -129,6 +130,23 @@ class CallText:
 
 
 @dataclass(frozen=True)
+class ItemResult:
+    """One item of a for_each task: its text or its error, and the calls its chain made."""
+
+    number: int  # 1-based, in table order
+    name: str  # its heading: the group's value, or the row's naming cells
+    text: str = ""
+    error: str = ""
+    calls: tuple[CallRecord, ...] = ()
+    verdict: str = ""
+    notes: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+@dataclass(frozen=True)
 class TaskResult:
     """The outcome of one task, as it goes into results.csv and the report."""
 
@@ -147,6 +165,7 @@ class TaskResult:
     check_verdict: str = ""
     check_notes: str = ""
     failed_attempts: int = 0  # sends of the call it failed on (a failed call leaves no CallRecord)
+    items: tuple[ItemResult, ...] = ()  # a for_each task's items, in table order
 
     @property
     def key(self) -> str:
@@ -209,7 +228,11 @@ class Usage:
 
     @classmethod
     def of(cls, results: Iterable[TaskResult]) -> Usage:
-        records = [c for r in results for c in r.calls]
+        return cls.of_calls(c for r in results for c in r.calls)
+
+    @classmethod
+    def of_calls(cls, records: Iterable[CallRecord]) -> Usage:
+        records = list(records)
         calls = [c for c in records if c.step != "resumed"]  # a task kept from the run resumed sent nothing
         return cls(
             calls=len(calls),
@@ -273,3 +296,4 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "started_at", "finished_at", "duration_s",
 )
 CHECK_COLUMNS: tuple[str, ...] = ("check_verdict", "check_notes")
+ITEM_COLUMNS: tuple[str, ...] = ("items",)  # when the run has a for_each task: how many items it had

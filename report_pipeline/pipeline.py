@@ -64,6 +64,7 @@ from .writers.figures.drawing import draw_chart, start_drawer
 from .writers.figures.drawing_process import (
     DrawingProcess,
 )
+from .writers.changes import write_changes
 from .writers.reports import write_reports
 from .writers.runjson import ChapterFile, RunFacts, build_manifest
 
@@ -95,12 +96,14 @@ class ReportGenerationPipeline:
         run_id: str | None = None,
         resume: bool = False,
         drawing_process: DrawingProcess | None = None,
+        compare_to: str | None = None,
     ) -> None:
         self.config = config
         # The child that draws the charts and timeline.png, if the caller started one early (the
         # CLI does, before its own imports, so that it is warm by the first chart); else the run
         # starts its own. Either way the run closes it.
         self._drawer = drawing_process
+        self.compare_to = compare_to  # the base run of changes.md (--compare-to); None: the previous run
         self.sheet = prompt_sheet
         self.data = data or DataStore(prompt_sheet.data_sources)
         self.plan = build_plan(prompt_sheet, objectives=config.objectives, limit=config.limit, tasks=config.tasks)
@@ -124,6 +127,7 @@ class ReportGenerationPipeline:
         self.results = ReportStructureManager(self.plan)
         self._charts = ChartRenderer(self.run_dir, draw_png=self._draw_chart)
         self._with_check = any("check" in (t.steps or config.steps) for t in self.plan.tasks.values())
+        self._with_items = any(t.for_each for t in self.plan.tasks.values())
         self._batch_backend: BatchBackend | None = None
         self._batch: BatchExecution | None = None
         self._started_tasks: set[str] = set()
@@ -281,7 +285,8 @@ class ReportGenerationPipeline:
 
     def _execute(self, ledger: Ledger | None, restored: dict[str, TaskResult]) -> Halt | None:
         config = self.config
-        appender = ResultsCsvAppender(self.run_dir / "results.csv", with_check=self._with_check)
+        appender = ResultsCsvAppender(self.run_dir / "results.csv", with_check=self._with_check,
+                                      with_items=self._with_items)
         use_cache = config.cache or self.resume
         objective_slots, task_slots = config.objective_slots, config.task_slots
         if self._batch_backend is not None:
@@ -486,7 +491,7 @@ class ReportGenerationPipeline:
         last_answer = max((r.finished_at for r in results), default=0.0)
         path = self.run_dir / self.chapter_csv(objective)
         try:
-            write_objective_csv(path, results, with_check=self._with_check)
+            write_objective_csv(path, results, with_check=self._with_check, with_items=self._with_items)
         except OSError as error:  # the run goes on: its other files may still be written, and it says so at the end
             log.error("could not write %s: %s", path, error.strerror or error)
             self._unwritten.append(error)
@@ -521,13 +526,14 @@ class ReportGenerationPipeline:
             "run_log": self.run_dir / "run.log",
             "timeline_png": self.run_dir / "timeline.png",
         }
-        write_reports(
+        attachments = write_reports(
             view, outputs, results=results,
             done_tasks=[self.plan.tasks[r.key] for r in view.all_results() if r.status == "done"],
             data=self.data, charts=self._charts, drawer=drawer,
             timeline_title=f"{self.config.project_name}: run {self.run_id}",
             objective_titles={o.objective_id: o.title for o in self.plan.objectives}, calls=calls,
         )
+        outputs.update(write_changes(self.config, view, outputs, attachments=attachments, base=self.compare_to))
         finished = time.time()  # the run's duration includes writing its reports
         run = RunResult(
             run_id=self.run_id,

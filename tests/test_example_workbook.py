@@ -157,6 +157,8 @@ def test_example_prompts_use_only_attached_data_and_declared_dependencies(exampl
         attached = set(split_list(task["data"]))
         assert attached <= sources, task
         assert set(DATA_REFERENCE.findall(task["prompt"])) == attached, (task["objective_id"], task["task_id"])
+        if task.get("for_each"):  # its table comes through {{ item.table }}
+            assert task["for_each"].split(".")[0] in sources
         assert set(RESULTS_REFERENCE.findall(task["prompt"])) <= set(split_list(task["depends_on"]))
         for variable in ("{{ objective.title }}", "{{ task.title }}", "{{ project.name }}"):
             assert variable in task["prompt"], (task["objective_id"], task["task_id"], variable)
@@ -178,9 +180,10 @@ def test_example_prompts_are_valid_sandboxed_templates(example):
     data = {s["name"]: f"| table {s['name']} |" for s in example["data"]}
     for task in example["tasks"]:
         results = {key: f"text of {key}" for key in split_list(task["depends_on"])}
+        item = {"table": "| its rows |"} if task.get("for_each") else {}  # a for_each task's prompt sees its item
         text = environment.from_string(task["prompt"]).render(
             objective={"title": "Chapter"}, task={"title": task["title"]},
-            project={"name": "Project"}, data=data, results=results,
+            project={"name": "Project"}, data=data, results=results, **({"item": item} if item else {}),
         )
         assert "{{" not in text
 

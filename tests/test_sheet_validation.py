@@ -570,7 +570,7 @@ def test_bad_mode_and_merge_values(tmp_path: Path) -> None:
     )
     assert problems_in(path) == [
         "objectives!C2 (mode): 'essay' is not a mode — use one of tasks, outline",
-        "tasks!D2 (merge): 'vote' is not a merge — use one of collect_all, first_success, best",
+        "tasks!D2 (merge): 'vote' is not a merge — use one of collect_all, first_success, best, sections, combine",
     ]
 
 
@@ -709,7 +709,7 @@ def test_step_prompts_sheet(tmp_path: Path) -> None:
     path = workbook(tmp_path, prompts={"refine": "Polish {{ draft }}", "judge": "{{ oops }", "summary": "x", "check": ""})
     assert problems_in(path) == [
         "prompts!B3 (template): template syntax error on line 1: unexpected '}' — line 1 reads: {{ oops }",
-        "prompts!A4 (name): 'summary' is not a step prompt — use one of refine, check, outline, section, judge",
+        "prompts!A4 (name): 'summary' is not a step prompt — use one of refine, check, outline, section, judge, combine",
         "prompts!B5 (template): empty template for check — write one, or delete the row to use the built-in prompt",
     ]
 

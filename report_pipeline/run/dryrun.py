@@ -30,20 +30,35 @@ def estimate_run(sheet: PromptSheet, config: RunConfig, *, show_prompts: bool = 
     batch_cost = 0.0
     unpriced: set[str] = set()
     prompts: list[str] = []
+    notes: list[str] = []
+    item_counts: dict[str, int] = {}  # for_each task -> items: its text is that many answers long
     for objective in plan.objectives:
         row = [0, 0, 0, 0, 0.0]
         for key in plan.tasks_by_objective[objective.objective_id]:
             task = plan.tasks[key]
             placeholders = {ref: f"[text of {ref}, written during the run]" for ref in (*plan.parents[key], *task.depends_on)}
-            prompt = runner.render(task, placeholders)
-            first = runner.request_for(task, "generate", config.model, prompt)
             max_out = task.max_tokens or config.max_tokens
-            written_before = sum(_max_out(plan.tasks[parent], config) for parent in plan.parents[key])
-            if show_prompts:
-                prompts += [f"== {key} ({', '.join(task.model or (config.model,))}) ==", prompt, ""]
+            written_before = sum(item_counts.get(parent, 1) * _max_out(plan.tasks[parent], config)
+                                 for parent in plan.parents[key])
             row[0] += 1
-            prompt_bound = estimate_prompt(first.messages) + written_before
-            for model, step, prompt_tokens, out_tokens in _calls(task, objective.mode, config, prompt_bound, max_out):
+            items = runner.items(task) if task.for_each else [None]
+            if task.for_each:
+                item_counts[key] = len(items)
+                notes.append(f"{key}: {len(items)} items (for_each {task.for_each}), a call chain each"
+                             + (", then one combine call" if task.merge == "combine" else ""))
+            calls = []
+            for item in items:
+                prompt = runner.render(task, placeholders, item)
+                first = runner.request_for(task, "generate", config.model, prompt)
+                if show_prompts:
+                    label = f" item {item.number} {item.label!r}" if item is not None else ""
+                    prompts += [f"== {key}{label} ({', '.join(task.model or (config.model,))}) ==", prompt, ""]
+                prompt_bound = estimate_prompt(first.messages) + written_before
+                calls.extend(_calls(task, objective.mode, config, prompt_bound, max_out))
+            if task.for_each and task.merge == "combine":
+                calls.append(((task.model or (config.model,))[0], "combine", len(items) * max_out + _CHECK_ANSWER_TOKENS,
+                              max_out))
+            for model, step, prompt_tokens, out_tokens in calls:
                 row[1] += 1
                 row[2] += prompt_tokens
                 row[3] += out_tokens
@@ -60,6 +75,7 @@ def estimate_run(sheet: PromptSheet, config: RunConfig, *, show_prompts: bool = 
     lines.append("Tokens are estimated at 4 characters a token; output is counted at max_tokens, a dependency's text "
                  "in a prompt at its max_tokens, and outline chapters at outline_max_sections sections (retries not "
                  "counted), so the cost is an upper bound.")
+    lines.extend(notes)
     if config.execution == "batch":
         waves = critical_path_rounds(plan, config.steps)
         lines.append(

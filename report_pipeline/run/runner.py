@@ -38,10 +38,12 @@ from typing import Any, TypeVar
 
 from ..config import RunConfig
 from ..errors import NotSent, ProviderError, RunAborted, TaskInputError
-from ..models import CallRecord, Objective, PromptSheet, Task, TaskResult
+from ..models import CallRecord, ItemResult, Objective, PromptSheet, Task, TaskResult
 from ..providers.base import ChatRequest, ChatResponse
-from ..workbook.data import DataStore
-from ..workbook.templates import PromptRenderer, build_context
+from ..workbook.data import DataStore, to_markdown
+from ..workbook.items import Item, expand_items, parse_for_each
+from ..workbook.templates import PromptRenderer, build_context, item_variable
+from .foreach import assemble_items, combine_allowed, failed_items
 from .outline import (
     FilledSection,
     OutlinePlan,
@@ -88,6 +90,15 @@ _MAX_TEMPERATURE = 2.0
 
 class _TaskFailed(Exception):
     """The task cannot produce a text (no usable plan, no section, no variant); the message says why."""
+
+
+class _ItemsFailed(_TaskFailed):
+    """A for_each task failed on its items: what was written is kept, with a note in place of each failure."""
+
+    def __init__(self, message: str, text: str, items: tuple[ItemResult, ...]) -> None:
+        super().__init__(message)
+        self.text = text
+        self.items = items
 
 
 @dataclass(frozen=True)
@@ -193,12 +204,16 @@ class TaskRunner:
         steps = task.steps or self._config.steps
         models = task.model or (self._config.model,)
         calls = _CallLog()
+        items: tuple[ItemResult, ...] = ()
         try:
-            prompt = self.render(task)
-            if len(models) == 1:
-                outcome = self._single(task, steps, models[0], prompt, calls)
+            if task.for_each:
+                outcome, items = self._for_each(task, steps, models[0], calls)
             else:
-                outcome = self._variants(task, steps, models, prompt, calls)
+                prompt = self.render(task)
+                if len(models) == 1:
+                    outcome = self._single(task, steps, models[0], prompt, calls)
+                else:
+                    outcome = self._variants(task, steps, models, prompt, calls)
         except (RunAborted, NotSent) as error:  # the whole run stops: let the scheduler halt or skip it
             error.objective_id, error.task_id = task.objective_id, task.task_id
             raise
@@ -206,6 +221,9 @@ class TaskRunner:
             error.objective_id, error.task_id = task.objective_id, task.task_id
             failed = self._failed(task, steps, ",".join(models), calls.records(), started, thread, str(error))
             return dataclasses.replace(failed, failed_attempts=error.attempts)
+        except _ItemsFailed as error:
+            failed = self._failed(task, steps, models[0], calls.records(), started, thread, str(error))
+            return dataclasses.replace(failed, text=error.text, items=error.items)
         except _TaskFailed as error:
             return self._failed(task, steps, ",".join(models), calls.records(), started, thread, str(error))
         except TaskInputError as error:  # its prompt does not render, or its data does not load
@@ -229,12 +247,14 @@ class TaskRunner:
             thread=thread,
             check_verdict=outcome.verdict,
             check_notes=outcome.notes,
+            items=items,
         )
 
     # -- prompts --------------------------------------------------------------------
 
-    def render(self, task: Task, dependency_texts: Mapping[str, str] | None = None) -> str:
-        """The task's prompt with its data and dependency texts; unplaced attached tables appended."""
+    def render(self, task: Task, dependency_texts: Mapping[str, str] | None = None, item: Item | None = None) -> str:
+        """The task's prompt with its data and dependency texts (and, for_each, its item); unplaced
+        attached tables appended."""
         tables = AttachedTables(self._data)
         context = build_context(
             objective=self._objectives[task.objective_id],
@@ -243,6 +263,7 @@ class TaskRunner:
             results=self._dependency_texts(task) if dependency_texts is None else dependency_texts,
             project_name=self._config.project_name,
             settings=self._sheet.settings,
+            item=item_variable(item.label, item.fields, to_markdown(item.rows)) if item is not None else None,
         )
         prompt = self._renderer.render(task.prompt, context)
         extra = [name for name in task.data if name not in tables.used]
@@ -322,6 +343,74 @@ class TaskRunner:
             else:
                 text = response.text.strip()
         return _Outcome(text=text, model=model, partial=draft.partial, verdict=verdict, notes=notes)
+
+    # -- for each item ----------------------------------------------------------------
+
+    def items(self, task: Task) -> list[Item]:
+        """A for_each task's items, from its table after the data sheet's filter and columns."""
+        assert task.for_each is not None
+        spec = parse_for_each(task.for_each)
+        items = expand_items(spec, self._data.frame(spec.table))
+        if not items:
+            raise _TaskFailed(f"for_each {spec}: table {spec.table} has no rows after its filter — nothing to send")
+        if len(items) > self._config.max_items:
+            raise _TaskFailed(f"for_each {spec}: {len(items)} items, more than max_items ({self._config.max_items})")
+        return items
+
+    def _for_each(
+        self, task: Task, steps: Sequence[str], model: str, calls: _CallLog
+    ) -> tuple[_Outcome, tuple[ItemResult, ...]]:
+        """Each item's chain in parallel (in sheet order inline), then the items joined by `merge`."""
+        items = self.items(task)
+        texts = self._dependency_texts(task)
+        outcomes = tuple(self._pools.run_all(
+            "item", [partial(self._item, task, steps, model, texts, item, calls) for item in items]))
+        if not any(o.ok for o in outcomes):
+            raise _ItemsFailed(f"every item failed — {failed_items(outcomes)}", assemble_items(outcomes), outcomes)
+        check = "check" in steps
+        verdict = combined_verdict([o.verdict for o in outcomes if o.ok]) if check else ""
+        notes = "; ".join(f"{o.name}: {o.notes}" for o in outcomes if o.ok and o.notes) if check else ""
+        if task.merge == "combine":
+            if not combine_allowed(outcomes):
+                raise _ItemsFailed(f"too many items failed to combine the rest (at most one in ten may) — "
+                                   f"{failed_items(outcomes)}", assemble_items(outcomes), outcomes)
+            text = self._combine(task, model, outcomes, calls)
+            return _Outcome(text=text, model=model, partial=failed_items(outcomes), verdict=verdict, notes=notes), outcomes
+        if not all(o.ok for o in outcomes):
+            raise _ItemsFailed(failed_items(outcomes), assemble_items(outcomes), outcomes)
+        return _Outcome(text=assemble_items(outcomes), model=model, verdict=verdict, notes=notes), outcomes
+
+    def _item(
+        self, task: Task, steps: Sequence[str], model: str, texts: Mapping[str, str], item: Item, calls: _CallLog
+    ) -> ItemResult:
+        """One item's chain (generate, refine, check); a provider failure is this item's, not the task's."""
+        own = _CallLog()
+        try:
+            prompt = self.render(task, texts, item)
+            draft = self._draft(task, model, prompt, own, suffix=item.suffix)
+            outcome = self._chain(task, steps[1:], model, prompt, draft, own, suffix=item.suffix)
+        except (RunAborted, NotSent):
+            raise
+        except (ProviderError, _TaskFailed, TaskInputError) as error:
+            log.warning("task %s: item %d %r failed: %s", task.key, item.number, item.label, error)
+            return ItemResult(item.number, item.label, error=str(error), calls=own.records())
+        finally:
+            for record in own.records():
+                calls.add(record)
+        if not outcome.text:
+            return ItemResult(item.number, item.label, error="the model returned no text", calls=own.records())
+        return ItemResult(item.number, item.label, text=outcome.text, calls=own.records(),
+                          verdict=outcome.verdict, notes=outcome.notes)
+
+    def _combine(self, task: Task, model: str, outcomes: Sequence[ItemResult], calls: _CallLog) -> str:
+        """One more call: a single text from the items' texts (`combine` in the prompts sheet overrides it)."""
+        context = {
+            "title": task.title or task.key,
+            "items": [{"number": o.number, "name": o.name, "text": o.text} for o in outcomes if o.ok],
+            "missing": [o.name for o in outcomes if not o.ok],
+        }
+        user = self._step_user("combine", context)
+        return self._send(self._request(task, "combine", model, user), "combine", calls).text.strip()
 
     # -- outline, then fill ---------------------------------------------------------
 

@@ -5,7 +5,8 @@ the answers that must follow a format.
 here that a workbook's `prompts` sheet can override (same sandboxed templates, with
 `draft` and `prompt` added to the context). So do `outline` (the section plan an
 outline objective asks for first, with `prompt` and `max_sections`) and `judge` (the
-pick among a task's model variants, with `prompt` and `variants`). `section` (writing
+pick among a task's model variants, with `prompt` and `variants`) and `combine` (one text from
+a for_each task's items, with `title`, `items` and `missing`). `section` (writing
 one planned section) has a default only: the sheet does not accept it yet.
 """
 
@@ -67,6 +68,15 @@ DEFAULT_STEP_PROMPTS: dict[str, str] = {
         "where N is the number of the candidate you choose (1 to {{ variants | length }}).\n\n"
         "Instructions and data:\n{{ prompt }}\n\n"
         "{% for v in variants %}<candidate number=\"{{ v.number }}\">\n{{ v.text }}\n</candidate>\n\n{% endfor %}"
+    ),
+    "combine": (
+        "Each text below answers the same instructions, \"{{ title }}\", for one item. Write one text "
+        "that combines them for a director-level reader: keep every figure exactly as the texts give it, "
+        "add no figure of your own, compare the items where the texts allow it, and keep it shorter than "
+        "the texts together. Return only the text, with no preamble.\n\n"
+        "{% for i in items %}<item name=\"{{ i.name }}\">\n{{ i.text }}\n</item>\n\n{% endfor %}"
+        "{% if missing %}These items could not be written; say that they are missing: "
+        "{{ missing | join(', ') }}\n{% endif %}"
     ),
 }
 

@@ -54,7 +54,8 @@ from ..errors import PromptSheetError, SheetProblem
 from ..models import DataSource, Objective, PromptSheet, Task
 from .data import ole2_advice, source_problems
 from .dependencies import dependency_problems, expand_dependencies
-from .templates import TemplateFacts, analyse_template, make_environment, syntax_problem
+from .items import parse_for_each
+from .templates import TemplateFacts, _did_you_mean, analyse_template, make_environment, syntax_problem
 
 __all__ = [
     "MERGE_CHOICES",
@@ -69,9 +70,12 @@ __all__ = [
 ]
 
 MODE_CHOICES: tuple[str, ...] = ("tasks", "outline")
-MERGE_CHOICES: tuple[str, ...] = ("collect_all", "first_success", "best")
+MERGE_CHOICES: tuple[str, ...] = ("collect_all", "first_success", "best", "sections", "combine")
+# how a task with several models keeps their answers; and how a for_each task joins its items' texts
+VARIANT_MERGES: tuple[str, ...] = ("collect_all", "first_success", "best")
+ITEM_MERGES: tuple[str, ...] = ("sections", "combine")
 CHART_CHOICES: tuple[str, ...] = ("line", "bar")
-STEP_PROMPT_NAMES: tuple[str, ...] = ("refine", "check", "outline", "section", "judge")
+STEP_PROMPT_NAMES: tuple[str, ...] = ("refine", "check", "outline", "section", "judge", "combine")
 
 _TRUE_WORDS = frozenset({"true", "yes", "y", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "n", "0"})
@@ -105,7 +109,7 @@ _SPECS: tuple[_Spec, ...] = (
         "tasks",
         ("objective_id", "task_id", "prompt"),
         ("title", "data", "depends_on", "steps", "model", "temperature", "max_tokens", "enabled", "merge", "include_table",
-         "reasoning_effort"),
+         "reasoning_effort", "for_each"),
     ),
     _Spec("data", ("name", "path"), ("sheet", "columns", "filter", "chart", "x", "y", "title", "unit", "shade"),
           needed=False),
@@ -636,6 +640,32 @@ class _Reader:
         self.problems.at(row, column, f"{_show(value)} is not a {column} — use one of {', '.join(choices)}")
         return default
 
+    def _for_each(self, row: _Row) -> str | None:
+        text = row.text("for_each")
+        if not text:
+            return None
+        try:
+            return str(parse_for_each(text))
+        except ValueError as error:
+            self.problems.at(row, "for_each", str(error))
+            return None
+
+    def _merge(self, row: _Row, for_each: str | None) -> str:
+        """`merge` means how several models' answers are kept, or (for_each) how items' texts are joined."""
+        default = "sections" if for_each else "collect_all"
+        merge = self._choice(row, "merge", MERGE_CHOICES, default) or default
+        if for_each and merge not in ITEM_MERGES:
+            self.problems.at(row, "merge", f"{merge} is for tasks with several models — a for_each task joins its "
+                                           f"items with {' or '.join(ITEM_MERGES)}")
+            return default
+        if not for_each and merge in ITEM_MERGES:
+            self.problems.at(row, "merge", f"{merge} joins the items of a for_each task — name a table in for_each, "
+                                           f"or use {', '.join(VARIANT_MERGES)} for several models")
+            return default
+        if for_each and len(self._models(row) or ()) > 1:
+            self.problems.at(row, "model", "a for_each task takes one model — give one, or split the task")
+        return merge
+
     def _number(self, row: _Row, column: str, low: float, high: float) -> float | None:
         value = row.get(column)
         if value is None:
@@ -758,6 +788,7 @@ class _Reader:
             prompt = row.text("prompt")
             if enabled and not prompt:
                 self.problems.at(row, "prompt", "empty prompt — write one or set enabled to FALSE")
+            for_each = self._for_each(row)
             task = Task(
                 objective_id=objective_id,
                 task_id=task_id,
@@ -771,7 +802,8 @@ class _Reader:
                 max_tokens=self._whole(row, "max_tokens", 1),
                 reasoning_effort=self._choice(row, "reasoning_effort", REASONING_EFFORTS, None),
                 enabled=enabled,
-                merge=self._choice(row, "merge", MERGE_CHOICES, "collect_all") or "collect_all",
+                merge=self._merge(row, for_each),
+                for_each=for_each,
                 include_table=self._flag(row, "include_table", False),
                 index=len(tasks),
                 row=row.number,
@@ -943,6 +975,11 @@ class _Reader:
                 if name not in sources:
                     known = ", ".join(sources) or "none: add a data sheet"
                     self._at_task(task, "data", f"unknown data source {name!r} — add it to the data sheet (known: {known})")
+            if task.for_each and parse_for_each(task.for_each).table not in sources:
+                known = ", ".join(sources) or "none: add a data sheet"
+                table = parse_for_each(task.for_each).table
+                self._at_task(task, "for_each", f"unknown data table {table!r}{_did_you_mean(table, sources)} — "
+                                                f"add it to the data sheet (known: {known})")
         self._check_templates(objectives, enabled, sources, settings)
 
     def _at_row(self, sheet: str, row: int, column: str, message: str) -> None:
@@ -1012,6 +1049,7 @@ class _Reader:
             # results["OBJ.TASK"] for each expanded dependency, results["OBJ"] for each chapter listed
             keys = set(expanded.get(task.key, ())) | {entry for entry in task.depends_on if entry in chapter_ids}
             for message in facts[task.prompt].problems(
-                data_names=data_names, dependency_keys=keys, settings_keys=settings_keys
+                data_names=data_names, dependency_keys=keys, settings_keys=settings_keys,
+                for_each=task.for_each is not None,
             ):
                 self._at_task(task, "prompt", message)

@@ -256,7 +256,7 @@ _STARTER_SETTINGS: tuple[dict[str, Any], ...] = (
 OBJECTIVE_COLUMNS: tuple[str, ...] = ("objective_id", "title", "description", "lead", "enabled", "system_prompt")
 TASK_COLUMNS: tuple[str, ...] = (
     "objective_id", "task_id", "title", "prompt", "data", "depends_on", "steps",
-    "model", "temperature", "max_tokens", "enabled", "include_table",
+    "model", "temperature", "max_tokens", "enabled", "include_table", "for_each", "merge",
 )
 DATA_COLUMNS: tuple[str, ...] = ("name", "path", "sheet", "columns", "filter", "chart", "x", "y", "title", "unit", "shade")
 SETTINGS_COLUMNS: tuple[str, ...] = ("key", "value")

@@ -14,6 +14,7 @@ The context (the contract in DESIGN.md), with every value read-only:
     results     "OBJ.TASK" -> a dependency's text; "OBJ" -> that chapter's texts, joined
     project     name
     settings    the settings sheet's key -> value
+    item        for_each tasks only: the item (`{{ item }}` its name, `{{ item.COLUMN }}`, `{{ item.table }}`)
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "TableSource",
     "analyse_template",
     "build_context",
+    "item_variable",
     "make_environment",
     "render_prompt",
     "syntax_problem",
@@ -49,6 +51,7 @@ __all__ = [
 ]
 
 CONTEXT_NAMES: tuple[str, ...] = ("objective", "task", "data", "results", "project", "settings")
+ITEM_NAME = "item"  # for_each tasks only: the item a call is for
 # the fixed fields of the record-like variables; data/results/settings keys come from the sheet
 CONTEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "objective": ("objective_id", "title", "description"),
@@ -185,6 +188,26 @@ class _ReadOnly:
         return f"<{self._label}: {', '.join(self._names)}>"
 
 
+class _ItemRecord(_ReadOnly):
+    """`item` in a for_each task's prompt: prints as the item's name (`{{ item }}`: Germany), holds
+    the row's cells (`{{ item.year }}`) and its rows as Markdown (`{{ item.table }}`)."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str, values: Mapping[str, Any]) -> None:
+        frozen = dict(values)
+        super().__init__("item", tuple(frozen), frozen.__getitem__)
+        self._name = name
+
+    def __str__(self) -> str:
+        return self._name
+
+
+def item_variable(name: str, fields: Mapping[str, Any], table: str) -> _ReadOnly:
+    """The `item` a for_each task's prompt sees; `table` wins over a column of that name."""
+    return _ItemRecord(name, {**{str(k): v for k, v in fields.items()}, "table": table})
+
+
 def _record(label: str, values: Mapping[str, Any]) -> _ReadOnly:
     frozen = dict(values)
     return _ReadOnly(label, tuple(frozen), frozen.__getitem__)
@@ -220,6 +243,7 @@ def build_context(
     data: TableSource | Mapping[str, str] | None = None,
     results: Mapping[str, str] | None = None,
     settings: Mapping[str, Any] | None = None,
+    item: _ReadOnly | None = None,
 ) -> dict[str, Any]:
     """The variables one prompt sees.
 
@@ -244,6 +268,7 @@ def build_context(
         "results": _record("results", _with_chapters(results or {})),
         "project": _record("project", {"name": project_name}),
         "settings": _record("settings", settings or {}),
+        **({"item": item} if item is not None else {}),
     }
 
 
@@ -321,6 +346,7 @@ class TemplateFacts:
     unknown_names: tuple[str, ...] = ()
     blocked: tuple[str, ...] = ()  # attributes/keys starting with `_`
     refused: tuple[str, ...] = ()  # whole constructs a prompt may not use ({% include %}, |attr('_x'))
+    uses_item: bool = False  # `item`: defined only in a for_each task
     fields: tuple[tuple[str, str], ...] = ()  # (variable, key) of objective/task/project/settings
     data_keys: tuple[str, ...] = ()
     result_keys: tuple[str, ...] = ()
@@ -331,10 +357,14 @@ class TemplateFacts:
         data_names: Collection[str],
         dependency_keys: Collection[str],
         settings_keys: Collection[str] | None = None,
+        for_each: bool = False,
     ) -> list[str]:
         if self.syntax_error:
             return [self.syntax_error]
         problems = [_unknown_name_message(name) for name in self.unknown_names]
+        if self.uses_item and not for_each:
+            problems.append("item is set only in a for_each task — name a table (or TABLE.column) in its for_each "
+                            "column, or use data.NAME")
         if self.blocked:
             verb = "is" if len(self.blocked) == 1 else "are"
             problems.append(f"{', '.join(self.blocked)} {verb} not allowed in a prompt: names starting with _ are blocked")
@@ -448,7 +478,8 @@ def analyse_template(source: str, *, environment: ImmutableSandboxedEnvironment 
         elif target.name in CONTEXT_FIELDS or target.name == "settings":
             fields[(target.name, key)] = None
     return TemplateFacts(
-        unknown_names=tuple(sorted(set(undeclared) - set(CONTEXT_NAMES))),
+        unknown_names=tuple(sorted(set(undeclared) - set(CONTEXT_NAMES) - {ITEM_NAME})),
+        uses_item=ITEM_NAME in undeclared,
         blocked=tuple(blocked),
         refused=tuple(refused),
         fields=tuple(fields),

@@ -18,9 +18,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
-from report_pipeline.models import CHECK_COLUMNS, RESULT_COLUMNS, TaskResult
+from report_pipeline.models import CHECK_COLUMNS, TaskResult
 from report_pipeline.writers.atomic import atomic_path
-from report_pipeline.writers.rows import COST_DECIMALS, result_columns, result_row
+from report_pipeline.writers.rows import COST_DECIMALS, full_row, result_columns
 
 __all__ = ["ResultsCsvAppender", "write_objective_csv"]
 
@@ -30,14 +30,14 @@ ENCODING = "utf-8"
 
 
 def write_objective_csv(
-    path: str | os.PathLike[str], results: Iterable[TaskResult], *, with_check: bool
+    path: str | os.PathLike[str], results: Iterable[TaskResult], *, with_check: bool, with_items: bool = False
 ) -> Path:
     """Write one chapter's results to `path` atomically (header + one row per task).
 
     Returns the path written. Readers never see a partial file: it appears
     complete under its name or not at all.
     """
-    columns = result_columns(with_check=with_check)
+    columns = result_columns(with_check=with_check, with_items=with_items)
     target = Path(path)
     with atomic_path(target) as tmp:
         with open(tmp, "w", encoding=ENCODING, newline="") as f:
@@ -61,11 +61,11 @@ class ResultsCsvAppender:
     next row starts on a fresh line.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, with_check: bool) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, with_check: bool, with_items: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         existing, complete_bytes = _scan_existing(self.path)
-        self.columns = _choose_columns(self.path, existing, with_check=with_check)
+        self.columns = _choose_columns(self.path, existing, result_columns(with_check=with_check, with_items=with_items))
         if complete_bytes is not None:
             _cut_torn_tail(self.path, complete_bytes)
         self._lock = threading.Lock()
@@ -78,7 +78,7 @@ class ResultsCsvAppender:
     @property
     def with_check(self) -> bool:
         """Whether rows carry the check columns (the file's header decides on resume)."""
-        return len(self.columns) > len(RESULT_COLUMNS)
+        return CHECK_COLUMNS[0] in self.columns
 
     @property
     def closed(self) -> bool:
@@ -122,7 +122,7 @@ class ResultsCsvAppender:
 
 
 def _csv_record(result: TaskResult, columns: Sequence[str]) -> list[object]:
-    row = result_row(result, with_check=len(columns) > len(RESULT_COLUMNS))
+    row = full_row(result)
     return [_plain_number(row[name]) for name in columns]
 
 
@@ -136,25 +136,27 @@ def _plain_number(value: object) -> object:
     return value
 
 
-def _choose_columns(path: Path, existing: list[str] | None, *, with_check: bool) -> tuple[str, ...]:
-    """The columns to write: the requested ones for a new file, the file's own on resume."""
-    wanted = result_columns(with_check=with_check)
+def _choose_columns(path: Path, existing: list[str] | None, wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns to write: the requested ones for a new file, the file's own on resume (rows of a run
+    without checks leave those cells empty). A header without a column this run needs is an error."""
     if existing is None:
         return wanted
     found = tuple(existing)
-    if found == RESULT_COLUMNS + CHECK_COLUMNS:
-        return found  # rows of a run without checks just leave those cells empty
-    if found == RESULT_COLUMNS and not with_check:
-        return found
-    if found == RESULT_COLUMNS:
+    if found not in _KNOWN_HEADERS:
         raise ValueError(
-            f"{path}: the existing header has no {', '.join(CHECK_COLUMNS)} columns but this run "
-            "has check steps; resume with the same sheet or start a new run"
+            f"{path}: not a results.csv of this version (header {', '.join(found)!r}); "
+            "move it aside or start a new run"
         )
-    raise ValueError(
-        f"{path}: not a results.csv of this version (header {', '.join(found)!r}); "
-        "move it aside or start a new run"
-    )
+    missing = [name for name in wanted if name not in found]
+    if missing:
+        raise ValueError(
+            f"{path}: the existing header has no {', '.join(missing)} column(s) but this run "
+            "needs them; resume with the same sheet or start a new run"
+        )
+    return found
+
+
+_KNOWN_HEADERS = {result_columns(with_check=c, with_items=i) for c in (False, True) for i in (False, True)}
 
 
 def _scan_existing(path: Path) -> tuple[list[str] | None, int | None]:

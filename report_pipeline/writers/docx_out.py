@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -207,7 +207,11 @@ class _FastDocument:
         return table
 
 
-def _build(report: ReportView, attachments: Mapping[str, TaskAttachments]) -> DocxDocument:
+def _build(report: ReportView, attachments: Mapping[str, TaskAttachments], *,
+           body: Callable[[_FastDocument, TaskResult], None] | None = None) -> DocxDocument:
+    """The document; `body` writes each task's text (`writers/tracked.py` passes one that marks
+    the changes against a base run as Word tracked changes)."""
+    body = body or _add_task_body
     document = _FastDocument(Document())
     _set_properties(document, report)
     _set_styles(document)
@@ -223,7 +227,7 @@ def _build(report: ReportView, attachments: Mapping[str, TaskAttachments]) -> Do
             _add_run(document.add_p(), xml_safe(intro), italic=True)
         for result in chapter.results:
             _bookmark(document.add_heading_p(xml_safe(task_heading(result)), level=2), next(marks))
-            _add_task_body(document, result)
+            body(document, result)
             found = attachments.get(result.key)
             if found:
                 _add_attachments(document, found, numbers)

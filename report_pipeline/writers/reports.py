@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..models import CallText, ReportView, Task, TaskResult
 from ..workbook.data import DataStore
-from .attachments import build_attachments
+from .attachments import TaskAttachments, build_attachments
 from .docx_out import write_docx
 from .html_out import write_html
 from .figures.charts import ChartRenderer
@@ -45,9 +45,10 @@ def write_reports(
     timeline_title: str,
     objective_titles: Mapping[str, str],
     calls: Mapping[str, Sequence[CallText]] | None = None,
-) -> None:
+) -> Mapping[str, TaskAttachments]:
     """report.md, report.docx, report.html, report.xlsx and timeline.png at the `outputs` paths of
-    those names; `calls` (task key -> its prompts and answers) fill report.html's provenance panels."""
+    those names; `calls` (task key -> its prompts and answers) fill report.html's provenance panels.
+    Returns each task's attachments, for a document written after these (writers/changes.py)."""
     run_dir = outputs["report_md"].parent
     jobs = {
         "timeline": TimelineJob(outputs["timeline_png"], timeline_data(results), timeline_title, dict(objective_titles)),
@@ -72,3 +73,4 @@ def write_reports(
     if drawing is not None and not todo:
         for kind in sorted(child_failed(drawing.wait, list(jobs))):
             FALLBACKS[kind](jobs[kind])
+    return attachments

@@ -6,18 +6,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
-from report_pipeline.models import CHECK_COLUMNS, RESULT_COLUMNS, TaskResult
+from report_pipeline.models import CHECK_COLUMNS, ITEM_COLUMNS, RESULT_COLUMNS, TaskResult
 from report_pipeline.writers.safety import neutralise_cell
 
-__all__ = ["format_timestamp", "has_check_step", "result_columns", "result_row"]
+__all__ = ["format_timestamp", "full_row", "has_check_step", "has_items", "result_columns", "result_row"]
 
 COST_DECIMALS = 6
 DURATION_DECIMALS = 3
 
 
-def result_columns(*, with_check: bool) -> tuple[str, ...]:
-    """The column names, in contract order."""
-    return RESULT_COLUMNS + CHECK_COLUMNS if with_check else RESULT_COLUMNS
+def result_columns(*, with_check: bool, with_items: bool = False) -> tuple[str, ...]:
+    """The column names, in contract order: the check columns when a check step ran, then `items`
+    when the run has a for_each task."""
+    return RESULT_COLUMNS + (CHECK_COLUMNS if with_check else ()) + (ITEM_COLUMNS if with_items else ())
 
 
 def has_check_step(results: Iterable[TaskResult]) -> bool:
@@ -25,12 +26,23 @@ def has_check_step(results: Iterable[TaskResult]) -> bool:
     return any("check" in r.steps or r.check_verdict or r.check_notes for r in results)
 
 
-def result_row(result: TaskResult, *, with_check: bool) -> dict[str, object]:
-    """The row for `result`: exactly `result_columns(with_check=...)`, in order.
+def has_items(results: Iterable[TaskResult]) -> bool:
+    """True when any task went over items (for_each), i.e. the `items` column belongs in the output."""
+    return any(r.items for r in results)
+
+
+def result_row(result: TaskResult, *, with_check: bool, with_items: bool = False) -> dict[str, object]:
+    """The row for `result`: exactly `result_columns(with_check=..., with_items=...)`, in order.
 
     Every string cell is neutralised against formula injection; numbers stay
     numbers so spreadsheets can sum them.
     """
+    row = full_row(result)
+    return {name: row[name] for name in result_columns(with_check=with_check, with_items=with_items)}
+
+
+def full_row(result: TaskResult) -> dict[str, object]:
+    """Every column a row may have, neutralised; writers pick the ones their header has."""
     row: dict[str, object] = {
         "objective_id": result.objective_id,
         "task_id": result.task_id,
@@ -48,10 +60,10 @@ def result_row(result: TaskResult, *, with_check: bool) -> dict[str, object]:
         "started_at": format_timestamp(result.started_at),
         "finished_at": format_timestamp(result.finished_at),
         "duration_s": round(result.duration_s, DURATION_DECIMALS),
+        "check_verdict": result.check_verdict,
+        "check_notes": result.check_notes,
+        "items": len(result.items) if result.items else "",
     }
-    if with_check:
-        row["check_verdict"] = result.check_verdict
-        row["check_notes"] = result.check_notes
     return {name: neutralise_cell(value) for name, value in row.items()}
 
 

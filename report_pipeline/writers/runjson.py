@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ..models import TaskResult, Usage
+from ..models import ItemResult, TaskResult, Usage
 
 __all__ = ["ChapterFile", "RunFacts", "build_manifest", "iso_time"]
 
@@ -128,6 +128,20 @@ def _usage(usage: Usage) -> dict[str, Any]:
     }
 
 
+def _item(item: ItemResult) -> dict[str, Any]:
+    usage = Usage.of_calls(item.calls)
+    return {
+        "number": item.number,
+        "name": item.name,
+        "status": "done" if item.ok else "failed",
+        "error": item.error or None,
+        "calls": usage.calls,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cost_usd": round(usage.cost_usd, 6),
+    }
+
+
 def _task(r: TaskResult) -> dict[str, Any]:
     return {
         "objective_id": r.objective_id,
@@ -147,6 +161,7 @@ def _task(r: TaskResult) -> dict[str, Any]:
         "finished_at": iso_time(r.finished_at),
         "duration_s": round(r.duration_s, 3),
         "thread": r.thread or None,
+        "items": [_item(item) for item in r.items] if r.items else None,
         "calls": [
             {
                 "step": c.step, "model": c.model, "prompt_tokens": c.prompt_tokens,
