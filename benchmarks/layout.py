@@ -24,9 +24,12 @@ PACKAGE = "report_pipeline"
 #: two rooms of one layer do not import each other, but for the leaves (config reads errors and
 #: models), which the cycle check keeps honest. A room is a subpackage, or a top-level module.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "config", "models", "logs", "text", "lazy", "version", "schemas"),  # leaves every layer may use
+    ("errors", "config", "models", "logs", "text", "lazy", "version", "schemas",
+     "checks"),                      # leaves every layer may use (checks: pure, is each figure traced)
     ("workbook", "providers"),       # what the analyst wrote; how a model is reached
-    ("ledger", "writers"),           # what was paid for; what the reader gets
+    ("ledger",),                     # what was paid for
+    ("compare",),                    # what changed between two runs (read from the ledger)
+    ("writers",),                    # what the reader gets
     ("run",),                        # plan, schedule and run the tasks
     ("batch",),                      # the same run, through the Batch API in waves
     ("watch",),                      # progress on a terminal or in a log, resource samples

@@ -157,6 +157,11 @@ class RunConfig(BaseModel):
     # a for_each task with more items than this is refused before anything is sent (a typo in a
     # filter must not send 10,000 calls)
     max_items: int = Field(default=200, ge=1, le=100_000)
+    # every figure in a task's text is traced to its data, dependencies and prompt, without a model:
+    # flag marks the untraced ones in the reports, fix asks the model once to correct them, off skips it
+    figures_check: Literal["flag", "fix", "off"] = "flag"
+    # how the report writes numbers (decimal mark, thousands separator): en, de, fr, ...
+    locale: str = "en"
     # the first failed task stops the run: nothing new is sent, calls in flight finish, the rest is skipped
     fail_fast: bool = False
     shutdown_grace_s: float = Field(default=30.0, ge=0)
@@ -230,6 +235,14 @@ class RunConfig(BaseModel):
         # a field validator, not a model one, so the error names base_url (and its settings cell)
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
+        return value
+
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        from .checks.numbers import NumberStyle
+
+        NumberStyle.for_locale(value)  # a ValueError names the languages it knows
         return value
 
     # -- derived values -------------------------------------------------------------
@@ -391,7 +404,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 RESUMABLE_KEYS = frozenset({
     "api_key_env", "run_objectives_concurrent", "run_task_concurrent", "max_objective_workers",
     "max_task_workers", "max_concurrent_requests", "concurrency", "requests_per_minute", "tokens_per_minute", "max_retries",
-    "shared_pacing", "shared_pacing_dir", "description_as_lead", "fail_fast", "max_items", "track_changes",
+    "shared_pacing", "shared_pacing_dir", "description_as_lead", "fail_fast", "max_items", "figures_check", "track_changes",
     "request_timeout_s", "first_token_timeout_s", "streaming", "max_cost_usd", "shutdown_grace_s", "prices", "output_dir", "cache", "ledger",
     "ledger_path", "log_level", "progress", "progress_interval_s", "quiet", "rss_warn_mb", "offline_latency_ms",
     "batch_poll_interval_s", "batch_max_wait_s", "batch_max_requests", "batch_max_bytes", "batch_resubmits",

@@ -128,6 +128,7 @@ class ReportGenerationPipeline:
         self._charts = ChartRenderer(self.run_dir, draw_png=self._draw_chart)
         self._with_check = any("check" in (t.steps or config.steps) for t in self.plan.tasks.values())
         self._with_items = any(t.for_each for t in self.plan.tasks.values())
+        self._with_figures = config.figures_check != "off"
         self._batch_backend: BatchBackend | None = None
         self._batch: BatchExecution | None = None
         self._started_tasks: set[str] = set()
@@ -271,9 +272,9 @@ class ReportGenerationPipeline:
                     "cost_usd": result.cost_usd,
                 })
             log.info(
-                "run %s %s: %s; tokens %s; cost $%.4f; %.1f s",
+                "run %s %s: %s; tokens %s; cost $%.4f%s; %.1f s",
                 self.run_id, result.status, _counts_text(result.counts), result.tokens_text(),
-                result.cost_usd, result.duration_s,
+                result.cost_usd, result.figures_text(), result.duration_s,
             )
             if result.resume_command:
                 log.info("run %s stopped with work left; to continue it: %s", self.run_id, result.resume_command)
@@ -286,7 +287,7 @@ class ReportGenerationPipeline:
     def _execute(self, ledger: Ledger | None, restored: dict[str, TaskResult]) -> Halt | None:
         config = self.config
         appender = ResultsCsvAppender(self.run_dir / "results.csv", with_check=self._with_check,
-                                      with_items=self._with_items)
+                                      with_items=self._with_items, with_figures=self._with_figures)
         use_cache = config.cache or self.resume
         objective_slots, task_slots = config.objective_slots, config.task_slots
         if self._batch_backend is not None:
@@ -491,7 +492,8 @@ class ReportGenerationPipeline:
         last_answer = max((r.finished_at for r in results), default=0.0)
         path = self.run_dir / self.chapter_csv(objective)
         try:
-            write_objective_csv(path, results, with_check=self._with_check, with_items=self._with_items)
+            write_objective_csv(path, results, with_check=self._with_check, with_items=self._with_items,
+                                with_figures=self._with_figures)
         except OSError as error:  # the run goes on: its other files may still be written, and it says so at the end
             log.error("could not write %s: %s", path, error.strerror or error)
             self._unwritten.append(error)

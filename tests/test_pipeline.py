@@ -12,7 +12,7 @@ import pytest
 
 from report_pipeline.config import load_config
 from report_pipeline.errors import ProviderError
-from report_pipeline.models import RESULT_COLUMNS
+from report_pipeline.models import FIGURE_COLUMNS, RESULT_COLUMNS
 from report_pipeline.pipeline import ReportGenerationPipeline
 from report_pipeline.providers.offline import OfflineProvider
 from report_pipeline.run.outcome import RunObserver
@@ -71,7 +71,7 @@ def test_results_csv_rows_arrive_in_completion_order_not_sheet_order(tmp_path):
     sheet = simple_workbook(tmp_path / "wb", n_objectives=3, n_tasks=6)
     result = run_pipeline(sheet, tmp_path, offline_latency_ms=40, offline_seed=3, max_task_workers=6)
     rows = read_csv(result.run_dir / "results.csv")
-    assert list(rows[0].keys()) == list(RESULT_COLUMNS)
+    assert list(rows[0].keys()) == list(RESULT_COLUMNS + FIGURE_COLUMNS)  # the figures check is on by default
     assert len(rows) == 18
     assert [f"{r['objective_id']}.{r['task_id']}" for r in rows] != [r.key for r in result.results]
 

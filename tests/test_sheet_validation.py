@@ -709,7 +709,7 @@ def test_step_prompts_sheet(tmp_path: Path) -> None:
     path = workbook(tmp_path, prompts={"refine": "Polish {{ draft }}", "judge": "{{ oops }", "summary": "x", "check": ""})
     assert problems_in(path) == [
         "prompts!B3 (template): template syntax error on line 1: unexpected '}' — line 1 reads: {{ oops }",
-        "prompts!A4 (name): 'summary' is not a step prompt — use one of refine, check, outline, section, judge, combine",
+        "prompts!A4 (name): 'summary' is not a step prompt — use one of refine, check, outline, section, judge, combine, fix",
         "prompts!B5 (template): empty template for check — write one, or delete the row to use the built-in prompt",
     ]
 

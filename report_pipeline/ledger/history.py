@@ -86,6 +86,9 @@ def describe_run(output_dir: Path, run_id: str) -> str:
         f"  tokens:   {row.prompt_tokens:,} in, {row.completion_tokens:,} out; cost ${row.cost_usd:.4f}",
         f"  folder:   {Path(output_dir) / row.run_id}",
     ]
+    figures = _figures_summary(Path(output_dir) / row.run_id / "run.json")
+    if figures:
+        lines.insert(-1, f"  figures:  {figures}")
     lines.extend(chapter_table(chapter_facts(tasks, usage, Path(output_dir) / row.run_id / "run.json")))
     if batches:
         lines.append("  batches:")
@@ -133,6 +136,15 @@ def chapter_table(chapters: list[dict[str, Any]]) -> list[str]:
         lines.append(f"  {c['objective_id']:<{width}} {c['done']:>5} {c['failed']:>6} {c['skipped']:>5} "
                      f"{c['calls']:>6} {tokens:>10,} {c['cost_usd']:>9.4f}")
     return lines
+
+
+def _figures_summary(run_json: Path) -> str | None:
+    """The figures check's line from the run's run.json (the ledger does not keep it)."""
+    try:
+        figures = json.loads(run_json.read_text(encoding="utf-8")).get("figures")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return figures.get("summary") if isinstance(figures, dict) else None
 
 
 def _sheet_order(run_json: Path) -> dict[str, int]:

@@ -1,8 +1,10 @@
 """A deterministic provider with no network and no key, so a new user can run the whole job at once.
 
 It reads the Markdown tables in the prompt and writes a clearly marked draft that
-states their size, columns and notable values: a demo report worth reading, and a
-fixed point for tests (the same request always gives the same text).
+states their size, columns and notable values, and a few figures derived from them
+(a change from first to last row, a total) as a model would, so the figures check has
+something to trace without a key: a demo report worth reading, and a fixed point for
+tests (the same request always gives the same text).
 """
 
 from __future__ import annotations
@@ -52,28 +54,81 @@ def _number(cell: str) -> float | None:
         return None
 
 
+_YEAR_NAME = re.compile(r"year|jahr|ann[ée]e", re.I)
+_FIGURE_SENTENCE = re.compile(r"[^.\n]*\d[^.\n]*(?:\.\d[^.\n]*)*\.")
+
+
+def _is_label(name: str, values: list[float | None], col: int) -> bool:
+    """Text and years name rows: a year column is not a range of values ("2,015 to 2,030")."""
+    present = [v for v in values if v is not None]
+    if len(present) < max(1, len(values) // 2):
+        return True
+    years = all(v.is_integer() and 1800 <= v <= 2100 for v in present)
+    return years and (col == 0 or bool(_YEAR_NAME.search(name)))
+
+
+def _row_names(table: _Table, labels: list[int]) -> list[str]:
+    """What to call each row: its first label that tells rows apart, else its varying labels together."""
+    cells = [[row[col] if col < len(row) else "" for col in labels] for row in table.rows]
+    varying = [i for i in range(len(labels)) if len({cell[i] for cell in cells}) > 1]
+    for i in varying:
+        if len({cell[i] for cell in cells}) == len(cells):
+            return [cell[i] for cell in cells]
+    if varying:
+        return [" ".join(cell[i] for i in varying) for cell in cells]
+    return [f"row {n}" for n in range(1, len(cells) + 1)]
+
+
+def _format(value: float) -> str:
+    """A value as a model writes it: thousands separated, at most two decimals, no trailing zeros."""
+    if value.is_integer():
+        return f"{value:,.0f}"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
 def _describe_table(table: _Table, number: int) -> str:
-    """One paragraph about a table: its shape and, per numeric column, its range."""
+    """One paragraph about a table, with figures a model would write: its shape, the range of
+    up to three value columns, and for the first the change from first to last row and its total
+    (or average, for a share, rate or price)."""
     n_rows, n_cols = len(table.rows), len(table.columns)
     shown = ", ".join(table.columns[:8]) + (" …" if n_cols > 8 else "")
     parts = [f"Table {number} has {n_rows} rows and {n_cols} columns ({shown})."]
-    label_col = 0
+    columns = [[_number(row[col]) if col < len(row) else None for row in table.rows] for col in range(n_cols)]
+    labels = [col for col in range(n_cols) if _is_label(table.columns[col], columns[col], col)]
+    names = _row_names(table, labels)
+    measures = [col for col in range(n_cols) if col not in labels][:3]
     notes = []
-    for col, name in enumerate(table.columns):
-        values = [(_number(row[col]), row) for row in table.rows if col < len(row)]
-        numeric = [(v, row) for v, row in values if v is not None]
-        if col == label_col or len(numeric) < max(1, len(values) // 2):
-            continue
-        low_value, low_row = min(numeric, key=lambda item: item[0])
-        high_value, high_row = max(numeric, key=lambda item: item[0])
+    for col in measures:
+        numeric = [(v, names[i]) for i, v in enumerate(columns[col]) if v is not None]
+        low_value, low_name = min(numeric, key=lambda item: item[0])
+        high_value, high_name = max(numeric, key=lambda item: item[0])
         notes.append(
-            f"{name} ranges from {low_value:,.4g} ({low_row[label_col]}) to {high_value:,.4g} ({high_row[label_col]})"
+            f"{table.columns[col]} ranges from {_format(low_value)} ({low_name}) to {_format(high_value)} ({high_name})"
         )
-        if len(notes) == 3:
-            break
     if notes:
         parts.append("; ".join(notes) + ".")
+    if measures:
+        parts.extend(_trend(table.columns[measures[0]], columns[measures[0]], names))
     return " ".join(parts)
+
+
+def _trend(name: str, values: list[float | None], names: list[str]) -> list[str]:
+    """Figures derived from one column, as a model derives them: first-to-last change, total or mean."""
+    if len(values) < 2 or values[0] is None or values[-1] is None:
+        return []
+    first, last = values[0], values[-1]
+    difference = ("+" if last >= first else "-") + _format(round(abs(last - first), 2))
+    change = (f"{name} went from {_format(first)} in {names[0]} to {_format(last)} in {names[-1]}, "
+              f"a difference of {difference}")
+    if first:
+        change += f" ({(last - first) / abs(first) * 100:+.1f}%)"
+    present = [v for v in values if v is not None]
+    counted = f"over the {len(present)} rows with a value, {name}"
+    if re.search(r"share|pct|percent|rate|price", name, re.IGNORECASE):
+        total = f"Averaged {counted} is {_format(round(sum(present) / len(present), 2))}."
+    else:
+        total = f"Summed {counted} comes to {_format(round(sum(present), 2))}."
+    return [change + ".", total]
 
 
 _OFFLINE_PLAN = (
@@ -88,6 +143,22 @@ def _json_answer(user_text: str) -> str:
     if '"choice"' in user_text:
         return json.dumps({"choice": 1, "reason": "Offline: the first candidate is kept; no model compared them."})
     return json.dumps({"sections": [{"title": title, "brief": brief} for title, brief in _OFFLINE_PLAN]})
+
+
+def _figures_given(lines: list[str]) -> str:
+    """For a prompt without a table: a figure from the texts it was given, as a summary would repeat it.
+
+    A sentence with a percentage first (a change is what a summary repeats), else any with a number.
+    """
+    found = [
+        match.group(0).strip()
+        for line in lines if not line.startswith(("[", "|", "#")) and "“" not in line
+        for match in _FIGURE_SENTENCE.finditer(line) if not match.group(0).strip().startswith("Table ")
+    ]
+    if not found:
+        return "The prompt carries no data table, so this draft states no figures."
+    chosen = next((sentence for sentence in found if "%" in sentence), found[0])
+    return f"The prompt carries no data table; among the figures it gives: {chosen}"
 
 
 class OfflineProvider:
@@ -139,7 +210,7 @@ class OfflineProvider:
                 "run with a real provider for a substantive check."
             )
         draft = _DRAFT.search(user_text)
-        if draft:  # a refine step: offline, the best proofreading is to keep the draft as it is
+        if draft:  # a refine or figures-fix step: offline, the best it can do is keep the draft as it is
             return draft.group(1).strip()
         lines = [line.strip() for line in user_text.splitlines() if line.strip()]
         # a section of an outline chapter: its own ask is the line that names it
@@ -153,9 +224,7 @@ class OfflineProvider:
         for number, table in enumerate(tables, start=1):
             paragraphs.append(_describe_table(table, number))
         if not tables:
-            paragraphs.append(
-                f"The prompt carries no data table; it is {len(user_text.split())} words long."
-            )
+            paragraphs.append(_figures_given(lines[1:]))
         paragraphs.append(
             "Re-run with a real provider (for example `--provider openai`) to replace this draft with model-written text."
         )

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..models import Task, TaskResult
+from ..models import FiguresTally, Task, TaskResult
 from ..text import format_duration
 from .plan import Plan
 
@@ -46,6 +46,11 @@ class RunResult:
     @property
     def prompt_cache_saving_usd(self) -> float:
         return sum(r.cache_saving_usd for r in self.results)
+
+    def figures_text(self) -> str:
+        """`; 412 figures, 398 traced, 14 flagged in 9 tasks` when the figures check ran, else ""."""
+        tally = FiguresTally.of(self.results)
+        return f"; {tally.describe()}" if tally.checked_tasks else ""
 
     def tokens_text(self) -> str:
         """`1,234 in (1,024 cached) / 567 out (96 reasoning)`: the details only where there are some."""

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
+from ..checks.numbers import NumberStyle
 from ..config import RunConfig
 from ..errors import NotSent, ProviderError, RunAborted, TaskInputError
-from ..models import CallRecord, ItemResult, Objective, PromptSheet, Task, TaskResult
+from ..models import CallRecord, FigureMark, ItemResult, Objective, PromptSheet, Task, TaskResult
 from ..providers.base import ChatRequest, ChatResponse
 from ..workbook.data import DataStore, to_markdown
 from ..workbook.items import Item, expand_items, parse_for_each
@@ -180,6 +181,7 @@ class TaskRunner:
         self._clock = clock
         self._objectives: dict[str, Objective] = {o.objective_id: o for o in sheet.objectives}
         self._renderer = PromptRenderer()  # each distinct template compiles once per run
+        self._number_style = NumberStyle.for_locale(config.locale)
         self._step_prompts = {**DEFAULT_STEP_PROMPTS, **{k: v for k, v in sheet.prompts.items() if k in DEFAULT_STEP_PROMPTS}}
         if sequential_subcalls is None:
             sequential_subcalls = not config.run_task_concurrent
@@ -205,7 +207,9 @@ class TaskRunner:
         models = task.model or (self._config.model,)
         calls = _CallLog()
         items: tuple[ItemResult, ...] = ()
+        figures: tuple[FigureMark, ...] | None = None
         try:
+            prompt = ""
             if task.for_each:
                 outcome, items = self._for_each(task, steps, models[0], calls)
             else:
@@ -214,6 +218,8 @@ class TaskRunner:
                     outcome = self._single(task, steps, models[0], prompt, calls)
                 else:
                     outcome = self._variants(task, steps, models, prompt, calls)
+            if self._config.figures_check != "off":
+                outcome, figures = self._check_figures(task, outcome, prompt, calls)
         except (RunAborted, NotSent) as error:  # the whole run stops: let the scheduler halt or skip it
             error.objective_id, error.task_id = task.objective_id, task.task_id
             raise
@@ -248,6 +254,7 @@ class TaskRunner:
             check_verdict=outcome.verdict,
             check_notes=outcome.notes,
             items=items,
+            figures=figures,
         )
 
     # -- prompts --------------------------------------------------------------------
@@ -343,6 +350,45 @@ class TaskRunner:
             else:
                 text = response.text.strip()
         return _Outcome(text=text, model=model, partial=draft.partial, verdict=verdict, notes=notes)
+
+    # -- the figures check ----------------------------------------------------------
+
+    def _check_figures(
+        self, task: Task, outcome: _Outcome, prompt: str, calls: _CallLog
+    ) -> tuple[_Outcome, tuple[FigureMark, ...] | None]:
+        """Trace the text's figures (no model); with `fix`, one more call corrects the untraced ones,
+        and what it still cannot trace stays flagged."""
+        from .figures import check_task_figures, fix_request_context, marks_of, task_tables  # numpy, pandas: on use
+
+        texts = self._dependency_texts(task)
+        try:
+            check = check_task_figures(task, outcome.text, data=self._data, dependencies=texts, prompt=prompt,
+                                       style=self._number_style)
+        except Exception as error:  # noqa: BLE001 - a check that cannot run never fails the task it checks
+            log.warning("task %s: figures not checked: %s: %s", task.key, type(error).__name__, error)
+            return outcome, None
+        if check.untraced and self._config.figures_check == "fix":
+            # the task's prompt carries its tables; a for_each task's prompts are per item, so it gets them whole
+            tables = [] if prompt else [(name, self._data.markdown(name)) for name in task_tables(task, self._data)]
+            ask = self._step_user("fix", fix_request_context(task, outcome.text, check, tables))
+            user = f"{prompt}\n\n---\n\n{ask}" if prompt else ask
+            model = outcome.model.split(",")[0]
+            try:
+                fixed = self._send(self._request(task, "fix", model, user), "fix", calls).text.strip()
+            except (RunAborted, NotSent):
+                raise
+            except ProviderError as error:
+                log.warning("task %s: the figures fix call failed (%s); its figures stay flagged", task.key, error)
+                fixed = ""
+            if fixed:
+                before = check.untraced_count
+                outcome = dataclasses.replace(outcome, text=fixed)
+                check = check_task_figures(task, fixed, data=self._data, dependencies=texts, prompt=prompt,
+                                           style=self._number_style)
+                log.info("task %s: figures fix: %d untraced before, %d after", task.key, before, check.untraced_count)
+        if check.untraced:
+            log.info("task %s: %s", task.key, check.summary())
+        return outcome, marks_of(check)
 
     # -- for each item ----------------------------------------------------------------
 

@@ -6,7 +6,8 @@ here that a workbook's `prompts` sheet can override (same sandboxed templates, w
 `draft` and `prompt` added to the context). So do `outline` (the section plan an
 outline objective asks for first, with `prompt` and `max_sections`) and `judge` (the
 pick among a task's model variants, with `prompt` and `variants`) and `combine` (one text from
-a for_each task's items, with `title`, `items` and `missing`). `section` (writing
+a for_each task's items, with `title`, `items` and `missing`) and `fix` (with `figures_check: fix`,
+the untraced figures corrected, with `draft`, `flagged`, `tables`). `section` (writing
 one planned section) has a default only: the sheet does not accept it yet.
 """
 
@@ -77,6 +78,15 @@ DEFAULT_STEP_PROMPTS: dict[str, str] = {
         "{% for i in items %}<item name=\"{{ i.name }}\">\n{{ i.text }}\n</item>\n\n{% endfor %}"
         "{% if missing %}These items could not be written; say that they are missing: "
         "{{ missing | join(', ') }}\n{% endif %}"
+    ),
+    # the simulator answers this shape (UNTRACED FIGURES, `- "97.3" in: ...` lines, <draft>): keep them together
+    "fix": (
+        "Some figures in the draft below could not be traced to the data tables, the texts or the prompt "
+        "you were given. Correct each one from the data, or remove it with the claim it makes; change "
+        "nothing else. Reply with the corrected draft only.\n\n"
+        "{% for t in tables %}Data: {{ t.name }}\n{{ t.table }}\n\n{% endfor %}"
+        "UNTRACED FIGURES:\n{% for f in flagged %}- \"{{ f.figure }}\" in: {{ f.sentence }}\n{% endfor %}\n"
+        "<draft>\n{{ draft }}\n</draft>"
     ),
 }
 

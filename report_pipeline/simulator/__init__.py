@@ -56,8 +56,13 @@ behaviour deterministically, so tests need no sleeps::
     sim:hold=NAME         wait (after admission) until gate NAME is released:
                           ``handle.release("NAME")`` or POST /_sim/release
     sim:empty=1           answer 200 with empty content (a model that wrote nothing)
+    sim:plant=97.3        the answer states 97.3, a figure no data holds (the figures
+                          check must flag it)
+    sim:fix=41.2          a figures-fix request (UNTRACED FIGURES, a <draft>) is answered
+                          with the draft, each flagged figure replaced by 41.2; without
+                          it, the sentences stating them are removed
 
-Inside batch bodies, status, fail_first, bad_json, verdict, label and empty apply
+Inside batch bodies, status, fail_first, bad_json, verdict, label, empty, plant and fix apply
 (a failing request lands in the error file); latency, retry_after and hold
 do not.
 

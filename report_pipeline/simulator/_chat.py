@@ -34,6 +34,12 @@ _REASONING_MODEL = re.compile(r"^(?:gpt-5|o1|o3|o4)(?:$|[-.])")
 REASONING_TOKENS = {"minimal": 0, "low": 32, "medium": 96, "high": 256}
 _DEFAULT_EFFORT = "medium"
 _VERDICT_RE = re.compile(r"\bVERDICT\b")
+#: A figures-fix request: the flagged figures under this heading, each `- "97.3" in: <its sentence>`,
+#: and the draft in <draft>...</draft> (the format of the `fix` step prompt, run/steps.py).
+_FIX_RE = re.compile(r"\bUNTRACED FIGURES\b")
+_FLAGGED_RE = re.compile(r'^- "(?P<figure>[^"\n]+)" in:', re.M)
+_DRAFT_RE = re.compile(r"<draft>\n?(?P<draft>.*?)\n?</draft>", re.S)
+_SENTENCE_RE = re.compile(r"[^.!?\n]*(?:\.\d[^.!?\n]*)*[.!?]?")
 _WHITESPACE_RE = re.compile(r"\s+")
 
 
@@ -59,6 +65,8 @@ class Directives:
     label: str | None = None
     hold: str | None = None
     empty: bool = False  # answer 200 with empty content, as a model sometimes does
+    plant: str | None = None  # a figure no data holds, written into the answer (a model inventing one)
+    fix: str | None = None  # what a figures-fix call writes in place of each flagged figure
 
 
 NO_DIRECTIVES = Directives()
@@ -95,6 +103,8 @@ def parse_directives(text: str) -> Directives:
         label=values.get("label"),
         hold=values.get("hold"),
         empty=bool(values.get("empty", 0)),
+        plant=values.get("plant"),
+        fix=values.get("fix"),
     )
 
 
@@ -119,6 +129,13 @@ def _error_status(raw: str) -> int:
     return value
 
 
+def _figure(raw: str) -> str:
+    """A figure as it is to be written: digits, at most one decimal point, perhaps a minus sign."""
+    if not re.fullmatch(r"-?\d+(?:\.\d+)?", raw):
+        raise ValueError(raw)
+    return raw
+
+
 def _verdict(raw: str) -> str:
     value = raw.upper()
     if value not in ("PASS", "FAIL"):
@@ -136,6 +153,8 @@ _DIRECTIVE_PARSERS: dict[str, Callable[[str], Any]] = {
     "label": str,
     "hold": str,
     "empty": _count,
+    "plant": _figure,
+    "fix": _figure,
 }
 
 
@@ -238,13 +257,18 @@ def compose_answer(
     seed: int,
     json_mode: bool,
     verdict: str = "PASS",
+    plant: str | None = None,
+    fix: str | None = None,
 ) -> str:
     """The answer text: deterministic in (model, messages, temperature, seed).
 
     Readable and openly simulated, echoing the last user message's summary so
     a test can tell which prompt produced which answer. ``json_mode`` gives the
     sections object a planning step expects; a last user message with the word
-    VERDICT gives the sense-check format.
+    VERDICT gives the sense-check format. ``plant`` adds a sentence stating that
+    figure, which no data holds; a figures-fix request (UNTRACED FIGURES and a
+    <draft>) is answered with the draft, each flagged figure replaced by ``fix``
+    or, without it, its sentence removed, as a model asked to correct or remove.
     """
     digest = _answer_digest(model, temperature, seed, prompt)
     ref = digest.hex()[:8]
@@ -262,13 +286,29 @@ def compose_answer(
             f"VERDICT: {verdict}\n"
             f'NOTES: simulated sense check ({model}, ref {ref}) of "{summary}": {outcome}.'
         )
+    if _FIX_RE.search(prompt.last_user) and (draft := _DRAFT_RE.search(prompt.last_user)):
+        return fixed_draft(draft.group("draft"), _FLAGGED_RE.findall(prompt.last_user), fix)
     finding = _FINDINGS[digest[0] % len(_FINDINGS)]
     implication = _IMPLICATIONS[digest[1] % len(_IMPLICATIONS)]
+    planted = f"\nThe headline figure for the period is {plant}." if plant is not None else ""
     return (
         f"[Simulated answer from {model}, ref {ref}; no language model was called.]\n"
         f'Prompt: "{summary}"\n'
-        f"{finding} {implication}"
+        f"{finding} {implication}{planted}"
     )
+
+
+def fixed_draft(draft: str, flagged: Sequence[str], fix: str | None) -> str:
+    """`draft` with each flagged figure replaced by `fix`, or without the sentences that state one."""
+    if fix is not None:
+        for figure in flagged:
+            draft = re.sub(rf"(?<![\w.]){re.escape(figure)}(?![\w]|\.\d)", fix, draft)
+        return draft
+    kept = []
+    for line in draft.split("\n"):
+        sentences = [m.group(0) for m in _SENTENCE_RE.finditer(line) if m.group(0).strip()]
+        kept.append("".join(s for s in sentences if not any(figure in s for figure in flagged)).strip())
+    return "\n".join(kept)
 
 
 def _pick_distinct(pool: Sequence[str], digest: bytes, count: int) -> list[str]:

@@ -15,11 +15,12 @@ DEFAULT_MODELS: tuple[str, ...] = ("sim-small", "sim-large", "gpt-4o-mini")
 DEFAULT_BATCH_MAX_REQUESTS = 50_000
 DEFAULT_BATCH_MAX_BYTES = 200 * 1024 * 1024
 
-_NON_NEGATIVE_FLOATS = ("latency_s", "latency_jitter_s", "latency_sigma", "hang_s", "batch_delay_s")
+_NON_NEGATIVE_FLOATS = ("latency_s", "latency_jitter_s", "latency_sigma", "hang_s", "batch_delay_s",
+                        "prompt_s_per_token")
 _SHARES = ("error_rate", "hang_rate", "drop_rate", "malformed_rate", "batch_error_rate")
 _OPTIONAL_LIMITS = ("requests_per_window", "tokens_per_window")
 _POSITIVE_COUNTS = ("batch_steps", "batch_max_requests", "batch_max_bytes")
-_FLAGS = ("batch_manual", "batch_fail", "batch_validate_upload", "no_batch_api")
+_FLAGS = ("batch_manual", "batch_fail", "batch_validate_upload", "no_batch_api", "stream_paced")
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,13 @@ class SimulatorConfig:
     # Ollama with one slot do (None: every request at once). A request abandoned while queued is
     # skipped; one abandoned while computing is computed to the end all the same.
     slots: int | None = None
+    # Seconds of computing per prompt token, before the first token (a real server evaluates the prompt
+    # first: on a CPU, 1,100 prompt tokens take ~20 s, so latency follows the prompt's size more than the
+    # answer's). Part of a slot's computing time with `slots`.
+    prompt_s_per_token: float = 0.0
+    # A streamed answer's text in pieces spread over its latency, after the prompt's time, as a real
+    # server sends tokens while it generates them (False: every event at once, after the latency).
+    stream_paced: bool = False
     # The model's context, in tokens (None: unbounded). A request whose prompt and max_tokens pass it is
     # refused as OpenAI refuses it (400 context_length_exceeded); streamed, with `stream_errors: empty`,
     # as llama.cpp's Python server answers it: 200, an event stream with nothing in it.

@@ -10,7 +10,7 @@ import statistics
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -457,6 +457,8 @@ class SimulatorServer:
             seed=config.seed,
             json_mode=chat.json_mode,
             verdict=chat.directives.verdict,
+            plant=chat.directives.plant,
+            fix=chat.directives.fix,
         )
         return reasoned(chat, text) if chat.reasoning else clip_to_tokens(text, chat.max_tokens)
 
@@ -542,25 +544,32 @@ class SimulatorServer:
         )
 
     async def _wait(
-        self, chat: ChatRequest, outcome: _Outcome, draws: _Draws, config: SimulatorConfig
+        self, chat: ChatRequest, outcome: _Outcome, draws: _Draws, config: SimulatorConfig,
+        generate: _Generate | None = None,
     ) -> None:
-        """Wait at the request's gate if it names one, then take its latency (or hang)."""
+        """Wait at the request's gate if it names one, then take its prompt's time and its latency (or hang);
+        `generate` spends the latency writing the answer (a paced stream)."""
         if chat.directives.hold is not None:
             await self._gates.pass_through(chat.directives.hold)
+        prompt_s = 0.0
         if outcome.kind == "hang":
             delay = config.hang_s
-        elif chat.directives.latency_s is not None:
-            delay = chat.directives.latency_s
         else:
-            delay = draws.latency(config)
-            self._stats.drawn_latency_s += delay
+            prompt_s = chat.prompt.prompt_tokens * config.prompt_s_per_token
+            if chat.directives.latency_s is not None:
+                delay = chat.directives.latency_s
+            else:
+                delay = draws.latency(config)
+                self._stats.drawn_latency_s += delay
         if config.slots is not None and outcome.kind != "hang":
-            await self._compute_in_a_slot(delay, config.slots)
-        elif delay > 0:
-            await asyncio.sleep(delay)
+            await self._compute_in_a_slot(prompt_s, delay, config.slots, generate)
+        else:
+            await _compute(prompt_s, delay, generate)
 
-    async def _compute_in_a_slot(self, delay: float, slots: int) -> None:
-        """`delay` of computing in one of `slots`, after the requests ahead of it, as a one-slot server does.
+    async def _compute_in_a_slot(self, prompt_s: float, delay: float, slots: int,
+                                 generate: _Generate | None = None) -> None:
+        """The prompt's time and `delay` of computing in one of `slots`, after the requests ahead of it, as a
+        one-slot server does.
 
         The computing runs as a task of its own: a client that gives up while queued has its
         request skipped; one that gives up while it computes does not stop it."""
@@ -574,8 +583,8 @@ class SimulatorServer:
             async with semaphore:
                 started.set()
                 stats.computed += 1
-                stats.busy_s += delay
-                await asyncio.sleep(delay)
+                stats.busy_s += prompt_s + delay
+                await _compute(prompt_s, delay, generate)
 
         task = asyncio.ensure_future(compute())
         self._computing.add(task)
@@ -620,7 +629,8 @@ class SimulatorServer:
         answer: Answer,
         headers: dict[str, str],
     ) -> web.StreamResponse:
-        """A streamed answer: status and headers at once, the events after the latency.
+        """A streamed answer: status and headers at once, the events after the latency (with
+        `stream_paced`: the text spread over it, after the prompt's time).
 
         What OpenAI does with `stream: true`, and why a client can learn the
         rate-limit headers from a streamed call long before its text is written.
@@ -631,7 +641,14 @@ class SimulatorServer:
         headers["x-request-id"] = self._next_request_id()
         response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
         await response.prepare(request)
-        await self._wait(chat, outcome, draws, self._config)
+        config = self._config
+        paced: list[bytes] = []
+        if config.stream_paced and outcome.kind in ("ok", "bad_json"):
+            if outcome.kind == "bad_json":
+                answer = clip_to_tokens(BAD_JSON_CONTENT, chat.max_tokens)
+            paced = self._stream_events(chat, answer)
+        generate = _paced_writer(response, paced, include_usage=chat.include_usage) if paced else None
+        await self._wait(chat, outcome, draws, config, generate)
         self._stats.status_counts["200"] += 1
         if outcome.kind == "drop":
             await response.write(_DROPPED_EVENT_PREFIX)
@@ -642,17 +659,20 @@ class SimulatorServer:
             await response.write(_MALFORMED_EVENT)
             await response.write_eof()
             return response
-        if outcome.kind == "bad_json":
-            answer = clip_to_tokens(BAD_JSON_CONTENT, chat.max_tokens)
-        events = stream_events(chat, answer, completion_id=self._completion_id(), created=int(self._wall_clock()),
-                               cached_tokens=self._prompt_cache.cached_tokens(chat.prompt))
-        await response.write(b"".join(events))
+        if not paced:
+            if outcome.kind == "bad_json":
+                answer = clip_to_tokens(BAD_JSON_CONTENT, chat.max_tokens)
+            await response.write(b"".join(self._stream_events(chat, answer)))
         stats = self._stats
         stats.completed += 1
         stats.prompt_tokens += chat.prompt.prompt_tokens
         stats.completion_tokens += answer.completion_tokens
         await response.write_eof()
         return response
+
+    def _stream_events(self, chat: ChatRequest, answer: Answer) -> list[bytes]:
+        return stream_events(chat, answer, completion_id=self._completion_id(), created=int(self._wall_clock()),
+                             cached_tokens=self._prompt_cache.cached_tokens(chat.prompt))
 
     def _take_directive(self, kind: str, key: str, limit: int) -> bool:
         """True while this prompt has used fewer than ``limit`` of ``kind``; counts one use."""
@@ -721,6 +741,42 @@ class SimulatorServer:
     @staticmethod
     def _authorized(request: web.Request, api_key: str) -> bool:
         return request.headers.get("Authorization", "") == f"Bearer {api_key}"
+
+
+_Generate = Callable[[float], Awaitable[None]]  # spends the given seconds generating the answer
+
+
+async def _compute(prompt_s: float, generate_s: float, generate: _Generate | None) -> None:
+    """The prompt's evaluation, then the answer's generation: written as it goes (`generate`), or a pause."""
+    if prompt_s > 0:
+        await asyncio.sleep(prompt_s)
+    if generate is not None:
+        await generate(generate_s)
+    elif generate_s > 0:
+        await asyncio.sleep(generate_s)
+
+
+def _paced_writer(response: web.StreamResponse, events: list[bytes], *, include_usage: bool) -> _Generate:
+    """Writes a stream's events over the generation's seconds, as a server generating token by token does:
+    the role and the first text at once, each later piece after its share, the end last. A client that
+    has gone stops the writing, not the computing (the slot stays busy to the end)."""
+    tail = 3 if include_usage else 2  # finish_reason, usage, [DONE]
+    pieces, end = events[1:len(events) - tail], events[len(events) - tail:]
+    writes = [events[:1] + pieces[:1], *([piece] for piece in pieces[1:])]
+
+    async def generate(seconds: float) -> None:
+        step = seconds / max(len(pieces), 1)
+        gone = False
+        for number, chunk in enumerate([*writes, end]):
+            if number:
+                await asyncio.sleep(step)
+            if not gone:
+                try:
+                    await response.write(b"".join(chunk))
+                except ConnectionError:
+                    gone = True
+
+    return generate
 
 
 def _model_object(name: str) -> dict[str, Any]:

@@ -283,7 +283,10 @@ class LiveProgress(RunObserver):
         outputs = Table.grid(padding=(0, 2))
         for kind, path in result.outputs.items():
             outputs.add_row(Text(kind, style="dim"), Text(str(path)))
-        parts: list[RenderableType] = [table, Text(f"outputs in {result.run_dir}:"), outputs]
+        parts: list[RenderableType] = [table]
+        if result.figures_text():
+            parts.append(Text(f"figures check: {result.figures_text()[2:]}"))
+        parts += [Text(f"outputs in {result.run_dir}:"), outputs]
         if result.resume_command:
             parts.append(Text(f"to continue it: {result.resume_command}", style="bold"))
         return Group(*parts)

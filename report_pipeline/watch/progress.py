@@ -141,7 +141,7 @@ class PlainProgress(RunObserver):
         line = (
             f"run {result.run_id} {result.status}: {c['done']} done, {c['failed']} failed, "
             f"{c['skipped']} skipped of {c['total']} tasks; tokens {result.tokens_text()}; "
-            f"cost ${result.cost_usd:.4f}{_saving(result)}; {format_duration(result.duration_s)}; "
+            f"cost ${result.cost_usd:.4f}{_saving(result)}{result.figures_text()}; {format_duration(result.duration_s)}; "
             f"report {result.run_dir / 'report.md'}"
         )
         if result.outputs:

@@ -12,9 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from ..lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")  # the reader parses for_each without loading pandas
 
 __all__ = ["DEFAULT_MAX_ITEMS", "ForEach", "Item", "count_items", "expand_items", "item_problems", "parse_for_each"]
 

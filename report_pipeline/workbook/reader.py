@@ -75,7 +75,7 @@ MERGE_CHOICES: tuple[str, ...] = ("collect_all", "first_success", "best", "secti
 VARIANT_MERGES: tuple[str, ...] = ("collect_all", "first_success", "best")
 ITEM_MERGES: tuple[str, ...] = ("sections", "combine")
 CHART_CHOICES: tuple[str, ...] = ("line", "bar")
-STEP_PROMPT_NAMES: tuple[str, ...] = ("refine", "check", "outline", "section", "judge", "combine")
+STEP_PROMPT_NAMES: tuple[str, ...] = ("refine", "check", "outline", "section", "judge", "combine", "fix")
 
 _TRUE_WORDS = frozenset({"true", "yes", "y", "1"})
 _FALSE_WORDS = frozenset({"false", "no", "n", "0"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from report_pipeline.models import Chapter, ReportView, TaskResult
+from report_pipeline.models import Chapter, FigureMark, FiguresTally, ReportView, TaskResult
 
 # XML 1.0 forbids these code points; lxml (python-docx) and openpyxl refuse
 # them outright, and an LLM reply or a data cell can contain one.
@@ -71,6 +71,27 @@ def problems(report: ReportView) -> list[tuple[Chapter, TaskResult]]:
         for result in chapter.results
         if result.status != "done"
     ]
+
+
+FIGURES_CHECK_TITLE = "Figures check"
+
+
+def figures_check_note(report: ReportView) -> str | None:
+    """The figures check's line for the report's appendix; None when it did not run."""
+    tally = FiguresTally.of(report.all_results())
+    if not tally.checked_tasks:
+        return None
+    note = (f"{tally.describe()}: each figure in the text was looked for in the data, the texts and the "
+            "prompt its section was given, as a cell, a rounded cell, or one step from its cells (a "
+            "difference, a percent change, a sum, a mean or a unit change).")
+    if tally.flagged:
+        note += " A flagged figure is marked where it appears; check it against the sources before publishing."
+    return note
+
+
+def flagged_figures(report: ReportView) -> list[tuple[TaskResult, FigureMark]]:
+    """Every untraced figure with its task, in report order."""
+    return [(result, mark) for result in report.all_results() for mark in result.untraced_figures]
 
 
 FIGURE_LABEL = "Figure"

@@ -30,14 +30,15 @@ ENCODING = "utf-8"
 
 
 def write_objective_csv(
-    path: str | os.PathLike[str], results: Iterable[TaskResult], *, with_check: bool, with_items: bool = False
+    path: str | os.PathLike[str], results: Iterable[TaskResult], *, with_check: bool, with_items: bool = False,
+    with_figures: bool = False,
 ) -> Path:
     """Write one chapter's results to `path` atomically (header + one row per task).
 
     Returns the path written. Readers never see a partial file: it appears
     complete under its name or not at all.
     """
-    columns = result_columns(with_check=with_check, with_items=with_items)
+    columns = result_columns(with_check=with_check, with_items=with_items, with_figures=with_figures)
     target = Path(path)
     with atomic_path(target) as tmp:
         with open(tmp, "w", encoding=ENCODING, newline="") as f:
@@ -61,11 +62,13 @@ class ResultsCsvAppender:
     next row starts on a fresh line.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, with_check: bool, with_items: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, with_check: bool, with_items: bool = False,
+                 with_figures: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         existing, complete_bytes = _scan_existing(self.path)
-        self.columns = _choose_columns(self.path, existing, result_columns(with_check=with_check, with_items=with_items))
+        wanted = result_columns(with_check=with_check, with_items=with_items, with_figures=with_figures)
+        self.columns = _choose_columns(self.path, existing, wanted)
         if complete_bytes is not None:
             _cut_torn_tail(self.path, complete_bytes)
         self._lock = threading.Lock()
@@ -138,7 +141,7 @@ def _plain_number(value: object) -> object:
 
 def _choose_columns(path: Path, existing: list[str] | None, wanted: tuple[str, ...]) -> tuple[str, ...]:
     """The columns to write: the requested ones for a new file, the file's own on resume (rows of a run
-    without checks leave those cells empty). A header without a column this run needs is an error."""
+    without checks leave those cells empty). A header without the check columns a run needs is an error."""
     if existing is None:
         return wanted
     found = tuple(existing)
@@ -147,7 +150,9 @@ def _choose_columns(path: Path, existing: list[str] | None, wanted: tuple[str, .
             f"{path}: not a results.csv of this version (header {', '.join(found)!r}); "
             "move it aside or start a new run"
         )
-    missing = [name for name in wanted if name not in found]
+    # a resumed run keeps the file's header: the items and figures columns a newer version adds are
+    # left out of its rows; only the check columns, which carry a step's verdict, must be there
+    missing = [name for name in wanted if name not in found and name in CHECK_COLUMNS]
     if missing:
         raise ValueError(
             f"{path}: the existing header has no {', '.join(missing)} column(s) but this run "
@@ -156,7 +161,8 @@ def _choose_columns(path: Path, existing: list[str] | None, wanted: tuple[str, .
     return found
 
 
-_KNOWN_HEADERS = {result_columns(with_check=c, with_items=i) for c in (False, True) for i in (False, True)}
+_KNOWN_HEADERS = {result_columns(with_check=c, with_items=i, with_figures=f)
+                  for c in (False, True) for i in (False, True) for f in (False, True)}
 
 
 def _scan_existing(path: Path) -> tuple[list[str] | None, int | None]:

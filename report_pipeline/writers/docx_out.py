@@ -40,12 +40,15 @@ from lxml.etree import SubElement  # python-docx's own XML library
 from report_pipeline.models import ReportView, TaskResult
 from report_pipeline.writers._text import (
     FIGURE_LABEL,
+    FIGURES_CHECK_TITLE,
     TABLE_LABEL,
     CaptionNumbers,
     chapter_heading,
     chapter_intro,
     display_date,
     display_datetime,
+    figures_check_note,
+    flagged_figures,
     one_line,
     problem_note,
     problems,
@@ -55,6 +58,7 @@ from report_pipeline.writers._text import (
     xml_safe,
 )
 from report_pipeline.writers.atomic import atomic_path
+from report_pipeline.writers.figure_marks import FLAG_CLOSE, FLAG_OPEN, marked_text, split_flagged
 
 if TYPE_CHECKING:
     from docx.oxml.text.paragraph import CT_P
@@ -106,8 +110,8 @@ _MATH_PR = "{http://schemas.openxmlformats.org/officeDocument/2006/math}mathPr"
 _P, _PPR, _PSTYLE, _KEEP_NEXT, _SPACING, _IND, _JC = (
     qn(f"w:{tag}") for tag in ("p", "pPr", "pStyle", "keepNext", "spacing", "ind", "jc")
 )
-_R, _RPR, _RFONTS, _BOLD, _ITALIC, _COLOR, _SIZE = (
-    qn(f"w:{tag}") for tag in ("r", "rPr", "rFonts", "b", "i", "color", "sz")
+_R, _RPR, _RFONTS, _BOLD, _ITALIC, _COLOR, _SIZE, _HIGHLIGHT = (
+    qn(f"w:{tag}") for tag in ("r", "rPr", "rFonts", "b", "i", "color", "sz", "highlight")
 )
 _TEXT, _TAB, _BREAK, _FLD_CHAR, _INSTR_TEXT = (qn(f"w:{tag}") for tag in ("t", "tab", "br", "fldChar", "instrText"))
 _VAL, _ASCII, _H_ANSI, _LEFT, _BEFORE, _AFTER = (
@@ -233,6 +237,8 @@ def _build(report: ReportView, attachments: Mapping[str, TaskAttachments], *,
                 _add_attachments(document, found, numbers)
     if problems(report):
         _add_appendix(document, report, next(marks))
+    if figures_check_note(report) is not None:
+        _add_figures_appendix(document, report, next(marks))
     return document
 
 
@@ -344,6 +350,8 @@ def _toc_entries(report: ReportView) -> list[tuple[int, str]]:
         entries.extend((2, task_heading(result)) for result in chapter.results)
     if problems(report):
         entries.append((1, APPENDIX_TITLE))
+    if figures_check_note(report) is not None:
+        entries.append((1, FIGURES_CHECK_TITLE))
     return entries
 
 
@@ -411,7 +419,7 @@ def _add_task_body(document: _FastDocument, result: TaskResult) -> None:
         _add_run(paragraph, f"{label}: ", bold=True, colour=_PROBLEM)
         _add_run(paragraph, xml_safe(reason))
         return
-    text = xml_safe(result.text).strip()
+    text = xml_safe(marked_text(result)).strip()  # untraced figures come out highlighted (_add_run)
     if not text:
         _add_run(document.add_p(), "(The model returned no text.)", italic=True)
         return
@@ -488,6 +496,23 @@ def _add_appendix(document: DocxDocument, report: ReportView, mark: int) -> None
             cell.text = xml_safe(value)
     texts = [[c.text for c in row.cells] for row in table.rows]
     _finish_table(document, table, texts, header=True, right=[False] * len(APPENDIX_COLUMNS))
+
+
+def _add_figures_appendix(document: DocxDocument, report: ReportView, mark: int) -> None:
+    _bookmark(document.add_heading(FIGURES_CHECK_TITLE, level=1)._p, mark)
+    _add_run(document.add_p(), xml_safe(figures_check_note(report) or ""))
+    flagged = flagged_figures(report)
+    if not flagged:
+        return
+    columns = ("Section", "Figure", "Sentence")
+    table = document.add_table(rows=1 + len(flagged), cols=len(columns), style="Table Grid")
+    for cell, name in zip(table.rows[0].cells, columns):
+        cell.paragraphs[0].add_run(name).bold = True
+    for row, (result, figure) in zip(table.rows[1:], flagged):
+        for cell, value in zip(row.cells, (f"{task_heading(result)} ({result.key})", figure.text, figure.sentence)):
+            cell.text = xml_safe(value)
+    texts = [[c.text for c in row.cells] for row in table.rows]
+    _finish_table(document, table, texts, header=True, right=[False] * len(columns))
 
 
 # --- a small Markdown reader for task texts -------------------------------------------
@@ -859,17 +884,23 @@ def _add_run(
     font: str | None = None,
     size: str | None = None,
     colour: str | None = None,
+    highlight: bool = False,
 ) -> None:
     """Append a `w:r` to the `w:p`: the XML python-docx's `add_run(text)` and font setters make,
     built directly (their setters search the element for each child's place, and the text
     setter reads the text a character at a time: most of a long report's time).
 
-    Run properties go in schema order (rFonts, b, i, color, sz); `size` is in half-points and
+    Run properties go in schema order (rFonts, b, i, color, sz, highlight); `size` is in half-points and
     `colour` an RRGGBB string, as they appear in the XML. A run without formatting has no
     `w:rPr` at all, where python-docx's `run.bold = None` left an empty one.
     """
+    if FLAG_OPEN in text or FLAG_CLOSE in text:  # an untraced figure inside: its own run, highlighted
+        for piece, flagged in split_flagged(text):
+            _add_run(paragraph, piece, bold=bold, italic=italic, font=font, size=size, colour=colour,
+                     highlight=flagged)
+        return
     run = SubElement(paragraph, _R)
-    if bold or italic or font or size or colour:
+    if bold or italic or font or size or colour or highlight:
         properties = SubElement(run, _RPR)
         if font:
             SubElement(properties, _RFONTS, {_ASCII: font, _H_ANSI: font})
@@ -881,6 +912,8 @@ def _add_run(
             SubElement(properties, _COLOR, {_VAL: colour})
         if size:
             SubElement(properties, _SIZE, {_VAL: size})
+        if highlight:
+            SubElement(properties, _HIGHLIGHT, {_VAL: "yellow"})
     if text:
         _add_text(run, text)
 

@@ -26,12 +26,15 @@ from ..models import CallText, Chapter, ReportView, TaskResult
 from ..text import nest_headings
 from ._text import (
     FIGURE_LABEL,
+    FIGURES_CHECK_TITLE,
     TABLE_LABEL,
     CaptionNumbers,
     caption_text,
     chapter_heading,
     chapter_intro,
     display_datetime,
+    figures_check_note,
+    flagged_figures,
     one_line,
     problem_note,
     problems,
@@ -40,6 +43,7 @@ from ._text import (
     written_by_line,
 )
 from .atomic import atomic_write_text
+from .figure_marks import html_marks, marked_text
 
 if TYPE_CHECKING:
     from .attachments import TaskAttachments
@@ -72,6 +76,8 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; }
 figcaption, .note { font-style: italic; color: var(--quiet); font-size: .9rem; }
 .problem { border-left: 4px solid #b3261e; padding: .3rem .8rem; background: #fbeeee; }
+mark.untraced { background: #ffe08a; border-bottom: 2px solid #b3261e; cursor: help; }
+span.traced { border-bottom: 1px dotted #7a7a7a; cursor: help; }
 details.provenance { margin: .6rem 0 1.2rem; font-size: .85rem; border: 1px solid var(--rule); border-radius: 4px;
        padding: .3rem .7rem; background: #fafbfc; }
 details.provenance summary { cursor: pointer; color: var(--quiet); }
@@ -121,6 +127,8 @@ def render_html(
         parts.append(_chapter(chapter, markdown, attachments or {}, calls or {}, numbers, run_dir))
     if problems(report):
         parts.append(_appendix(report))
+    if figures_check_note(report) is not None:
+        parts.append(_figures_appendix(report))
     parts += ["</main>", "</body>", "</html>", ""]
     return "\n".join(parts)
 
@@ -156,6 +164,8 @@ def _contents(report: ReportView) -> str:
         items.append(f'<li><a href="#{_chapter_id(chapter)}">{_e(chapter_heading(chapter))}</a><ol>{tasks}</ol></li>')
     if problems(report):
         items.append(f'<li><a href="#problems">{_e(APPENDIX_TITLE)}</a></li>')
+    if figures_check_note(report) is not None:
+        items.append(f'<li><a href="#figures-check">{_e(FIGURES_CHECK_TITLE)}</a></li>')
     if not report.chapters:
         items.append("<li><em>No chapters in this run.</em></li>")
     return f'<nav id="contents"><h2>Contents</h2><ol>{"".join(items)}</ol></nav>'
@@ -184,10 +194,12 @@ def _task_body(result: TaskResult, markdown: MarkdownIt) -> str:
     if result.status != "done":
         label, reason = problem_note(result)
         return f'<p class="problem"><strong>{_e(label)}:</strong> {_e(reason)}</p>'
-    text = result.text.strip()
+    text = marked_text(result, traced=True).strip()
     if not text:
         return '<p class="note">(The model returned no text.)</p>'
-    return _tables_scroll(markdown.render(nest_headings(text, _TEXT_HEADING_LEVEL)))
+    rendered = markdown.render(nest_headings(text, _TEXT_HEADING_LEVEL))
+    # an untraced figure is marked; a traced one shows on hover the cells it came from
+    return _tables_scroll(html_marks(rendered, [m.trace for m in result.figures or ()]))
 
 
 def _tables_scroll(rendered: str) -> str:
@@ -248,6 +260,16 @@ def _provenance(result: TaskResult, calls: Sequence[CallText]) -> str:
         steps.append('<p class="note">The prompts and answers are in the ledger when it is on.</p>')
     return (f'<details class="provenance"><summary>How this was written</summary><dl>{rows}</dl>'
             + "".join(steps) + "</details>")
+
+
+def _figures_appendix(report: ReportView) -> str:
+    rows = [f'<tr><td><a href="#{_task_id(result)}">{_e(task_heading(result))}</a> ({_e(result.key)})</td>'
+            f"<td><mark class=\"untraced\">{_e(mark.text)}</mark></td><td>{_e(mark.sentence)}</td></tr>"
+            for result, mark in flagged_figures(report)]
+    table = ('<div class="table-wrap"><table><thead><tr><th>Section</th><th>Figure</th><th>Sentence</th></tr>'
+             f"</thead><tbody>{''.join(rows)}</tbody></table></div>") if rows else ""
+    return (f'<section class="appendix" id="figures-check"><h2>{_e(FIGURES_CHECK_TITLE)}</h2>'
+            f"<p>{_e(figures_check_note(report) or '')}</p>{table}</section>")
 
 
 def _appendix(report: ReportView) -> str:

@@ -17,12 +17,15 @@ from typing import TYPE_CHECKING
 from report_pipeline.models import Chapter, ReportView, TaskResult
 from report_pipeline.writers._text import (
     FIGURE_LABEL,
+    FIGURES_CHECK_TITLE,
     TABLE_LABEL,
     CaptionNumbers,
     caption_text,
     chapter_heading,
     chapter_intro,
     display_datetime,
+    figures_check_note,
+    flagged_figures,
     one_line,
     problem_note,
     problems,
@@ -31,6 +34,7 @@ from report_pipeline.writers._text import (
     written_by_line,
 )
 from report_pipeline.writers.atomic import atomic_write_text
+from report_pipeline.writers.figure_marks import markdown_marks, marked_text
 
 from ..text import nest_headings
 
@@ -56,6 +60,8 @@ def render_markdown(report: ReportView, *, attachments: Mapping[str, TaskAttachm
         blocks.extend(_chapter(chapter, attachments or {}, numbers))
     if problems(report):
         blocks.append(_appendix(report))
+    if figures_check_note(report) is not None:
+        blocks.append(_figures_appendix(report))
     return "\n\n".join(blocks) + "\n"
 
 
@@ -89,6 +95,8 @@ def _contents(report: ReportView) -> str:
     lines += [chapter_heading(chapter) for chapter in report.chapters]
     if problems(report):
         lines.append(f"- {APPENDIX_TITLE}")
+    if figures_check_note(report) is not None:
+        lines.append(f"- Appendix: {FIGURES_CHECK_TITLE.lower()}")
     if not report.chapters:
         lines.append("_No chapters in this run._")
     return "\n".join(lines)
@@ -148,7 +156,7 @@ def _task_body(result: TaskResult) -> str:
         quoted = [f"> {line}" if line else ">" for line in reason.splitlines()]
         quoted[0] = f"> **{label}:** {quoted[0][2:]}"
         return "\n".join(quoted)
-    text = result.text.strip()
+    text = markdown_marks(marked_text(result)).strip()  # `41.2 [unverified]` for an untraced figure
     if not text:
         return "_(The model returned no text.)_"
     return _nest_headings(text)
@@ -169,6 +177,17 @@ def _appendix(report: ReportView) -> str:
         _, reason = problem_note(result)
         cells = [chapter_heading(chapter), f"{task_heading(result)} ({result.key})", result.status, reason]
         lines.append("| " + " | ".join(_table_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _figures_appendix(report: ReportView) -> str:
+    lines = [f"## Appendix: {FIGURES_CHECK_TITLE.lower()}", "", _inline(figures_check_note(report) or "")]
+    flagged = flagged_figures(report)
+    if flagged:
+        lines += ["", "| Section | Figure | Sentence |", "| --- | --- | --- |"]
+        for result, mark in flagged:
+            cells = [f"{task_heading(result)} ({result.key})", mark.text, mark.sentence]
+            lines.append("| " + " | ".join(_table_cell(c) for c in cells) + " |")
     return "\n".join(lines)
 
 

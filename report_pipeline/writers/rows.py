@@ -6,19 +6,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
-from report_pipeline.models import CHECK_COLUMNS, ITEM_COLUMNS, RESULT_COLUMNS, TaskResult
+from report_pipeline.models import CHECK_COLUMNS, FIGURE_COLUMNS, ITEM_COLUMNS, RESULT_COLUMNS, TaskResult
 from report_pipeline.writers.safety import neutralise_cell
 
-__all__ = ["format_timestamp", "full_row", "has_check_step", "has_items", "result_columns", "result_row"]
+__all__ = ["format_timestamp", "full_row", "has_check_step", "has_figures", "has_items", "result_columns", "result_row",
+           "untraced_text"]
 
 COST_DECIMALS = 6
 DURATION_DECIMALS = 3
 
 
-def result_columns(*, with_check: bool, with_items: bool = False) -> tuple[str, ...]:
-    """The column names, in contract order: the check columns when a check step ran, then `items`
-    when the run has a for_each task."""
-    return RESULT_COLUMNS + (CHECK_COLUMNS if with_check else ()) + (ITEM_COLUMNS if with_items else ())
+def result_columns(*, with_check: bool, with_items: bool = False, with_figures: bool = False) -> tuple[str, ...]:
+    """The column names, in contract order: the check columns when a check step ran, `items` when the
+    run has a for_each task, then the figures check's counts when it ran."""
+    return (RESULT_COLUMNS + (CHECK_COLUMNS if with_check else ()) + (ITEM_COLUMNS if with_items else ())
+            + (FIGURE_COLUMNS if with_figures else ()))
 
 
 def has_check_step(results: Iterable[TaskResult]) -> bool:
@@ -31,14 +33,26 @@ def has_items(results: Iterable[TaskResult]) -> bool:
     return any(r.items for r in results)
 
 
-def result_row(result: TaskResult, *, with_check: bool, with_items: bool = False) -> dict[str, object]:
-    """The row for `result`: exactly `result_columns(with_check=..., with_items=...)`, in order.
+def has_figures(results: Iterable[TaskResult]) -> bool:
+    """True when the figures check ran on any task, i.e. its columns belong in the output."""
+    return any(r.figures is not None for r in results)
+
+
+def result_row(result: TaskResult, *, with_check: bool, with_items: bool = False,
+               with_figures: bool = False) -> dict[str, object]:
+    """The row for `result`: exactly `result_columns(...)` for the same flags, in order.
 
     Every string cell is neutralised against formula injection; numbers stay
     numbers so spreadsheets can sum them.
     """
     row = full_row(result)
-    return {name: row[name] for name in result_columns(with_check=with_check, with_items=with_items)}
+    columns = result_columns(with_check=with_check, with_items=with_items, with_figures=with_figures)
+    return {name: row[name] for name in columns}
+
+
+def untraced_text(result: TaskResult) -> str:
+    """`41.2 ("Prices rose to 41.2 EUR/MWh."); 7% (...)`: each untraced figure with its sentence."""
+    return "; ".join(f'{mark.text} ("{mark.sentence}")' for mark in result.untraced_figures)
 
 
 def full_row(result: TaskResult) -> dict[str, object]:
@@ -63,6 +77,10 @@ def full_row(result: TaskResult) -> dict[str, object]:
         "check_verdict": result.check_verdict,
         "check_notes": result.check_notes,
         "items": len(result.items) if result.items else "",
+        "figures_found": len(result.figures) if result.figures is not None else "",
+        "figures_traced": sum(m.traced for m in result.figures) if result.figures is not None else "",
+        "figures_untraced": len(result.untraced_figures) if result.figures is not None else "",
+        "untraced_figures": untraced_text(result),
     }
     return {name: neutralise_cell(value) for name, value in row.items()}
 

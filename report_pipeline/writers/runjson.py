@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ..models import ItemResult, TaskResult, Usage
+from ..models import FiguresTally, ItemResult, TaskResult, Usage
 
 __all__ = ["ChapterFile", "RunFacts", "build_manifest", "iso_time"]
 
@@ -87,6 +87,7 @@ def build_manifest(facts: RunFacts, results: Sequence[TaskResult], chapters: Seq
                    "reasoning": facts.reasoning_tokens, "cached": facts.cached_tokens},
         "cost_usd": round(facts.cost_usd, 6),
         "prompt_cache_saving_usd": round(facts.prompt_cache_saving_usd, 6),
+        "figures": _run_figures(results),
         "execution": facts.execution,
         "concurrency": dict(facts.concurrency) if facts.concurrency is not None else None,
         "batch": facts.batch,
@@ -142,6 +143,25 @@ def _item(item: ItemResult) -> dict[str, Any]:
     }
 
 
+def _figures(r: TaskResult) -> dict[str, Any] | None:
+    if r.figures is None:
+        return None
+    return {
+        "found": len(r.figures),
+        "traced": sum(m.traced for m in r.figures),
+        "untraced": len(r.untraced_figures),
+        "untraced_figures": [{"figure": m.text, "sentence": m.sentence} for m in r.untraced_figures],
+    }
+
+
+def _run_figures(results: Sequence[TaskResult]) -> dict[str, Any] | None:
+    tally = FiguresTally.of(results)
+    if not tally.checked_tasks:
+        return None
+    return {"checked_tasks": tally.checked_tasks, "found": tally.found, "traced": tally.traced,
+            "flagged": tally.flagged, "flagged_tasks": tally.flagged_tasks, "summary": tally.describe()}
+
+
 def _task(r: TaskResult) -> dict[str, Any]:
     return {
         "objective_id": r.objective_id,
@@ -162,6 +182,7 @@ def _task(r: TaskResult) -> dict[str, Any]:
         "duration_s": round(r.duration_s, 3),
         "thread": r.thread or None,
         "items": [_item(item) for item in r.items] if r.items else None,
+        "figures": _figures(r),
         "calls": [
             {
                 "step": c.step, "model": c.model, "prompt_tokens": c.prompt_tokens,

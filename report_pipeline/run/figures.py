@@ -1,0 +1,74 @@
+"""The figures check in a run: what a task was given, traced against what it wrote.
+
+checks/figures.py does the tracing (pure, no model); this module gathers a task's sources
+from the run (its attached tables and its for_each table after filter and columns, the
+texts of the tasks it depends on, its rendered prompt) and turns the findings into the
+plain `FigureMark`s that results.csv counts and the writers mark. With `figures_check:
+fix` the runner sends one more call with `fix_request_context`, and checks again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..checks.figures import FigureCheck, Sources, trace_figures
+from ..checks.numbers import NumberStyle
+from ..checks.tables import SourceTable
+from ..models import FigureMark, Task
+from ..workbook.data import DataStore
+from ..workbook.items import expand_items, parse_for_each
+
+__all__ = ["check_task_figures", "fix_request_context", "marks_of", "task_tables"]
+
+
+def task_tables(task: Task, data: DataStore) -> list[str]:
+    """The names of the tables the task was given: its `data`, then its for_each table."""
+    names = list(task.data)
+    if task.for_each:
+        table = parse_for_each(task.for_each).table
+        if table not in names:
+            names.append(table)
+    return [name for name in names if name in data]
+
+
+def check_task_figures(
+    task: Task, text: str, *, data: DataStore, dependencies: Mapping[str, str], prompt: str, style: NumberStyle,
+) -> FigureCheck:
+    """Trace every figure of `text` to what `task` was given."""
+    tables = [SourceTable(name, data.frame(name), unit=data.source(name).unit) for name in task_tables(task, data)]
+    tables += _item_tables(task, data)
+    return trace_figures(text, Sources(tables=tables, dependencies=dependencies, prompt=prompt), style)
+
+
+#: A for_each task's groups are also given to the check as tables of their own, up to this many:
+#: "coal comes to 413" in Germany's paragraph is Germany's rows summed, not the whole table's.
+_MAX_ITEM_TABLES = 50
+
+
+def _item_tables(task: Task, data: DataStore) -> list[SourceTable]:
+    if not task.for_each:
+        return []
+    spec = parse_for_each(task.for_each)
+    if spec.column is None or spec.table not in data:
+        return []  # a row is in the whole table already
+    unit = data.source(spec.table).unit
+    items = expand_items(spec, data.frame(spec.table))[:_MAX_ITEM_TABLES]
+    return [SourceTable(f"{spec.table} [{item.label}]", item.rows, unit=unit) for item in items]
+
+
+def marks_of(check: FigureCheck) -> tuple[FigureMark, ...]:
+    """The findings in text order, each traced one with its trace as a sentence."""
+    traced = {id(t.figure): str(t.trace) for t in check.traced}
+    marks = [FigureMark(f.start, f.end, f.text, f.sentence, traced.get(id(f), "")) for f in check.figures]
+    return tuple(sorted(marks, key=lambda m: m.start))
+
+
+def fix_request_context(task: Task, draft: str, check: FigureCheck, tables: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """What the `fix` prompt sees: the draft, each untraced figure with its sentence, and the tables."""
+    return {
+        "draft": draft,
+        "flagged": [{"figure": f.text, "sentence": f.sentence} for f in check.untraced],
+        "tables": [{"name": name, "table": markdown} for name, markdown in tables],
+        "title": task.title or task.key,
+    }
