@@ -10,13 +10,16 @@ the machine counts less):
    text over 10 times the rows: the derived steps are taken over the cells each sentence
    names, so the second should cost little more than the first;
 2. the offline provider's draft on each CSV of the example workbook, checked against the
-   table as its prompt shows it (tables, counts, changes, totals), as a run checks a task.
+   table as its prompt shows it (tables, counts, changes, totals), as a run checks a task;
+3. the whole example workbook run offline, in this process, with `figures_check: flag` and
+   `off` alternately (--runs each): the wall-time ratio of the medians is what the check adds.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from collections.abc import Callable
 
 import numpy as np
@@ -89,9 +92,36 @@ def offline_drafts(repeat: int) -> str:
     return "\n".join(lines)
 
 
+def whole_runs(runs: int) -> str:
+    """The example run offline, check on and off in turn; the ratio of median wall times."""
+    import statistics
+    import tempfile
+
+    from report_pipeline.config import load_config
+    from report_pipeline.pipeline import ReportGenerationPipeline
+    from report_pipeline.workbook.reader import load_prompt_sheet
+
+    sheet = load_prompt_sheet(ROOT / "prompt_sheets" / "energy_transition.xlsx")
+    walls: dict[str, list[float]] = {"flag": [], "off": []}
+    with tempfile.TemporaryDirectory() as folder:
+        for n in range(runs * 2 + 1):
+            mode = ("off", "flag")[n % 2]  # the first (warm-up) run is not counted
+            config = load_config(overrides={"provider": "offline", "output_dir": Path(folder) / str(n),
+                                            "figures_check": mode, "progress": "off", "quiet": True})
+            started = time.perf_counter()
+            result = ReportGenerationPipeline(config, sheet).run()
+            assert result.exit_code == 0
+            if n:
+                walls[mode].append(time.perf_counter() - started)
+    flag, off = statistics.median(walls["flag"]), statistics.median(walls["off"])
+    return (f"| figures_check | median wall s ({runs} runs) |\n| --- | ---: |\n| off | {off:.3f} |\n"
+            f"| flag | {flag:.3f} |\n\nflag / off = {flag / off:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=20, help="checks timed per case; the best counts")
+    parser.add_argument("--runs", type=int, default=7, help="whole example runs per mode (flag, off)")
     add_common_flags(parser)
     args = parser.parse_args()
     warn_if_loaded()
@@ -100,6 +130,8 @@ def main() -> None:
         "50 figures (a cell and a percent change per sentence), one table:\n\n" + synthetic(args.repeat),
         "The offline draft on each example CSV, checked against its table and prompt:\n\n"
         + offline_drafts(args.repeat),
+        "The example workbook, whole run offline (report files included), check on and off:\n\n"
+        + whole_runs(args.runs),
     ])
     print(text)
     if args.write_results:

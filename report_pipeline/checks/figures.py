@@ -182,7 +182,7 @@ class _Tracer:
     """
 
     def __init__(self, sources: Sources, style: NumberStyle) -> None:
-        self.tables = [TableIndex(table) for table in sources.tables]
+        self.tables = [table.index() for table in sources.tables]
         self.banks = [_Bank(name, "dependency text", text, style) for name, text in sources.dependencies]
         if sources.prompt:
             self.banks.append(_Bank("prompt", "prompt", sources.prompt, style))

@@ -39,6 +39,14 @@ class SourceTable:
     frame: pd.DataFrame
     unit: str | None = None
 
+    def index(self) -> TableIndex:
+        """The table's index, built on first use and kept: a run checks many tasks against one table."""
+        found = self.__dict__.get("_index")
+        if found is None:  # two threads may both build it: the same index, the last one kept
+            found = TableIndex(self)
+            object.__setattr__(self, "_index", found)
+        return found
+
 
 @dataclass(frozen=True)
 class CellRef:

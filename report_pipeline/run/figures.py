@@ -9,6 +9,7 @@ fix` the runner sends one more call with `fix_request_context`, and checks again
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from ..models import FigureMark, Task
 from ..workbook.data import DataStore
 from ..workbook.items import expand_items, parse_for_each
 
-__all__ = ["check_task_figures", "fix_request_context", "marks_of", "task_tables"]
+__all__ = ["RunTables", "check_task_figures", "fix_request_context", "marks_of", "task_tables"]
 
 
 def task_tables(task: Task, data: DataStore) -> list[str]:
@@ -32,29 +33,48 @@ def task_tables(task: Task, data: DataStore) -> list[str]:
     return [name for name in names if name in data]
 
 
+class RunTables:
+    """The run's tables as the check reads them, each loaded and indexed once however many tasks use it."""
+
+    def __init__(self, data: DataStore) -> None:
+        self.data = data
+        self._tables: dict[str, list[SourceTable]] = {}
+        self._lock = threading.Lock()
+
+    def for_task(self, task: Task) -> list[SourceTable]:
+        tables = [table for name in task_tables(task, self.data) for table in self._get(name, name, None)]
+        if task.for_each:
+            spec = parse_for_each(task.for_each)
+            if spec.column is not None and spec.table in self.data:
+                tables += self._get(f"{spec}", spec.table, spec.column)
+        return tables
+
+    def _get(self, key: str, name: str, column: str | None) -> list[SourceTable]:
+        with self._lock:
+            found = self._tables.get(key)
+        if found is None:
+            unit = self.data.source(name).unit
+            if column is None:
+                found = [SourceTable(name, self.data.frame(name), unit=unit)]
+            else:  # a for_each task's groups, each a table of its own
+                items = expand_items(parse_for_each(key), self.data.frame(name))[:_MAX_ITEM_TABLES]
+                found = [SourceTable(f"{name} [{item.label}]", item.rows, unit=unit) for item in items]
+            with self._lock:
+                found = self._tables.setdefault(key, found)
+        return found
+
+
 def check_task_figures(
-    task: Task, text: str, *, data: DataStore, dependencies: Mapping[str, str], prompt: str, style: NumberStyle,
+    task: Task, text: str, *, tables: RunTables, dependencies: Mapping[str, str], prompt: str, style: NumberStyle,
 ) -> FigureCheck:
     """Trace every figure of `text` to what `task` was given."""
-    tables = [SourceTable(name, data.frame(name), unit=data.source(name).unit) for name in task_tables(task, data)]
-    tables += _item_tables(task, data)
-    return trace_figures(text, Sources(tables=tables, dependencies=dependencies, prompt=prompt), style)
+    sources = Sources(tables=tables.for_task(task), dependencies=dependencies, prompt=prompt)
+    return trace_figures(text, sources, style)
 
 
 #: A for_each task's groups are also given to the check as tables of their own, up to this many:
 #: "coal comes to 413" in Germany's paragraph is Germany's rows summed, not the whole table's.
 _MAX_ITEM_TABLES = 50
-
-
-def _item_tables(task: Task, data: DataStore) -> list[SourceTable]:
-    if not task.for_each:
-        return []
-    spec = parse_for_each(task.for_each)
-    if spec.column is None or spec.table not in data:
-        return []  # a row is in the whole table already
-    unit = data.source(spec.table).unit
-    items = expand_items(spec, data.frame(spec.table))[:_MAX_ITEM_TABLES]
-    return [SourceTable(f"{spec.table} [{item.label}]", item.rows, unit=unit) for item in items]
 
 
 def marks_of(check: FigureCheck) -> tuple[FigureMark, ...]:

@@ -182,6 +182,8 @@ class TaskRunner:
         self._objectives: dict[str, Objective] = {o.objective_id: o for o in sheet.objectives}
         self._renderer = PromptRenderer()  # each distinct template compiles once per run
         self._number_style = NumberStyle.for_locale(config.locale)
+        self._figure_tables: Any = None  # run/figures.RunTables: each table indexed once for every check
+        self._figure_tables_lock = threading.Lock()
         self._step_prompts = {**DEFAULT_STEP_PROMPTS, **{k: v for k, v in sheet.prompts.items() if k in DEFAULT_STEP_PROMPTS}}
         if sequential_subcalls is None:
             sequential_subcalls = not config.run_task_concurrent
@@ -358,19 +360,23 @@ class TaskRunner:
     ) -> tuple[_Outcome, tuple[FigureMark, ...] | None]:
         """Trace the text's figures (no model); with `fix`, one more call corrects the untraced ones,
         and what it still cannot trace stays flagged."""
-        from .figures import check_task_figures, fix_request_context, marks_of, task_tables  # numpy, pandas: on use
+        from .figures import RunTables, check_task_figures, fix_request_context, marks_of, task_tables  # numpy: on use
 
         texts = self._dependency_texts(task)
+        with self._figure_tables_lock:
+            if self._figure_tables is None:
+                self._figure_tables = RunTables(self._data)
+            tables = self._figure_tables
         try:
-            check = check_task_figures(task, outcome.text, data=self._data, dependencies=texts, prompt=prompt,
+            check = check_task_figures(task, outcome.text, tables=tables, dependencies=texts, prompt=prompt,
                                        style=self._number_style)
         except Exception as error:  # noqa: BLE001 - a check that cannot run never fails the task it checks
             log.warning("task %s: figures not checked: %s: %s", task.key, type(error).__name__, error)
             return outcome, None
         if check.untraced and self._config.figures_check == "fix":
             # the task's prompt carries its tables; a for_each task's prompts are per item, so it gets them whole
-            tables = [] if prompt else [(name, self._data.markdown(name)) for name in task_tables(task, self._data)]
-            ask = self._step_user("fix", fix_request_context(task, outcome.text, check, tables))
+            shown = [] if prompt else [(name, self._data.markdown(name)) for name in task_tables(task, self._data)]
+            ask = self._step_user("fix", fix_request_context(task, outcome.text, check, shown))
             user = f"{prompt}\n\n---\n\n{ask}" if prompt else ask
             model = outcome.model.split(",")[0]
             try:
@@ -383,7 +389,7 @@ class TaskRunner:
             if fixed:
                 before = check.untraced_count
                 outcome = dataclasses.replace(outcome, text=fixed)
-                check = check_task_figures(task, fixed, data=self._data, dependencies=texts, prompt=prompt,
+                check = check_task_figures(task, fixed, tables=tables, dependencies=texts, prompt=prompt,
                                            style=self._number_style)
                 log.info("task %s: figures fix: %d untraced before, %d after", task.key, before, check.untraced_count)
         if check.untraced:
