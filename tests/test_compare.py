@@ -309,7 +309,7 @@ def test_diff_lists_exactly_the_edited_task_the_data_dependent_tasks_and_their_d
     tasks = {t["task"]: t for c in json.loads(result.output)["chapters"] for t in c["tasks"]}
     assert {k for k, t in tasks.items() if t["status"] == "changed"} == EXPECTED_CHANGED
     assert {k for k, t in tasks.items() if t["status"] == "unchanged"} == EXPECTED_UNCHANGED
-    assert tasks["O2.T1"]["rows"] == [{"table": 1, "row": "B", "kind": "changed",
+    assert tasks["O2.T1"]["rows"] == [{"table": 1, "item": "", "row": "B", "kind": "changed", "count": 0,
                                        "cells": [{"column": "sales", "before": "52", "after": "61"}]}]
     assert tasks["O3.T2"]["significance"] == "data"
     assert tasks["O1.T1"]["significance"] == "answer" and "prompt edited" in tasks["O1.T1"]["reasons"]

@@ -3,7 +3,8 @@
 Pure. Text from a workbook or a model is never markup here: in Markdown every character
 that could start emphasis, a link, a table or raw HTML is escaped, so a model's `<script>`
 or `**` reaches the reader as the characters it wrote. Each changed answer is shown as the
-few words around each change (`hunks`), not in full; `diff --html` shows it all.
+few words around its first changes (`hunks`, each cut to `_HUNK_WORDS` by `clip`), and each
+task's changed data rows as a few named lines, not in full; `diff --html` shows it all.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .runs import ChapterChange, RunComparison, TaskChange, TaskSide
-from .words import Piece, hunks
+from .words import Piece, clip, hunks
 
 __all__ = ["as_dict", "as_markdown", "as_text", "markdown_escape"]
 
@@ -23,7 +24,9 @@ _WHITESPACE = re.compile(r"\s+")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")  # what can start markup inside a line
 _BLOCK_START = re.compile(r"^([#>+\-]|\d+[.)])")  # what can start a block at the start of a line
 #: Hunks shown per task: a task rewritten from end to end says so instead of listing forty.
-_MOST_HUNKS = 5
+_MOST_HUNKS = 3
+#: Words a hunk shows at most (context and change): an inserted page reads as its first lines.
+_HUNK_WORDS = 40
 
 
 def as_text(comparison: RunComparison) -> str:
@@ -38,7 +41,7 @@ def as_text(comparison: RunComparison) -> str:
             if len(hunks(task.text)) > _MOST_HUNKS:
                 lines.append(f"    (and {len(hunks(task.text)) - _MOST_HUNKS} more changes: see diff --html)")
             if any(p.op != "equal" for p in task.prompt):
-                lines += [f"    prompt: {_plain_hunk(hunk)}" for hunk in hunks(task.prompt)[:_MOST_HUNKS]]
+                lines += [f"    prompt: {_plain_hunk(hunk)}" for hunk in _shown_hunks(task.prompt)]
         unchanged = [t.key for t in chapter.tasks if t.status == "unchanged"]
         if chapter.changed and unchanged:
             lines.append(f"  unchanged: {', '.join(unchanged)}")
@@ -69,7 +72,7 @@ def _status_words(task: TaskChange) -> str:
 
 
 def _shown_hunks(pieces: Sequence[Piece]) -> list[tuple[Piece, ...]]:
-    return hunks(pieces)[:_MOST_HUNKS]
+    return [clip(hunk, words=_HUNK_WORDS) for hunk in hunks(pieces)[:_MOST_HUNKS]]
 
 
 def _plain_hunk(hunk: Sequence[Piece]) -> str:
@@ -125,8 +128,12 @@ def as_markdown(comparison: RunComparison, *, diff_command: str | None = None) -
 
 
 def _markdown_task(task: TaskChange) -> list[str]:
-    reasons = "; ".join(markdown_escape(reason) for reason in task.reasons())
+    """The task's line, its changed data rows one a line under it, then its first changes quoted."""
+    rows = task.row_reasons() if task.status == "changed" else []
+    said = (["data changed"] if rows else []) + task.reasons(rows=False)
+    reasons = "; ".join(markdown_escape(reason) for reason in said)
     lines = [f"- **{markdown_escape(_flat(task.title))}** (`{_code(task.key)}`): {reasons}."]
+    lines += [f"  - {markdown_escape(_flat(row))}" for row in rows]
     shown = _shown_hunks(task.text)
     for hunk in shown:
         lines.append(f"  > {_markdown_hunk(hunk)}")
@@ -196,7 +203,7 @@ def _task(task: TaskChange) -> dict[str, Any]:
     found: dict[str, Any] = {
         "task": task.key, "title": task.title, "status": task.status, "significance": task.significance,
         "reasons": task.reasons(), "upstream": list(task.upstream),
-        "rows": [{"table": r.table, "row": r.row, "kind": r.kind,
+        "rows": [{"table": r.table, "item": r.item, "row": r.row, "kind": r.kind, "count": r.count,
                   "cells": [{"column": c, "before": a, "after": b} for c, a, b in r.cells]} for r in task.rows],
         "model": _pair(task.before, task.after, "model"),
         "task_status": _pair(task.before, task.after, "status"),

@@ -6,13 +6,15 @@ Pure: everything here is a function of rows already read from the ledger (`RunRo
 
 A task is *changed* when its text, its status, its inputs (the rendered prompt of its first
 step, which holds its data tables and the text of the tasks it depends on), its model, or
-what it cost in tokens differ. Changes are ranked for a reader: a changed row in a data
-table first, then a changed answer, then inputs that changed without changing the answer,
-then cost alone.
+what it cost in tokens differ. A for_each task sends one prompt per item (`generate#3`):
+item N's prompt is compared with item N's, whatever order the calls were made in. Changes
+are ranked for a reader: a changed row in a data table first, then a changed answer, then
+inputs that changed without changing the answer, then cost alone.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import RESUMABLE_KEYS
+from ..config import RESUMABLE_KEYS, RunConfig
 from ..ledger.store import RunRow, TaskRow, messages_text, prompt_messages
-from .tables import RowChange, row_changes, split_prompt
+from .tables import RowChange, merge_tables, row_changes, split_prompt
 from .words import Piece, changed_words, word_diff
 
 __all__ = [
@@ -37,6 +39,11 @@ Status = Literal["changed", "unchanged", "added", "removed"]
 RANKS: dict[str, int] = {"data": 0, "answer": 1, "input": 2, "cost": 3, "none": 4}
 #: The steps whose prompt is the task's own rendered prompt (later steps carry the draft too).
 _FIRST_STEPS = re.compile(r"^(generate|outline)")
+#: An item's calls end in `#N` (`generate#3`): see `workbook/items.py` `Item.suffix`.
+_ITEM = re.compile(r"^#(\d+)$")
+_DIGITS = re.compile(r"(\d+)")
+#: Data rows a task lists before `and N more`: the reader wants the few that moved, not the table.
+_MOST_ROWS = 5
 #: A dependency's text shorter than this is not looked for inside another task's prompt.
 _MIN_UPSTREAM_CHARS = 20
 _SETTING_WIDTH = 60
@@ -58,6 +65,13 @@ class TaskSide:
     completion_tokens: int
     cost_usd: float
     from_cache: bool  # every call it made was answered from the cache
+    # (part, prompt) of each prompt it sent, in item order: ("#1", ...), ("#2", ...) for a for_each
+    # task, one ("", prompt) for the others; empty: `prompt` is its one part
+    prompts: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def parts(self) -> tuple[tuple[str, str], ...]:
+        return self.prompts or (("", self.prompt),)
 
     @property
     def tokens(self) -> int:
@@ -118,13 +132,14 @@ class TaskChange:
             return self.before.status, self.after.status
         return None
 
-    def reasons(self) -> list[str]:
-        """Short phrases, most significant first: why this task is listed."""
+    def reasons(self, *, rows: bool = True) -> list[str]:
+        """Short phrases, most significant first: why this task is listed (without its changed
+        data rows when `rows` is false: changes.md puts them one a line under the task)."""
         if self.status == "added":
             return ["new task in this run"]
         if self.status == "removed":
             return ["not in this run"]
-        said = [f"data {row.describe()}" for row in self.rows]
+        said = self.row_reasons() if rows else []
         if self.state_change:
             before, after = self.state_change
             error = f" ({self.after.error})" if self.after and self.after.error and after != "done" else ""
@@ -136,11 +151,27 @@ class TaskChange:
         said.extend(f"uses the changed text of {key}" for key in self.upstream)
         if any(p.op != "equal" for p in self.prompt):
             said.append("prompt edited")
+        if self.before and self.after and len(self.before.parts) != len(self.after.parts):
+            said.append(f"sends {len(self.after.parts)} prompt{_s(len(self.after.parts))} "
+                        f"(was {len(self.before.parts)})")
         if self.model_change:
             said.append(f"model {self.model_change[0] or '-'} → {self.model_change[1] or '-'}")
         if self.significance == "cost":
             said.append(f"tokens {self.tokens_delta:+,}, cost {_money(self.cost_delta)}")
         return said
+
+    def row_reasons(self, most: int = _MOST_ROWS) -> list[str]:
+        """`data row "Germany, 2024" of table 1: coal 101 → 105` for the first `most` changed rows
+        (a table added or removed whole is one), then `and 13 more data rows`."""
+        said = [f"data {row.describe()}" for row in self.rows[:most]]
+        if len(self.rows) > most:
+            more = len(self.rows) - most
+            said.append(f"and {more} more data row{_s(more)}")
+        return said
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
 
 
 @dataclass(frozen=True)
@@ -214,18 +245,20 @@ def run_side(run: RunRow, tasks: Sequence[TaskRow], calls: Sequence[Mapping[str,
              chapters: Sequence[tuple[str, str]] = (), order: Sequence[str] = ()) -> RunSide:
     """A run as the comparison sees it. `order` lists task keys in report order (from run.json or
     the report); tasks it does not name follow in chapter order, then as the ledger lists them."""
-    first_prompt: dict[str, str] = {}
+    own: dict[str, tuple[tuple[str, str], ...]] = {}
     every_call: dict[str, list[Mapping[str, Any]]] = {}
     for call in calls:
         every_call.setdefault(call["task_key"], []).append(call)
     for key, made in every_call.items():
-        first_prompt[key] = _own_prompt(made)
+        own[key] = _own_prompts(made)
     sides = [
         TaskSide(
             key=t.task_key, objective_id=t.objective_id, title=t.title, status=t.status, error=t.error,
-            text=t.text or "", model=t.model or "", prompt=first_prompt.get(t.task_key, ""),
+            text=t.text or "", model=t.model or "",
+            prompt="\n\n".join(prompt for _, prompt in own.get(t.task_key, ())),
             prompt_tokens=t.prompt_tokens, completion_tokens=t.completion_tokens, cost_usd=t.cost_usd,
             from_cache=bool(every_call.get(t.task_key)) and all(c["cached"] for c in every_call[t.task_key]),
+            prompts=own.get(t.task_key, ()),
         )
         for t in tasks
     ]
@@ -237,17 +270,30 @@ def run_side(run: RunRow, tasks: Sequence[TaskRow], calls: Sequence[Mapping[str,
     return RunSide(run=run, tasks=tuple(sides), chapters=tuple(chapters))
 
 
-def _own_prompt(calls: Sequence[Mapping[str, Any]]) -> str:
-    """What a task's first step sent: the rendered prompt with its data and its dependencies' texts.
-    One call per step label (an item of a for_each task, a model of its variants has its own), the
-    answered one where a retry failed before it; a task that made no such call, its first call."""
+def _own_prompts(calls: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """What a task's first step sent, (part, prompt) per prompt: the rendered prompt with its data
+    and its dependencies' texts. One call per step label (an item of a for_each task, a model of
+    its variants has its own), the answered one where a retry failed before it; a task that made
+    no such call, its first call. Parts in item order (`#2` before `#10`), not the order the calls
+    were made in, which a pool shuffles; a prompt sent twice (one per variant model) counts once."""
     chosen: dict[str, Mapping[str, Any]] = {}
     for call in calls:
         step = call["step"] or ""
         if _FIRST_STEPS.match(step) and (step not in chosen or call["status"] == "ok"):
             chosen[step] = call
-    picked = list(chosen.values()) or list(calls[:1])
-    return "\n\n".join(messages_text(prompt_messages(call["prompt"])) for call in picked)
+    if not chosen and calls:
+        chosen[""] = calls[0]
+    parts: dict[str, str] = {}
+    for step in sorted(chosen, key=_natural):
+        name, prompt = _FIRST_STEPS.sub("", step, count=1), messages_text(prompt_messages(chosen[step]["prompt"]))
+        if _ITEM.match(name) or prompt not in parts.values():
+            parts[name] = prompt
+    return tuple(parts.items())
+
+
+def _natural(text: str) -> tuple[tuple[int, int | str], ...]:
+    """`generate#2` before `generate#10`."""
+    return tuple((1, int(part)) if part.isdigit() else (0, part) for part in _DIGITS.split(text))
 
 
 def base_run(runs: Iterable[RunRow], current: RunRow) -> RunRow | None:
@@ -317,15 +363,49 @@ def _task_change(key: str, before: TaskSide | None, after: TaskSide | None, old:
     if before.prompt != after.prompt:  # only then can a dependency's new text be in it
         upstream = tuple(k for k in text_changed if k != key and len(old[k].text.strip()) >= _MIN_UPSTREAM_CHARS
                          and old[k].text.strip() in before.prompt and new[k].text.strip() in after.prompt)
-    old_prompt = _without(before.prompt, [old[k].text.strip() for k in upstream])
-    new_prompt = _without(after.prompt, [new[k].text.strip() for k in upstream])
-    old_parts, new_parts = split_prompt(old_prompt), split_prompt(new_prompt)
-    rows = row_changes(old_parts.tables, new_parts.tables)
-    prompt = word_diff(old_parts.prose, new_parts.prose) if old_parts.prose != new_parts.prose else ()
+    rows: list[RowChange] = []
+    prose: list[Piece] = []
+    reshaped = _reshaped(before.parts, after.parts)
+    pairs = [("", before.prompt, after.prompt)] if reshaped else _paired(before.parts, after.parts)
+    for item, old_prompt, new_prompt in pairs:
+        old_parts = split_prompt(_without(old_prompt, [old[k].text.strip() for k in upstream]))
+        new_parts = split_prompt(_without(new_prompt, [new[k].text.strip() for k in upstream]))
+        old_tables, new_tables = old_parts.tables, new_parts.tables
+        if reshaped:  # the same rows, sent in other prompts: compare the rows, not how they were split
+            old_tables, new_tables = merge_tables(old_tables), merge_tables(new_tables)
+        rows += row_changes(old_tables, new_tables, item=item)
+        if old_parts.prose != new_parts.prose:
+            if prose:
+                prose.append(Piece("equal", "\n\n"))  # between two items' prompts
+            prose.extend(word_diff(old_parts.prose, new_parts.prose))
+    prompt = tuple(prose)
     text = word_diff(before.text, after.text)
     significance = _significance(before, after, rows=rows, prompt=prompt, upstream=upstream, text=text)
     return TaskChange(status="unchanged" if significance == "none" else "changed", significance=significance,
-                      text=text, prompt=prompt, rows=rows, upstream=upstream, **who)
+                      text=text, prompt=prompt, rows=tuple(rows), upstream=upstream, **who)
+
+
+def _reshaped(old: Sequence[tuple[str, str]], new: Sequence[tuple[str, str]]) -> bool:
+    """The task split its prompt otherwise: one prompt then, one per item now (or back), so no
+    prompt of one run has a counterpart of the same name in the other."""
+    return (len(old) > 1 or len(new) > 1) and not {name for name, _ in old} & {name for name, _ in new}
+
+
+def _paired(old: Sequence[tuple[str, str]], new: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """(item, old prompt, new prompt) of each prompt a task sent: item N with item N, a prompt only
+    one run sent with "", one prompt each (of other variant models) with each other. `item` names
+    the prompt for a reader (`item 3`), "" for a task's one prompt."""
+    before, after = dict(old), dict(new)
+    if len(old) == 1 and len(new) == 1:
+        return [("", old[0][1], new[0][1])]
+    names = [name for name, _ in new] + [name for name, _ in old if name not in after]
+    return [(_part_name(name), before.get(name, ""), after.get(name, "")) for name in names]
+
+
+def _part_name(name: str) -> str:
+    """`#3` → `item 3`; another label as it is (`@gpt-4o`); "" for a task's one prompt."""
+    item = _ITEM.match(name)
+    return f"item {item.group(1)}" if item else name
 
 
 def _without(prompt: str, texts: Sequence[str]) -> str:
@@ -353,16 +433,34 @@ def _significance(before: TaskSide, after: TaskSide, *, rows: Sequence[RowChange
 def settings_changes(before: RunRow, after: RunRow) -> tuple[tuple[str, str, str], ...]:
     """(key, before, after) of each recorded setting that shapes the answers and differs: the
     model, temperature, steps, selection... not how fast, where or how the run showed itself
-    (`RESUMABLE_KEYS`), which cannot change a word of the report."""
+    (`RESUMABLE_KEYS`), which cannot change a word of the report. A key only one run recorded
+    (a setting newer code added) is a change only when it is set away from its default: an
+    older run behaved as the default, so `locale (none) → en` tells a reader nothing."""
     if before.config_hash and before.config_hash == after.config_hash:
         return ()
     old, new = before.recorded_config() or {}, after.recorded_config() or {}
+    defaults = _recorded_defaults()
     found = []
     for key in sorted(set(old) | set(new)):
         if key in RESUMABLE_KEYS or key == "api_key" or old.get(key) == new.get(key):
             continue
+        if _new_at_default(key, old, new, defaults):
+            continue
         found.append((key, _shown(old.get(key)), _shown(new.get(key))))
     return tuple(found)
+
+
+def _new_at_default(key: str, old: Mapping[str, Any], new: Mapping[str, Any], defaults: Mapping[str, Any]) -> bool:
+    """Only one run recorded `key`, and at its default: the other ran with that default too."""
+    if (key in old) == (key in new) or key not in defaults:
+        return False
+    return (old if key in old else new)[key] == defaults[key]
+
+
+@functools.cache
+def _recorded_defaults() -> dict[str, Any]:
+    """Each setting's default as a run records it (`RunConfig.redacted()`: JSON values)."""
+    return RunConfig().redacted()
 
 
 def _shown(value: Any) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Op", "Piece", "changed_words", "hunks", "new_text", "old_text", "tokens", "word_diff"]
+__all__ = ["Op", "Piece", "changed_words", "clip", "hunks", "new_text", "old_text", "tokens", "word_diff"]
 
 Op = Literal["equal", "delete", "insert"]
 
@@ -133,6 +133,39 @@ def hunks(pieces: Sequence[Piece], *, context: int = 8) -> list[tuple[Piece, ...
         found.append((*((Piece("equal", before),) if before else ()), *middle,
                       *((Piece("equal", after),) if after else ())))
     return found
+
+
+def clip(hunk: Sequence[Piece], *, words: int = 40) -> tuple[Piece, ...]:
+    """A hunk cut to about `words` words, `…` where it was cut: a page inserted whole reads as its
+    first lines. Each deletion or insertion keeps at most half the words first, so a long
+    deletion still leaves room for what replaced it. For a reader only: the text is not whole."""
+    capped = [Piece(p.op, _cut(p.text, words // 2)) if p.op != "equal" else p for p in hunk]
+    kept: list[Piece] = []
+    left = words
+    for piece in capped:
+        count = _word_count(piece.text)
+        if count <= left:
+            kept.append(piece)
+            left -= count
+            continue
+        if left > 0:
+            kept.append(Piece(piece.op, _cut(piece.text, left)))
+        else:
+            kept.append(Piece("equal", " …"))
+        break
+    return tuple(kept)
+
+
+def _cut(text: str, words: int) -> str:
+    """The first `words` words of `text` and `…` when there were more; `text` itself when not."""
+    parts = tokens(text)
+    seen = 0
+    for index, part in enumerate(parts):
+        if part[0].isalnum():
+            seen += 1
+            if seen > words:
+                return "".join(parts[:index]).rstrip() + " …"
+    return text
 
 
 def _word_count(text: str) -> int:

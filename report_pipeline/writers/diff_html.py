@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..compare.render import as_text
 from ..compare.runs import ChapterChange, RunComparison, TaskChange
+from ..compare.tables import RowChange
 from ..compare.words import Piece
 from .atomic import atomic_write_text
 from .html_out import _STYLE
@@ -106,11 +107,7 @@ def _task(task: TaskChange) -> str:
               f'<span class="badge {_e(badge)}">{_e(badge)}</span></h3>'),
              '<ul class="reasons">' + "".join(f"<li>{_e(r)}</li>" for r in task.reasons()) + "</ul>"]
     if task.rows:
-        rows = "".join(
-            f"<tr><td>{row.table}</td><td>{_e(row.row)}</td><td>{_e(row.kind)}</td><td>{_e(column)}</td>"
-            f"<td><del>{_e(old)}</del></td><td><ins>{_e(new)}</ins></td></tr>"
-            for row in task.rows for column, old, new in row.cells
-        )
+        rows = "".join(_row_cells(row) for row in task.rows)
         parts.append('<div class="table-wrap"><table><thead><tr><th>table</th><th>row</th><th>change</th>'
                      f"<th>column</th><th>before</th><th>after</th></tr></thead><tbody>{rows}</tbody></table></div>")
     if task.text:
@@ -121,6 +118,16 @@ def _task(task: TaskChange) -> str:
                      f'<div class="diff">{_pieces(task.prompt)}</div></details>')
     parts.append("</article>")
     return "\n".join(parts)
+
+
+def _row_cells(row: RowChange) -> str:
+    """A changed row's cells, one table row each; a table added, removed or with other columns, one line."""
+    table = f"{row.table}" + (f" ({row.item})" if row.item else "")
+    if row.kind in ("columns", "table_added", "table_removed"):
+        return (f"<tr><td>{_e(table)}</td><td></td><td>{_e(row.kind.replace('_', ' '))}</td>"
+                f'<td colspan="3">{_e(row.describe())}</td></tr>')
+    return "".join(f"<tr><td>{_e(table)}</td><td>{_e(row.row)}</td><td>{_e(row.kind)}</td><td>{_e(column)}</td>"
+                   f"<td><del>{_e(old)}</del></td><td><ins>{_e(new)}</ins></td></tr>" for column, old, new in row.cells)
 
 
 def _pieces(pieces: Sequence[Piece]) -> str:
