@@ -19,7 +19,7 @@ from ..compare.runs import ChapterChange, RunComparison, TaskChange
 from ..compare.tables import RowChange
 from ..compare.words import Piece
 from .atomic import atomic_write_text
-from .html_out import _STYLE
+from .html_out import page_head
 
 __all__ = ["render_diff_html", "write_diff_html"]
 
@@ -41,14 +41,7 @@ def render_diff_html(comparison: RunComparison) -> str:
     before, after = comparison.before.run_id, comparison.after.run_id
     header = as_text(comparison).split("\n\n", 1)[0].splitlines()  # the same summary the terminal shows
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Changes: run {_e(before)} to run {_e(after)}</title>",
-        f"<style>{_STYLE}{_DIFF_STYLE}</style>",
-        "</head>",
+        *page_head(f"Changes: run {before} to run {after}", extra_style=_DIFF_STYLE),
         "<body>",
         "<header>",
         f"<h1>What changed from run {_e(before)} to run {_e(after)}</h1>",

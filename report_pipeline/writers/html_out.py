@@ -106,14 +106,7 @@ def render_html(
     markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
     numbers = CaptionNumbers()
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(one_line(report.project_name) or 'Report')}</title>",
-        f"<style>{_STYLE}</style>",
-        "</head>",
+        *page_head(one_line(report.project_name) or "Report"),
         "<body>",
         "<header>",
         f"<h1>{_e(one_line(report.project_name) or 'Report')}</h1>",
@@ -188,6 +181,20 @@ def _chapter(chapter: Chapter, markdown: MarkdownIt, attachments: Mapping[str, T
         parts.append("</article>")
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def page_head(title: str, *, extra_style: str = "") -> list[str]:
+    """The page's opening up to `</head>`: one self-contained stylesheet for every page we write."""
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title>",
+        f"<style>{_STYLE}{extra_style}</style>",
+        "</head>",
+    ]
 
 
 def _task_body(result: TaskResult, markdown: MarkdownIt) -> str:
