@@ -3,6 +3,7 @@ against the simulator as a one-slot server (llama.cpp's default) and as a parall
 
 from __future__ import annotations
 
+import heapq
 import json
 import random
 import re
@@ -12,9 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from report_pipeline.providers.concurrency import START_UNKNOWN, Concurrency, ConcurrencyLimit, first_limit
+from report_pipeline.providers.concurrency import (
+    START_UNKNOWN,
+    Concurrency,
+    ConcurrencyLimit,
+    first_limit,
+    most_at_once,
+)
 from tests.test_pipeline_simulator import openai_config, run
-from tests.workbooks import simple_workbook
+from tests.workbooks import make_workbook, simple_workbook
 
 def _simulate(limit: ConcurrencyLimit, *, slots: int | None, calls: int, service_s: float = 1.0,
               draw: Callable[[], float] | None = None) -> tuple[list[float], list[int]]:
@@ -37,6 +44,93 @@ def _simulate(limit: ConcurrencyLimit, *, slots: int | None, calls: int, service
         limit.record(done - sent_at, 200, epoch)
         trace.append(limit.limit)
     return latencies, trace
+
+
+def _simulate_streamed(limit: ConcurrencyLimit, clock: list[float], *, slots: int | None,
+                       calls: list[tuple[float, float]]) -> tuple[list[float], list[int]]:
+    """As `_simulate`, streamed and on the limit's clock: call n takes `calls[n]` = (prompt_s, generate_s) of a
+    slot, its text begins after its prompt and ends after its generation (`answer_began`, `answer_ended`).
+    (each call's wait in the server's queue, in the order sent; the limit after each answer)."""
+    free_at = [0.0] * (slots or len(calls))
+    events: list[tuple[float, int, str]] = []  # (when, call, what happens)
+    held, epochs, sent_at, keys = {}, {}, {}, {}
+    waits, trace = [], []
+    while len(trace) < len(calls):
+        while len(held) + len(trace) < len(calls) and limit.in_flight < limit.limit:
+            number = len(held) + len(trace)
+            held[number] = limit.slot()
+            epochs[number], sent_at[number] = held[number].__enter__(), clock[0]
+            slot = min(range(len(free_at)), key=free_at.__getitem__)
+            start = max(clock[0], free_at[slot])
+            prompt_s, generate_s = calls[number]
+            free_at[slot] = start + prompt_s + generate_s
+            waits.append(start - clock[0])
+            heapq.heappush(events, (start + prompt_s, number, "began"))
+            heapq.heappush(events, (free_at[slot], number, "ended"))
+        clock[0], number, what = heapq.heappop(events)
+        if what == "began":
+            keys[number] = limit.answer_began()
+            continue
+        limit.answer_ended(keys.pop(number))
+        held.pop(number).__exit__(None, None, None)
+        limit.record(clock[0] - sent_at[number], 200, epochs[number])
+        trace.append(limit.limit)
+    return waits, trace
+
+
+def _limit_on(clock: list[float], *, maximum: int, initial: int = START_UNKNOWN) -> ConcurrencyLimit:
+    return ConcurrencyLimit(maximum=maximum, initial=initial, clock=lambda: clock[0])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_one_slot_server_whose_prompts_shrink_keeps_one_call_queued(seed) -> None:
+    """llama.cpp on a CPU: a call's time is mostly its prompt's (1,100 tokens, ~20 s), and the example's prompts
+    shrink over a chapter. Latency per output token fell while calls queued, and the latency rule grew the
+    limit 4 -> 16 on a server that computes one answer at a time."""
+    rng = random.Random(seed)
+    calls = [(rng.uniform(0.3, 1.0) * 30.0 * (1 - n / 70), rng.uniform(2.0, 6.0)) for n in range(60)]
+    clock = [0.0]
+    limit = _limit_on(clock, maximum=16)
+    waits, trace = _simulate_streamed(limit, clock, slots=1, calls=calls)
+    assert max(trace) <= START_UNKNOWN and max(trace[4:]) <= 2, trace  # after the first window: one queued
+    longest = max(prompt_s + generate_s for prompt_s, generate_s in calls)
+    assert max(waits[8:]) <= longest + 1e-6  # behind one call at most
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_parallel_server_streaming_answers_of_every_size_gets_the_maximum(seed) -> None:
+    """vLLM with more slots than the maximum: prompts are read in a fraction of a second, answers take seconds,
+    and both vary from call to call (and shrink over the run); none of it is a queue."""
+    rng = random.Random(seed)
+    calls = [(rng.uniform(0.05, 0.5) * (1 - n / 500), rng.lognormvariate(1.0, 0.5)) for n in range(400)]
+    clock = [0.0]
+    limit = _limit_on(clock, maximum=32)
+    _, trace = _simulate_streamed(limit, clock, slots=48, calls=calls)
+    assert trace[-1] == 32 and min(trace) >= START_UNKNOWN
+    assert trace.index(32) < 60
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_four_slot_server_streaming_keeps_about_one_call_queued(seed) -> None:
+    rng = random.Random(seed)
+    calls = [(rng.uniform(0.1, 1.0), rng.uniform(2.0, 6.0)) for _ in range(300)]
+    clock = [0.0]
+    limit = _limit_on(clock, maximum=64)
+    waits, trace = _simulate_streamed(limit, clock, slots=4, calls=calls)
+    assert all(3 <= value <= 6 for value in trace[60:]), trace
+    assert max(waits[100:]) <= 7.0  # behind about one call
+
+
+@pytest.mark.parametrize(("spans", "since", "expected"), [
+    ([], 0.0, 0),
+    ([(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)], 0.0, 1),  # one after the other: a one-slot server
+    ([(0.0, 1.0), (0.98, 2.0)], 0.0, 1),  # together for less than the slack: the first one's end read late
+    ([(0.0, 2.0), (1.0, 3.0), (1.5, 4.0)], 0.0, 3),
+    ([(0.0, 2.0), (1.0, 3.0), (2.5, 4.0)], 0.0, 2),
+    ([(0.0, 2.0), (1.0, 3.0)], 2.5, 1),  # only the moments since the window began
+])
+def test_most_at_once_counts_answers_generating_together(spans, since, expected) -> None:
+    assert most_at_once(spans, since=since, slack=0.05) == expected
 
 
 def test_against_a_one_slot_server_the_limit_settles_at_one_or_two() -> None:
@@ -195,10 +289,12 @@ def test_the_same_server_with_yesterdays_settings_times_out_in_its_queue(tmp_pat
     assert sim.stats()["computed"] > 18  # answers computed for clients that had given up
 
 
-def test_a_parallel_server_gets_the_full_limit(tmp_path, make_simulator):
+@pytest.mark.parametrize("paced", [False, True], ids=["latency", "streamed-text"])
+def test_a_parallel_server_gets_the_full_limit(tmp_path, make_simulator, paced):
     """The simulator shares this process (and its GIL) with the client: at 0.05 s an answer, sixteen calls'
-    own CPU made latency climb as a queue would on a loaded 2-core machine. At 0.3 s it stays noise."""
-    sim = make_simulator(latency_s=0.3)
+    own CPU made latency climb as a queue would on a loaded 2-core machine. At 0.3 s it stays noise. With its
+    text streamed over the 0.3 s, the limit sees sixteen answers generating at once."""
+    sim = make_simulator(latency_s=0.3, stream_paced=paced)
     sheet = simple_workbook(tmp_path / "wb", 6, 10)
     result = run(sheet, openai_config(sim, tmp_path / "out", max_concurrent_requests=16))
     assert result.exit_code == 0
@@ -225,3 +321,26 @@ def test_run_json_says_the_limit_was_fixed_when_it_was(tmp_path, make_simulator)
     result = run(sheet, openai_config(sim, tmp_path / "out", concurrency="fixed", max_concurrent_requests=5))
     concurrency = json.loads((result.run_dir / "run.json").read_text())["concurrency"]
     assert concurrency["mode"] == "fixed" and concurrency["models"]["sim-small"]["limit"] == 5
+
+
+def _shrinking_prompts(path, count: int, longest_words: int):
+    """One chapter of `count` prompts, the first the longest and each later one shorter (as the example's gen
+    chapter: a 1,600-token prompt first)."""
+    tasks = [{"objective_id": "o", "task_id": f"t{n}",
+              "prompt": f"Part {n}: " + "word " * max(4, longest_words * (count - 1 - n) // (count - 1))}
+             for n in range(count)]
+    return make_workbook(path, objectives=[{"objective_id": "o", "title": "O"}], tasks=tasks)
+
+
+def test_a_one_slot_server_whose_prompts_shrink_is_not_taken_for_one_that_serves_more(tmp_path, make_simulator):
+    """The field: llama.cpp on a CPU spends most of a call on its prompt. Later calls had shorter prompts, so
+    latency per output token fell while 4 calls queued, and the latency rule read "no queue, grow": 4 -> 16,
+    7 in flight on a one-slot server. What the server serves at once says 1 whatever the prompts."""
+    sim = make_simulator(slots=1, latency_s=0.3, prompt_s_per_token=0.001, stream_paced=True)
+    sheet = _shrinking_prompts(tmp_path / "wb", 12, 480)
+    result = run(sheet, openai_config(sim, tmp_path / "out", max_tokens=60))
+    assert result.exit_code == 0, [r.error for r in result.results]
+    model = json.loads((result.run_dir / "run.json").read_text())["concurrency"]["models"]["sim-small"]
+    assert model["highest"] <= START_UNKNOWN and model["limit"] <= 2, model
+    assert all(limit <= 2 for _, limit in model["history"][1:]), model  # after the first window: one queued
+    assert sim.stats()["peak_in_flight"] <= START_UNKNOWN

@@ -525,6 +525,28 @@ def test_stream_options_are_checked(simulator: SimulatorHandle, body: dict[str, 
     assert message in str(caught.value)
 
 
+def test_a_paced_stream_sends_its_text_while_the_answer_is_still_generating(make_simulator) -> None:  # noqa: F811
+    """`stream_paced`: as a real server, the first text before the answer is done (the concurrency limit
+    learns from it what the server generates at once); the same text and usage as unpaced."""
+    sim = make_simulator(stream_paced=True)
+    with open_client(sim) as client:
+        stream = iter(ask(client, "Paced sim:latency=2", stream=True, stream_options={"include_usage": True}))
+        first = next(chunk for chunk in stream if chunk.choices and chunk.choices[0].delta.content)
+        assert sim.stats()["completed"] == 0  # the text began; the answer goes on for 2 s
+        chunks = [first, *stream]
+        plain = ask(client, "Paced sim:latency=2")
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == plain.choices[0].message.content
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+
+
+def test_prompt_time_is_part_of_a_slots_computing(make_simulator) -> None:  # noqa: F811
+    """`prompt_s_per_token`: a long prompt keeps a one-slot server busy longer, as llama.cpp on a CPU is."""
+    sim = make_simulator(slots=1, latency_s=0.01, prompt_s_per_token=0.0001)
+    with open_client(sim) as client:
+        answer = ask(client, "word " * 400)
+    assert sim.stats()["busy_s"] == pytest.approx(answer.usage.prompt_tokens * 0.0001 + 0.01, abs=1e-3)
+
+
 @pytest.mark.parametrize("fault", ["drop_rate", "malformed_rate"])
 def test_stream_faults_break_the_stream_after_its_headers(make_simulator, fault: str) -> None:  # noqa: F811
     sim = make_simulator(**{fault: 1.0})

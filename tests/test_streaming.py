@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import httpx2
 import pytest
 
+from report_pipeline.providers.openai.streaming import on_first_text
 from report_pipeline.providers.openai.transport import PooledTransport, stream_deadlines
 from tests.test_pipeline_simulator import openai_config, run
 from tests.workbooks import make_workbook, simple_workbook
@@ -84,6 +85,31 @@ def test_a_server_that_stalls_mid_answer_is_cut_by_the_gap_bound() -> None:
 def test_a_server_that_never_answers_is_cut_by_the_first_token_bound() -> None:
     with _scripted([(5.0, HEADERS)]) as url, stream_deadlines(0.4, 30.0), pytest.raises(httpx2.ReadTimeout):
         _read(url, read_timeout=30.0)
+
+
+# -- when an answer's text begins ---------------------------------------------------------------
+
+
+def _delta(**delta) -> dict:
+    return {"choices": [{"index": 0, "delta": delta}]}
+
+
+def test_the_first_text_is_the_first_event_with_text_not_the_role_or_an_empty_piece() -> None:
+    """From the first text the server is generating the answer (not queueing it, not reading its prompt): the
+    concurrency limit counts answers generating at once from there."""
+    events = [_delta(role="assistant", content=""), _delta(content=""), _delta(content="Wind"),
+              _delta(content=" power"), {"choices": [], "usage": {"completion_tokens": 2}}]
+    seen: list[int] = []
+    passed = []
+    for number, event in enumerate(on_first_text(events, lambda: seen.append(len(passed)))):
+        passed.append(number)
+    assert seen == [2] and passed == [0, 1, 2, 3, 4]  # once, as the third event came; every event passed on
+
+
+def test_reasoning_text_is_text_too() -> None:
+    seen: list[bool] = []
+    list(on_first_text([_delta(role="assistant"), _delta(reasoning_content="First,")], lambda: seen.append(True)))
+    assert seen == [True]
 
 
 # -- whole runs on the simulator as a one-slot server -------------------------------------------

@@ -96,7 +96,7 @@ from .failures import (
 )
 from .listing import model_ids
 from .stopping import StopLatch, auth_failed, unreachable, untrusted
-from .streaming import join_stream
+from .streaming import join_stream, on_first_text
 from .transport import stream_deadlines
 
 __all__ = ["OpenAIProvider"]
@@ -325,7 +325,7 @@ class OpenAIProvider:
             answer: _Answer | None = None
             if (ticket.probe or self._stream_every_call) and self._stream_probes:
                 try:
-                    answer = self._send_streamed(request, ticket, dialect)
+                    answer = self._send_streamed(request, ticket, dialect, limit)
                 except StreamRefused:
                     ticket = self._acquire(tokens)
                     sent = self._clock()
@@ -372,7 +372,8 @@ class OpenAIProvider:
         finally:
             self._throttle.observe(headers, ticket, admitted=admitted)
 
-    def _send_streamed(self, request: ChatRequest, ticket: Ticket, dialect: Dialect) -> _Answer:
+    def _send_streamed(self, request: ChatRequest, ticket: Ticket, dialect: Dialect,
+                       limit: ConcurrencyLimit) -> _Answer:
         """Send a probe call streamed, and learn the limits from its headers before its text.
 
         Until one answer's headers say what the endpoint allows, every thread but
@@ -421,7 +422,7 @@ class OpenAIProvider:
                     self._read_body(stream.response)
                     return self._read_answer(stream.response, request)
                 try:
-                    return self._read_stream(stream, request)
+                    return self._read_stream(stream, request, limit)
                 except EmptyStream:
                     # llama.cpp's Python server fails the request after its empty stream and resets the
                     # connection: not one for the pool (the call is asked again, unstreamed)
@@ -431,11 +432,13 @@ class OpenAIProvider:
             if not observed:
                 self._throttle.observe(headers, ticket, admitted=admitted)
 
-    def _read_stream(self, stream: openai.Stream[object], request: ChatRequest) -> _Answer:
-        """The answer from a stream's events (streaming.py joins them), read as an unstreamed one is."""
+    def _read_stream(self, stream: openai.Stream[object], request: ChatRequest, limit: ConcurrencyLimit) -> _Answer:
+        """The answer from a stream's events (streaming.py joins them), read as an unstreamed one is; the
+        concurrency limit hears when its text began and ended (what the server serves at once)."""
         response = stream.response
         try:
-            data, choice, message = join_stream(stream)
+            with limit.generating() as began:
+                data, choice, message = join_stream(on_first_text(stream, began))
         except (openai.APIStatusError, openai.APIConnectionError) as error:  # timeouts are connection errors
             raise self._classify(error) from None
         except openai.APIError as error:  # an `error` event mid-stream (the SDK raises it)

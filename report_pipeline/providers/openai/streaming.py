@@ -8,15 +8,37 @@ through to the provider, which classifies them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .failures import EmptyStream, Failure
 
-__all__ = ["join_stream"]
+__all__ = ["join_stream", "on_first_text"]
 
 # Delta fields kept (not joined) because they explain an answer without text.
 _KEPT = ("tool_calls", "reasoning_content", "reasoning", "refusal")
+
+
+def on_first_text(chunks: Iterable[object], began: Callable[[], None]) -> Iterator[object]:
+    """The events as they come; `began` is called once, at the first that carries text: from then the server is
+    generating the answer, no longer queueing it or reading its prompt (a first chunk with only the role
+    may come before, and says neither)."""
+    waiting = True
+    for chunk in chunks:
+        if waiting and _carries_text(chunk):
+            waiting = False
+            began()
+        yield chunk
+
+
+def _carries_text(chunk: object) -> bool:
+    if not isinstance(chunk, dict):
+        return False
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and any(delta.get(name) for name in ("content", *_KEPT)):
+            return True
+    return False
 
 
 def join_stream(chunks: Iterable[object]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
