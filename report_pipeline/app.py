@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .config import ResumedRun, RunConfig, load_config
-from .errors import ConfigError, DataSourceError, PromptSheetError, SheetProblem
+from .errors import ConfigError, DataSourceError, EmptyShard, PromptSheetError, SheetProblem
 from .models import PromptSheet
 from .workbook.reader import read_prompt_sheet
 
@@ -46,7 +46,28 @@ def load_run_inputs(
         config = load_config(config_path=config_path, overrides=overrides,
                              resuming=ResumedRun(resume, recorded))  # type: ignore[arg-type]
     _check_items(sheet, config)
-    return sheet, config
+    return family_sheet(sheet, config), config
+
+
+def family_sheet(sheet: PromptSheet, config: RunConfig) -> PromptSheet:
+    """With `each`, the workbook expanded once per entity (of the shard); without, the sheet itself.
+    Either way `entity` must be usable wherever a prompt or a filter names it (exit 2 otherwise)."""
+    from .workbook.family import expand_family, family_problems, load_entities, select_shard
+
+    entities = load_entities(config.each, sheet.path) if config.each else None
+    problems = family_problems(sheet, entities)
+    if problems:
+        raise PromptSheetError(sheet.path, problems)
+    if entities is None:
+        return sheet
+    if config.shard_slice is not None:
+        index, count = config.shard_slice
+        chosen = select_shard(entities, index, count)
+        if not chosen:
+            raise EmptyShard(f"--shard {index}/{count}: none of the family's {len(entities)} entities falls in this "
+                             "shard (an entity's shard is a hash of its id): nothing to run")
+        return expand_family(sheet, chosen, family_ids=tuple(e.entity_id for e in entities))
+    return expand_family(sheet, entities)
 
 
 def _check_items(sheet: PromptSheet, config: RunConfig) -> None:
@@ -54,7 +75,17 @@ def _check_items(sheet: PromptSheet, config: RunConfig) -> None:
     from .workbook.data import DataStore
     from .workbook.items import item_problems, parse_for_each
 
-    tasks = [t for t in sheet.tasks if t.enabled and t.for_each]
+    from .workbook.data import filter_entity_fields
+
+    def own_to_each_entity(name: str) -> bool:  # bound per entity at run time; the runner checks its rows
+        source = sheet.data_sources.get(name)
+        try:
+            return bool(source and source.filter and filter_entity_fields(source.filter))
+        except ValueError:
+            return False
+
+    tasks = [t for t in sheet.tasks if t.enabled and t.for_each
+             and not own_to_each_entity(parse_for_each(t.for_each).table)]
     if not tasks:
         return
     store = DataStore(sheet.data_sources)

@@ -24,6 +24,7 @@ import click
 from .errors import (
     EXIT_INTERRUPTED,
     ConfigError,
+    EmptyShard,
     PromptSheetError,
     ReportPipelineError,
     exit_code_for,
@@ -37,6 +38,9 @@ def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except EmptyShard as error:
+            click.echo(str(error), err=True)
+            sys.exit(error.exit_code)
         except PromptSheetError as error:
             click.echo(f"error: {error}", err=True)
             click.echo("Fix these in the workbook, then run `report-pipeline validate` again.", err=True)
@@ -90,6 +94,11 @@ EXIT_CODES = (
 @click.option("--task", "tasks", multiple=True, metavar="OBJ.TASK",
               help="Only this task and what it depends on (repeatable): iterate on one prompt.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed task: send nothing new, skip the rest (exit 1).")
+@click.option("--each", "each", metavar="ENTITIES",
+              help="A family of reports: one per row of this .csv/.xlsx file (or of this sheet of the workbook, "
+                   "e.g. `entities`); templates and filters read {{ entity.FIELD }}.")
+@click.option("--shard", "shard", metavar="I/N",
+              help="With --each: only the I-th of N stable slices of the family (I from 1), for a job runner.")
 @click.option("--batch", is_flag=True, help="Send calls through the provider's Batch API in waves (half price, slower).")
 @click.option("--poll-interval", type=float, metavar="S", help="Batch mode: seconds between looks at a wave's batches.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
@@ -135,6 +144,8 @@ def _run(
         "tasks": tuple(flags["tasks"]) or None,
         "log_level": flags["log_level"],
         "batch_poll_interval_s": flags["poll_interval"],
+        "each": flags["each"],
+        "shard": flags["shard"],
     }
     for key, value in _key_values(settings):  # a dedicated flag, when given, wins over --set
         if overrides.get(key) is None:
@@ -194,14 +205,15 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 @cli.command()
 @click.argument("sheet", type=click.Path(path_type=Path))
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Also check this run config.")
+@click.option("--each", "each", metavar="ENTITIES", help="Also check a family run over these entities.")
 @_handle_errors
-def validate(sheet: Path, config_path: Path | None) -> None:
+def validate(sheet: Path, config_path: Path | None, each: str | None) -> None:
     """Report every problem in SHEET at once, with sheet, row and column."""
     from .app import load_run_inputs
     from .workbook.reader import describe_sheet
 
     # the sheet, its settings and the config file, every problem of all three in one pass
-    loaded_sheet, _ = load_run_inputs(sheet, config_path=config_path, overrides={})
+    loaded_sheet, _ = load_run_inputs(sheet, config_path=config_path, overrides={"each": each})
     click.echo(f"{sheet}: OK: {describe_sheet(loaded_sheet)}")
 
 
@@ -286,6 +298,21 @@ def _echo_diff(output_dir: Path, run_a: str, run_b: str, *, html_path: Path | No
             raise ConfigError(f"--html {html_path}: cannot write it ({error.strerror or error})") from None
         click.echo(f"wrote {html_path}", err=True)
     click.echo(json.dumps(as_dict(comparison), indent=2, ensure_ascii=False) if as_json else as_text(comparison))
+
+
+@cli.command("merge-runs", epilog="Exit codes: 0 merged; 2 a folder is not a family run, or the runs are of "
+                                  "different workbooks, cut into different shards, or report one entity twice.")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN_DIR...")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("merged"), show_default=True,
+              help="Where to write results.csv and family.json.")
+@_handle_errors
+def merge_runs(run_dirs: tuple[Path, ...], out_dir: Path) -> None:
+    """Gather the shards of a family (`run --each E --shard I/N`, each its own run folder, from any
+    machine) into one results.csv and family.json: every entity, where its report is, counts, cost,
+    and the shards still missing."""
+    from .writers.merge import merge_runs as merge
+
+    click.echo(merge(run_dirs, out_dir).describe())
 
 
 @cli.command()

@@ -180,6 +180,10 @@ class RunConfig(BaseModel):
     objectives: tuple[str, ...] | None = None
     limit: int | None = Field(default=None, ge=1)
     tasks: tuple[str, ...] | None = None  # OBJ.TASK keys (--task): these and what they depend on
+    # a family of reports (--each): a .csv/.xlsx file with a row per report, or a sheet of the workbook
+    each: str | None = None
+    # with each: only the I-th of N stable slices of the family (--shard I/N, I from 1)
+    shard: str | None = None
     # the offline provider: an optional per-call delay, seeded, to make runs visible
     offline_latency_ms: float = Field(default=0.0, ge=0)
     offline_seed: int = 0
@@ -213,7 +217,7 @@ class RunConfig(BaseModel):
 
     @field_validator(
         "requests_per_minute", "tokens_per_minute", "max_cost_usd", "limit", "ledger_path", "judge_model",
-        "batch_max_wait_s", mode="before"
+        "batch_max_wait_s", "each", "shard", mode="before"
     )
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
@@ -236,6 +240,20 @@ class RunConfig(BaseModel):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
         return value
+
+    @field_validator("shard")
+    @classmethod
+    def _shard_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        index, count = parse_shard(value)
+        return f"{index}/{count}"
+
+    @model_validator(mode="after")
+    def _shard_needs_family(self) -> RunConfig:
+        if self.shard is not None and self.each is None:
+            raise ValueError("shard: a shard is a slice of a family of reports — add --each ENTITIES")
+        return self
 
     @field_validator("locale")
     @classmethod
@@ -272,6 +290,11 @@ class RunConfig(BaseModel):
         return not self.run_objectives_concurrent and not self.run_task_concurrent
 
     @property
+    def shard_slice(self) -> tuple[int, int] | None:
+        """(I, N) of `shard: I/N`, I from 1; None when the whole family runs."""
+        return parse_shard(self.shard) if self.shard is not None else None
+
+    @property
     def resolved_ledger_path(self) -> Path:
         return self.ledger_path or Path(self.output_dir) / "ledger.sqlite"
 
@@ -290,6 +313,19 @@ class RunConfig(BaseModel):
         data = self.model_dump(mode="json", exclude={"api_key"})
         data["api_key"] = "***" if self.api_key else None
         return data
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`2/4` -> (2, 4): the I-th of N slices, I from 1 to N (a ValueError says what to write)."""
+    index, slash, count = str(text).strip().partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i = n = 0
+    if not slash or n < 1 or not 1 <= i <= n:
+        raise ValueError(f"{text!r} is not a shard: write I/N with 1 <= I <= N, e.g. 1/4 ... 4/4 "
+                         "(in a Kubernetes Indexed Job: $((JOB_COMPLETION_INDEX + 1))/N)")
+    return i, n
 
 
 def _is_text(annotation: Any) -> bool:
@@ -466,13 +502,15 @@ def load_config(
 
 
 #: Keys whose value is a path: in a config file, relative to the file (cron starts in another folder).
-_PATH_KEYS = ("output_dir", "ledger_path")
+_PATH_KEYS = ("output_dir", "ledger_path", "each")
 
 
 def _relative_to(data: dict[str, Any], folder: Path) -> dict[str, Any]:
     """The config file's relative paths made relative to the file's folder, not the current one."""
     for key in _PATH_KEYS:
         value = data.get(key)
+        if key == "each" and isinstance(value, str) and "." not in Path(value).name:
+            continue  # `each: entities` names a sheet of the workbook, not a file
         if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
             data[key] = str(folder / value)
     return data

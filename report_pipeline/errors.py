@@ -18,6 +18,7 @@
     │   ├── RateLimited                429 after every retry
     │   └── TransientProviderError     5xx, timeouts, dropped connections after every retry
     ├── BudgetExceeded                 exit 3: max_cost_usd reached
+    ├── EmptyShard                     exit 0: --shard I/N holds none of the family: nothing to run
     ├── OutputError                    exit 1: a file of the run could not be written
     └── Interrupted                    exit 130: Ctrl-C / SIGTERM
 
@@ -181,6 +182,13 @@ class BudgetExceeded(ReportPipelineError):
     """max_cost_usd was reached: nothing new is sent."""
 
     exit_code = EXIT_BUDGET
+
+
+class EmptyShard(ReportPipelineError):
+    """`--shard I/N` of a family smaller than N may hold no entity: not a failure (a job runner starts
+    every index), so nothing runs, nothing is written, and the exit code is 0."""
+
+    exit_code = EXIT_OK
 
 
 class OutputError(ReportPipelineError):

@@ -12,6 +12,28 @@ from typing import Any, Literal
 
 STEP_NAMES: tuple[str, ...] = ("generate", "refine", "check")
 TaskStatus = Literal["done", "failed", "skipped"]
+#: In a family run (`--each`) every objective id is `<entity_id>~<objective_id>`. The reader refuses
+#: `~` in objective ids and entity ids cannot hold it, so the first `~` always splits the two; it reads
+#: well in logs and is safe in file names.
+ENTITY_SEPARATOR = "~"
+
+
+def split_entity(objective_id: str) -> tuple[str, str]:
+    """`("de", "gen")` for `de~gen`; `("", "gen")` outside a family run."""
+    entity_id, sep, local = objective_id.partition(ENTITY_SEPARATOR)
+    return (entity_id, local) if sep else ("", objective_id)
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One row of a family's entities file: the report it stands for and the fields its templates see."""
+
+    entity_id: str
+    fields: tuple[tuple[str, str], ...]  # (column, value as text), in the file's column order
+    row: int = 0  # the file's row number (1 = header), for messages
+
+    def field_map(self) -> dict[str, str]:
+        return dict(self.fields)
 
 
 @dataclass(frozen=True)
@@ -47,6 +69,7 @@ class Objective:
     row: int = 0
     lead: str = ""  # printed under the chapter heading, for the reader
     fail_fast: bool = False  # the chapter's first failed task stops the chapter (the rest is skipped)
+    entity_id: str = ""  # a family run's entity ("" otherwise); objective_id is then `<entity_id>~<id>`
 
 
 @dataclass(frozen=True)
@@ -70,6 +93,7 @@ class Task:
     for_each: str | None = None  # `TABLE` (a call per row) or `TABLE.column` (a call per value); see workbook/items
     index: int = 0  # position in the tasks sheet, 0-based
     row: int = 0
+    entity: Entity | None = None  # a family run's entity: `{{ entity.FIELD }}` and `entity.FIELD` in filters
 
     @property
     def key(self) -> str:
@@ -87,6 +111,8 @@ class PromptSheet:
     data_sources: dict[str, DataSource] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     prompts: dict[str, str] = field(default_factory=dict)  # optional `prompts` sheet
+    family: tuple[Entity, ...] = ()  # a family run (`--each`): its entities, in file order; () otherwise
+    family_ids: tuple[str, ...] = ()  # every entity id of the file, when `family` is one shard of it
 
     def objective(self, objective_id: str) -> Objective:
         for objective in self.objectives:
@@ -344,6 +370,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "started_at", "finished_at", "duration_s",
 )
 CHECK_COLUMNS: tuple[str, ...] = ("check_verdict", "check_notes")
+ENTITY_COLUMNS: tuple[str, ...] = ("entity",)  # first, in a family run's results.csv: whose report the row is in
 ITEM_COLUMNS: tuple[str, ...] = ("items",)  # when the run has a for_each task: how many items it had
 # when the figures check ran: what it found in each task's text, and the figures it could not trace
 FIGURE_COLUMNS: tuple[str, ...] = ("figures_found", "figures_traced", "figures_untraced", "untraced_figures")

@@ -34,7 +34,7 @@ from .ledger.history import resume_command
 from .ledger.runlock import RunLock
 from .ledger.store import Ledger, config_hash, sheet_hash
 from .logs import redact, run_log
-from .models import CallText, Objective, PromptSheet, Task, TaskResult, Usage
+from .models import ENTITY_SEPARATOR, CallText, Objective, PromptSheet, ReportView, Task, TaskResult, Usage
 from .providers import Provider
 from .providers.controls import CallControls
 from .providers.factory import make_provider, open_endpoint
@@ -52,6 +52,7 @@ from .text import a_few
 from .version import __version__
 from .watch.monitor import ResourceMonitor
 from .workbook.data import DataStore
+from .workbook.family import FamilyData, family_selection
 from .writers import (
     ResultsCsvAppender,
     atomic_write_text,
@@ -65,6 +66,10 @@ from .writers.figures.drawing_process import (
     DrawingProcess,
 )
 from .writers.changes import write_changes
+from .writers.family import EntityFolder, SameChartOnce, entity_dir, entity_view, local_calls, local_result, local_task
+from .writers.figures.drawing import child_failed, use_drawer, write_timeline
+from .writers.figures.drawing_process import TimelineJob
+from .writers.figures.timeline import timeline_data
 from .writers.reports import write_reports
 from .writers.runjson import ChapterFile, RunFacts, build_manifest
 
@@ -105,8 +110,11 @@ class ReportGenerationPipeline:
         self._drawer = drawing_process
         self.compare_to = compare_to  # the base run of changes.md (--compare-to); None: the previous run
         self.sheet = prompt_sheet
-        self.data = data or DataStore(prompt_sheet.data_sources)
-        self.plan = build_plan(prompt_sheet, objectives=config.objectives, limit=config.limit, tasks=config.tasks)
+        # a family run (--each): each entity reads its own filters of the tables, the rest shared
+        self.family = FamilyData(prompt_sheet.data_sources, prompt_sheet.family) if prompt_sheet.family else None
+        self.data = data or (self.family.shared if self.family is not None else DataStore(prompt_sheet.data_sources))
+        objectives, tasks = family_selection(prompt_sheet, config.objectives, config.tasks)
+        self.plan = build_plan(prompt_sheet, objectives=objectives, limit=config.limit, tasks=tasks)
         # The shared machinery, built here and handed down: the root keeps its own references
         self.controls = CallControls.for_config(config)
         needs_endpoint = provider is None or config.execution == "batch"
@@ -182,9 +190,11 @@ class ReportGenerationPipeline:
 
     def chapter_csv(self, objective: Objective) -> Path:
         """`objectives/NN_<slug>.csv` for a chapter, relative to the run folder (written and listed alike)."""
-        return Path("objectives") / objective_csv_name(
-            objective.index + 1, objective.title, of=len(self.sheet.objectives)
-        )
+        chapters = len(self.sheet.objectives) // max(1, len(self.sheet.family))
+        name = objective_csv_name(objective.index + 1, objective.title, of=chapters)
+        if objective.entity_id:  # a family run: in the entity's folder, beside its report
+            return entity_dir(Path("."), objective.entity_id) / "objectives" / name
+        return Path("objectives") / name
 
     def _unusable_output(self, error: OSError) -> ConfigError:
         """Before any call: a folder that cannot hold the run is bad input (exit 2), not a crash."""
@@ -198,13 +208,21 @@ class ReportGenerationPipeline:
         """A new run gets a new folder; a resumed one reuses its folder and the tasks it finished."""
         if not self.resume:
             self.run_dir.mkdir(parents=True, exist_ok=False)
-            (self.run_dir / "objectives").mkdir()
+            if self.family is None:
+                (self.run_dir / "objectives").mkdir()
+            self._entity_folders()
             return {}
+        self._entity_folders()
         assert ledger is not None  # check_resumable refused a run without one
         return reopen_run(
             ledger, config=self.config, run_id=self.run_id, run_dir=self.run_dir, plan=self.plan,
             sheet_path=self.sheet.path, sheet_digest=self._sheet_digest, meter=self.controls.meter,
         )
+
+    def _entity_folders(self) -> None:
+        """`entities/<id>/objectives/` for each entity of a family run (again on resume: no harm)."""
+        for entity in self.sheet.family:
+            (entity_dir(self.run_dir, entity.entity_id) / "objectives").mkdir(parents=True, exist_ok=True)
 
     def _run_with(self, ledger: Ledger | None, restored: dict[str, TaskResult], secrets_to_hide: list[str]) -> RunResult:
         try:
@@ -287,6 +305,7 @@ class ReportGenerationPipeline:
     def _execute(self, ledger: Ledger | None, restored: dict[str, TaskResult]) -> Halt | None:
         config = self.config
         appender = ResultsCsvAppender(self.run_dir / "results.csv", with_check=self._with_check,
+                                      with_entity=self.family is not None,
                                       with_items=self._with_items, with_figures=self._with_figures)
         use_cache = config.cache or self.resume
         objective_slots, task_slots = config.objective_slots, config.task_slots
@@ -308,7 +327,7 @@ class ReportGenerationPipeline:
             sequential_objectives, sequential_tasks = not config.run_objectives_concurrent, not config.run_task_concurrent
         runner = TaskRunner(
             config=config, sheet=self.sheet, plan=self.plan, data=self.data,
-            results=self.results, call=call, sequential_subcalls=sequential_tasks,
+            results=self.results, call=call, sequential_subcalls=sequential_tasks, family=self.family,
         )
         task_threads = config.task_threads
         objective_pool, task_pool = make_executors(
@@ -418,7 +437,9 @@ class ReportGenerationPipeline:
         draw_chart(self._drawer, path, spec)
 
     def _chart_names(self) -> list[str]:
-        """The data sources whose chart this run's tasks attach."""
+        """The data sources whose chart this run's tasks attach (a family's are drawn per entity, at the end)."""
+        if self.family is not None:
+            return []
         return sorted({n for t in self.plan.tasks.values() for n in t.data
                        if n in self.sheet.data_sources and self.sheet.data_sources[n].chart})
 
@@ -528,14 +549,19 @@ class ReportGenerationPipeline:
             "run_log": self.run_dir / "run.log",
             "timeline_png": self.run_dir / "timeline.png",
         }
-        attachments = write_reports(
-            view, outputs, results=results,
-            done_tasks=[self.plan.tasks[r.key] for r in view.all_results() if r.status == "done"],
-            data=self.data, charts=self._charts, drawer=drawer,
-            timeline_title=f"{self.config.project_name}: run {self.run_id}",
-            objective_titles={o.objective_id: o.title for o in self.plan.objectives}, calls=calls,
-        )
-        outputs.update(write_changes(self.config, view, outputs, attachments=attachments, base=self.compare_to))
+        family: list[EntityFolder] | None = None
+        if self.family is not None:  # each entity's report in its folder; the run's own files at the root
+            outputs = {k: v for k, v in outputs.items() if k in ("results_csv", "run_json", "run_log", "timeline_png")}
+            family = self._write_family(view, results, drawer, calls)
+        else:
+            attachments = write_reports(
+                view, outputs, results=results,
+                done_tasks=[self.plan.tasks[r.key] for r in view.all_results() if r.status == "done"],
+                data=self.data, charts=self._charts, drawer=drawer,
+                timeline_title=f"{self.config.project_name}: run {self.run_id}",
+                objective_titles={o.objective_id: o.title for o in self.plan.objectives}, calls=calls,
+            )
+            outputs.update(write_changes(self.config, view, outputs, attachments=attachments, base=self.compare_to))
         finished = time.time()  # the run's duration includes writing its reports
         run = RunResult(
             run_id=self.run_id,
@@ -552,9 +578,12 @@ class ReportGenerationPipeline:
             resume_command=(resume_command(self.sheet.path, self.config.output_dir, self.run_id)
                             if status != "done" and self.config.ledger else None),
         )
+        facts = self._facts(run, started=started, finished=finished, halt=halt, resources=resources,
+                            writers=view.written_by())
+        if family is not None:
+            facts = dataclasses.replace(facts, family=self._family_facts(family))
         manifest = build_manifest(
-            self._facts(run, started=started, finished=finished, halt=halt, resources=resources,
-                        writers=view.written_by()), run.results,
+            facts, run.results,
             [ChapterFile(o.objective_id, o.title, self.chapter_csv(o).as_posix(),
                          written_at=self._chapter_times.get(o.objective_id, (0.0, 0.0))[1],
                          last_answer_at=self._chapter_times.get(o.objective_id, (0.0, 0.0))[0])
@@ -562,6 +591,60 @@ class ReportGenerationPipeline:
         )
         atomic_write_text(outputs["run_json"], json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         return run
+
+
+    # -- a family run's outputs ------------------------------------------------------------
+
+    def _write_family(self, view: ReportView, results: Sequence[TaskResult], drawer: DrawingProcess | None,
+                      calls: Mapping[str, Sequence[CallText]]) -> list[EntityFolder]:
+        """Each entity's report.md/.docx/.xlsx/.html in `entities/<id>/`, under the workbook's own ids
+        (its chapter CSVs were written as its chapters finished); then the run's one timeline."""
+        assert self.family is not None
+        draw_once = SameChartOnce(self._draw_chart)
+        folders = []
+        for entity in self.sheet.family:
+            own = entity_view(view, entity)
+            folder = entity_dir(self.run_dir, entity.entity_id)
+            mine = [r for r in results if r.objective_id.startswith(entity.entity_id + ENTITY_SEPARATOR)]
+            write_reports(
+                own, {kind: folder / name for kind, name in _ENTITY_REPORTS.items()}, results=mine,
+                done_tasks=[local_task(self.plan.tasks[r.key]) for r in mine if r.status == "done"],
+                data=self.family.for_entity(entity.entity_id),
+                charts=ChartRenderer(folder, draw_png=draw_once), drawer=drawer,
+                timeline_title="", objective_titles={}, calls=local_calls(calls, entity.entity_id),
+            )
+            total = sum(len(self.plan.tasks_by_objective[o.objective_id]) for o in self.plan.objectives
+                        if o.entity_id == entity.entity_id)
+            folders.append(EntityFolder.of(entity, [local_result(r) for r in mine], total))
+        self._family_timeline(drawer, results)
+        return folders
+
+    def _family_timeline(self, drawer: DrawingProcess | None, results: Sequence[TaskResult]) -> None:
+        job = TimelineJob(self.run_dir / "timeline.png", timeline_data(results),
+                          f"{self.config.project_name}: run {self.run_id}",
+                          {o.objective_id: o.title for o in self.plan.objectives})
+        if drawer is not None and use_drawer(drawer):
+            if not child_failed(lambda: drawer.send_reports(timeline=job), ["timeline"]) \
+                    and not child_failed(drawer.wait, ["timeline"]):
+                return
+        write_timeline(job)
+
+    def _family_facts(self, folders: Sequence[EntityFolder]) -> dict[str, Any]:
+        """run.json's `family`: what a merge of the shards needs to check and gather them."""
+        shard = self.config.shard_slice
+        return {
+            "each": self.config.each,
+            "shard": self.config.shard,
+            "shards": shard[1] if shard else 1,
+            "sheet_sha256": self._sheet_digest,
+            "family_ids": list(self.sheet.family_ids),
+            "entities": [folder.as_dict() for folder in folders],
+        }
+
+
+#: a family entity's reports, in its folder (the run has one timeline, at its root)
+_ENTITY_REPORTS = {"report_md": "report.md", "report_docx": "report.docx", "report_xlsx": "report.xlsx",
+                   "report_html": "report.html"}
 
 
 def _outcome(counts: dict[str, int], halt: Halt | None) -> tuple[str, int]:

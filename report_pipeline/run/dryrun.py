@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..config import RunConfig
-from ..models import PromptSheet, Task
+from ..models import PromptSheet, Task, split_entity
 from ..providers.tokens import prompt_tokens as estimate_prompt
 from ..workbook.data import DataStore
+from ..workbook.family import FamilyData, family_selection
 from .plan import build_plan, critical_path_rounds
 from .results import ReportStructureManager
 from .runner import TaskRunner
@@ -19,12 +20,19 @@ def estimate_run(sheet: PromptSheet, config: RunConfig, *, show_prompts: bool = 
     A dependency's text is not known before the run: it counts at its `max_tokens` (a task
     waiting on three chapters may send them all), so the figure stays an upper bound.
     `show_prompts` adds every task's rendered prompt, a dependency's text as a placeholder."""
-    plan = build_plan(sheet, objectives=config.objectives, limit=config.limit, tasks=config.tasks)
+    objectives, tasks = family_selection(sheet, config.objectives, config.tasks)
+    plan = build_plan(sheet, objectives=objectives, limit=config.limit, tasks=tasks)
+    family = FamilyData(sheet.data_sources, sheet.family) if sheet.family else None
     runner = TaskRunner(
-        config=config, sheet=sheet, plan=plan, data=DataStore(sheet.data_sources),
-        results=ReportStructureManager(plan), call=_never_called,
+        config=config, sheet=sheet, plan=plan, data=family.shared if family else DataStore(sheet.data_sources),
+        results=ReportStructureManager(plan), call=_never_called, family=family,
     )
     lines = [f"dry run of {sheet.path}: nothing is sent", ""]
+    if sheet.family:  # each line below sums the chapter over every entity
+        shard = f" (shard {config.shard} of a family of {len(sheet.family_ids)})" if config.shard else ""
+        lines[-1:-1] = [f"a family of {len(sheet.family)} reports{shard}, one per row of {config.each}: "
+                        f"{plan.task_count} tasks in all; each line sums a chapter over the family"]
+    by_chapter: dict[str, tuple[str, list]] = {}  # the workbook's objective id -> (title, row)
     lines.append(f"{'objective':<28} {'tasks':>5} {'calls':>6} {'prompt tok':>11} {'max out tok':>12} {'max cost $':>11}")
     totals = [0, 0, 0, 0, 0.0]
     batch_cost = 0.0
@@ -69,7 +77,11 @@ def estimate_run(sheet: PromptSheet, config: RunConfig, *, show_prompts: bool = 
                     row[4] += price.cost(prompt_tokens, out_tokens)
                     batch_cost += price.cost(prompt_tokens, out_tokens, batch=True)
         totals = [a + b for a, b in zip(totals, row)]
-        lines.append(f"{objective.title[:28]:<28} {row[0]:>5} {row[1]:>6} {row[2]:>11,} {row[3]:>12,} {row[4]:>11.4f}")
+        local = split_entity(objective.objective_id)[1]
+        _, summed = by_chapter.setdefault(local, (objective.title, [0, 0, 0, 0, 0.0]))
+        summed[:] = [a + b for a, b in zip(summed, row)]
+    for title, row in by_chapter.values():
+        lines.append(f"{title[:28]:<28} {row[0]:>5} {row[1]:>6} {row[2]:>11,} {row[3]:>12,} {row[4]:>11.4f}")
     lines.append(f"{'total':<28} {totals[0]:>5} {totals[1]:>6} {totals[2]:>11,} {totals[3]:>12,} {totals[4]:>11.4f}")
     lines.append("")
     lines.append("Tokens are estimated at 4 characters a token; output is counted at max_tokens, a dependency's text "

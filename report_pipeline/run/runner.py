@@ -39,9 +39,10 @@ from typing import Any, TypeVar
 from ..checks.numbers import NumberStyle
 from ..config import RunConfig
 from ..errors import NotSent, ProviderError, RunAborted, TaskInputError
-from ..models import CallRecord, FigureMark, ItemResult, Objective, PromptSheet, Task, TaskResult
+from ..models import CallRecord, FigureMark, ItemResult, Objective, PromptSheet, Task, TaskResult, split_entity
 from ..providers.base import ChatRequest, ChatResponse
 from ..workbook.data import DataStore, to_markdown
+from ..workbook.family import FamilyData, local_keys
 from ..workbook.items import Item, expand_items, parse_for_each
 from ..workbook.templates import PromptRenderer, build_context, item_variable
 from .foreach import assemble_items, combine_allowed, failed_items
@@ -171,18 +172,20 @@ class TaskRunner:
         call: CallFn,
         clock: Callable[[], float] = time.time,
         sequential_subcalls: bool | None = None,
+        family: FamilyData | None = None,
     ) -> None:
         self._config = config
         self._sheet = sheet
         self._plan = plan
         self._data = data
+        self._family = family  # a family run: each task reads its entity's tables
         self._results = results
         self._call = call
         self._clock = clock
         self._objectives: dict[str, Objective] = {o.objective_id: o for o in sheet.objectives}
         self._renderer = PromptRenderer()  # each distinct template compiles once per run
         self._number_style = NumberStyle.for_locale(config.locale)
-        self._figure_tables: Any = None  # run/figures.RunTables: each table indexed once for every check
+        self._figure_tables: dict[str, Any] = {}  # entity -> run/figures.RunTables: each table indexed once
         self._figure_tables_lock = threading.Lock()
         self._step_prompts = {**DEFAULT_STEP_PROMPTS, **{k: v for k, v in sheet.prompts.items() if k in DEFAULT_STEP_PROMPTS}}
         if sequential_subcalls is None:
@@ -263,22 +266,36 @@ class TaskRunner:
 
     def render(self, task: Task, dependency_texts: Mapping[str, str] | None = None, item: Item | None = None) -> str:
         """The task's prompt with its data and dependency texts (and, for_each, its item); unplaced
-        attached tables appended."""
-        tables = AttachedTables(self._data)
+        attached tables appended. In a family run the prompt sees its entity, and its objective and
+        results under the workbook's own ids, so it renders as it would in that entity's own run."""
+        store = self._store(task)
+        tables = AttachedTables(store)
+        objective = self._objectives[task.objective_id]
+        results = self._dependency_texts(task) if dependency_texts is None else dependency_texts
+        if task.entity is not None:
+            objective = dataclasses.replace(objective, objective_id=split_entity(objective.objective_id)[1])
+            results = local_keys(results)
         context = build_context(
-            objective=self._objectives[task.objective_id],
+            objective=objective,
             task=task,
             data=tables,
-            results=self._dependency_texts(task) if dependency_texts is None else dependency_texts,
+            results=results,
             project_name=self._config.project_name,
             settings=self._sheet.settings,
             item=item_variable(item.label, item.fields, to_markdown(item.rows)) if item is not None else None,
+            entity=task.entity.field_map() if task.entity is not None else None,
         )
         prompt = self._renderer.render(task.prompt, context)
         extra = [name for name in task.data if name not in tables.used]
         for name in extra:
-            prompt += f"\n\nData: {name}\n\n{self._data.markdown(name)}"
+            prompt += f"\n\nData: {name}\n\n{store.markdown(name)}"
         return prompt
+
+    def _store(self, task: Task) -> DataStore:
+        """The tables a task reads: its entity's in a family run (own filters, shared tables), else the run's."""
+        if self._family is not None and task.entity is not None:
+            return self._family.for_entity(task.entity.entity_id)
+        return self._data
 
     def _dependency_texts(self, task: Task) -> dict[str, str]:
         """`results["OBJ.TASK"]` for each dependency and `results["OBJ"]` for whole chapters."""
@@ -363,10 +380,11 @@ class TaskRunner:
         from .figures import RunTables, check_task_figures, fix_request_context, marks_of, task_tables  # numpy: on use
 
         texts = self._dependency_texts(task)
+        store = self._store(task)
         with self._figure_tables_lock:
-            if self._figure_tables is None:
-                self._figure_tables = RunTables(self._data)
-            tables = self._figure_tables
+            tables = self._figure_tables.get(task.entity.entity_id if task.entity else "")
+            if tables is None:
+                tables = self._figure_tables[task.entity.entity_id if task.entity else ""] = RunTables(store)
         try:
             check = check_task_figures(task, outcome.text, tables=tables, dependencies=texts, prompt=prompt,
                                        style=self._number_style)
@@ -375,7 +393,7 @@ class TaskRunner:
             return outcome, None
         if check.untraced and self._config.figures_check == "fix":
             # the task's prompt carries its tables; a for_each task's prompts are per item, so it gets them whole
-            shown = [] if prompt else [(name, self._data.markdown(name)) for name in task_tables(task, self._data)]
+            shown = [] if prompt else [(name, store.markdown(name)) for name in task_tables(task, store)]
             ask = self._step_user("fix", fix_request_context(task, outcome.text, check, shown))
             user = f"{prompt}\n\n---\n\n{ask}" if prompt else ask
             model = outcome.model.split(",")[0]
@@ -402,7 +420,7 @@ class TaskRunner:
         """A for_each task's items, from its table after the data sheet's filter and columns."""
         assert task.for_each is not None
         spec = parse_for_each(task.for_each)
-        items = expand_items(spec, self._data.frame(spec.table))
+        items = expand_items(spec, self._store(task).frame(spec.table))
         if not items:
             raise _TaskFailed(f"for_each {spec}: table {spec.table} has no rows after its filter — nothing to send")
         if len(items) > self._config.max_items:

@@ -142,7 +142,7 @@ class PlainProgress(RunObserver):
             f"run {result.run_id} {result.status}: {c['done']} done, {c['failed']} failed, "
             f"{c['skipped']} skipped of {c['total']} tasks; tokens {result.tokens_text()}; "
             f"cost ${result.cost_usd:.4f}{_saving(result)}{result.figures_text()}; {format_duration(result.duration_s)}; "
-            f"report {result.run_dir / 'report.md'}"
+            f"report {result.outputs.get('report_md') or _family_reports(result)}"
         )
         if result.outputs:
             names = " ".join(Path(path).name for path in result.outputs.values())
@@ -156,3 +156,10 @@ def _saving(result: RunResult) -> str:
     """` (prompt cache saved $0.0123)` when the endpoint's prompt cache saved anything."""
     saving = result.prompt_cache_saving_usd
     return f" (prompt cache saved ${saving:.4f})" if saving >= 0.00005 else ""
+
+
+def _family_reports(result: RunResult) -> str:
+    """Where a run's report is: its folder's report.md, or a family run's, one per entity."""
+    if result.outputs and "report_md" not in result.outputs:
+        return f"{result.run_dir / 'entities'}/*/report.md (one per entity)"
+    return str(result.run_dir / "report.md")

@@ -40,6 +40,10 @@ else:
     pd = lazy_module("pandas")  # imported by the first workbook that has data
 
 __all__ = [
+    "ENTITY_VALUE_PREFIX",
+    "bind_filter",
+    "filter_entity_fields",
+    "quote_filter_value",
     "AllOf",
     "AnyOf",
     "Comparison",
@@ -265,6 +269,51 @@ class _FilterParser:
 def parse_filter(text: str) -> AnyOf:
     """Parse a `filter` cell; a ValueError says what is wrong and shows the syntax."""
     return _FilterParser(text).parse()
+
+
+#: `country == entity.country`: in a family run (`--each`), a value naming a field of the entity's row
+ENTITY_VALUE_PREFIX = "entity."
+_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?\Z")
+
+
+def filter_entity_fields(text: str) -> list[str]:
+    """The FIELDs of every `entity.FIELD` value in a filter, in order (a ValueError for bad syntax)."""
+    return [token.text[len(ENTITY_VALUE_PREFIX):] for token in _tokens(text)
+            if token.kind == "word" and token.text.startswith(ENTITY_VALUE_PREFIX)]
+
+
+def quote_filter_value(value: str) -> str:
+    """`value` as one literal of the filter language: a plain number as it is, text in quotes.
+
+    The language has no escapes, so text holding `"` is quoted with `'`; text holding both
+    quote marks cannot be written as a literal at all, and is refused (ValueError)."""
+    if _PLAIN_NUMBER.match(value):
+        return value
+    if '"' not in value:
+        return f'"{value}"'
+    if "'" not in value:
+        return f"'{value}'"
+    raise ValueError(f"{value!r} holds both quote marks (\" and '), which a filter value cannot: "
+                     "change the value in the entities file")
+
+
+def bind_filter(text: str, values: Mapping[str, str]) -> str:
+    """The filter with each `entity.FIELD` value replaced by that field's value, quoted as a literal.
+
+    Text, never code: the filter is tokenised, only whole `entity.FIELD` value tokens are replaced
+    (not text inside quotes or back quotes), and the result is parsed like any other filter."""
+    pieces: list[str] = []
+    end = 0
+    for token in _tokens(text):
+        if token.kind == "word" and token.text.startswith(ENTITY_VALUE_PREFIX):
+            key = token.text[len(ENTITY_VALUE_PREFIX):]
+            if key not in values:
+                raise ValueError(f"entity has no field {key!r} (it has: {', '.join(values)})")
+            pieces.append(text[end:token.at])
+            pieces.append(quote_filter_value(values[key]))
+            end = token.at + len(token.text)
+    pieces.append(text[end:])
+    return "".join(pieces)
 
 
 def filter_columns(expression: AnyOf) -> list[str]:
@@ -493,14 +542,15 @@ def _filtered(frame: pd.DataFrame, source: DataSource) -> pd.DataFrame:
         raise DataSourceError(str(error), column="filter") from None
 
 
-def load_frame(source: DataSource) -> pd.DataFrame:
+def load_frame(source: DataSource, read: Callable[[Path, str | None], pd.DataFrame] | None = None) -> pd.DataFrame:
     """Read the file, apply `filter`, then keep only `columns` (if given).
 
     Filtering before selecting lets a filter use a column the report does not
     show (filter on `region`, show only `month, sales`); for columns that are
-    both filtered and shown the result is the same either way.
+    both filtered and shown the result is the same either way. `read` replaces
+    `read_table` (a family run reads each file once for all its entities).
     """
-    frame = _filtered(read_table(source.path, source.sheet), source)
+    frame = _filtered((read or read_table)(source.path, source.sheet), source)
     if source.columns:
         frame = _select_columns(frame, source.columns)
     return frame.reset_index(drop=True)
@@ -646,6 +696,13 @@ class DataStore:
         self._entries = {name: _Entry() for name in self._sources}
         self._max_rows = max_rows
         self._loader = loader
+
+    def with_sources(self, replaced: Mapping[str, DataSource]) -> DataStore:
+        """This store with some sources replaced (a family entity's own filters); the others keep
+        this store's slots, so a table every entity uses loads, and turns into Markdown, once."""
+        store = DataStore({**self._sources, **replaced}, max_rows=self._max_rows, loader=self._loader)
+        store._entries.update({name: entry for name, entry in self._entries.items() if name not in replaced})
+        return store
 
     @property
     def names(self) -> tuple[str, ...]:

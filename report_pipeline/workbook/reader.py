@@ -51,7 +51,7 @@ from ..config import (
     validate_steps,
 )
 from ..errors import PromptSheetError, SheetProblem
-from ..models import DataSource, Objective, PromptSheet, Task
+from ..models import ENTITY_SEPARATOR, DataSource, Objective, PromptSheet, Task
 from .data import ole2_advice, source_problems
 from .dependencies import dependency_problems, expand_dependencies
 from .items import parse_for_each
@@ -173,10 +173,12 @@ def describe_sheet(sheet: PromptSheet) -> str:
     promises work that is switched off.
     """
     sources = len(sheet.data_sources)
+    family = len(sheet.family)
     return ", ".join([
         _enabled_count(sheet.objectives, "objective"),
         _enabled_count(sheet.tasks, "task", " to run"),
         f"{sources} data source{'' if sources == 1 else 's'}",
+        *([f"a family of {family} report{'' if family == 1 else 's'}"] if family else []),
     ])
 
 
@@ -711,6 +713,10 @@ class _Reader:
         if "," in text or (no_dots and "." in text):
             shown = "a comma or a dot" if no_dots else "a comma"
             self.problems.at(row, column, f"{text!r} contains {shown}, which depends_on uses as separators — choose another id")
+            return ""
+        if no_dots and ENTITY_SEPARATOR in text:  # a family run's ids are `<entity>~<objective>`
+            self.problems.at(row, column, f"{text!r} contains {ENTITY_SEPARATOR!r}, which a family run (--each) uses "
+                                          "to join an entity's id to an objective's — choose another id")
             return ""
         return text
 

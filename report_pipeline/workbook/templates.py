@@ -15,6 +15,7 @@ The context (the contract in DESIGN.md), with every value read-only:
     project     name
     settings    the settings sheet's key -> value
     item        for_each tasks only: the item (`{{ item }}` its name, `{{ item.COLUMN }}`, `{{ item.table }}`)
+    entity      family runs (`--each`) only: the entity's row (`{{ entity.FIELD }}`, `{{ entity.entity_id }}`)
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ __all__ = [
 
 CONTEXT_NAMES: tuple[str, ...] = ("objective", "task", "data", "results", "project", "settings")
 ITEM_NAME = "item"  # for_each tasks only: the item a call is for
+ENTITY_NAME = "entity"  # family runs only: the row of the entities file a report is for
 # the fixed fields of the record-like variables; data/results/settings keys come from the sheet
 CONTEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "objective": ("objective_id", "title", "description"),
@@ -244,6 +246,7 @@ def build_context(
     results: Mapping[str, str] | None = None,
     settings: Mapping[str, Any] | None = None,
     item: _ReadOnly | None = None,
+    entity: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The variables one prompt sees.
 
@@ -269,6 +272,7 @@ def build_context(
         "project": _record("project", {"name": project_name}),
         "settings": _record("settings", settings or {}),
         **({"item": item} if item is not None else {}),
+        **({ENTITY_NAME: _record(ENTITY_NAME, entity)} if entity is not None else {}),
     }
 
 
@@ -350,6 +354,8 @@ class TemplateFacts:
     fields: tuple[tuple[str, str], ...] = ()  # (variable, key) of objective/task/project/settings
     data_keys: tuple[str, ...] = ()
     result_keys: tuple[str, ...] = ()
+    uses_entity: bool = False  # `entity`: defined only in a family run
+    entity_keys: tuple[str, ...] = ()  # the FIELDs of `entity.FIELD` / `entity["FIELD"]`
 
     def problems(
         self,
@@ -389,6 +395,19 @@ class TemplateFacts:
             if key not in dependency_keys:
                 problems.append(f'results["{key}"] is not a dependency of this task — add {key} to its depends_on')
         return problems
+
+    def entity_problems(self, entity_fields: Collection[str] | None) -> list[str]:
+        """`entity` outside a family run (`entity_fields` None), or a field the entities file lacks.
+
+        Apart from `problems`: the reader does not know the entities (they come with --each,
+        after the config); the family check calls this once it does."""
+        if self.syntax_error or not self.uses_entity:
+            return []
+        if entity_fields is None:
+            return ["entity is set only in a family run — run with --each ENTITIES (a CSV/XLSX file with a row "
+                    "per report), or remove entity from the prompt"]
+        return [f"entity has no field {key!r}{_did_you_mean(key, entity_fields)} — the entities file has: "
+                f"{', '.join(entity_fields)}" for key in self.entity_keys if key not in entity_fields]
 
 
 def _did_you_mean(name: str, known: Collection[str]) -> str:
@@ -455,6 +474,7 @@ def analyse_template(source: str, *, environment: ImmutableSandboxedEnvironment 
     fields: dict[tuple[str, str], None] = {}
     data_keys: dict[str, None] = {}
     result_keys: dict[str, None] = {}
+    entity_keys: dict[str, None] = {}
     refused: dict[str, None] = {}
     for node in _in_text_order(tree):
         problem = _refused(node)
@@ -475,11 +495,15 @@ def analyse_template(source: str, *, environment: ImmutableSandboxedEnvironment 
             data_keys[key] = None
         elif target.name == "results":
             result_keys[key] = None
+        elif target.name == ENTITY_NAME:
+            entity_keys[key] = None
         elif target.name in CONTEXT_FIELDS or target.name == "settings":
             fields[(target.name, key)] = None
     return TemplateFacts(
-        unknown_names=tuple(sorted(set(undeclared) - set(CONTEXT_NAMES) - {ITEM_NAME})),
+        unknown_names=tuple(sorted(set(undeclared) - set(CONTEXT_NAMES) - {ITEM_NAME, ENTITY_NAME})),
         uses_item=ITEM_NAME in undeclared,
+        uses_entity=ENTITY_NAME in undeclared,
+        entity_keys=tuple(entity_keys),
         blocked=tuple(blocked),
         refused=tuple(refused),
         fields=tuple(fields),

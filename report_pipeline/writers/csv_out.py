@@ -63,11 +63,12 @@ class ResultsCsvAppender:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, with_check: bool, with_items: bool = False,
-                 with_figures: bool = False) -> None:
+                 with_figures: bool = False, with_entity: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         existing, complete_bytes = _scan_existing(self.path)
-        wanted = result_columns(with_check=with_check, with_items=with_items, with_figures=with_figures)
+        wanted = result_columns(with_check=with_check, with_items=with_items, with_figures=with_figures,
+                                with_entity=with_entity)
         self.columns = _choose_columns(self.path, existing, wanted)
         if complete_bytes is not None:
             _cut_torn_tail(self.path, complete_bytes)
@@ -161,8 +162,8 @@ def _choose_columns(path: Path, existing: list[str] | None, wanted: tuple[str, .
     return found
 
 
-_KNOWN_HEADERS = {result_columns(with_check=c, with_items=i, with_figures=f)
-                  for c in (False, True) for i in (False, True) for f in (False, True)}
+_KNOWN_HEADERS = {result_columns(with_check=c, with_items=i, with_figures=f, with_entity=e)
+                  for c in (False, True) for i in (False, True) for f in (False, True) for e in (False, True)}
 
 
 def _scan_existing(path: Path) -> tuple[list[str] | None, int | None]:

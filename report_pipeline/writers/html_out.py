@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -177,7 +178,7 @@ def _chapter(chapter: Chapter, markdown: MarkdownIt, attachments: Mapping[str, T
         found = attachments.get(result.key)
         if found:
             parts.append(_attachments(found, markdown, numbers, run_dir))
-        parts.append(_provenance(result, calls.get(result.key, ())))
+        parts.append(_provenance(result, in_item_order(calls.get(result.key, ()))))
         parts.append("</article>")
     parts.append("</section>")
     return "\n".join(parts)
@@ -240,6 +241,27 @@ def _data_uri(path: Path) -> str:
     except OSError:
         return ""
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def in_item_order(calls: Sequence[CallText]) -> list[CallText]:
+    """Each run of consecutive item calls (`refine#3`) sorted by item number, keeping chain order
+    within an item; calls outside such runs (`combine`, after every item) stay where they are. A
+    for_each task's items run at once and finish in any order; a report must not depend on it."""
+    ordered: list[CallText] = []
+    block: list[CallText] = []
+    for call in [*calls, None]:
+        found = _ITEM_STEP.match(call.step) if call is not None else None
+        if found is not None:
+            block.append(call)  # type: ignore[arg-type]
+            continue
+        ordered.extend(sorted(block, key=lambda c: int(_ITEM_STEP.match(c.step).group(1))))  # type: ignore[union-attr]
+        block = []
+        if call is not None:
+            ordered.append(call)
+    return ordered
+
+
+_ITEM_STEP = re.compile(r"[a-z_]+#(\d+)\Z")
 
 
 def _provenance(result: TaskResult, calls: Sequence[CallText]) -> str:

@@ -48,16 +48,17 @@ def write_reports(
 ) -> Mapping[str, TaskAttachments]:
     """report.md, report.docx, report.html, report.xlsx and timeline.png at the `outputs` paths of
     those names; `calls` (task key -> its prompts and answers) fill report.html's provenance panels.
-    Returns each task's attachments, for a document written after these (writers/changes.py)."""
+    Returns each task's attachments, for a document written after these (writers/changes.py).
+    Without a `timeline_png` path (a family's entity: the run draws one timeline) none is drawn."""
     run_dir = outputs["report_md"].parent
-    jobs = {
-        "timeline": TimelineJob(outputs["timeline_png"], timeline_data(results), timeline_title, dict(objective_titles)),
-        "xlsx": WorkbookJob(outputs["report_xlsx"], workbook_tables(view)),
-    }
+    jobs: dict[str, TimelineJob | WorkbookJob] = {"xlsx": WorkbookJob(outputs["report_xlsx"], workbook_tables(view))}
+    if "timeline_png" in outputs:
+        jobs["timeline"] = TimelineJob(outputs["timeline_png"], timeline_data(results), timeline_title,
+                                       dict(objective_titles))
     drawing = drawer if drawer is not None and use_drawer(drawer) else None
     todo = frozenset(jobs)
     if drawing is not None:
-        send = functools.partial(drawing.send_reports, timeline=jobs["timeline"], workbook=jobs["xlsx"])
+        send = functools.partial(drawing.send_reports, timeline=jobs.get("timeline"), workbook=jobs["xlsx"])
         todo = child_failed(send, list(jobs))
     with ThreadPoolExecutor(1, thread_name_prefix="timeline") as here:
         timeline = here.submit(write_timeline, jobs["timeline"]) if "timeline" in todo else None

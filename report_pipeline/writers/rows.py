@@ -6,7 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
-from report_pipeline.models import CHECK_COLUMNS, FIGURE_COLUMNS, ITEM_COLUMNS, RESULT_COLUMNS, TaskResult
+from report_pipeline.models import (
+    CHECK_COLUMNS,
+    ENTITY_COLUMNS,
+    FIGURE_COLUMNS,
+    ITEM_COLUMNS,
+    RESULT_COLUMNS,
+    TaskResult,
+    split_entity,
+)
 from report_pipeline.writers.safety import neutralise_cell
 
 __all__ = ["format_timestamp", "full_row", "has_check_step", "has_figures", "has_items", "result_columns", "result_row",
@@ -16,11 +24,13 @@ COST_DECIMALS = 6
 DURATION_DECIMALS = 3
 
 
-def result_columns(*, with_check: bool, with_items: bool = False, with_figures: bool = False) -> tuple[str, ...]:
-    """The column names, in contract order: the check columns when a check step ran, `items` when the
-    run has a for_each task, then the figures check's counts when it ran."""
-    return (RESULT_COLUMNS + (CHECK_COLUMNS if with_check else ()) + (ITEM_COLUMNS if with_items else ())
-            + (FIGURE_COLUMNS if with_figures else ()))
+def result_columns(*, with_check: bool, with_items: bool = False, with_figures: bool = False,
+                   with_entity: bool = False) -> tuple[str, ...]:
+    """The column names, in contract order: `entity` first in a family run's results.csv, the check
+    columns when a check step ran, `items` when the run has a for_each task, then the figures
+    check's counts when it ran."""
+    return ((ENTITY_COLUMNS if with_entity else ()) + RESULT_COLUMNS + (CHECK_COLUMNS if with_check else ())
+            + (ITEM_COLUMNS if with_items else ()) + (FIGURE_COLUMNS if with_figures else ()))
 
 
 def has_check_step(results: Iterable[TaskResult]) -> bool:
@@ -56,9 +66,12 @@ def untraced_text(result: TaskResult) -> str:
 
 
 def full_row(result: TaskResult) -> dict[str, object]:
-    """Every column a row may have, neutralised; writers pick the ones their header has."""
+    """Every column a row may have, neutralised; writers pick the ones their header has. A family
+    run's `<entity>~<objective>` is split: `entity`, and the workbook's objective_id."""
+    entity, objective_id = split_entity(result.objective_id)
     row: dict[str, object] = {
-        "objective_id": result.objective_id,
+        "entity": entity,
+        "objective_id": objective_id,
         "task_id": result.task_id,
         "title": result.title,
         "status": result.status,

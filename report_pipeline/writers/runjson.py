@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ..models import FiguresTally, ItemResult, TaskResult, Usage
+from ..models import FiguresTally, ItemResult, TaskResult, Usage, split_entity
 
 __all__ = ["ChapterFile", "RunFacts", "build_manifest", "iso_time"]
 
@@ -46,6 +46,7 @@ class RunFacts:
     resume_command: str | None = None
     writers: Sequence[tuple[str, str, int]] = ()  # (provider, model, sections written)
     concurrency: Mapping[str, Any] | None = None  # the in-flight limits over the run (None: offline)
+    family: Mapping[str, Any] | None = None  # a family run (--each): its entities, their folders and counts
 
 
 @dataclass(frozen=True)
@@ -99,13 +100,16 @@ def build_manifest(facts: RunFacts, results: Sequence[TaskResult], chapters: Seq
         "objectives": [_chapter(chapter, results) for chapter in chapters],
         "tasks": [_task(result) for result in results],
         "config": dict(facts.config),
+        **({"family": dict(facts.family)} if facts.family is not None else {}),
     }
 
 
 def _chapter(chapter: ChapterFile, results: Sequence[TaskResult]) -> dict[str, Any]:
     mine = [r for r in results if r.objective_id == chapter.objective_id]
+    entity, objective_id = split_entity(chapter.objective_id)
     return {
-        "objective_id": chapter.objective_id,
+        **({"entity": entity} if entity else {}),
+        "objective_id": objective_id,
         "title": chapter.title,
         "csv": chapter.csv,
         "done": sum(r.status == "done" for r in mine),
@@ -163,8 +167,10 @@ def _run_figures(results: Sequence[TaskResult]) -> dict[str, Any] | None:
 
 
 def _task(r: TaskResult) -> dict[str, Any]:
+    entity, objective_id = split_entity(r.objective_id)
     return {
-        "objective_id": r.objective_id,
+        **({"entity": entity} if entity else {}),
+        "objective_id": objective_id,
         "task_id": r.task_id,
         "status": r.status,
         "error": r.error or None,
