@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import pickle
 import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -100,7 +99,7 @@ class SameChartOnce:
         self._registry = threading.Lock()
 
     def __call__(self, path: Path, spec: object) -> None:
-        key = hashlib.sha256(pickle.dumps(spec)).hexdigest()
+        key = hashlib.sha256(repr(spec).encode()).hexdigest()  # a ChartSpec holds plain values: its repr is its content
         with self._registry:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
