@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import secrets
@@ -185,8 +186,16 @@ class ReportGenerationPipeline:
 
     @functools.cached_property
     def _sheet_digest(self) -> str:
-        """The workbook's sha256, read once: a resume compares it, the ledger records it."""
-        return sheet_hash(self.sheet.path)
+        """The workbook's sha256 (with a family's entities file), read once: a resume compares it, the
+        ledger records it, so a resume refuses an entities file edited since the run started."""
+        digest = sheet_hash(self.sheet.path)
+        if self.config.each:
+            from .workbook.family import entities_file
+
+            entities = entities_file(self.config.each, self.sheet.path)
+            if entities.resolve() != Path(self.sheet.path).resolve():
+                digest = hashlib.sha256(f"{digest} {sheet_hash(entities)}".encode()).hexdigest()
+        return digest
 
     def chapter_csv(self, objective: Objective) -> Path:
         """`objectives/NN_<slug>.csv` for a chapter, relative to the run folder (written and listed alike)."""

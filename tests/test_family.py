@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from report_pipeline.cli import cli
 from report_pipeline.config import load_config
-from report_pipeline.errors import PromptSheetError
+from report_pipeline.errors import ConfigError, PromptSheetError
 from report_pipeline.ledger.store import Ledger
 from report_pipeline.models import DataSource, Entity
 from report_pipeline.pipeline import ReportGenerationPipeline
@@ -306,6 +306,25 @@ def test_resume_mid_family_pays_only_for_what_was_not_done(tmp_path):
     assert resumed.exit_code == 0 and len(done) == 4
     assert len(again.labels) == 9 - 4 and not {label.rsplit(".", 1)[0] for label in again.labels} & done
     assert sorted(p.name for p in (resumed.run_dir / "entities").iterdir()) == ["france", "germany", "poland"]
+
+
+def test_a_resume_refuses_an_entities_file_edited_since_the_run_started(tmp_path):
+    import threading
+
+    sheet_path = family_workbook(tmp_path / "wb")
+    each = entities_csv(tmp_path)
+    sheet, config = load_run_inputs(sheet_path, config_path=None, overrides={
+        "output_dir": tmp_path / "out", "each": str(each)})
+    stop = threading.Event()
+    stop.set()  # stopped before its first task: everything left for the resume
+    stopped = ReportGenerationPipeline(config, sheet, provider=CountingProvider(config), stop=stop).run()
+    assert stopped.exit_code == 130
+    each.write_text(each.read_text(encoding="utf-8").replace("Poland", "Polska"), encoding="utf-8")
+    sheet, config = load_run_inputs(sheet_path, config_path=None, overrides={"output_dir": tmp_path / "out"},
+                                    resume=stopped.run_id)
+    with pytest.raises(ConfigError, match="or the entities file .* changed since that run started"):
+        ReportGenerationPipeline(config, sheet, provider=CountingProvider(config), run_id=stopped.run_id,
+                                 resume=True).run()
 
 
 _TIMING = ("started_at", "finished_at", "duration_s")

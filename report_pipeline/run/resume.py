@@ -54,7 +54,9 @@ def reopen_run(
         raise no_such_run(config, run_id, "the ledger does not know it")
     if known.sheet_hash and known.sheet_hash != sheet_digest:
         raise ConfigError(
-            f"--resume {run_id}: the workbook {sheet_path} changed since that run started, so "
+            f"--resume {run_id}: the workbook {sheet_path}"
+            + (f" or the entities file ({config.each})" if config.each else "")
+            + " changed since that run started, so "
             "its finished tasks may no longer match their rows. Run it without --resume: a new run "
             "reuses every unchanged call from the ledger and pays only for what changed"
         )

@@ -52,6 +52,7 @@ __all__ = [
     "family_selection",
     "load_entities",
     "local_keys",
+    "entities_file",
     "select_shard",
     "shard_of",
 ]
@@ -80,6 +81,11 @@ def load_entities(spec: str, workbook: Path) -> tuple[Entity, ...]:
     except DataSourceError as error:
         raise PromptSheetError(path, [SheetProblem(label, f"--each {spec}: {error}")]) from None
     return _entities(frame, path, label)
+
+
+def entities_file(spec: str, workbook: Path) -> Path:
+    """The file `--each SPEC` reads (the workbook itself for a sheet of it): what a resume checks."""
+    return _where(spec, Path(workbook))[0]
 
 
 def _where(spec: str, workbook: Path) -> tuple[Path, str | None]:
