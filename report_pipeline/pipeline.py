@@ -562,6 +562,9 @@ class ReportGenerationPipeline:
         if self.family is not None:  # each entity's report in its folder; the run's own files at the root
             outputs = {k: v for k, v in outputs.items() if k in ("results_csv", "run_json", "run_log", "timeline_png")}
             family = self._write_family(view, results, drawer, calls)
+            # one changes.md for the family, at the run's root (each entity's chapters named with it)
+            outputs.update(write_changes(self.config, view, {"report_md": self.run_dir / "report.md"},
+                                         base=self.compare_to))
         else:
             attachments = write_reports(
                 view, outputs, results=results,

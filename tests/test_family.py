@@ -433,3 +433,19 @@ def test_the_reader_refuses_the_separator_in_objective_ids(tmp_path):
                          tasks=[{"objective_id": "a~b", "task_id": "1", "prompt": "Hi"}])
     with pytest.raises(PromptSheetError, match=r"'a~b' contains '~'"):
         load_prompt_sheet(path)
+
+
+def test_a_family_run_after_another_writes_one_changes_md_naming_each_entitys_chapters(tmp_path):
+    sheet_path = family_workbook(tmp_path / "wb")
+    each = entities_csv(tmp_path)
+    overrides = {"output_dir": tmp_path / "out", "each": str(each)}
+    sheet, config = load_run_inputs(sheet_path, config_path=None, overrides=overrides)
+    ReportGenerationPipeline(config, sheet, provider=CountingProvider(config)).run()
+    rows = (tmp_path / "wb" / "gen.csv").read_text(encoding="utf-8").replace("France,2024,111", "France,2024,999")
+    (tmp_path / "wb" / "gen.csv").write_text(rows, encoding="utf-8")
+    sheet, config = load_run_inputs(sheet_path, config_path=None, overrides=overrides)
+    second = ReportGenerationPipeline(config, sheet, provider=CountingProvider(config)).run()
+    changes = (second.run_dir / "changes.md").read_text(encoding="utf-8")
+    assert "## 4. france: Generation" in changes  # a section for the chapter that changed, the entity named
+    assert "## 2. germany: Generation" not in changes and "germany: Generation: unchanged" in changes
+    assert "changes_md" in second.outputs

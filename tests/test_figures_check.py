@@ -261,3 +261,13 @@ def test_offline_drafts_write_figures_the_check_traces_and_plain_years() -> None
     assert {item.trace.step for item in check.traced} >= {"cell", "count", "difference", "percent change"}
     assert "year ranges" not in answer
     assert not [f.text for f in find_figures(answer) if "," in f.text and 1800 <= f.value <= 2100]  # no "2,030"
+
+
+def test_a_column_named_by_its_unit_alone_is_named_by_that_unit() -> None:
+    """`twh` says only what the values are measured in; a sentence that says TWh names it (found in a
+    family run: every percent change over such a column was flagged)."""
+    frame = pd.DataFrame({"year": [2020, 2024], "twh": [100, 112]})
+    check = trace_figures("twh went from 100 in 2020 to 112 in 2024, a difference of +12 (+12.0%).",
+                          Sources(tables=(SourceTable("gen", frame),)))
+    assert check.untraced == ()
+    assert [t.trace.step for t in check.traced][-2:] == ["difference", "percent change"]

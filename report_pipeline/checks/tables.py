@@ -160,6 +160,8 @@ class TableIndex:
         magnitudes = np.abs(numbers[finite])
         order = np.argsort(magnitudes, kind="stable")
         tokens = tuple(t for t in name_tokens(name) if t not in _NOT_NAMING and (len(t) >= 3 or t.isdigit()))
+        if not tokens:  # a column named by its unit alone (`twh`, `mt`): the unit is its name
+            tokens = tuple(t for t in name_tokens(name) if len(t) >= 2)
         self.value_columns.append(ValueColumn(
             position, name, numbers, unit, percentish(name, unit), tokens, magnitudes[order], finite[order],
         ))

@@ -66,7 +66,10 @@ def write_changes(
             current = ledger.run(view.run_id)
             if found is None or current is None:
                 return {}
-            chapters = [(c.objective.objective_id, c.objective.title) for c in view.chapters]
+            # a family's chapters repeat per entity: name the entity with each
+            chapters = [(c.objective.objective_id,
+                         f"{c.objective.entity_id}: {c.objective.title}" if c.objective.entity_id else c.objective.title)
+                        for c in view.chapters]
             order = [r.key for r in view.all_results()]
             comparison = compare_runs(
                 read_side(ledger, found, Path(config.output_dir) / found.run_id),
