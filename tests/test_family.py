@@ -449,3 +449,13 @@ def test_a_family_run_after_another_writes_one_changes_md_naming_each_entitys_ch
     assert "## 4. france: Generation" in changes  # a section for the chapter that changed, the entity named
     assert "## 2. germany: Generation" not in changes and "germany: Generation: unchanged" in changes
     assert "changes_md" in second.outputs
+
+
+def test_the_plain_progress_lines_name_each_chapters_entity(tmp_path):
+    sheet = family_workbook(tmp_path / "wb")
+    outcome = CliRunner().invoke(cli, ["run", str(sheet), "--provider", "offline", "--each", str(entities_csv(tmp_path)),
+                                       "--output", str(tmp_path / "out"), "--no-progress"])
+    assert outcome.exit_code == 0, outcome.output
+    finished = [line for line in outcome.output.splitlines() if " done (" in line and "objective " in line]
+    assert len(finished) == 6
+    assert any('"france: Generation" done' in line for line in finished)

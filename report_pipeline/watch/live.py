@@ -129,7 +129,7 @@ class LiveProgress(RunObserver):
             self._objectives = {
                 o.objective_id: _ObjectiveState(
                     objective=o,
-                    label=f"{o.index + 1:0{width}d} {o.title or o.objective_id}",
+                    label=f"{o.index + 1:0{width}d} {o.entity_id + ': ' if o.entity_id else ''}{o.title or o.objective_id}",
                     total=len(plan.tasks_by_objective.get(o.objective_id, ())),
                 )
                 for o in plan.objectives

@@ -121,6 +121,8 @@ class PlainProgress(RunObserver):
             began = self._objective_started.get(objective_id, self._clock())
         objective = next((o for o in self._plan.objectives if o.objective_id == objective_id), None)
         title = objective.title if objective is not None else objective_id
+        if objective is not None and objective.entity_id:  # a family run: which entity's chapter
+            title = f"{objective.entity_id}: {title}"
         number = objective.index + 1 if objective is not None else finished
         done = sum(r.status == "done" for r in results)
         failed = sum(r.status == "failed" for r in results)
