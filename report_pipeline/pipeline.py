@@ -543,6 +543,9 @@ class ReportGenerationPipeline:
         counts = {s: sum(r.status == s for r in results) for s in ("done", "failed", "skipped")}
         counts["total"] = self.plan.task_count
         status, exit_code = _outcome(counts, halt)
+        first = _first_request_s(results)
+        if first is not None:  # how long the process took to send its first call (start-up, issue 19)
+            resources = {**resources, "first_request_s": first}
         view = self.results.report_view(
             project_name=self.config.project_name, run_id=self.run_id, generated_at=finished,
             provider=self.provider.name, model=self.config.model,
@@ -657,6 +660,16 @@ class ReportGenerationPipeline:
 #: a family entity's reports, in its folder (the run has one timeline, at its root)
 _ENTITY_REPORTS = {"report_md": "report.md", "report_docx": "report.docx", "report_xlsx": "report.xlsx",
                    "report_html": "report.html"}
+
+
+def _first_request_s(results: Sequence[TaskResult]) -> float | None:
+    """Seconds from the process's start to its first call sent (not a cache hit); None if none was."""
+    sent = [c.started_at for r in results for c in r.calls if c.started_at and not c.cached and c.step != "resumed"]
+    if not sent:
+        return None
+    import psutil
+
+    return round(max(0.0, min(sent) - psutil.Process().create_time()), 3)
 
 
 def _outcome(counts: dict[str, int], halt: Halt | None) -> tuple[str, int]:
