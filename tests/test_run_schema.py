@@ -93,6 +93,11 @@ def test_run_json_of_a_real_run_validates_and_its_counts_match_results_csv(tmp_p
     assert manifest["tokens"]["completion"] == sum(int(row["completion_tokens"]) for row in rows)
     assert all(len(t["calls"]) == 2 for t in manifest["tasks"])
     assert manifest["config"]["api_key"] is None
+    assert manifest["resources"]["first_request_s"] > 0  # start-up: the process's start to its first call
+
+    again, manifest, _ = run(simple_workbook(tmp_path / "wb", n_objectives=2, n_tasks=3), tmp_path,
+                             steps="generate,refine")
+    assert again.exit_code == 0 and "first_request_s" not in manifest["resources"]  # every answer from the cache
 
 
 def test_run_json_with_failed_and_skipped_tasks_validates(tmp_path, validator):
