@@ -114,11 +114,13 @@ def test_two_runs_on_one_key_keep_its_limit_together(tmp_path, make_simulator):
     assert stats["rate_limited"] <= 0.02 * stats["calls"] + 1
 
 
-def test_without_sharing_the_same_two_runs_cross_the_limit(tmp_path, make_simulator):
+def test_without_sharing_the_same_two_runs_keep_the_limit_by_the_servers_count(tmp_path, make_simulator):
     sim = make_simulator(requests_per_window=10, window_s=1.0)
     results = _two_runs_at_once(tmp_path, sim, shared=False)
-    assert [r.exit_code for r in results] == [0, 0]  # the retries recover them, at a price
-    assert sim.stats()["rate_limited"] > 3
+    assert [r.exit_code for r in results] == [0, 0]
+    # each run sees the other in `remaining` and takes its share (issue 24, point 3): past the two
+    # probe bursts (8 calls each into a window of 10, before either has an answer) nothing is refused
+    assert sim.stats()["rate_limited"] <= 2 * 8 - 10
 
 
 def test_a_folder_that_cannot_be_made_leaves_the_run_pacing_alone_and_says_so(tmp_path: Path, caplog) -> None:

@@ -24,8 +24,21 @@ early can put `rate * (window + jitter_s)` of them in one window, so we pace at
 `1 - headroom` of the limit (for long windows, where a server may enforce the
 limit over shorter slices). A 429 that still happens lowers the pace
 (multiplicatively, at most once per window) and successes raise it back
-slowly: another client sharing the key shows up as 429s, and we settle on our
-share.
+slowly.
+
+Other clients on the key (another run, on this machine or another) are seen in
+the server's count, not only in 429s: an answer's `limit - remaining` is what
+the whole key had used when the server admitted that call, and what *this*
+run sent in the window up to that call's send time is known here, so the
+difference is the others' use. Smoothed over answers, it is taken off the
+limit: we pace at `(limit - others) / (window + jitter_s)`. A run alone sees
+others near 0 and keeps its full rate; two runs each see the other and settle
+at about half. For a sliding-window log (the simulator) the estimate is the
+others' count in the window; for a token bucket (OpenAI) `limit - remaining`
+is at most what the key used in the last window, so the estimate is never
+more than the others' use and never slows a run alone. Only requests, whose
+units (1 a call) the server counts as we book them; our token counts are
+estimates, and their error would read as another client.
 
 The first few calls (`probe_burst`, 8) go at once and the rest wait for the
 first answer (the *probe*), so the rate is known before the other threads
@@ -46,6 +59,7 @@ or, for an endpoint that sends no limit headers, sends its first calls at once.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import threading
@@ -88,6 +102,11 @@ _DECREASE = 0.9
 _MIN_FACTOR = 0.3
 # ...and each admitted call gives back this much of it.
 _RECOVERY = 0.003
+# Each admitted answer moves the estimate of the other clients' use this far
+# towards what it shows (an EWMA over answers)...
+_OTHERS_WEIGHT = 0.3
+# ...and they are never taken to leave us less than this share of the limit.
+_MIN_SHARE = 0.05
 # A reset longer than a day is not a rate window (some servers send epoch times).
 _MAX_RESET_S = 86_400.0
 
@@ -482,7 +501,9 @@ class ServerLimit:
     booked so far per window.
     """
 
-    def __init__(self, name: str, headroom: float, jitter_s: float = DEFAULT_JITTER_S) -> None:
+    def __init__(
+        self, name: str, headroom: float, jitter_s: float = DEFAULT_JITTER_S, *, shared_view: bool = False
+    ) -> None:
         self.name = name
         self.limit: float | None = None
         self.window = 0.0
@@ -490,6 +511,12 @@ class ServerLimit:
         self.factor = self.ceiling
         self.jitter_s = jitter_s
         self.largest = 1.0
+        # Other clients' use of the window, from the server's count (see the module
+        # docstring); kept only when `shared_view`, from our recent send times.
+        self.others = 0.0
+        self._ours_seen = 0.0  # ...and, averaged alike, ours in the same windows
+        self.follow_others = shared_view
+        self._sent: list[tuple[float, int]] = []  # booked (send time, seq), oldest first
         self._gcra: Gcra | None = None
         # Sends booked before the pace was known (the probe burst): the first's
         # time and their units, charged to the pace once it is.
@@ -499,6 +526,36 @@ class ServerLimit:
     @property
     def rate(self) -> float | None:
         """Units per second we pace at, or None while the limit is unknown."""
+        return self._rate(self._share())
+
+    @property
+    def solo_rate(self) -> float | None:
+        """The pace were this run alone on the key (what runs sharing a booking file pace at together)."""
+        return self._rate(self.limit or 0.0)
+
+    @property
+    def others_ratio(self) -> float:
+        """The other clients' use of the key for each call of ours (0 alone)."""
+        if not self.follow_others or self._ours_seen <= 0:
+            return 0.0
+        return self.others / self._ours_seen
+
+    def _share(self) -> float:
+        """How many calls of ours a window may hold, the others' use taken off the limit.
+
+        The others' count is projected from when the server last told it: it grows
+        and shrinks with ours (they run a pace like ours), so the share is the limit
+        split by the ratio of their use to ours, not the limit less a count that
+        was true a round trip ago. Sharing, each client's sends can land a call
+        more in a window than its average: leave one for it.
+        """
+        if not self.limit:
+            return 0.0
+        ratio = self.others_ratio
+        spare = min(0.5, self.others) if self.follow_others else 0.0
+        return max((self.limit - spare) / (1.0 + ratio), _MIN_SHARE * self.limit)
+
+    def _rate(self, share: float) -> float | None:
         if not self.limit or self.window <= 0:
             return None
         if self.largest > 1.0:
@@ -506,10 +563,10 @@ class ServerLimit:
             # the average can still land in a window, so leave room for it.
             bound = (math.floor(self.limit / self.largest) - 1) * self.largest / self.window
         else:
-            # Unit calls (requests): `limit` of them in any window widened by the jitter.
-            bound = self.limit / (self.window + self.jitter_s)
+            # Unit calls (requests): `share` of them in any window widened by the jitter.
+            bound = share / (self.window + self.jitter_s)
         rate = min(self.factor * self.limit / self.window, bound)
-        return max(rate, _MIN_FACTOR * self.limit / self.window)
+        return max(rate, _MIN_FACTOR * share / self.window)
 
     def learn(
         self,
@@ -519,6 +576,7 @@ class ServerLimit:
         units: float,
         admitted: bool,
         now: float,
+        sent: tuple[float, int] | None = None,
     ) -> None:
         if limit is not None and limit > 0:
             self.limit = limit
@@ -528,7 +586,40 @@ class ServerLimit:
             self.window = max(self.window, reset)
         if admitted:
             self.factor = min(self.ceiling, self.factor + _RECOVERY)
+        if self.follow_others and sent is not None:
+            if not admitted:
+                self._unsend(sent)  # the server counted nothing for it...
+                self._learn_others(0.0, sent, now)  # ...and had no room left
+            elif remaining is not None:
+                self._learn_others(remaining, sent, now)
         self._update(now)
+
+    def _learn_others(self, remaining: float, sent: tuple[float, int], now: float) -> None:
+        """Move the estimate of the others' use towards what this answer shows.
+
+        The key had used `limit - remaining` (this call included) when the server
+        admitted the call; we had sent those of our calls booked in the window up
+        to this one's send time. The raw difference is noisy by a call or two
+        either way (sends reach the server a little late), so it is averaged, not
+        clamped, and only the average is kept at or above 0.
+        """
+        if not self.limit or self.window <= 0:
+            return
+        sent_at = sent[0]
+        ours = bisect.bisect_right(self._sent, sent) - bisect.bisect_right(self._sent, (sent_at - self.window, math.inf))
+        sample = (self.limit - remaining) - ours
+        weight = _OTHERS_WEIGHT
+        self.others = max(0.0, self.others + weight * (sample - self.others))
+        self._ours_seen = max(0.0, self._ours_seen + weight * (ours - self._ours_seen))
+        # Forget sends no later answer can ask about (answers come back within a few windows).
+        stale = bisect.bisect_left(self._sent, (now - 4.0 * self.window - 60.0, 0))
+        if stale:
+            del self._sent[:stale]
+
+    def _unsend(self, sent: tuple[float, int]) -> None:
+        index = bisect.bisect_left(self._sent, sent)
+        if index < len(self._sent) and self._sent[index] == sent:
+            del self._sent[index]
 
     def slow_down(self) -> None:
         self.factor = max(_MIN_FACTOR, self.factor * _DECREASE)
@@ -541,12 +632,21 @@ class ServerLimit:
             self._update(now)
 
     def earliest(self, now: float) -> float:
-        return now if self._gcra is None else self._gcra.earliest(now)
+        at = now if self._gcra is None else self._gcra.earliest(now)
+        if self.others_ratio > 0 and self.window > 0:
+            # The even pace goes down slowly; what we already sent in the window must
+            # fit the share now: wait for enough of it to leave the window.
+            calls = max(1, math.floor(self._share()))
+            if len(self._sent) >= calls:
+                at = max(at, self._sent[-calls][0] + self.window + self.jitter_s)
+        return at
 
-    def commit(self, at: float, units: float) -> None:
+    def commit(self, at: float, units: float, seq: int = 0) -> None:
         if units > self.largest:
             self.largest = units
             self._update()
+        if self.follow_others:
+            bisect.insort(self._sent, (at, seq))
         if self._gcra is not None:
             self._gcra.commit(at, units)
         else:
@@ -604,7 +704,7 @@ class HeaderPacer:
             raise ValueError("probe_burst must be >= 1")
         self._clock = clock
         self._lock = threading.Lock()
-        self.requests = ServerLimit("requests", headroom, jitter_s)
+        self.requests = ServerLimit("requests", headroom, jitter_s, shared_view=True)
         self.tokens = ServerLimit("tokens", headroom, jitter_s)
         self._probe_timeout_s = probe_timeout_s
         self._probe_burst = probe_burst
@@ -640,7 +740,7 @@ class HeaderPacer:
             self._seq += 1
             if self._probe_deadline is None:
                 self._probe_deadline = at + self._probe_timeout_s
-            self.requests.commit(at, 1.0)
+            self.requests.commit(at, 1.0, self._seq)
             self.tokens.commit(at, tokens)
             return Ticket(self._seq, at, tokens, probe=not self._probe_answered)
 
@@ -652,6 +752,9 @@ class HeaderPacer:
         failed without an answer (empty headers), so the probe always ends.
         """
         tokens = ticket.tokens if ticket is not None else 0.0
+        # The probe burst's answers tell the limit, not the others' share: ours
+        # reach the server all at once, so their count there says little of our pace.
+        sent = (ticket.at, ticket.seq) if ticket is not None and not ticket.probe else None
         found = _ratelimit_headers(headers)
         with self._lock:
             if headers:
@@ -667,6 +770,7 @@ class HeaderPacer:
                     units,
                     admitted,
                     now,
+                    sent,
                 )
             return ended_probe
 
@@ -753,6 +857,8 @@ class Throttle:
         self.pacer = pacer or HeaderPacer(clock=clock)
         self.cool_down = cool_down or CoolDown(clock=clock, sleeper=self._sleeper)
         self.shared = shared  # other runs on this machine and key (shared_pace.py)
+        if shared is not None:  # the booking file already makes room for them
+            self.pacer.requests.follow_others = False
         self._lock = threading.Lock()
 
     @property
@@ -775,8 +881,10 @@ class Throttle:
                         self.pacer.earliest(now, tokens),
                     )
                     if self.shared is not None:  # after what other runs on the key booked
+                        # The booking file paces this machine's runs together: at the
+                        # rate for all of them, not this run's share of the server's.
                         at = self.shared.book(
-                            at, request_rate=_lowest(self.limiter.request_rate, self.pacer.requests.rate),
+                            at, request_rate=_lowest(self.limiter.request_rate, self.pacer.requests.solo_rate),
                             token_rate=_lowest(self.limiter.token_rate, self.pacer.tokens.rate), tokens=tokens)
                     self.limiter.commit(at, tokens)
                     ticket = self.pacer.commit(at, tokens)
