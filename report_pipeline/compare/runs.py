@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from ..config import RESUMABLE_KEYS, RunConfig
 from ..ledger.store import RunRow, TaskRow, messages_text, prompt_messages
+from ..workbook.items import item_number
 from .tables import RowChange, merge_tables, row_changes, split_prompt
 from .words import Piece, changed_words, word_diff
 
@@ -39,8 +40,6 @@ Status = Literal["changed", "unchanged", "added", "removed"]
 RANKS: dict[str, int] = {"data": 0, "answer": 1, "input": 2, "cost": 3, "none": 4}
 #: The steps whose prompt is the task's own rendered prompt (later steps carry the draft too).
 _FIRST_STEPS = re.compile(r"^(generate|outline)")
-#: An item's calls end in `#N` (`generate#3`): see `workbook/items.py` `Item.suffix`.
-_ITEM = re.compile(r"^#(\d+)$")
 _DIGITS = re.compile(r"(\d+)")
 #: Data rows a task lists before `and N more`: the reader wants the few that moved, not the table.
 _MOST_ROWS = 5
@@ -286,7 +285,7 @@ def _own_prompts(calls: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str], .
     parts: dict[str, str] = {}
     for step in sorted(chosen, key=_natural):
         name, prompt = _FIRST_STEPS.sub("", step, count=1), messages_text(prompt_messages(chosen[step]["prompt"]))
-        if _ITEM.match(name) or prompt not in parts.values():
+        if (name.startswith("#") and item_number(name) is not None) or prompt not in parts.values():
             parts[name] = prompt
     return tuple(parts.items())
 
@@ -404,8 +403,8 @@ def _paired(old: Sequence[tuple[str, str]], new: Sequence[tuple[str, str]]) -> l
 
 def _part_name(name: str) -> str:
     """`#3` → `item 3`; another label as it is (`@gpt-4o`); "" for a task's one prompt."""
-    item = _ITEM.match(name)
-    return f"item {item.group(1)}" if item else name
+    item = item_number(name) if name.startswith("#") else None
+    return f"item {item}" if item is not None else name
 
 
 def _without(prompt: str, texts: Sequence[str]) -> str:

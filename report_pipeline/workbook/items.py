@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 else:
     pd = lazy_module("pandas")  # the reader parses for_each without loading pandas
 
-__all__ = ["DEFAULT_MAX_ITEMS", "ForEach", "Item", "count_items", "expand_items", "item_problems", "parse_for_each"]
+__all__ = ["DEFAULT_MAX_ITEMS", "ForEach", "Item", "count_items", "expand_items", "item_number", "item_problems",
+           "parse_for_each"]
 
 #: More items than this is refused before anything is sent: a typo must not send 10,000 calls.
 DEFAULT_MAX_ITEMS = 200
@@ -51,8 +52,17 @@ class Item:
 
     @property
     def suffix(self) -> str:
-        """How the item's calls are labelled in logs and the ledger: `#3`."""
+        """How the item's calls are labelled in logs and the ledger: `#3` (read back by `item_number`)."""
         return f"#{self.number}"
+
+
+_SUFFIX = re.compile(r"#(\d+)\Z")
+
+
+def item_number(step: str) -> int | None:
+    """The item a call's step names (`generate#3` or `#3`: 3), None for any other call: `Item.suffix` read back."""
+    found = _SUFFIX.search(step)
+    return int(found.group(1)) if found else None
 
 
 def parse_for_each(text: str) -> ForEach:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import html
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +43,7 @@ from ._text import (
     written_by_line,
 )
 from .atomic import atomic_write_text
+from ..workbook.items import item_number
 from .figure_marks import html_marks, marked_text
 
 if TYPE_CHECKING:
@@ -250,18 +250,15 @@ def in_item_order(calls: Sequence[CallText]) -> list[CallText]:
     ordered: list[CallText] = []
     block: list[CallText] = []
     for call in [*calls, None]:
-        found = _ITEM_STEP.match(call.step) if call is not None else None
-        if found is not None:
-            block.append(call)  # type: ignore[arg-type]
+        if call is not None and item_number(call.step) is not None:
+            block.append(call)
             continue
-        ordered.extend(sorted(block, key=lambda c: int(_ITEM_STEP.match(c.step).group(1))))  # type: ignore[union-attr]
+        ordered.extend(sorted(block, key=lambda c: item_number(c.step) or 0))
         block = []
         if call is not None:
             ordered.append(call)
     return ordered
 
-
-_ITEM_STEP = re.compile(r"[a-z_]+#(\d+)\Z")
 
 
 def _provenance(result: TaskResult, calls: Sequence[CallText]) -> str:
