@@ -69,6 +69,9 @@ def iso_time(ts: float) -> str | None:
 
 def build_manifest(facts: RunFacts, results: Sequence[TaskResult], chapters: Sequence[ChapterFile]) -> dict[str, Any]:
     """The manifest as a JSON-ready dict, in the schema's order."""
+    by_objective: dict[str, list[TaskResult]] = {}  # grouped once: a family has thousands of chapters
+    for result in results:
+        by_objective.setdefault(result.objective_id, []).append(result)
     return {
         "schema_version": 1,
         "tool": "report-pipeline",
@@ -97,15 +100,15 @@ def build_manifest(facts: RunFacts, results: Sequence[TaskResult], chapters: Seq
         "written_by": [{"provider": p, "model": m, "sections": n} for p, m, n in facts.writers],
         "resources": dict(facts.resources),
         "outputs": dict(facts.outputs),
-        "objectives": [_chapter(chapter, results) for chapter in chapters],
+        "objectives": [_chapter(chapter, by_objective.get(chapter.objective_id, [])) for chapter in chapters],
         "tasks": [_task(result) for result in results],
         "config": dict(facts.config),
         **({"family": dict(facts.family)} if facts.family is not None else {}),
     }
 
 
-def _chapter(chapter: ChapterFile, results: Sequence[TaskResult]) -> dict[str, Any]:
-    mine = [r for r in results if r.objective_id == chapter.objective_id]
+def _chapter(chapter: ChapterFile, mine: Sequence[TaskResult]) -> dict[str, Any]:
+    """One chapter's line, from its own results."""
     entity, objective_id = split_entity(chapter.objective_id)
     return {
         **({"entity": entity} if entity else {}),
