@@ -215,16 +215,17 @@ class TaskRunner:
         figures: tuple[FigureMark, ...] | None = None
         try:
             prompt = ""
+            texts = self._dependency_texts(task)  # read once: the prompt(s) and the figures check use them
             if task.for_each:
-                outcome, items = self._for_each(task, steps, models[0], calls)
+                outcome, items = self._for_each(task, steps, models[0], texts, calls)
             else:
-                prompt = self.render(task)
+                prompt = self.render(task, texts)
                 if len(models) == 1:
                     outcome = self._single(task, steps, models[0], prompt, calls)
                 else:
                     outcome = self._variants(task, steps, models, prompt, calls)
             if self._config.figures_check != "off":
-                outcome, figures = self._check_figures(task, outcome, prompt, calls)
+                outcome, figures = self._check_figures(task, outcome, prompt, texts, calls)
         except (RunAborted, NotSent) as error:  # the whole run stops: let the scheduler halt or skip it
             error.objective_id, error.task_id = task.objective_id, task.task_id
             raise
@@ -373,13 +374,12 @@ class TaskRunner:
     # -- the figures check ----------------------------------------------------------
 
     def _check_figures(
-        self, task: Task, outcome: _Outcome, prompt: str, calls: _CallLog
+        self, task: Task, outcome: _Outcome, prompt: str, texts: Mapping[str, str], calls: _CallLog
     ) -> tuple[_Outcome, tuple[FigureMark, ...] | None]:
         """Trace the text's figures (no model); with `fix`, one more call corrects the untraced ones,
         and what it still cannot trace stays flagged."""
         from .figures import RunTables, check_task_figures, fix_request_context, marks_of, task_tables  # numpy: on use
 
-        texts = self._dependency_texts(task)
         store = self._store(task)
         with self._figure_tables_lock:
             tables = self._figure_tables.get(task.entity.entity_id if task.entity else "")
@@ -428,11 +428,10 @@ class TaskRunner:
         return items
 
     def _for_each(
-        self, task: Task, steps: Sequence[str], model: str, calls: _CallLog
+        self, task: Task, steps: Sequence[str], model: str, texts: Mapping[str, str], calls: _CallLog
     ) -> tuple[_Outcome, tuple[ItemResult, ...]]:
         """Each item's chain in parallel (in sheet order inline), then the items joined by `merge`."""
         items = self.items(task)
-        texts = self._dependency_texts(task)
         outcomes = tuple(self._pools.run_all(
             "item", [partial(self._item, task, steps, model, texts, item, calls) for item in items]))
         if not any(o.ok for o in outcomes):
