@@ -309,3 +309,27 @@ def test_in_batch_mode_every_item_goes_into_one_wave_and_the_refines_into_the_ne
     assert [i.name for i in each.items] == ["Germany", "France", "Spain"] and all(i.ok for i in each.items)
     manifest = json.loads((result.run_dir / "run.json").read_text())
     assert manifest["batch"]["waves"][0]["requests"] == 3  # the three items' generate calls, together
+
+
+def test_a_for_each_task_with_several_models_or_a_bad_for_each_cell_is_named_in_the_sheet(tmp_path):
+    sheet = make_workbook(
+        tmp_path / "wb",
+        objectives=[{"objective_id": "c", "title": "C"}],
+        tasks=[{"objective_id": "c", "task_id": "1", "prompt": "On {{ item }}", "for_each": "shares.country",
+                "model": "a, b"},
+               {"objective_id": "c", "task_id": "2", "prompt": "x", "for_each": "shares."}],
+        data=[{"name": "shares", "path": "shares.csv"}],
+    )
+    with pytest.raises(PromptSheetError) as caught:
+        load_prompt_sheet(sheet)
+    messages = [str(p) for p in caught.value.problems]
+    assert any("(model): a for_each task takes one model" in m for m in messages)
+    assert any("(for_each): for_each 'shares.': name the column after the dot" in m for m in messages)
+
+
+def test_an_unknown_locale_is_refused_naming_the_key():
+    from report_pipeline.config import load_config
+    from report_pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="locale: unknown locale 'xx'"):
+        load_config(overrides={"locale": "xx"})
