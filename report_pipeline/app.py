@@ -135,7 +135,7 @@ def prepare_run(
     `compare_to`: the run changes.md compares with (else the previous one); checked here.
     """
     from .pipeline import ReportGenerationPipeline
-    from .watch.live import make_observer
+    from .watch.observer import make_observer
 
     sheet, config = load_run_inputs(sheet_path, config_path=config_path, overrides=overrides, resume=resume)
     if compare_to is not None:
@@ -164,10 +164,10 @@ def dry_run(sheet_path: Path, *, config_path: Path | None, overrides: Mapping[st
 def console_handler(observer: object, stream: TextIO):
     """Where warnings go during a run: through rich on a live display, plain lines otherwise."""
     from .logs import plain_console_handler
-    from .watch.live import LiveProgress
 
-    if isinstance(observer, LiveProgress):
+    console = getattr(observer, "console", None)  # the live display's: warnings print above it
+    if console is not None:
         from rich.logging import RichHandler
 
-        return RichHandler(console=observer.console, show_path=False, show_time=False)
+        return RichHandler(console=console, show_path=False, show_time=False)
     return plain_console_handler(stream)

@@ -9,18 +9,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import importlib
 import json
 import logging
+import os
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .batch.backend import BatchBackend, make_batch_backend
-from .batch.waves import BatchExecution
 from .config import RunConfig
 from .errors import (
     EXIT_BAD_INPUT,
@@ -60,21 +60,26 @@ from .writers import (
     objective_csv_name,
     write_objective_csv,
 )
-from .writers.figures.chart_drawing import ChartSpec
-from .writers.figures.charts import ChartRenderer
-from .writers.figures.drawing import draw_chart, start_drawer
-from .writers.figures.drawing_process import (
-    DrawingProcess,
-)
-from .writers.changes import write_changes
 from .writers.family import EntityFolder, SameChartOnce, entity_dir, entity_view, local_calls, local_result, local_task
-from .writers.figures.drawing import child_failed, use_drawer, write_timeline
-from .writers.figures.drawing_process import TimelineJob
-from .writers.figures.timeline import timeline_data
-from .writers.reports import write_reports
+from .writers.figures.charts import ChartRenderer
 from .writers.runjson import ChapterFile, RunFacts, build_manifest
 
+if TYPE_CHECKING:
+    from .batch.backend import BatchBackend
+    from .batch.waves import BatchExecution
+    from .writers.figures.chart_drawing import ChartSpec
+    from .writers.figures.drawing_process import DrawingProcess
+
 log = logging.getLogger("report_pipeline.pipeline")
+
+#: What a run needs only once answers are in (report writers, the drawing client, the figures
+#: check): imported while the first calls are out rather than before the first request is sent.
+_AFTER_FIRST_CALL = (
+    "report_pipeline.writers.reports",
+    "report_pipeline.writers.changes",
+    "report_pipeline.writers.figures.drawing",
+    "report_pipeline.run.figures",
+)
 
 #: Threads that write chapter files as chapters finish (a chapter's CSV is small).
 _CHAPTER_WRITERS = 8
@@ -141,11 +146,14 @@ class ReportGenerationPipeline:
         self._batch_backend: BatchBackend | None = None
         self._batch: BatchExecution | None = None
         self._started_tasks: set[str] = set()
+        self._first_wave_out = threading.Event()  # then what the run needs after its calls is imported
         self._monitor: ResourceMonitor | None = None  # while the tasks run
         self._unwritten: list[OSError] = []  # chapter CSVs that could not be written (said at the end)
         self._chapter_times: dict[str, tuple[float, float]] = {}  # objective -> (last answer, CSV on disk)
         if config.execution == "batch":
             try:  # an endpoint without a Batch API is refused here, before anything is sent or written
+                from .batch.backend import make_batch_backend
+
                 self._batch_backend = make_batch_backend(config, self.provider, self._endpoint, scrub=self._scrub)
                 self._batch_backend.check()
             except BaseException:
@@ -276,7 +284,11 @@ class ReportGenerationPipeline:
                 self.observer.watch_concurrency(self.controls.concurrency.current)
             self.observer.run_started(self.plan, self.run_dir)
             charts = self._chart_names()
-            drawer = self._drawer = self._drawer or (start_drawer() if charts else None)
+            if charts and self._drawer is None:
+                from .writers.figures.drawing import start_drawer
+
+                self._drawer = start_drawer()
+            drawer = self._drawer
             prefetch = self._start_charts(charts)
             try:
                 with ResourceMonitor(rss_warn_mb=self.config.rss_warn_mb) as monitor:
@@ -321,6 +333,8 @@ class ReportGenerationPipeline:
         if self._batch_backend is not None:
             # Between waves nothing waits on the network: every pass runs on this thread, every
             # objective admitted, so each wave holds every call whose inputs are ready.
+            from .batch.waves import BatchExecution
+
             self._batch = BatchExecution(
                 config=config, backend=self._batch_backend, ledger=ledger, run_id=self.run_id,
                 use_cache=use_cache, stop=self.stop, on_progress=self.observer.wave_progress,
@@ -345,6 +359,7 @@ class ReportGenerationPipeline:
         )
 
         def task_finished(result: TaskResult) -> None:
+            self._first_wave_out.set()  # a first wave smaller than the threads: an answer is in
             appender.append(result)
             if ledger is not None:
                 ledger.record_task(self.run_id, result)
@@ -378,9 +393,13 @@ class ReportGenerationPipeline:
             priority=None if self._batch is not None or config.sequential else self._priorities(ledger),
             fail_fast=config.fail_fast,
         )
+        names = [n for n in _AFTER_FIRST_CALL if n != "report_pipeline.run.figures" or self._with_figures]
+        threading.Thread(target=_import_when, args=(self._first_wave_out, names), name="imports",
+                         daemon=True).start()
         try:
             return scheduler.run(grace_s=config.shutdown_grace_s)
         finally:
+            self._first_wave_out.set()
             # Tasks abandoned after the grace period keep their threads until their call ends;
             # the run writes its outputs without waiting for them (and the CLI leaves without).
             drained = scheduler.abandoned == 0
@@ -443,6 +462,8 @@ class ReportGenerationPipeline:
             concurrency=self.controls.concurrency)
 
     def _draw_chart(self, path: Path, spec: ChartSpec) -> None:
+        from .writers.figures.drawing import draw_chart
+
         draw_chart(self._drawer, path, spec)
 
     def _chart_names(self) -> list[str]:
@@ -510,6 +531,8 @@ class ReportGenerationPipeline:
         if task.key in self._started_tasks:  # batch mode runs a parked task again after each wave
             return
         self._started_tasks.add(task.key)
+        if len(self._started_tasks) >= min(self.config.task_threads, self.plan.task_count):
+            self._first_wave_out.set()
         log.debug("task %s started", task.key)
         if self._monitor is not None:
             self._monitor.note_threads()
@@ -538,6 +561,9 @@ class ReportGenerationPipeline:
         self, started: float, halt: Halt | None, resources: dict[str, Any], drawer: DrawingProcess | None,
         calls: Mapping[str, Sequence[CallText]],
     ) -> RunResult:
+        from .writers.changes import write_changes
+        from .writers.reports import write_reports
+
         finished = time.time()
         results = self.results.all_results()
         counts = {s: sum(r.status == s for r in results) for s in ("done", "failed", "skipped")}
@@ -614,6 +640,8 @@ class ReportGenerationPipeline:
                       calls: Mapping[str, Sequence[CallText]]) -> list[EntityFolder]:
         """Each entity's report.md/.docx/.xlsx/.html in `entities/<id>/`, under the workbook's own ids
         (its chapter CSVs were written as its chapters finished); then the run's one timeline."""
+        from .writers.reports import write_reports
+
         assert self.family is not None
         draw_once = SameChartOnce(self._draw_chart)
         folders = []
@@ -635,6 +663,10 @@ class ReportGenerationPipeline:
         return folders
 
     def _family_timeline(self, drawer: DrawingProcess | None, results: Sequence[TaskResult]) -> None:
+        from .writers.figures.drawing import child_failed, use_drawer, write_timeline
+        from .writers.figures.drawing_process import TimelineJob
+        from .writers.figures.timeline import timeline_data
+
         job = TimelineJob(self.run_dir / "timeline.png", timeline_data(results),
                           f"{self.config.project_name}: run {self.run_id}",
                           {o.objective_id: o.title for o in self.plan.objectives})
@@ -667,9 +699,34 @@ def _first_request_s(results: Sequence[TaskResult]) -> float | None:
     sent = [c.started_at for r in results for c in r.calls if c.started_at and not c.cached and c.step != "resumed"]
     if not sent:
         return None
-    import psutil
+    return round(max(0.0, min(sent) - process_started_at()), 3)
 
-    return round(max(0.0, min(sent) - psutil.Process().create_time()), 3)
+
+def process_started_at() -> float:
+    """When this process started, as a Unix time to the clock tick.
+
+    psutil's `create_time` adds the tick count to the boot time, which Linux gives in whole
+    seconds (up to a second off: it made start-up look 0.5 s slower); the uptime is precise."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat, open("/proc/uptime", encoding="ascii") as uptime:
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22, after the name
+            up = float(uptime.read().split()[0])
+        return time.time() - up + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        import psutil
+
+        return psutil.Process().create_time()
+
+
+def _import_when(ready: threading.Event, names: Sequence[str]) -> None:
+    """Import `names` once `ready` is set, off the path to the first request (the run imports each
+    again where it is used, so one that fails here fails there, with its error)."""
+    ready.wait()
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - said where the run imports it for use
+            log.debug("importing %s ahead of use failed", name, exc_info=True)
 
 
 def _outcome(counts: dict[str, int], halt: Halt | None) -> tuple[str, int]:

@@ -61,7 +61,8 @@ def test_the_child_warms_up_without_matplotlib_and_imports_it_for_its_first_char
     script = (
         "import json, sys\n"
         "from report_pipeline.writers.figures import drawing_process as child\n"
-        "child.warm_up()\n"
+        "from report_pipeline.writers.figures.timeline import warm_up\n"
+        "warm_up()\n"
         "warm = 'matplotlib' in sys.modules\n"
         "child._do({'path': sys.argv[1], 'chart': json.loads(sys.argv[2])})\n"
         "print(warm, 'matplotlib' in sys.modules)\n"

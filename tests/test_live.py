@@ -13,7 +13,8 @@ from rich.console import Console
 from report_pipeline.models import CallRecord, Objective, PromptSheet, Task, TaskResult
 from report_pipeline.run.outcome import RunResult
 from report_pipeline.run.plan import build_plan
-from report_pipeline.watch.live import LiveProgress, make_observer
+from report_pipeline.watch.live import LiveProgress
+from report_pipeline.watch.observer import make_observer
 from report_pipeline.watch.progress import PlainProgress
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from itertools import combinations
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # a table's frame brings pandas; a run without tables never imports it
+    import pandas as pd
 
 from .claims import YEAR_MAX, YEAR_MIN
 from .units import Unit, column_unit, name_tokens, percentish
@@ -129,6 +132,8 @@ class TableIndex:
     """Everything the tracer asks of one table, computed once per check."""
 
     def __init__(self, table: SourceTable) -> None:
+        import pandas as pd  # loaded already: the frame is one
+
         frame = table.frame
         if not isinstance(frame.index, pd.RangeIndex):
             frame = frame.reset_index()  # a pivot's row labels are labels too
@@ -286,6 +291,8 @@ def _label(value: object) -> str:
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    import pandas as pd  # loaded already: the value is a frame's cell
+
     if isinstance(value, pd.Timestamp) and value == value.normalize():
         return value.date().isoformat()  # as the prompt's table shows it
     return str(value).strip()

@@ -1,4 +1,4 @@
-"""Live progress for an interactive terminal, drawn with rich; `make_observer` picks it or plain lines.
+"""Live progress for an interactive terminal, drawn with rich; `observer.make_observer` picks it or plain lines.
 
     ✓ 01 Market: 6/6 done, 41 s                      <- printed above, once per finished objective
     ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━  25%  120/480 tasks
@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -37,9 +36,8 @@ from ..models import Objective, Task, TaskResult, Usage
 from ..run.outcome import RunObserver, RunResult, WaveProgress
 from ..run.plan import Plan
 from ..text import format_duration
-from .progress import PlainProgress
 
-__all__ = ["LiveProgress", "make_observer"]
+__all__ = ["LiveProgress"]
 
 DEFAULT_MAX_ROWS = 12  # active objectives shown in the live area; the rest are "+N more running"
 DEFAULT_SUMMARY_ROWS = 30  # past this many objectives, the summary lists only those with problems
@@ -290,32 +288,6 @@ class LiveProgress(RunObserver):
         if result.resume_command:
             parts.append(Text(f"to continue it: {result.resume_command}", style="bold"))
         return Group(*parts)
-
-
-def make_observer(
-    *, interactive: bool | None, quiet: bool, interval_s: float, stream: TextIO, out: TextIO | None = None,
-) -> RunObserver:
-    """The progress display for a run: live on a terminal, plain lines otherwise.
-
-    `interactive` is the config's `progress`: None for "auto" (live when `stream`
-    is a TTY), True for "on" (live even on a pipe), False for "off". `quiet` always
-    means plain lines, which print only the final one. The live display draws on
-    `stream` (standard error); plain lines go to `out` (standard output; `stream` when
-    not given).
-    """
-    live = interactive if interactive is not None else _is_tty(stream)
-    if live and not quiet:
-        console = Console(file=stream, force_terminal=True if interactive else None)
-        if interactive or not console.is_dumb_terminal:
-            return LiveProgress(console)
-    return PlainProgress(out if out is not None else stream, interval_s=interval_s, quiet=quiet)
-
-
-def _is_tty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):  # no isatty, or a closed stream
-        return False
 
 
 # -- pieces of the picture ----------------------------------------------------------

@@ -46,11 +46,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..xlsx_out import WorkbookTables, save_workbook_tables
-from .chart_drawing import ChartSpec, draw_chart_png
-from .timeline import Bar, draw_timeline_png, warm_up
+if TYPE_CHECKING:  # the run's side only starts the child and sends it jobs: what draws, imports in the child
+    from ..xlsx_out import WorkbookTables
+    from .chart_drawing import ChartSpec
+    from .timeline import Bar
 
 __all__ = ["DrawingProcess", "DrawingProcessError", "TimelineJob", "WorkbookJob", "start_drawing_process"]
 
@@ -305,6 +306,10 @@ def _draw(request: dict[str, Any]) -> dict[str, str]:
 
 
 def _do(job: dict[str, Any]) -> None:
+    from ..xlsx_out import WorkbookTables, save_workbook_tables
+    from .chart_drawing import ChartSpec, draw_chart_png
+    from .timeline import Bar, draw_timeline_png
+
     path = Path(job["path"])
     if "chart" in job:
         draw_chart_png(path, ChartSpec.from_json(job["chart"]))
@@ -395,6 +400,8 @@ def _serve(argv: Sequence[str] = ()) -> int:
     # this child ends when its input does (the run closes it, or the run is gone).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not select.select([sys.stdin], [], [], 0)[0]:  # a request already waiting: draw it, no practice
+        from .timeline import warm_up
+
         _yielding(warm_up)  # what every run's end uses: Pillow and the fonts
         _say({"state": _READY})
         # the rest in the background, while the run is still starting, rather than while its
