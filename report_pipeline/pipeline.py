@@ -75,10 +75,10 @@ log = logging.getLogger("report_pipeline.pipeline")
 #: What a run needs only once answers are in (report writers, the drawing client, the figures
 #: check): imported while the first calls are out rather than before the first request is sent.
 _AFTER_FIRST_CALL = (
+    "report_pipeline.run.figures",  # first: the first task to finish checks its figures
     "report_pipeline.writers.reports",
     "report_pipeline.writers.changes",
     "report_pipeline.writers.figures.drawing",
-    "report_pipeline.run.figures",
 )
 
 #: Threads that write chapter files as chapters finish (a chapter's CSV is small).

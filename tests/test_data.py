@@ -487,3 +487,21 @@ def test_unknown_table_name_lists_the_known_ones(sales_csv: Path) -> None:
 def test_max_rows_must_be_positive() -> None:
     with pytest.raises(ValueError):
         DataStore({}, max_rows=0)
+
+
+def test_a_file_is_parsed_once_while_its_bytes_stay_the_same(tmp_path, monkeypatch):
+    """Validation, the for_each check and the run read the same files before the first request."""
+    from report_pipeline.workbook import data
+
+    parsed = []
+    real = data._read_file
+    monkeypatch.setattr(data, "_read_file", lambda path, sheet: parsed.append(path) or real(path, sheet))
+    path = tmp_path / "sales.csv"
+    path.write_text("month,sales\nJan,10\n", encoding="utf-8")
+    first = data.read_table(path)
+    first.loc[0, "sales"] = 99  # a caller's change stays its own
+    assert data.read_table(path)["sales"].tolist() == [10]
+    assert len(parsed) == 1
+    path.write_text("month,sales\nJan,20\n", encoding="utf-8")  # same size, saved within the same tick
+    assert data.read_table(path)["sales"].tolist() == [20]
+    assert len(parsed) == 2

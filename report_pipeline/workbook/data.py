@@ -22,6 +22,7 @@ read as numbers.
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import re
 import threading
@@ -493,13 +494,38 @@ def _read_excel(path: Path, sheet: str | None) -> pd.DataFrame:
         raise DataSourceError(f"{path}: cannot read it as an Excel workbook ({type(error).__name__}: {error})") from None
 
 
+#: Files read by this process, by content: validation, the for_each check and the run's tables
+#: all read the same files before the first request (the oldest goes past this many).
+_READ_KEEP = 64
+_read: dict[tuple[str, str | None, str], pd.DataFrame] = {}
+_read_lock = threading.Lock()
+
+
 def read_table(path: Path, sheet: str | None = None) -> pd.DataFrame:
-    """A CSV or XLSX file as a DataFrame with stripped, string column names."""
+    """A CSV or XLSX file as a DataFrame with stripped, string column names (a copy of the one
+    parsed before when the file's bytes are the same)."""
     path = Path(path)
     if not path.exists():
         raise DataSourceError(f"file not found: {path} (a relative path starts at the workbook's folder)")
     if path.is_dir():
         raise DataSourceError(f"{path} is a folder, not a CSV or XLSX file")
+    try:
+        digest = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()  # a file saved twice in a tick
+    except OSError as error:
+        raise DataSourceError(f"cannot read {path.name}: {error.strerror or error}") from None
+    key = (str(path.resolve()), sheet, digest)
+    with _read_lock:
+        kept = _read.get(key)
+    if kept is None:
+        kept = _read_file(path, sheet)
+        with _read_lock:
+            _read[key] = kept
+            while len(_read) > _READ_KEEP:
+                del _read[next(iter(_read))]
+    return kept.copy()
+
+
+def _read_file(path: Path, sheet: str | None) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix in CSV_SUFFIXES:

@@ -36,7 +36,7 @@ from .data import (
     parse_filter,
     read_table,
 )
-from .templates import analyse_template, make_environment
+from .templates import analyse_template
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -248,15 +248,11 @@ def family_problems(sheet: PromptSheet, entities: Sequence[Entity] | None) -> li
     an entity's value cannot be bound into (a value holding both quote marks)."""
     fields = entity_fields(entities) if entities is not None else None
     problems: list[SheetProblem] = []
-    environment = make_environment()
-    facts: dict[str, Any] = {}
     for task in sheet.tasks:
         if not task.enabled or not task.prompt:
             continue
-        if task.prompt not in facts:
-            facts[task.prompt] = analyse_template(task.prompt, environment=environment)
         problems.extend(SheetProblem("tasks", message, row=task.row, column="prompt")
-                        for message in facts[task.prompt].entity_problems(fields))
+                        for message in analyse_template(task.prompt).entity_problems(fields))
     used = {name for task in sheet.tasks if task.enabled for name in _tables_of(task)}
     for name, source in sheet.data_sources.items():
         if not source.filter or name not in used:

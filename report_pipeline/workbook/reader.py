@@ -55,7 +55,7 @@ from ..models import ENTITY_SEPARATOR, DataSource, Objective, PromptSheet, Task
 from .data import ole2_advice, source_problems
 from .dependencies import dependency_problems, expand_dependencies
 from .items import parse_for_each
-from .templates import TemplateFacts, _did_you_mean, analyse_template, make_environment, syntax_problem
+from .templates import _did_you_mean, analyse_template, syntax_problem
 
 __all__ = [
     "MERGE_CHOICES",
@@ -1041,20 +1041,16 @@ class _Reader:
         sources: Mapping[str, DataSource],
         settings: Mapping[str, Any],
     ) -> None:
-        """Check each enabled prompt; a template shared by many rows is parsed once."""
-        environment = make_environment()
-        facts: dict[str, TemplateFacts] = {}
+        """Check each enabled prompt; a template shared by many rows is parsed once (`analyse_template` keeps it)."""
         expanded = expand_dependencies(enabled)  # only tasks that run can be waited for
         chapter_ids = {objective.objective_id for objective in objectives}
         data_names, settings_keys = tuple(sources), tuple(settings)
         for task in enabled:
             if not task.prompt:
                 continue
-            if task.prompt not in facts:
-                facts[task.prompt] = analyse_template(task.prompt, environment=environment)
             # results["OBJ.TASK"] for each expanded dependency, results["OBJ"] for each chapter listed
             keys = set(expanded.get(task.key, ())) | {entry for entry in task.depends_on if entry in chapter_ids}
-            for message in facts[task.prompt].problems(
+            for message in analyse_template(task.prompt).problems(
                 data_names=data_names, dependency_keys=keys, settings_keys=settings_keys,
                 for_each=task.for_each is not None,
             ):
