@@ -16,6 +16,9 @@ the other in each trial (so a slow moment of the machine hits both):
                       its three calls one after the other (each step is sent the previous answer),
                       the answers written to one CSV
 
+Then the README's first command (the example workbook, `--provider offline`): wall and time to
+first request, for each revision.
+
 time to first request = launch (as the parent saw it) to the first call sent (report-pipeline's
 run.json; the pool prints its own). A run also says it as `resources.first_request_s`.
 """
@@ -37,6 +40,7 @@ from _common import add_common_flags, command_line, header, run_cli, warn_if_loa
 from report_pipeline.bench import BENCH_KEY, BENCH_MODEL, OtherLoad, SimulatorProcess, Table, write_workbook
 
 STEPS = ("generate", "refine", "check")
+EXAMPLE = Path(__file__).resolve().parent.parent / "prompt_sheets" / "energy_transition.xlsx"
 
 #: the twenty-line pool the issue measures the whole process against
 PLAIN_POOL = r"""
@@ -124,8 +128,11 @@ def main() -> None:
                            capture_output=True, cwd=Path(__file__).resolve().parent)
         settings = {"provider": "openai", "base_url": sim.base_url, "model": BENCH_MODEL, "steps": ",".join(STEPS),
                     "max_concurrent_requests": args.concurrency, "concurrency": "fixed", "cache": False}
+        example: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
         for n in range(args.trials):
             for name in runs:
+                example[name].append(ours(EXAMPLE, {"provider": "offline"}, folder / f"example-{name}-{n}",
+                                          None if name == "report-pipeline" else before))
                 sim.reset()
                 runs[name].append(ours(sheet, settings, folder / f"out-{name}-{n}",
                                        None if name == "report-pipeline" else before))
@@ -155,7 +162,13 @@ def main() -> None:
         "calls span = first call sent to last answer; last answer to exit = the reports, run.json and the "
         "process's exit (report-pipeline's phases from its run.json).",
     ]
-    text = table.markdown()
+    first = Table("The README's first command: the example workbook, offline (28 tasks, 7 data charts)",
+                  ["process", "wall s", "time to first request s"])
+    for name, trials in example.items():
+        first.add(name, f"{statistics.median(r['wall'] for r in trials):.2f}",
+                  f"{statistics.median(r['first'] for r in trials):.2f}")
+    first.notes.append(f"Medians of {args.trials} runs each, interleaved with the trials above.")
+    text = table.markdown() + "\n" + first.markdown()
     print(text)
     if args.write_results:
         write_section("startup", "## The whole process against a plain pool (startup.py)\n\n"
