@@ -88,13 +88,14 @@ def test_processes_that_book_at_once_never_share_a_slot(tmp_path: Path) -> None:
     assert min(gaps) >= 1 / 200 - 1e-3  # one interval apart, whichever process booked
 
 
-def _two_runs_at_once(tmp_path: Path, sim, *, shared: bool) -> list:
+def _two_runs_at_once(tmp_path: Path, sim, *, shared: bool, per_window: int = 10, objectives: int = 2) -> list:
     results: list = []
-    sheets = [simple_workbook(tmp_path / f"wb{n}", 2, 10) for n in range(2)]
+    sheets = [simple_workbook(tmp_path / f"wb{n}", objectives, 10 if objectives == 2 else 20) for n in range(2)]
 
     def one(n: int) -> None:
-        config = openai_config(sim, tmp_path / f"out{n}", requests_per_minute=600, max_concurrent_requests=8,
-                               shared_pacing=shared, shared_pacing_dir=str(tmp_path / "pace"), concurrency="fixed")
+        config = openai_config(sim, tmp_path / f"out{n}", requests_per_minute=60 * per_window,
+                               max_concurrent_requests=8, shared_pacing=shared,
+                               shared_pacing_dir=str(tmp_path / "pace"), concurrency="fixed")
         results.append(run(sheets[n], config))
 
     threads = [threading.Thread(target=one, args=(n,)) for n in range(2)]
@@ -115,12 +116,15 @@ def test_two_runs_on_one_key_keep_its_limit_together(tmp_path, make_simulator):
 
 
 def test_without_sharing_the_same_two_runs_keep_the_limit_by_the_servers_count(tmp_path, make_simulator):
-    sim = make_simulator(requests_per_window=10, window_s=1.0)
-    results = _two_runs_at_once(tmp_path, sim, shared=False)
+    # each run sees the other in `remaining` and takes its share (issue 24, point 3). 200 calls at
+    # 40 a second, so that the steady pace decides, not where the two start-up bursts happen to
+    # land (with 40 calls at 10 a second the count was 2-9 with or without the fix): 1-2 refused
+    # here, 8-16 before the fix
+    sim = make_simulator(requests_per_window=40, window_s=1.0)
+    results = _two_runs_at_once(tmp_path, sim, shared=False, per_window=40, objectives=5)
     assert [r.exit_code for r in results] == [0, 0]
-    # each run sees the other in `remaining` and takes its share (issue 24, point 3): past the two
-    # probe bursts (8 calls each into a window of 10, before either has an answer) nothing is refused
-    assert sim.stats()["rate_limited"] <= 2 * 8 - 10
+    stats = sim.stats()
+    assert stats["rate_limited"] <= 0.02 * stats["calls"]
 
 
 def test_a_folder_that_cannot_be_made_leaves_the_run_pacing_alone_and_says_so(tmp_path: Path, caplog) -> None:
