@@ -352,6 +352,7 @@ class ReportGenerationPipeline:
             config=config, sheet=self.sheet, plan=self.plan, data=self.data,
             results=self.results, call=call, sequential_subcalls=sequential_tasks, family=self.family,
         )
+        restored = runner.recheck_restored(restored)
         task_threads = config.task_threads
         objective_pool, task_pool = make_executors(
             min(config.objective_slots, _CHAPTER_WRITERS), task_threads,

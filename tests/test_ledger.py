@@ -5,6 +5,7 @@ Real SQLite files in tmp_path throughout; a killed subprocess checks durability.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import logging
@@ -27,10 +28,11 @@ from report_pipeline.ledger.store import (
     CachedCall,
     Ledger,
     config_hash,
+    items_from_json,
     request_hash,
     sheet_hash,
 )
-from report_pipeline.models import CallRecord, TaskResult
+from report_pipeline.models import CallRecord, ItemResult, TaskResult
 from report_pipeline.providers.base import ChatRequest
 from report_pipeline.providers.ratelimit import LearnedLimits
 
@@ -72,6 +74,7 @@ EXPECTED_TASKS = {
     "completion_tokens": "INTEGER",
     "cost_usd": "REAL",
     "attempts": "INTEGER",
+    "items": "TEXT",
 }
 EXPECTED_CALLS = {
     "id": "INTEGER",
@@ -636,11 +639,14 @@ def test_completed_tasks_are_the_done_ones_with_their_text(ledger: Ledger) -> No
     assert [r.status for r in ledger.task_rows("run-1")] == ["done", "failed", "done"]
 
 
-def test_a_resumed_task_result_is_cached_and_costs_nothing(ledger: Ledger) -> None:
-    ledger.record_task("run-1", task_result("T1"))
-    result = ledger.completed_tasks("run-1")["O1.T1"].to_result()
-    assert (result.key, result.status, result.text, result.title) == ("O1.T1", "done", "Done text.", "Task T1")
-    assert result.cached and result.cost_usd == 0.0 and result.prompt_tokens == 180
+def test_a_for_each_tasks_items_come_back_as_they_were_recorded(ledger: Ledger) -> None:
+    items = (ItemResult(1, "Germany", text="Coal fell.", calls=(CallRecord("generate", "m", 10, 5, 0.001),)),
+             ItemResult(2, "France", error="timeout", calls=(CallRecord("generate", "m", attempts=3),)))
+    ledger.record_task("run-1", dataclasses.replace(task_result("T1"), items=items))
+    ledger.record_task("run-1", task_result("T2"))
+    done = ledger.completed_tasks("run-1")
+    assert items_from_json(done["O1.T1"].items) == items
+    assert done["O1.T2"].items is None and items_from_json(None) == ()
 
 
 def test_mark_interrupted_counts_what_was_recorded(ledger: Ledger) -> None:

@@ -455,3 +455,27 @@ def test_the_plain_final_lines_of_a_stopped_run_say_how_to_continue(tmp_path, ma
                   "--model", "sim-small", "--output", tmp_path / "out", "--no-progress", "--max-concurrency", "1")
     assert result.exit_code == 3
     assert "to continue it: report-pipeline run " in result.output
+
+
+def test_a_resumed_run_keeps_each_tasks_items_and_figures(tmp_path):
+    """The ledger keeps a task's text; its for_each items come back from the ledger and its figures
+    are traced again, so run.json, results.csv and the report match the run that finished them."""
+    sheet = Path(__file__).resolve().parent.parent / "prompt_sheets" / "energy_transition.xlsx"
+    first, _ = run(sheet, tmp_path / "out")
+    before = {
+        "run": json.loads((first.run_dir / "run.json").read_text(encoding="utf-8")),
+        "report": (first.run_dir / "report.md").read_text(encoding="utf-8"),
+        "rows": {(r["objective_id"], r["task_id"]): r for r in rows(first.run_dir / "results.csv")},
+    }
+    assert any(t["items"] for t in before["run"]["tasks"]) and before["run"]["figures"]["found"] > 0
+    again, provider = run(sheet, tmp_path / "out", run_id=first.run_id, resume=True)
+    assert again.exit_code == 0 and provider.labels == []  # every task kept, nothing sent
+    after = json.loads((again.run_dir / "run.json").read_text(encoding="utf-8"))
+    assert after["figures"] == before["run"]["figures"]
+    for was, now in zip(before["run"]["tasks"], after["tasks"], strict=True):
+        assert (now["items"], now["figures"]) == (was["items"], was["figures"]), now["task_id"]
+    assert (again.run_dir / "report.md").read_text(encoding="utf-8") == before["report"]
+    for row in rows(again.run_dir / "results.csv"):
+        was = before["rows"][(row["objective_id"], row["task_id"])]
+        assert {k: row[k] for k in row if k == "items" or k.startswith("figures")} == \
+               {k: was[k] for k in was if k == "items" or k.startswith("figures")}

@@ -363,3 +363,10 @@ def m008_endpoint_concurrency(db: sqlite3.Connection) -> None:
         )
         """,
     )
+
+
+@migration
+def m009_task_items(db: sqlite3.Connection) -> None:
+    """A for_each task's items (each one's name, text or error, and calls, as JSON), so a run
+    resumed after the task finished still lists them in run.json and results.csv."""
+    _execute_all(db, "ALTER TABLE tasks ADD COLUMN items TEXT")

@@ -30,6 +30,7 @@ All SQL lives here and in `migrations.py` (the schema).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -51,7 +52,7 @@ from urllib.parse import quote
 
 from ..errors import LedgerError
 from ..logs import redact, url_without_credentials
-from ..models import CallRecord, CallText, TaskResult, Usage
+from ..models import CallRecord, CallText, ItemResult, TaskResult, Usage
 from ..providers.base import ChatResponse
 from ..providers.ratelimit import LearnedLimits
 from .migrations import MIGRATIONS, applied_migrations, check_schema, migrate
@@ -217,24 +218,22 @@ class TaskRow:
     completion_tokens: int
     cost_usd: float
     attempts: int
+    items: str | None = None  # a for_each task's items as JSON (see `items_json`)
 
-    def to_result(self) -> TaskResult:
-        """The task as a result of a resumed run: same text, nothing paid again.
 
-        Its one call record is marked cached with cost 0 (the original cost stays on this
-        row); the token counts are kept so reports still show how big the answer was.
-        """
-        reused = CallRecord(
-            step="resumed", model=self.model, prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens, cost_usd=0.0, attempts=0, cached=True,
-        )
-        return TaskResult(
-            objective_id=self.objective_id, task_id=self.task_id, title=self.title,
-            status=self.status,  # type: ignore[arg-type]  # CHECK constraint: done/failed/skipped
-            error=self.error, text=self.text, model=self.model, steps=self.steps, calls=(reused,),
-            started_at=self.started_at or 0.0, finished_at=self.finished_at or 0.0,
-            check_verdict=self.check_verdict, check_notes=self.check_notes,
-        )
+def items_json(items: Sequence[ItemResult]) -> str | None:
+    """A for_each task's items for the `tasks` row (None for any other task)."""
+    if not items:
+        return None
+    return json.dumps([dataclasses.asdict(item) for item in items], ensure_ascii=False)
+
+
+def items_from_json(text: str | None) -> tuple[ItemResult, ...]:
+    """The items `items_json` wrote, as the run that finished the task had them."""
+    if not text:
+        return ()
+    return tuple(ItemResult(**{**item, "calls": tuple(CallRecord(**call) for call in item.get("calls", ()))})
+                 for item in json.loads(text))
 
 
 def prompt_messages(prompt: str | None) -> list[dict[str, Any]]:
@@ -352,8 +351,8 @@ WHERE run_id = ? AND status = 'running'
 _RECORD_TASK = """
 INSERT OR REPLACE INTO tasks (
     run_id, task_key, objective_id, task_id, title, status, error, started_at, finished_at, text,
-    model, steps, check_verdict, check_notes, prompt_tokens, completion_tokens, cost_usd, attempts
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    model, steps, check_verdict, check_notes, prompt_tokens, completion_tokens, cost_usd, attempts, items
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _RECORD_CALL = """
 INSERT INTO calls (
@@ -515,7 +514,7 @@ class Ledger:
             run_id, result.key, result.objective_id, result.task_id, result.title, result.status,
             result.error, result.started_at or None, result.finished_at or None, result.text, result.model,
             ",".join(result.steps), result.check_verdict, result.check_notes, result.prompt_tokens,
-            result.completion_tokens, result.cost_usd, result.attempts,
+            result.completion_tokens, result.cost_usd, result.attempts, items_json(result.items),
         ))
 
     def record_call(

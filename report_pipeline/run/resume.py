@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..errors import ConfigError
-from ..ledger.store import Ledger, TaskRow
+from ..ledger.store import Ledger, TaskRow, items_from_json
 from ..models import CallRecord, TaskResult
 from ..providers.budget import CostMeter
 from .plan import Plan
@@ -95,5 +95,5 @@ def restore_result(row: TaskRow) -> TaskResult:
         objective_id=row.objective_id, task_id=row.task_id, title=row.title, status="done",
         error=row.error, text=row.text, model=row.model, steps=row.steps, calls=(record,),
         started_at=row.started_at or 0.0, finished_at=row.finished_at or 0.0,
-        check_verdict=row.check_verdict, check_notes=row.check_notes,
+        check_verdict=row.check_verdict, check_notes=row.check_notes, items=items_from_json(row.items),
     )

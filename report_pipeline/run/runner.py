@@ -34,7 +34,7 @@ from concurrent.futures import (
 )
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..checks.numbers import NumberStyle
 from ..config import RunConfig
@@ -77,6 +77,9 @@ from .variants import (
     label_model,
     parse_choice,
 )
+
+if TYPE_CHECKING:
+    from .figures import RunTables  # numpy: imported on use
 
 log = logging.getLogger("report_pipeline.runner")
 
@@ -298,10 +301,14 @@ class TaskRunner:
             return self._family.for_entity(task.entity.entity_id)
         return self._data
 
-    def _dependency_texts(self, task: Task) -> dict[str, str]:
-        """`results["OBJ.TASK"]` for each dependency and `results["OBJ"]` for whole chapters."""
+    def _dependency_texts(self, task: Task, known: Mapping[str, TaskResult] | None = None) -> dict[str, str]:
+        """`results["OBJ.TASK"]` for each dependency and `results["OBJ"]` for whole chapters (from the
+        run's results, or from `known`)."""
         parents = self._plan.parents.get(task.key, ())
-        texts = self._results.texts_for(parents)
+        if known is None:
+            texts = self._results.texts_for(parents)
+        else:
+            texts = {key: known[key].text for key in parents if key in known}
         for ref in task.depends_on:
             if "." not in ref:
                 keys = [k for k in self._plan.tasks_by_objective.get(ref, ()) if k in texts]
@@ -373,18 +380,48 @@ class TaskRunner:
 
     # -- the figures check ----------------------------------------------------------
 
+    def _run_tables(self, task: Task) -> RunTables:
+        """The tables the figures check traces a task's figures to: its entity's, built once."""
+        from .figures import RunTables
+
+        entity = task.entity.entity_id if task.entity else ""
+        with self._figure_tables_lock:
+            tables = self._figure_tables.get(entity)
+            if tables is None:
+                tables = self._figure_tables[entity] = RunTables(self._store(task))
+        return tables
+
+    def recheck_restored(self, restored: Mapping[str, TaskResult]) -> dict[str, TaskResult]:
+        """Tasks `--resume` keeps, with their figures traced again (no model): the ledger keeps a
+        task's text, not its figure marks, and the resumed report must flag what the run would have."""
+        if self._config.figures_check == "off" or not restored:
+            return dict(restored)
+        from .figures import check_task_figures, marks_of
+
+        checked = {}
+        for key, result in restored.items():
+            task = self._plan.tasks[key]
+            texts = self._dependency_texts(task, known=restored)
+            try:
+                prompt = "" if task.for_each else self.render(task, texts)
+                check = check_task_figures(task, result.text, tables=self._run_tables(task), dependencies=texts,
+                                           prompt=prompt, style=self._number_style)
+            except Exception as error:  # noqa: BLE001 - as in a run: a check that cannot run fails nothing
+                log.warning("task %s: figures not checked: %s: %s", key, type(error).__name__, error)
+                checked[key] = result
+                continue
+            checked[key] = dataclasses.replace(result, figures=marks_of(check))
+        return checked
+
     def _check_figures(
         self, task: Task, outcome: _Outcome, prompt: str, texts: Mapping[str, str], calls: _CallLog
     ) -> tuple[_Outcome, tuple[FigureMark, ...] | None]:
         """Trace the text's figures (no model); with `fix`, one more call corrects the untraced ones,
         and what it still cannot trace stays flagged."""
-        from .figures import RunTables, check_task_figures, fix_request_context, marks_of, task_tables  # numpy: on use
+        from .figures import check_task_figures, fix_request_context, marks_of, task_tables  # numpy: on use
 
         store = self._store(task)
-        with self._figure_tables_lock:
-            tables = self._figure_tables.get(task.entity.entity_id if task.entity else "")
-            if tables is None:
-                tables = self._figure_tables[task.entity.entity_id if task.entity else ""] = RunTables(store)
+        tables = self._run_tables(task)
         try:
             check = check_task_figures(task, outcome.text, tables=tables, dependencies=texts, prompt=prompt,
                                        style=self._number_style)
