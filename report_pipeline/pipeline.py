@@ -55,6 +55,7 @@ from .watch.monitor import ResourceMonitor
 from .workbook.data import DataStore
 from .workbook.family import FamilyData, family_selection
 from .writers import (
+    ResultColumns,
     ResultsCsvAppender,
     atomic_write_text,
     objective_csv_name,
@@ -140,9 +141,12 @@ class ReportGenerationPipeline:
         self.run_dir = Path(config.output_dir) / self.run_id
         self.results = ReportStructureManager(self.plan)
         self._charts = ChartRenderer(self.run_dir, draw_png=self._draw_chart)
-        self._with_check = any("check" in (t.steps or config.steps) for t in self.plan.tasks.values())
-        self._with_items = any(t.for_each for t in self.plan.tasks.values())
-        self._with_figures = config.figures_check != "off"
+        # the chapter CSVs' columns; results.csv adds `entity` in a family run
+        self._columns = ResultColumns(
+            check=any("check" in (t.steps or config.steps) for t in self.plan.tasks.values()),
+            items=any(t.for_each for t in self.plan.tasks.values()),
+            figures=config.figures_check != "off",
+        )
         self._batch_backend: BatchBackend | None = None
         self._batch: BatchExecution | None = None
         self._started_tasks: set[str] = set()
@@ -325,9 +329,8 @@ class ReportGenerationPipeline:
 
     def _execute(self, ledger: Ledger | None, restored: dict[str, TaskResult]) -> Halt | None:
         config = self.config
-        appender = ResultsCsvAppender(self.run_dir / "results.csv", with_check=self._with_check,
-                                      with_entity=self.family is not None,
-                                      with_items=self._with_items, with_figures=self._with_figures)
+        appender = ResultsCsvAppender(self.run_dir / "results.csv",
+                                      columns=dataclasses.replace(self._columns, entity=self.family is not None))
         use_cache = config.cache or self.resume
         objective_slots, task_slots = config.objective_slots, config.task_slots
         if self._batch_backend is not None:
@@ -394,7 +397,7 @@ class ReportGenerationPipeline:
             priority=None if self._batch is not None or config.sequential else self._priorities(ledger),
             fail_fast=config.fail_fast,
         )
-        names = [n for n in _AFTER_FIRST_CALL if n != "report_pipeline.run.figures" or self._with_figures]
+        names = [n for n in _AFTER_FIRST_CALL if n != "report_pipeline.run.figures" or self._columns.figures]
         threading.Thread(target=_import_when, args=(self._first_wave_out, names), name="imports",
                          daemon=True).start()
         try:
@@ -546,8 +549,7 @@ class ReportGenerationPipeline:
         last_answer = max((r.finished_at for r in results), default=0.0)
         path = self.run_dir / self.chapter_csv(objective)
         try:
-            write_objective_csv(path, results, with_check=self._with_check, with_items=self._with_items,
-                                with_figures=self._with_figures)
+            write_objective_csv(path, results, columns=self._columns)
         except OSError as error:  # the run goes on: its other files may still be written, and it says so at the end
             log.error("could not write %s: %s", path, error.strerror or error)
             self._unwritten.append(error)

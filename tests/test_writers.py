@@ -25,13 +25,13 @@ from report_pipeline.models import (
     TaskResult,
 )
 from report_pipeline.writers import (
+    ResultColumns,
     ResultsCsvAppender,
     atomic_path,
     atomic_write_text,
     neutralise_cell,
     objective_csv_name,
     render_markdown,
-    result_row,
     slugify,
     write_docx,
     write_markdown,
@@ -226,11 +226,11 @@ def test_neutralise_cell(value: object, expected: object) -> None:
 
 
 def test_result_row_has_contract_columns_in_order_without_check() -> None:
-    assert tuple(result_row(make_result(), with_check=False)) == RESULT_COLUMNS
+    assert tuple(ResultColumns(check=False).row(make_result())) == RESULT_COLUMNS
 
 
 def test_result_row_appends_check_columns_when_asked() -> None:
-    row = result_row(make_result(check_verdict="pass", check_notes="fine"), with_check=True)
+    row = ResultColumns(check=True).row(make_result(check_verdict="pass", check_notes="fine"))
     assert tuple(row) == RESULT_COLUMNS + CHECK_COLUMNS
     assert (row["check_verdict"], row["check_notes"]) == ("pass", "fine")
 
@@ -241,7 +241,7 @@ def test_result_row_formats_values() -> None:
         CallRecord("refine", "m", prompt_tokens=1, completion_tokens=2, cost_usd=0.0000001, attempts=1, cached=True),
     )
     result = make_result(steps=("generate", "refine"), calls=calls, started_at=T0 + 0.1234, finished_at=T0 + 3.45678)
-    row = result_row(result, with_check=False)
+    row = ResultColumns(check=False).row(result)
     assert row["steps"] == "generate,refine"
     assert row["prompt_tokens"] == 11 and row["completion_tokens"] == 7 and row["attempts"] == 3
     assert row["cost_usd"] == 0.123457
@@ -252,13 +252,13 @@ def test_result_row_formats_values() -> None:
 
 
 def test_result_row_leaves_times_empty_when_never_started() -> None:
-    row = result_row(make_result(status="skipped", started_at=0.0, finished_at=0.0, calls=()), with_check=False)
+    row = ResultColumns(check=False).row(make_result(status="skipped", started_at=0.0, finished_at=0.0, calls=()))
     assert (row["started_at"], row["finished_at"], row["duration_s"], row["cached"]) == ("", "", 0.0, "false")
 
 
 def test_result_row_neutralises_every_string_cell() -> None:
     result = make_result(title="=cmd|' /C calc'!A0", text="-bullet first", check_notes="@evil")
-    row = result_row(result, with_check=True)
+    row = ResultColumns(check=True).row(result)
     assert row["title"] == "'=cmd|' /C calc'!A0"
     assert row["text"] == "'-bullet first"
     assert row["check_notes"] == "'@evil"
@@ -306,7 +306,7 @@ def test_atomic_replace_keeps_existing_file_mode(tmp_path: Path) -> None:
 
 def test_objective_csv_round_trips_multiline_text(tmp_path: Path) -> None:
     text = 'Line one, with a comma\nLine "two"\n\nLast line'
-    path = write_objective_csv(tmp_path / "objectives" / "01_x.csv", [make_result(text=text)], with_check=False)
+    path = write_objective_csv(tmp_path / "objectives" / "01_x.csv", [make_result(text=text)], columns=ResultColumns(check=False))
     rows = read_csv(path)
     assert rows[0] == list(RESULT_COLUMNS)
     assert len(rows) == 2
@@ -315,7 +315,7 @@ def test_objective_csv_round_trips_multiline_text(tmp_path: Path) -> None:
 
 
 def test_objective_csv_has_check_columns_when_asked(tmp_path: Path) -> None:
-    path = write_objective_csv(tmp_path / "a.csv", [make_result(check_verdict="pass")], with_check=True)
+    path = write_objective_csv(tmp_path / "a.csv", [make_result(check_verdict="pass")], columns=ResultColumns(check=True))
     header, row = read_csv(path)
     assert header == list(RESULT_COLUMNS + CHECK_COLUMNS)
     assert row[-2] == "pass"
@@ -323,18 +323,18 @@ def test_objective_csv_has_check_columns_when_asked(tmp_path: Path) -> None:
 
 def test_objective_csv_writes_plain_decimals(tmp_path: Path) -> None:
     calls = (CallRecord("generate", "m", cost_usd=0.000002),)
-    path = write_objective_csv(tmp_path / "a.csv", [make_result(calls=calls)], with_check=False)
+    path = write_objective_csv(tmp_path / "a.csv", [make_result(calls=calls)], columns=ResultColumns(check=False))
     assert read_csv(path)[1][RESULT_COLUMNS.index("cost_usd")] == "0.000002"
 
 
 def test_objective_csv_neutralises_cells(tmp_path: Path) -> None:
-    path = write_objective_csv(tmp_path / "a.csv", [make_result(title="=1+1")], with_check=False)
+    path = write_objective_csv(tmp_path / "a.csv", [make_result(title="=1+1")], columns=ResultColumns(check=False))
     assert read_csv(path)[1][RESULT_COLUMNS.index("title")] == "'=1+1"
 
 
 def test_appender_flushes_each_row_before_close(tmp_path: Path) -> None:
     path = tmp_path / "results.csv"
-    appender = ResultsCsvAppender(path, with_check=False)
+    appender = ResultsCsvAppender(path, columns=ResultColumns(check=False))
     try:
         assert read_csv(path) == [list(RESULT_COLUMNS)]
         for n in range(1, 4):
@@ -349,7 +349,7 @@ def test_appender_flushes_each_row_before_close(tmp_path: Path) -> None:
 
 
 def test_appender_refuses_rows_after_close(tmp_path: Path) -> None:
-    with ResultsCsvAppender(tmp_path / "results.csv", with_check=False) as appender:
+    with ResultsCsvAppender(tmp_path / "results.csv", columns=ResultColumns(check=False)) as appender:
         pass
     with pytest.raises(RuntimeError, match="closed"):
         appender.append(make_result())
@@ -360,7 +360,7 @@ def test_appender_keeps_rows_whole_under_concurrent_appends(tmp_path: Path) -> N
     path = tmp_path / "results.csv"
     threads_count, per_thread = 8, 25
     start = threading.Barrier(threads_count)
-    with ResultsCsvAppender(path, with_check=True) as appender:
+    with ResultsCsvAppender(path, columns=ResultColumns(check=True)) as appender:
 
         def work(worker: int) -> None:
             start.wait()
@@ -381,9 +381,9 @@ def test_appender_keeps_rows_whole_under_concurrent_appends(tmp_path: Path) -> N
 
 def test_resumed_appender_does_not_repeat_the_header(tmp_path: Path) -> None:
     path = tmp_path / "results.csv"
-    with ResultsCsvAppender(path, with_check=False) as first:
+    with ResultsCsvAppender(path, columns=ResultColumns(check=False)) as first:
         first.append(make_result(task_id="T1"))
-    with ResultsCsvAppender(path, with_check=False) as resumed:
+    with ResultsCsvAppender(path, columns=ResultColumns(check=False)) as resumed:
         resumed.append(make_result(task_id="T2"))
     rows = read_csv(path)
     assert rows[0] == list(RESULT_COLUMNS)
@@ -392,11 +392,11 @@ def test_resumed_appender_does_not_repeat_the_header(tmp_path: Path) -> None:
 
 def test_resumed_appender_cuts_a_row_torn_by_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "results.csv"
-    with ResultsCsvAppender(path, with_check=False) as first:
+    with ResultsCsvAppender(path, columns=ResultColumns(check=False)) as first:
         first.append(make_result(task_id="T1"))
     with open(path, "a", encoding="utf-8", newline="") as f:
         f.write('O1,T2,Task T2,done,,"half a multi-line\ntext')  # the crash hit mid-row
-    with ResultsCsvAppender(path, with_check=False) as resumed:
+    with ResultsCsvAppender(path, columns=ResultColumns(check=False)) as resumed:
         resumed.append(make_result(task_id="T2"))
     rows = read_csv(path)
     assert [r[1] for r in rows[1:]] == ["T1", "T2"]
@@ -406,7 +406,7 @@ def test_resumed_appender_cuts_a_row_torn_by_a_crash(tmp_path: Path) -> None:
 def test_resumed_appender_rewrites_a_header_torn_by_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "results.csv"
     path.write_bytes(b"objective_id,task_id,ti")
-    with ResultsCsvAppender(path, with_check=False) as appender:
+    with ResultsCsvAppender(path, columns=ResultColumns(check=False)) as appender:
         appender.append(make_result())
     rows = read_csv(path)
     assert rows[0] == list(RESULT_COLUMNS)
@@ -415,8 +415,8 @@ def test_resumed_appender_rewrites_a_header_torn_by_a_crash(tmp_path: Path) -> N
 
 def test_resumed_appender_follows_the_files_check_columns(tmp_path: Path) -> None:
     path = tmp_path / "results.csv"
-    ResultsCsvAppender(path, with_check=True).close()
-    with ResultsCsvAppender(path, with_check=False) as resumed:
+    ResultsCsvAppender(path, columns=ResultColumns(check=True)).close()
+    with ResultsCsvAppender(path, columns=ResultColumns(check=False)) as resumed:
         assert resumed.with_check
         resumed.append(make_result())
     assert all(len(r) == len(RESULT_COLUMNS + CHECK_COLUMNS) for r in read_csv(path))
@@ -426,7 +426,7 @@ def test_resumed_appender_rejects_a_foreign_header(tmp_path: Path) -> None:
     path = tmp_path / "results.csv"
     path.write_bytes(b"name,value\r\na,1\r\n")
     with pytest.raises(ValueError, match="not a results.csv"):
-        ResultsCsvAppender(path, with_check=False)
+        ResultsCsvAppender(path, columns=ResultColumns(check=False))
     assert path.read_bytes() == b"name,value\r\na,1\r\n"
 
 

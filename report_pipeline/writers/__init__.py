@@ -27,10 +27,8 @@ if TYPE_CHECKING:
     from report_pipeline.writers.docx_out import write_docx
     from report_pipeline.writers.markdown import render_markdown, write_markdown
     from report_pipeline.writers.rows import (
+        ResultColumns,
         format_timestamp,
-        has_check_step,
-        result_columns,
-        result_row,
     )
     from report_pipeline.writers.safety import (
         neutralise_cell,
@@ -49,9 +47,7 @@ _MODULE_OF = {
     "render_markdown": "markdown",
     "write_markdown": "markdown",
     "format_timestamp": "rows",
-    "has_check_step": "rows",
-    "result_columns": "rows",
-    "result_row": "rows",
+    "ResultColumns": "rows",
     "neutralise_cell": "safety",
     "objective_csv_name": "safety",
     "slugify": "safety",
@@ -59,17 +55,15 @@ _MODULE_OF = {
 }
 
 __all__ = [
+    "ResultColumns",
     "ResultsCsvAppender",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
     "format_timestamp",
-    "has_check_step",
     "neutralise_cell",
     "objective_csv_name",
     "render_markdown",
-    "result_columns",
-    "result_row",
     "slugify",
     "write_docx",
     "write_markdown",

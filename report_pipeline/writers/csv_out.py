@@ -20,7 +20,7 @@ from typing import TextIO
 
 from report_pipeline.models import CHECK_COLUMNS, TaskResult
 from report_pipeline.writers.atomic import atomic_path
-from report_pipeline.writers.rows import COST_DECIMALS, full_row, result_columns
+from report_pipeline.writers.rows import COST_DECIMALS, ResultColumns, full_row
 
 __all__ = ["ResultsCsvAppender", "write_objective_csv"]
 
@@ -29,23 +29,20 @@ logger = logging.getLogger(__name__)
 ENCODING = "utf-8"
 
 
-def write_objective_csv(
-    path: str | os.PathLike[str], results: Iterable[TaskResult], *, with_check: bool, with_items: bool = False,
-    with_figures: bool = False,
-) -> Path:
+def write_objective_csv(path: str | os.PathLike[str], results: Iterable[TaskResult], *, columns: ResultColumns) -> Path:
     """Write one chapter's results to `path` atomically (header + one row per task).
 
     Returns the path written. Readers never see a partial file: it appears
     complete under its name or not at all.
     """
-    columns = result_columns(with_check=with_check, with_items=with_items, with_figures=with_figures)
+    names = columns.names
     target = Path(path)
     with atomic_path(target) as tmp:
         with open(tmp, "w", encoding=ENCODING, newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(columns)
+            writer.writerow(names)
             for result in results:
-                writer.writerow(_csv_record(result, columns))
+                writer.writerow(_csv_record(result, names))
     return target
 
 
@@ -62,14 +59,11 @@ class ResultsCsvAppender:
     next row starts on a fresh line.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, with_check: bool, with_items: bool = False,
-                 with_figures: bool = False, with_entity: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, columns: ResultColumns) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         existing, complete_bytes = _scan_existing(self.path)
-        wanted = result_columns(with_check=with_check, with_items=with_items, with_figures=with_figures,
-                                with_entity=with_entity)
-        self.columns = _choose_columns(self.path, existing, wanted)
+        self.columns = _choose_columns(self.path, existing, columns.names)
         if complete_bytes is not None:
             _cut_torn_tail(self.path, complete_bytes)
         self._lock = threading.Lock()
@@ -162,7 +156,7 @@ def _choose_columns(path: Path, existing: list[str] | None, wanted: tuple[str, .
     return found
 
 
-_KNOWN_HEADERS = {result_columns(with_check=c, with_items=i, with_figures=f, with_entity=e)
+_KNOWN_HEADERS = {ResultColumns(c, i, f, e).names
                   for c in (False, True) for i in (False, True) for f in (False, True) for e in (False, True)}
 
 

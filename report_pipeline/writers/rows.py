@@ -4,6 +4,7 @@ CSVs and the per-objective sheets of report.xlsx (DESIGN.md, "Outputs")."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from report_pipeline.models import (
@@ -17,47 +18,57 @@ from report_pipeline.models import (
 )
 from report_pipeline.writers.safety import neutralise_cell
 
-__all__ = ["format_timestamp", "full_row", "has_check_step", "has_figures", "has_items", "result_columns", "result_row",
-           "untraced_text"]
+__all__ = ["ResultColumns", "format_timestamp", "full_row", "untraced_text"]
 
 COST_DECIMALS = 6
 DURATION_DECIMALS = 3
 
 
-def result_columns(*, with_check: bool, with_items: bool = False, with_figures: bool = False,
-                   with_entity: bool = False) -> tuple[str, ...]:
-    """The column names, in contract order: `entity` first in a family run's results.csv, the check
-    columns when a check step ran, `items` when the run has a for_each task, then the figures
-    check's counts when it ran."""
-    return ((ENTITY_COLUMNS if with_entity else ()) + RESULT_COLUMNS + (CHECK_COLUMNS if with_check else ())
-            + (ITEM_COLUMNS if with_items else ()) + (FIGURE_COLUMNS if with_figures else ()))
+@dataclass(frozen=True)
+class ResultColumns:
+    """Which optional column groups a results table has, beside the columns every row has: the
+    check step's verdict, a for_each task's item count, the figures check's counts, and (in a
+    family run's results.csv) the entity. One value for results.csv, the chapter CSVs and
+    report.xlsx, so their headers cannot disagree."""
+
+    check: bool = False
+    items: bool = False
+    figures: bool = False
+    entity: bool = False
+
+    @classmethod
+    def of(cls, results: Iterable[TaskResult]) -> ResultColumns:
+        """The groups `results` have something for (a finished run's report.xlsx)."""
+        results = list(results)
+        return cls(check=_has_check_step(results), items=_has_items(results), figures=_has_figures(results))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The column names, in contract order: `entity` first, the check columns, `items`, then the
+        figures check's counts."""
+        return ((ENTITY_COLUMNS if self.entity else ()) + RESULT_COLUMNS + (CHECK_COLUMNS if self.check else ())
+                + (ITEM_COLUMNS if self.items else ()) + (FIGURE_COLUMNS if self.figures else ()))
+
+    def row(self, result: TaskResult) -> dict[str, object]:
+        """The row for `result`: exactly `names`, in order. Every string cell is neutralised against
+        formula injection; numbers stay numbers so spreadsheets can sum them."""
+        row = full_row(result)
+        return {name: row[name] for name in self.names}
 
 
-def has_check_step(results: Iterable[TaskResult]) -> bool:
+def _has_check_step(results: Iterable[TaskResult]) -> bool:
     """True when any task ran a `check` step, i.e. the check columns belong in the output."""
     return any("check" in r.steps or r.check_verdict or r.check_notes for r in results)
 
 
-def has_items(results: Iterable[TaskResult]) -> bool:
+def _has_items(results: Iterable[TaskResult]) -> bool:
     """True when any task went over items (for_each), i.e. the `items` column belongs in the output."""
     return any(r.items for r in results)
 
 
-def has_figures(results: Iterable[TaskResult]) -> bool:
+def _has_figures(results: Iterable[TaskResult]) -> bool:
     """True when the figures check ran on any task, i.e. its columns belong in the output."""
     return any(r.figures is not None for r in results)
-
-
-def result_row(result: TaskResult, *, with_check: bool, with_items: bool = False,
-               with_figures: bool = False) -> dict[str, object]:
-    """The row for `result`: exactly `result_columns(...)` for the same flags, in order.
-
-    Every string cell is neutralised against formula injection; numbers stay
-    numbers so spreadsheets can sum them.
-    """
-    row = full_row(result)
-    columns = result_columns(with_check=with_check, with_items=with_items, with_figures=with_figures)
-    return {name: row[name] for name in columns}
 
 
 def untraced_text(result: TaskResult) -> str:

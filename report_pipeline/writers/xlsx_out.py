@@ -25,11 +25,7 @@ from report_pipeline.writers.atomic import atomic_path
 from report_pipeline.writers.rows import (
     COST_DECIMALS,
     DURATION_DECIMALS,
-    has_check_step,
-    has_figures,
-    has_items,
-    result_columns,
-    result_row,
+    ResultColumns,
 )
 from report_pipeline.writers.safety import neutralise_cell
 
@@ -119,10 +115,8 @@ def write_xlsx(path: str | os.PathLike[str], report: ReportView) -> Path:
 
 def workbook_tables(report: ReportView) -> WorkbookTables:
     """The report's sheets as plain tables: Summary first, then one per chapter."""
-    with_check = has_check_step(report.all_results())
-    with_items = has_items(report.all_results())
-    with_figures = has_figures(report.all_results())
-    columns = result_columns(with_check=with_check, with_items=with_items, with_figures=with_figures)
+    chosen = ResultColumns.of(report.all_results())
+    columns = chosen.names
     summary_rows = [_summary_row(c.objective.objective_id, c.objective.title, c.results) for c in report.chapters]
     summary_rows.append(_summary_row("Total", "", report.all_results()))
     info = (
@@ -135,7 +129,7 @@ def workbook_tables(report: ReportView) -> WorkbookTables:
     sheets = [_table(SUMMARY_SHEET, SUMMARY_COLUMNS, summary_rows, wide=set(),
                      info=tuple((label, _cell_value(value)) for label, value in info))]
     for chapter, name in zip(report.chapters, sheet_names(report.chapters)):
-        rows = [result_row(r, with_check=with_check, with_items=with_items, with_figures=with_figures) for r in chapter.results]
+        rows = [chosen.row(r) for r in chapter.results]
         sheets.append(_table(name, columns, [[row[c] for c in columns] for row in rows], wide={"text"}))
     return WorkbookTables(xml_safe(report.project_name), f"run {report.run_id}", tuple(sheets))
 
