@@ -32,10 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
-from _common import add_common_flags, command_line, header, run_cli, warn_if_loaded, write_section
+from _common import _ts, add_common_flags, command_line, header, run_cli, warn_if_loaded, write_section
 
 from report_pipeline.bench import BENCH_KEY, BENCH_MODEL, OtherLoad, SimulatorProcess, Table, write_workbook
 
@@ -97,7 +96,7 @@ def ours(sheet: Path, settings: dict, out: Path, package: Path | None = None) ->
     if run.exit_code != 0:
         raise SystemExit(f"report-pipeline run failed (exit {run.exit_code}):\n{run.stderr}")
     phases = run.phases()
-    first = min(datetime.fromisoformat(c["started_at"].replace("Z", "+00:00")).timestamp() for c in run.calls)
+    first = min(_ts(c["started_at"]) for c in run.calls)
     return {"wall": run.wall_s, "first": first - run.launched,
             "calls": phases["calls"], "after": phases["reports"] + phases["exit"]}
 
