@@ -12,7 +12,6 @@ import hashlib
 import importlib
 import json
 import logging
-import os
 import secrets
 import threading
 import time
@@ -51,7 +50,7 @@ from .run.runner import TaskRunner
 from .run.scheduler import Halt, Scheduler, SchedulerHooks, make_executors
 from .text import a_few
 from .version import __version__
-from .watch.monitor import ResourceMonitor
+from .watch.monitor import ResourceMonitor, process_started_at
 from .workbook.data import DataStore
 from .workbook.family import FamilyData, family_selection
 from .writers import (
@@ -703,22 +702,6 @@ def _first_request_s(results: Sequence[TaskResult]) -> float | None:
     if not sent:
         return None
     return round(max(0.0, min(sent) - process_started_at()), 3)
-
-
-def process_started_at() -> float:
-    """When this process started, as a Unix time to the clock tick.
-
-    psutil's `create_time` adds the tick count to the boot time, which Linux gives in whole
-    seconds (up to a second off: it made start-up look 0.5 s slower); the uptime is precise."""
-    try:
-        with open("/proc/self/stat", encoding="ascii") as stat, open("/proc/uptime", encoding="ascii") as uptime:
-            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22, after the name
-            up = float(uptime.read().split()[0])
-        return time.time() - up + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        import psutil
-
-        return psutil.Process().create_time()
 
 
 def _import_when(ready: threading.Event, names: Sequence[str]) -> None:

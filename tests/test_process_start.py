@@ -11,7 +11,7 @@ def test_process_start_is_when_the_process_was_launched():
     # psutil's create_time counts from a boot time in whole seconds: up to a second off
     before = time.time()
     child = subprocess.run(
-        [sys.executable, "-c", "from report_pipeline.pipeline import process_started_at; print(process_started_at())"],
+        [sys.executable, "-c", "from report_pipeline.watch.monitor import process_started_at; print(process_started_at())"],
         capture_output=True, text=True, check=True,
     )
     after = time.time()

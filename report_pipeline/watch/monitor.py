@@ -12,8 +12,10 @@ when RSS passes the limit.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
+import time
 from dataclasses import dataclass
 
 import psutil
@@ -125,3 +127,17 @@ class ResourceMonitor:
         if rss_mb > self._rss_warn_mb and not self._warned:
             self._warned = True
             log.warning("memory: RSS %.0f MB passed the limit of %.0f MB (rss_warn_mb)", rss_mb, self._rss_warn_mb)
+
+
+def process_started_at() -> float:
+    """When this process started, as a Unix time to the clock tick.
+
+    psutil's `create_time` adds the tick count to the boot time, which Linux gives in whole
+    seconds (up to a second off: it made start-up look 0.5 s slower); the uptime is precise."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat, open("/proc/uptime", encoding="ascii") as uptime:
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22, after the name
+            up = float(uptime.read().split()[0])
+        return time.time() - up + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return psutil.Process().create_time()
