@@ -16,7 +16,7 @@ def test_process_start_is_when_the_process_was_launched():
     )
     after = time.time()
     started = float(child.stdout)
-    assert before - 0.02 <= started <= before + 0.25 < after  # launched, then importing the module took time
+    assert before - 0.02 <= started <= min(after, before + 0.25)  # at its launch, not when it read the clock
 
 
 #: what a run needs only once answers are in, or never for this workbook
