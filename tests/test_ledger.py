@@ -28,11 +28,12 @@ from report_pipeline.ledger.store import (
     CachedCall,
     Ledger,
     config_hash,
+    figures_from_json,
     items_from_json,
     request_hash,
     sheet_hash,
 )
-from report_pipeline.models import CallRecord, ItemResult, TaskResult
+from report_pipeline.models import CallRecord, FigureMark, ItemResult, TaskResult
 from report_pipeline.providers.base import ChatRequest
 from report_pipeline.providers.ratelimit import LearnedLimits
 
@@ -75,6 +76,7 @@ EXPECTED_TASKS = {
     "cost_usd": "REAL",
     "attempts": "INTEGER",
     "items": "TEXT",
+    "figures": "TEXT",
 }
 EXPECTED_CALLS = {
     "id": "INTEGER",
@@ -639,14 +641,17 @@ def test_completed_tasks_are_the_done_ones_with_their_text(ledger: Ledger) -> No
     assert [r.status for r in ledger.task_rows("run-1")] == ["done", "failed", "done"]
 
 
-def test_a_for_each_tasks_items_come_back_as_they_were_recorded(ledger: Ledger) -> None:
+def test_a_tasks_items_and_figure_marks_come_back_as_they_were_recorded(ledger: Ledger) -> None:
     items = (ItemResult(1, "Germany", text="Coal fell.", calls=(CallRecord("generate", "m", 10, 5, 0.001),)),
              ItemResult(2, "France", error="timeout", calls=(CallRecord("generate", "m", attempts=3),)))
-    ledger.record_task("run-1", dataclasses.replace(task_result("T1"), items=items))
-    ledger.record_task("run-1", task_result("T2"))
+    marks = (FigureMark(0, 2, "41", "Prices were 41.", "cell: prices[2024] = 41"), FigureMark(9, 12, "7%", "Up 7%."))
+    ledger.record_task("run-1", dataclasses.replace(task_result("T1"), items=items, figures=marks))
+    ledger.record_task("run-1", dataclasses.replace(task_result("T2"), figures=()))  # checked: no figure
+    ledger.record_task("run-1", task_result("T3"))  # not checked
     done = ledger.completed_tasks("run-1")
-    assert items_from_json(done["O1.T1"].items) == items
-    assert done["O1.T2"].items is None and items_from_json(None) == ()
+    assert (items_from_json(done["O1.T1"].items), figures_from_json(done["O1.T1"].figures)) == (items, marks)
+    assert items_from_json(done["O1.T2"].items) == () and figures_from_json(done["O1.T2"].figures) == ()
+    assert figures_from_json(done["O1.T3"].figures) is None
 
 
 def test_mark_interrupted_counts_what_was_recorded(ledger: Ledger) -> None:

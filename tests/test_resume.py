@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import shlex
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -457,11 +458,16 @@ def test_the_plain_final_lines_of_a_stopped_run_say_how_to_continue(tmp_path, ma
     assert "to continue it: report-pipeline run " in result.output
 
 
-def test_a_resumed_run_keeps_each_tasks_items_and_figures(tmp_path):
-    """The ledger keeps a task's text; its for_each items come back from the ledger and its figures
-    are traced again, so run.json, results.csv and the report match the run that finished them."""
+@pytest.mark.parametrize("marks_kept", [True, False], ids=["marks-from-the-ledger", "older-ledger-traced-again"])
+def test_a_resumed_run_keeps_each_tasks_items_and_figures(tmp_path, marks_kept):
+    """A kept task's for_each items and figure marks come back from the ledger (or, from a ledger that
+    has no marks, its figures are traced again), so run.json, results.csv and the report match the
+    run that finished them."""
     sheet = Path(__file__).resolve().parent.parent / "prompt_sheets" / "energy_transition.xlsx"
     first, _ = run(sheet, tmp_path / "out")
+    if not marks_kept:
+        with sqlite3.connect(tmp_path / "out" / "ledger.sqlite") as db:
+            db.execute("UPDATE tasks SET figures = NULL")
     before = {
         "run": json.loads((first.run_dir / "run.json").read_text(encoding="utf-8")),
         "report": _report_body(first.run_dir),

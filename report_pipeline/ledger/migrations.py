@@ -366,7 +366,8 @@ def m008_endpoint_concurrency(db: sqlite3.Connection) -> None:
 
 
 @migration
-def m009_task_items(db: sqlite3.Connection) -> None:
-    """A for_each task's items (each one's name, text or error, and calls, as JSON), so a run
-    resumed after the task finished still lists them in run.json and results.csv."""
-    _execute_all(db, "ALTER TABLE tasks ADD COLUMN items TEXT")
+def m009_task_items_and_figures(db: sqlite3.Connection) -> None:
+    """A for_each task's items (each one's name, text or error, and calls) and the figures check's
+    marks (NULL: not checked), as JSON, so a run resumed after the task finished still lists its
+    items and flags the same figures in run.json, results.csv and the report."""
+    _execute_all(db, "ALTER TABLE tasks ADD COLUMN items TEXT", "ALTER TABLE tasks ADD COLUMN figures TEXT")

@@ -52,7 +52,7 @@ from urllib.parse import quote
 
 from ..errors import LedgerError
 from ..logs import redact, url_without_credentials
-from ..models import CallRecord, CallText, ItemResult, TaskResult, Usage
+from ..models import CallRecord, CallText, FigureMark, ItemResult, TaskResult, Usage
 from ..providers.base import ChatResponse
 from ..providers.ratelimit import LearnedLimits
 from .migrations import MIGRATIONS, applied_migrations, check_schema, migrate
@@ -219,6 +219,7 @@ class TaskRow:
     cost_usd: float
     attempts: int
     items: str | None = None  # a for_each task's items as JSON (see `items_json`)
+    figures: str | None = None  # the figures check's marks as JSON; None: not checked (see `figures_json`)
 
 
 def items_json(items: Sequence[ItemResult]) -> str | None:
@@ -234,6 +235,21 @@ def items_from_json(text: str | None) -> tuple[ItemResult, ...]:
         return ()
     return tuple(ItemResult(**{**item, "calls": tuple(CallRecord(**call) for call in item.get("calls", ()))})
                  for item in json.loads(text))
+
+
+def figures_json(figures: Sequence[FigureMark] | None) -> str | None:
+    """The figures check's marks for the `tasks` row: None when the check did not run ("[]" when it
+    found no figure)."""
+    if figures is None:
+        return None
+    return json.dumps([dataclasses.asdict(mark) for mark in figures], ensure_ascii=False)
+
+
+def figures_from_json(text: str | None) -> tuple[FigureMark, ...] | None:
+    """The marks `figures_json` wrote; None when the row has none (not checked, or an older ledger)."""
+    if text is None:
+        return None
+    return tuple(FigureMark(**mark) for mark in json.loads(text))
 
 
 def prompt_messages(prompt: str | None) -> list[dict[str, Any]]:
@@ -351,8 +367,9 @@ WHERE run_id = ? AND status = 'running'
 _RECORD_TASK = """
 INSERT OR REPLACE INTO tasks (
     run_id, task_key, objective_id, task_id, title, status, error, started_at, finished_at, text,
-    model, steps, check_verdict, check_notes, prompt_tokens, completion_tokens, cost_usd, attempts, items
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    model, steps, check_verdict, check_notes, prompt_tokens, completion_tokens, cost_usd, attempts, items,
+    figures
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _RECORD_CALL = """
 INSERT INTO calls (
@@ -515,6 +532,7 @@ class Ledger:
             result.error, result.started_at or None, result.finished_at or None, result.text, result.model,
             ",".join(result.steps), result.check_verdict, result.check_notes, result.prompt_tokens,
             result.completion_tokens, result.cost_usd, result.attempts, items_json(result.items),
+            figures_json(result.figures),
         ))
 
     def record_call(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..errors import ConfigError
-from ..ledger.store import Ledger, TaskRow, items_from_json
+from ..ledger.store import Ledger, TaskRow, figures_from_json, items_from_json
 from ..models import CallRecord, TaskResult
 from ..providers.budget import CostMeter
 from .plan import Plan
@@ -96,4 +96,5 @@ def restore_result(row: TaskRow) -> TaskResult:
         error=row.error, text=row.text, model=row.model, steps=row.steps, calls=(record,),
         started_at=row.started_at or 0.0, finished_at=row.finished_at or 0.0,
         check_verdict=row.check_verdict, check_notes=row.check_notes, items=items_from_json(row.items),
+        figures=figures_from_json(row.figures),
     )

@@ -392,14 +392,17 @@ class TaskRunner:
         return tables
 
     def recheck_restored(self, restored: Mapping[str, TaskResult]) -> dict[str, TaskResult]:
-        """Tasks `--resume` keeps, with their figures traced again (no model): the ledger keeps a
-        task's text, not its figure marks, and the resumed report must flag what the run would have."""
-        if self._config.figures_check == "off" or not restored:
+        """Tasks `--resume` keeps, each with figure marks: the ones the ledger kept, else traced again
+        (no model; a ledger from before it kept them, or a run that had the check off), so the
+        resumed report flags what an uninterrupted run would."""
+        unchecked = [key for key, result in restored.items() if result.figures is None]
+        if self._config.figures_check == "off" or not unchecked:
             return dict(restored)
         from .figures import check_task_figures, marks_of
 
-        checked = {}
-        for key, result in restored.items():
+        checked = dict(restored)
+        for key in unchecked:
+            result = restored[key]
             task = self._plan.tasks[key]
             texts = self._dependency_texts(task, known=restored)
             try:
