@@ -505,3 +505,16 @@ def test_a_file_is_parsed_once_while_its_bytes_stay_the_same(tmp_path, monkeypat
     path.write_text("month,sales\nJan,20\n", encoding="utf-8")  # same size, saved within the same tick
     assert data.read_table(path)["sales"].tolist() == [20]
     assert len(parsed) == 2
+
+
+def test_a_table_too_big_to_keep_twice_is_parsed_again(tmp_path, monkeypatch):
+    from report_pipeline.workbook import data
+
+    parsed = []
+    real = data._read_file
+    monkeypatch.setattr(data, "_read_file", lambda path, sheet: parsed.append(path) or real(path, sheet))
+    monkeypatch.setattr(data, "_READ_KEEP_BYTES", 10)
+    path = tmp_path / "big.csv"
+    path.write_text("month,sales\nJan,10\nFeb,20\n", encoding="utf-8")
+    assert data.read_table(path)["sales"].tolist() == data.read_table(path)["sales"].tolist() == [10, 20]
+    assert len(parsed) == 2

@@ -495,8 +495,10 @@ def _read_excel(path: Path, sheet: str | None) -> pd.DataFrame:
 
 
 #: Files read by this process, by content: validation, the for_each check and the run's tables
-#: all read the same files before the first request (the oldest goes past this many).
+#: all read the same files before the first request (the oldest goes past this many). A table
+#: bigger than _READ_KEEP_BYTES is parsed again instead: a kept copy would double its memory.
 _READ_KEEP = 64
+_READ_KEEP_BYTES = 32 * 2**20
 _read: dict[tuple[str, str | None, str], pd.DataFrame] = {}
 _read_lock = threading.Lock()
 
@@ -518,6 +520,8 @@ def read_table(path: Path, sheet: str | None = None) -> pd.DataFrame:
         kept = _read.get(key)
     if kept is None:
         kept = _read_file(path, sheet)
+        if kept.memory_usage(index=True, deep=False).sum() > _READ_KEEP_BYTES:
+            return kept
         with _read_lock:
             _read[key] = kept
             while len(_read) > _READ_KEEP:
