@@ -300,8 +300,13 @@ class ReportGenerationPipeline:
                 if ledger is not None:
                     self._endpoint_memory(ledger, keep=True)
                 prefetch.join()
-                calls = ledger.call_texts(self.run_id) if ledger is not None else {}
-                result = self._finish(started, halt, monitor.stats.as_dict(), drawer, calls)
+
+                def calls_of(entity: str | None = None) -> dict[str, list[CallText]]:
+                    """The run's answered calls, or one family entity's: a family's are read an entity
+                    at a time (their prompts hold the tables: 0.75 MB an entity on the example)."""
+                    return ledger.call_texts(self.run_id, entity=entity) if ledger is not None else {}
+
+                result = self._finish(started, halt, monitor.stats.as_dict(), drawer, calls_of)
             finally:
                 if drawer is not None:
                     drawer.close()
@@ -561,7 +566,7 @@ class ReportGenerationPipeline:
 
     def _finish(
         self, started: float, halt: Halt | None, resources: dict[str, Any], drawer: DrawingProcess | None,
-        calls: Mapping[str, Sequence[CallText]],
+        calls_of: Callable[..., Mapping[str, Sequence[CallText]]],
     ) -> RunResult:
         from .writers.changes import write_changes
         from .writers.reports import write_reports
@@ -592,7 +597,7 @@ class ReportGenerationPipeline:
         family: list[EntityFolder] | None = None
         if self.family is not None:  # each entity's report in its folder; the run's own files at the root
             outputs = {k: v for k, v in outputs.items() if k in ("results_csv", "run_json", "run_log", "timeline_png")}
-            family = self._write_family(view, results, drawer, calls)
+            family = self._write_family(view, results, drawer, calls_of)
             # one changes.md for the family, at the run's root (each entity's chapters named with it)
             outputs.update(write_changes(self.config, view, {"report_md": self.run_dir / "report.md"},
                                          base=self.compare_to))
@@ -602,7 +607,7 @@ class ReportGenerationPipeline:
                 done_tasks=[self.plan.tasks[r.key] for r in view.all_results() if r.status == "done"],
                 data=self.data, charts=self._charts, drawer=drawer,
                 timeline_title=f"{self.config.project_name}: run {self.run_id}",
-                objective_titles={o.objective_id: o.title for o in self.plan.objectives}, calls=calls,
+                objective_titles={o.objective_id: o.title for o in self.plan.objectives}, calls=calls_of(),
             )
             outputs.update(write_changes(self.config, view, outputs, attachments=attachments, base=self.compare_to))
         finished = time.time()  # the run's duration includes writing its reports
@@ -639,7 +644,7 @@ class ReportGenerationPipeline:
     # -- a family run's outputs ------------------------------------------------------------
 
     def _write_family(self, view: ReportView, results: Sequence[TaskResult], drawer: DrawingProcess | None,
-                      calls: Mapping[str, Sequence[CallText]]) -> list[EntityFolder]:
+                      calls_of: Callable[..., Mapping[str, Sequence[CallText]]]) -> list[EntityFolder]:
         """Each entity's report.md/.docx/.xlsx/.html in `entities/<id>/`, under the workbook's own ids
         (its chapter CSVs were written as its chapters finished); then the run's one timeline."""
         from .writers.reports import write_reports
@@ -656,7 +661,8 @@ class ReportGenerationPipeline:
                 done_tasks=[local_task(self.plan.tasks[r.key]) for r in mine if r.status == "done"],
                 data=self.family.for_entity(entity.entity_id),
                 charts=ChartRenderer(folder, draw_png=draw_once), drawer=drawer,
-                timeline_title="", objective_titles={}, calls=local_calls(calls, entity.entity_id),
+                timeline_title="", objective_titles={},
+                calls=local_calls(calls_of(entity=entity.entity_id), entity.entity_id),
             )
             total = sum(len(self.plan.tasks_by_objective[o.objective_id]) for o in self.plan.objectives
                         if o.entity_id == entity.entity_id)

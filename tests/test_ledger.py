@@ -847,3 +847,14 @@ def test_call_seconds_are_the_latest_run_of_each_task_and_the_mean_call_of_each_
     tasks, models = ledger.call_seconds("openai", None, max_age_s=86_400)
     assert tasks == {"O1.T1": 3.0, "O1.T2": 4.0}
     assert models == {"gpt-4o-mini": 4.0, "gpt-5-mini": 4.0}
+
+
+def test_call_texts_of_one_family_entity_are_its_own_and_no_other(ledger: Ledger) -> None:
+    """A family run writes each entity's report from that entity's calls, read an entity at a time."""
+    for key in ("A~O1.T1", "A~O2.T1", "AB~O1.T1", "B~O1.T1", "A", "O1.T1"):
+        record(ledger, task_key=key, response_text=f"answer of {key}")
+    record(ledger, task_key="A~O1.T1", step="refine", status="error", response_text=None)
+    assert sorted(ledger.call_texts("run-1", entity="A")) == ["A~O1.T1", "A~O2.T1"]
+    assert [t.response for t in ledger.call_texts("run-1", entity="A")["A~O1.T1"]] == ["answer of A~O1.T1"]
+    assert sorted(ledger.call_texts("run-1", entity="AB")) == ["AB~O1.T1"]
+    assert len(ledger.call_texts("run-1")) == 6  # the whole run, as before

@@ -52,7 +52,7 @@ from urllib.parse import quote
 
 from ..errors import LedgerError
 from ..logs import redact, url_without_credentials
-from ..models import CallRecord, CallText, FigureMark, ItemResult, TaskResult, Usage
+from ..models import ENTITY_SEPARATOR, CallRecord, CallText, FigureMark, ItemResult, TaskResult, Usage
 from ..providers.base import ChatResponse
 from ..providers.ratelimit import LearnedLimits
 from .migrations import MIGRATIONS, applied_migrations, check_schema, migrate
@@ -759,11 +759,13 @@ class Ledger:
         `text` (case-insensitive, as written: `%` and `_` are not wildcards)."""
         return self._call_view(run_id=run_id, task_key=task_key, text=text, newest_first=True, limit=limit)
 
-    def call_texts(self, run_id: str) -> dict[str, list[CallText]]:
-        """Every answered call of a run by task key, in the order made: the rendered prompt and the
-        answer of each step, for the report's provenance panels."""
+    def call_texts(self, run_id: str, *, entity: str | None = None) -> dict[str, list[CallText]]:
+        """Every answered call of a run (of one family entity's tasks, `ENTITY~OBJ.TASK`) by task key,
+        in the order made: the rendered prompt and the answer of each step, for the report's
+        provenance panels."""
         texts: dict[str, list[CallText]] = {}
-        for row in self.call_rows(run_id):
+        prefix = f"{entity}{ENTITY_SEPARATOR}" if entity is not None else None
+        for row in self._call_view(run_id=run_id, task_prefix=prefix):
             if row["status"] == "ok":
                 texts.setdefault(row["task_key"], []).append(CallText(
                     row["step"], row["model"] or "", messages_text(prompt_messages(row["prompt"])),
@@ -771,7 +773,8 @@ class Ledger:
         return texts
 
     def _call_view(self, *, run_id: str | None = None, task_key: str | None = None, text: str | None = None,
-                   newest_first: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
+                   task_prefix: str | None = None, newest_first: bool = False,
+                   limit: int | None = None) -> list[dict[str, Any]]:
         """The calls that match, as dicts of `_CALL_VIEW_COLUMNS`."""
         self.flush()
         where, params = ["1 = 1"], []
@@ -781,6 +784,9 @@ class Ledger:
         if task_key:
             where.append("task_key = ?")
             params.append(task_key)
+        if task_prefix:  # a range, so the (run_id, task_key) index serves it
+            where.append("task_key >= ? AND task_key < ?")
+            params += [task_prefix, task_prefix[:-1] + chr(ord(task_prefix[-1]) + 1)]
         if text:
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             where.append("(prompt LIKE ? ESCAPE '\\' OR response LIKE ? ESCAPE '\\')")
