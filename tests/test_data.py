@@ -495,7 +495,7 @@ def test_a_file_is_parsed_once_while_its_bytes_stay_the_same(tmp_path, monkeypat
 
     parsed = []
     real = data._read_file
-    monkeypatch.setattr(data, "_read_file", lambda path, sheet: parsed.append(path) or real(path, sheet))
+    monkeypatch.setattr(data, "_read_file", lambda path, *rest: parsed.append(path) or real(path, *rest))
     path = tmp_path / "sales.csv"
     path.write_text("month,sales\nJan,10\n", encoding="utf-8")
     first = data.read_table(path)
@@ -512,7 +512,7 @@ def test_a_table_too_big_to_keep_twice_is_parsed_again(tmp_path, monkeypatch):
 
     parsed = []
     real = data._read_file
-    monkeypatch.setattr(data, "_read_file", lambda path, sheet: parsed.append(path) or real(path, sheet))
+    monkeypatch.setattr(data, "_read_file", lambda path, *rest: parsed.append(path) or real(path, *rest))
     monkeypatch.setattr(data, "_READ_KEEP_BYTES", 10)
     path = tmp_path / "big.csv"
     path.write_text("month,sales\nJan,10\nFeb,20\n", encoding="utf-8")

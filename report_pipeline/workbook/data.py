@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import math
 import re
 import threading
@@ -463,24 +464,23 @@ def _decimal_commas(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    with path.open("rb") as handle:
-        head = handle.read(_SNIFF_BYTES)
+def _read_csv(path: Path, content: bytes) -> pd.DataFrame:
+    head = content[:_SNIFF_BYTES]
     # utf-8-sig drops the byte-order mark Excel writes into "CSV UTF-8" files;
     # Excel's plain "CSV" on Windows is cp1252: try it before giving up
     for encoding in ("utf-8-sig", "cp1252"):
         delimiter = _sniff_delimiter(head.decode(encoding, errors="replace"))
         try:
-            frame = pd.read_csv(path, encoding=encoding, sep=delimiter)
+            frame = pd.read_csv(io.BytesIO(content), encoding=encoding, sep=delimiter)
         except UnicodeDecodeError:
             continue
         return _decimal_commas(frame) if delimiter == ";" else frame
     raise DataSourceError(f"{path}: not UTF-8 text — save it as \"CSV UTF-8\"")
 
 
-def _read_excel(path: Path, sheet: str | None) -> pd.DataFrame:
+def _read_excel(path: Path, sheet: str | None, content: bytes) -> pd.DataFrame:
     try:
-        with pd.ExcelFile(path, engine="openpyxl") as workbook:
+        with pd.ExcelFile(io.BytesIO(content), engine="openpyxl") as workbook:
             names = list(workbook.sheet_names)
             if sheet is not None and sheet not in names:
                 raise DataSourceError(f"{path.name} has no sheet {sheet!r} (it has: {', '.join(names)})", column="sheet")
@@ -512,14 +512,14 @@ def read_table(path: Path, sheet: str | None = None) -> pd.DataFrame:
     if path.is_dir():
         raise DataSourceError(f"{path} is a folder, not a CSV or XLSX file")
     try:
-        digest = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()  # a file saved twice in a tick
+        content = path.read_bytes()  # read once: hashed for the key, then parsed, so the two agree
     except OSError as error:
         raise DataSourceError(f"cannot read {path.name}: {error.strerror or error}") from None
-    key = (str(path.resolve()), sheet, digest)
+    key = (str(path.resolve()), sheet, hashlib.blake2b(content, digest_size=16).hexdigest())
     with _read_lock:
         kept = _read.get(key)
     if kept is None:
-        kept = _read_file(path, sheet)
+        kept = _read_file(path, sheet, content)
         if kept.memory_usage(index=True, deep=False).sum() > _READ_KEEP_BYTES:
             return kept
         with _read_lock:
@@ -529,7 +529,8 @@ def read_table(path: Path, sheet: str | None = None) -> pd.DataFrame:
     return kept.copy()
 
 
-def _read_file(path: Path, sheet: str | None) -> pd.DataFrame:
+def _read_file(path: Path, sheet: str | None, content: bytes) -> pd.DataFrame:
+    """`content`, the bytes of `path`, as a DataFrame (the path names it in errors)."""
     suffix = path.suffix.lower()
     try:
         if suffix in CSV_SUFFIXES:
@@ -537,9 +538,9 @@ def _read_file(path: Path, sheet: str | None) -> pd.DataFrame:
                 raise DataSourceError(
                     f"{path.name} is a CSV file: clear the sheet column (only .xlsx files have sheets)", column="sheet"
                 )
-            frame = _read_csv(path)
+            frame = _read_csv(path, content)
         elif suffix in EXCEL_SUFFIXES:
-            frame = _read_excel(path, sheet)
+            frame = _read_excel(path, sheet, content)
         else:
             raise DataSourceError(f"{path.name}: unsupported file type {suffix or '(none)'!r} — use .csv or .xlsx")
     except DataSourceError:
