@@ -79,6 +79,7 @@ from .variants import (
 )
 
 if TYPE_CHECKING:
+    from ..checks.figures import FigureCheck
     from .figures import RunTables  # numpy: imported on use
 
 log = logging.getLogger("report_pipeline.runner")
@@ -398,23 +399,31 @@ class TaskRunner:
         unchecked = [key for key, result in restored.items() if result.figures is None]
         if self._config.figures_check == "off" or not unchecked:
             return dict(restored)
-        from .figures import check_task_figures, marks_of
+        from .figures import marks_of
 
         checked = dict(restored)
         for key in unchecked:
-            result = restored[key]
             task = self._plan.tasks[key]
             texts = self._dependency_texts(task, known=restored)
-            try:
-                prompt = "" if task.for_each else self.render(task, texts)
-                check = check_task_figures(task, result.text, tables=self._run_tables(task), dependencies=texts,
-                                           prompt=prompt, style=self._number_style)
-            except Exception as error:  # noqa: BLE001 - as in a run: a check that cannot run fails nothing
-                log.warning("task %s: figures not checked: %s: %s", key, type(error).__name__, error)
-                checked[key] = result
-                continue
-            checked[key] = dataclasses.replace(result, figures=marks_of(check))
+            check = self._traced(task, restored[key].text, texts,
+                                 lambda: "" if task.for_each else self.render(task, texts))  # noqa: B023 - called now
+            if check is not None:
+                checked[key] = dataclasses.replace(restored[key], figures=marks_of(check))
         return checked
+
+    def _traced(
+        self, task: Task, text: str, texts: Mapping[str, str], prompt: str | Callable[[], str]
+    ) -> FigureCheck | None:
+        """`text`'s figures traced to what `task` was given (its prompt, or what renders it); None, with a
+        warning, when the check cannot run: a check never fails the task it checks."""
+        from .figures import check_task_figures
+
+        try:
+            return check_task_figures(task, text, tables=self._run_tables(task), dependencies=texts,
+                                      prompt=prompt if isinstance(prompt, str) else prompt(), style=self._number_style)
+        except Exception as error:  # noqa: BLE001
+            log.warning("task %s: figures not checked: %s: %s", task.key, type(error).__name__, error)
+            return None
 
     def _check_figures(
         self, task: Task, outcome: _Outcome, prompt: str, texts: Mapping[str, str], calls: _CallLog
@@ -424,12 +433,8 @@ class TaskRunner:
         from .figures import check_task_figures, fix_request_context, marks_of, task_tables  # numpy: on use
 
         store = self._store(task)
-        tables = self._run_tables(task)
-        try:
-            check = check_task_figures(task, outcome.text, tables=tables, dependencies=texts, prompt=prompt,
-                                       style=self._number_style)
-        except Exception as error:  # noqa: BLE001 - a check that cannot run never fails the task it checks
-            log.warning("task %s: figures not checked: %s: %s", task.key, type(error).__name__, error)
+        check = self._traced(task, outcome.text, texts, prompt)
+        if check is None:
             return outcome, None
         if check.untraced and self._config.figures_check == "fix":
             # the task's prompt carries its tables; a for_each task's prompts are per item, so it gets them whole
@@ -447,8 +452,8 @@ class TaskRunner:
             if fixed:
                 before = check.untraced_count
                 outcome = dataclasses.replace(outcome, text=fixed)
-                check = check_task_figures(task, fixed, tables=tables, dependencies=texts, prompt=prompt,
-                                           style=self._number_style)
+                check = check_task_figures(task, fixed, tables=self._run_tables(task), dependencies=texts,
+                                           prompt=prompt, style=self._number_style)
                 log.info("task %s: figures fix: %d untraced before, %d after", task.key, before, check.untraced_count)
         if check.untraced:
             log.info("task %s: %s", task.key, check.summary())
