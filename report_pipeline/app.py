@@ -72,10 +72,8 @@ def family_sheet(sheet: PromptSheet, config: RunConfig) -> PromptSheet:
 
 def _check_items(sheet: PromptSheet, config: RunConfig) -> None:
     """Each for_each task's table, loaded: its column, that it has rows, and at most `max_items` items."""
-    from .workbook.data import DataStore
+    from .workbook.data import DataStore, filter_entity_fields
     from .workbook.items import item_problems, parse_for_each
-
-    from .workbook.data import filter_entity_fields
 
     def own_to_each_entity(name: str) -> bool:  # bound per entity at run time; the runner checks its rows
         source = sheet.data_sources.get(name)

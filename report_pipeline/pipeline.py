@@ -34,7 +34,7 @@ from .ledger.history import resume_command
 from .ledger.runlock import RunLock
 from .ledger.store import Ledger, config_hash, sheet_hash
 from .logs import redact, run_log
-from .models import ENTITY_SEPARATOR, CallText, Objective, PromptSheet, ReportView, Task, TaskResult, Usage
+from .models import CallText, Objective, PromptSheet, ReportView, Task, TaskResult, Usage, split_entity
 from .providers import Provider
 from .providers.controls import CallControls
 from .providers.factory import make_provider, open_endpoint
@@ -651,11 +651,18 @@ class ReportGenerationPipeline:
 
         assert self.family is not None
         draw_once = SameChartOnce(self._draw_chart)
+        by_entity: dict[str, list[TaskResult]] = {}  # grouped once, not scanned per entity
+        for result in results:
+            by_entity.setdefault(split_entity(result.objective_id)[0], []).append(result)
+        tasks_of: dict[str, int] = {}
+        for objective in self.plan.objectives:
+            tasks_of[objective.entity_id] = (tasks_of.get(objective.entity_id, 0)
+                                             + len(self.plan.tasks_by_objective[objective.objective_id]))
         folders = []
         for entity in self.sheet.family:
             own = entity_view(view, entity)
             folder = entity_dir(self.run_dir, entity.entity_id)
-            mine = [r for r in results if r.objective_id.startswith(entity.entity_id + ENTITY_SEPARATOR)]
+            mine = by_entity.get(entity.entity_id, [])
             write_reports(
                 own, {kind: folder / name for kind, name in _ENTITY_REPORTS.items()}, results=mine,
                 done_tasks=[local_task(self.plan.tasks[r.key]) for r in mine if r.status == "done"],
@@ -664,9 +671,7 @@ class ReportGenerationPipeline:
                 timeline_title="", objective_titles={},
                 calls=local_calls(calls_of(entity=entity.entity_id), entity.entity_id),
             )
-            total = sum(len(self.plan.tasks_by_objective[o.objective_id]) for o in self.plan.objectives
-                        if o.entity_id == entity.entity_id)
-            folders.append(EntityFolder.of(entity, [local_result(r) for r in mine], total))
+            folders.append(EntityFolder.of(entity, [local_result(r) for r in mine], tasks_of.get(entity.entity_id, 0)))
         self._family_timeline(drawer, results)
         return folders
 
