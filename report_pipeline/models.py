@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 STEP_NAMES: tuple[str, ...] = ("generate", "refine", "check")
 TaskStatus = Literal["done", "failed", "skipped"]
@@ -255,6 +255,14 @@ class TaskResult:
         if not self.started_at or not self.finished_at:
             return 0.0
         return max(0.0, self.finished_at - self.started_at)
+
+
+def status_counts(results: Iterable[TaskResult]) -> dict[str, int]:
+    """How many of `results` are done, failed and skipped (every status, zeros included)."""
+    counts = dict.fromkeys(get_args(TaskStatus), 0)
+    for result in results:
+        counts[result.status] += 1
+    return counts
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from .ledger.history import resume_command
 from .ledger.runlock import RunLock
 from .ledger.store import Ledger, config_hash, sheet_hash
 from .logs import redact, run_log
-from .models import CallText, Objective, PromptSheet, ReportView, Task, TaskResult, Usage, split_entity
+from .models import CallText, Objective, PromptSheet, ReportView, Task, TaskResult, Usage, split_entity, status_counts
 from .providers import Provider
 from .providers.controls import CallControls
 from .providers.factory import make_provider, open_endpoint
@@ -573,7 +573,7 @@ class ReportGenerationPipeline:
 
         finished = time.time()
         results = self.results.all_results()
-        counts = {s: sum(r.status == s for r in results) for s in ("done", "failed", "skipped")}
+        counts = status_counts(results)
         counts["total"] = self.plan.task_count
         status, exit_code = _outcome(counts, halt)
         first = _first_request_s(results)
@@ -669,7 +669,7 @@ class ReportGenerationPipeline:
                 data=self.family.for_entity(entity.entity_id),
                 charts=ChartRenderer(folder, draw_png=draw_once), drawer=drawer,
                 timeline_title="", objective_titles={},
-                calls=local_calls(calls_of(entity=entity.entity_id), entity.entity_id),
+                calls=local_calls(calls_of(entity=entity.entity_id)),
             )
             folders.append(EntityFolder.of(entity, [local_result(r) for r in mine], tasks_of.get(entity.entity_id, 0)))
         self._family_timeline(drawer, results)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..models import CallText, Chapter, Entity, ReportView, Task, TaskResult, Usage, split_entity
+from ..models import CallText, Chapter, Entity, ReportView, Task, TaskResult, Usage, split_entity, status_counts
 
 __all__ = ["ENTITIES_DIR", "EntityFolder", "SameChartOnce", "entity_dir", "entity_view", "local_calls",
            "local_result", "local_task"]
@@ -51,8 +51,8 @@ class EntityFolder:
 
     @classmethod
     def of(cls, entity: Entity, results: Sequence[TaskResult], total: int) -> EntityFolder:
-        counts = {s: sum(r.status == s for r in results) for s in ("done", "failed", "skipped")}
-        return cls(entity, f"{ENTITIES_DIR}/{entity.entity_id}", {**counts, "total": total}, Usage.of(results))
+        return cls(entity, f"{ENTITIES_DIR}/{entity.entity_id}", {**status_counts(results), "total": total},
+                   Usage.of(results))
 
 
 def local_result(result: TaskResult) -> TaskResult:
@@ -65,14 +65,10 @@ def local_task(task: Task) -> Task:
                                depends_on=tuple(split_entity(ref)[1] for ref in task.depends_on))
 
 
-def local_calls(calls: Mapping[str, Sequence[CallText]], entity_id: str) -> dict[str, list[CallText]]:
-    """The entity's task key -> calls, keyed `OBJ.TASK` (report.html's provenance panels; it puts a
-    for_each task's item calls in item order)."""
-    return {split_entity(key)[1]: list(value) for key, value in calls.items()
-            if split_entity(key)[0] == entity_id}
-
-
-
+def local_calls(calls: Mapping[str, Sequence[CallText]]) -> dict[str, list[CallText]]:
+    """One entity's calls (`Ledger.call_texts(run, entity=ID)`) keyed `OBJ.TASK`, as its report.html's
+    provenance panels name them (they put a for_each task's item calls in item order)."""
+    return {split_entity(key)[1]: list(value) for key, value in calls.items()}
 
 
 def entity_view(view: ReportView, entity: Entity) -> ReportView:
