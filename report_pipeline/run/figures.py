@@ -18,19 +18,14 @@ from ..checks.numbers import NumberStyle
 from ..checks.tables import SourceTable
 from ..models import FigureMark, Task
 from ..workbook.data import DataStore
-from ..workbook.items import expand_items, parse_for_each
+from ..workbook.items import expand_items, parse_for_each, task_table_names
 
 __all__ = ["RunTables", "check_task_figures", "fix_request_context", "marks_of", "task_tables"]
 
 
 def task_tables(task: Task, data: DataStore) -> list[str]:
-    """The names of the tables the task was given: its `data`, then its for_each table."""
-    names = list(task.data)
-    if task.for_each:
-        table = parse_for_each(task.for_each).table
-        if table not in names:
-            names.append(table)
-    return [name for name in names if name in data]
+    """The names of the tables the task was given (its `data`, then its for_each table) that `data` holds."""
+    return [name for name in task_table_names(task) if name in data]
 
 
 class RunTables:

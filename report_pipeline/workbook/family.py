@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataSourceError, PromptSheetError, SheetProblem
-from ..models import ENTITY_SEPARATOR, DataSource, Entity, PromptSheet, Task, split_entity
+from ..models import ENTITY_SEPARATOR, DataSource, Entity, PromptSheet, split_entity
 from .data import (
     CSV_SUFFIXES,
     EXCEL_SUFFIXES,
@@ -36,6 +36,7 @@ from .data import (
     parse_filter,
     read_table,
 )
+from .items import task_table_names
 from .templates import analyse_template
 
 if TYPE_CHECKING:
@@ -253,7 +254,7 @@ def family_problems(sheet: PromptSheet, entities: Sequence[Entity] | None) -> li
             continue
         problems.extend(SheetProblem("tasks", message, row=task.row, column="prompt")
                         for message in analyse_template(task.prompt).entity_problems(fields))
-    used = {name for task in sheet.tasks if task.enabled for name in _tables_of(task)}
+    used = {name for task in sheet.tasks if task.enabled for name in task_table_names(task)}
     for name, source in sheet.data_sources.items():
         if not source.filter or name not in used:
             continue
@@ -280,13 +281,6 @@ def family_problems(sheet: PromptSheet, entities: Sequence[Entity] | None) -> li
                                              row=source.row, column="filter"))
                 break
     return problems
-
-
-def _tables_of(task: Task) -> list[str]:
-    names = list(task.data)
-    if task.for_each:
-        names.append(task.for_each.partition(".")[0])
-    return names
 
 
 # -- the family's data ----------------------------------------------------------------------------

@@ -18,11 +18,13 @@ from ..lazy import lazy_module
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from ..models import Task
 else:
     pd = lazy_module("pandas")  # the reader parses for_each without loading pandas
 
 __all__ = ["DEFAULT_MAX_ITEMS", "ForEach", "Item", "count_items", "expand_items", "item_number", "item_problems",
-           "parse_for_each"]
+           "parse_for_each", "task_table_names"]
 
 #: More items than this is refused before anything is sent: a typo must not send 10,000 calls.
 DEFAULT_MAX_ITEMS = 200
@@ -74,6 +76,16 @@ def parse_for_each(text: str) -> ForEach:
     if dot and not column:
         raise ValueError(f"for_each {text!r}: name the column after the dot (e.g. {table}.country), or drop the dot")
     return ForEach(table, column or None)
+
+
+def task_table_names(task: Task) -> list[str]:
+    """The tables a task reads: its `data`, then its for_each table (once)."""
+    names = list(task.data)
+    if task.for_each:
+        table = parse_for_each(task.for_each).table
+        if table not in names:
+            names.append(table)
+    return names
 
 
 def item_problems(spec: ForEach, frame: pd.DataFrame, *, max_items: int = DEFAULT_MAX_ITEMS) -> list[str]:
