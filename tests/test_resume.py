@@ -491,3 +491,31 @@ def _report_body(run_dir: Path) -> list[str]:
     """report.md without its `Generated:` line (the minute it was written)."""
     lines = (run_dir / "report.md").read_text(encoding="utf-8").splitlines()
     return [line for line in lines if not line.startswith("- Generated:")]
+
+
+def test_a_kept_task_whose_figures_cannot_be_traced_again_keeps_its_text_and_says_why(tmp_path, caplog):
+    """recheck_restored, for a ledger row without marks: traced when it can be; when its prompt no
+    longer renders (here a dependency the resume did not keep), a warning and no marks, never a failure."""
+    from report_pipeline.models import TaskResult
+    from report_pipeline.run.plan import build_plan
+    from report_pipeline.run.results import ReportStructureManager
+    from report_pipeline.run.runner import TaskRunner
+    from report_pipeline.workbook.data import DataStore
+
+    sheet = load_prompt_sheet(make_workbook(
+        tmp_path / "wb", objectives=[{"objective_id": "o", "title": "O"}],
+        tasks=[{"objective_id": "o", "task_id": "a", "prompt": "Sales were 41 in 2024."},
+               {"objective_id": "o", "task_id": "b", "prompt": 'Sum up: {{ results["o.a"] }}', "depends_on": "o.a"}],
+    ))
+    config = load_config(overrides={"output_dir": tmp_path / "out"}, environ={})
+    plan = build_plan(sheet)
+    runner = TaskRunner(config=config, sheet=sheet, plan=plan, data=DataStore(sheet.data_sources),
+                        results=ReportStructureManager(plan), call=lambda request: None)
+    kept = {key: TaskResult(objective_id="o", task_id=key[2:], title=key, status="done", text="Sales were 41 and 7.")
+            for key in ("o.a", "o.b")}
+    both = runner.recheck_restored(kept)
+    assert [m.traced for m in both["o.a"].figures] == [True, False]  # 41 is in its prompt, 7 is nowhere
+    with caplog.at_level("WARNING"):
+        alone = runner.recheck_restored({"o.b": kept["o.b"]})  # o.a not kept: results["o.a"] is undefined
+    assert alone["o.b"].figures is None and alone["o.b"].text == "Sales were 41 and 7."
+    assert "o.b: figures not checked" in caplog.text
